@@ -1,0 +1,21 @@
+"""Shared fixtures. Tests run on a 2-core CPU: keep models tiny and threads few."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

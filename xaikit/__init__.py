@@ -1,0 +1,2 @@
+"""xaikit: explain deep-learning models on medical images."""
+__version__ = "0.1.0"
