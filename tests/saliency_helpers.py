@@ -1,0 +1,58 @@
+"""Tiny seeded models and model-state checks shared by the saliency tests."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from xaikit.saliency.safety import HOOK_DICTS
+
+
+def tiny_cnn(bias: bool = True, bn: bool = False, classes: int = 3, seed: int = 0, dtype=torch.float64) -> nn.Module:
+    """conv-relu-conv-relu (features, 8x8) -> avgpool -> linear; optional BatchNorm after each conv."""
+    torch.manual_seed(seed)
+    layers = [nn.Conv2d(2, 4, 3, padding=1, bias=bias)]
+    layers += [nn.BatchNorm2d(4)] if bn else []
+    layers += [nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1, bias=bias)]
+    layers += [nn.BatchNorm2d(6)] if bn else []
+    layers += [nn.ReLU()]
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(*layers))
+    model.add_module("pool", nn.AvgPool2d(2))
+    model.add_module("flatten", nn.Flatten())
+    model.add_module("fc", nn.Linear(6 * 4 * 4, classes, bias=bias))
+    if bn:
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.1, 0.1)
+    return model.to(dtype).eval()
+
+
+def tiny_inputs(n: int = 2, seed: int = 1, dtype=torch.float64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 2, 8, 8, generator=g, dtype=dtype)
+
+
+def snapshot(model: nn.Module) -> dict:
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "modes": [m.training for m in model.modules()],
+        "grads": [p.requires_grad for p in model.parameters()],
+        "forwards": [m.forward for m in model.modules()],
+        "children": [tuple(n for n, _ in m.named_children()) for m in model.modules()],
+    }
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    hooks = [(type(m).__name__, d) for m in model.modules() for d in HOOK_DICTS if len(getattr(m, d, {}))]
+    assert not hooks, f"hooks left behind: {hooks}"
+    after = snapshot(model)
+    assert after["modes"] == before["modes"]
+    assert after["grads"] == before["grads"]
+    assert after["children"] == before["children"]
+    assert all("forward" not in vars(m) for m in model.modules()), "an instance-level forward was left behind"
+    assert before["state"].keys() == after["state"].keys()
+    for k, v in before["state"].items():
+        assert torch.equal(v, after["state"][k]), f"{k} changed"

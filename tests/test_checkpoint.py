@@ -1,0 +1,171 @@
+"""xaikit.checkpoint: round trip, weights_only loading, preprocessing checks, damaged and foreign files."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from xaikit import checkpoint as ck
+from xaikit.checkpoint import check_preprocess, load_checkpoint, save_checkpoint
+from xaikit.errors import ArgumentError, CheckpointError, PreprocessMismatchError, XaikitError
+from xaikit.models import build_model
+
+CLASSES = ["normal", "pneumonia"]
+PREP = {"size": [64, 64], "channels": 1, "normalize": "percentile", "clip": [0.5, 99.5]}
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    m = build_model("small_cnn", num_classes=2, widths=(4, 8))
+    with torch.no_grad():  # non-trivial batch-norm statistics, so a lost buffer would show
+        for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    return m
+
+
+@pytest.fixture
+def saved(tmp_path, model):
+    path = save_checkpoint(tmp_path / "model.pt", model, classes=CLASSES, preprocess=PREP,
+                           summary={"best_epoch": 3, "val_roc_auc": torch.tensor(0.97).item()})
+    return path
+
+
+def test_round_trip_gives_the_same_outputs_and_records(saved, model):
+    ckpt = load_checkpoint(saved, preprocess=PREP)
+    x = torch.randn(3, 1, 32, 32)
+    model.eval()
+    torch.testing.assert_close(ckpt.model(x), model(x), rtol=0, atol=0)
+    assert not ckpt.model.training
+    assert ckpt.arch == "small_cnn" and ckpt.arch_kwargs["widths"] == [4, 8]
+    assert ckpt.classes == CLASSES and ckpt.model.xaikit_classes == CLASSES
+    assert ckpt.model.xaikit_preprocess == PREP and ckpt.preprocess_dict == PREP
+    assert ckpt.summary == {"best_epoch": 3, "val_roc_auc": pytest.approx(0.97)}
+    assert len(ckpt.sha256) == 64
+
+
+def test_file_loads_with_plain_weights_only_torch_load(saved):
+    payload = torch.load(saved, weights_only=True)
+    assert payload["format"] == ck.FORMAT and payload["format_version"] == ck.FORMAT_VERSION
+    assert set(payload["state_dict"]) == set(build_model("small_cnn", 2, widths=(4, 8)).state_dict())
+
+
+def test_a_different_preprocess_is_refused_naming_the_keys(saved):
+    other = {**PREP, "size": [128, 128], "normalize": "imagenet"}
+    with pytest.raises(PreprocessMismatchError) as info:
+        load_checkpoint(saved, preprocess=other)
+    message = str(info.value)
+    assert "size: model=[64, 64], given=[128, 128]" in message
+    assert "normalize: model='percentile', given='imagenet'" in message
+    assert "channels" not in message
+    model = load_checkpoint(saved).model
+    with pytest.raises(PreprocessMismatchError, match="extra: model='<missing>', given=1"):
+        check_preprocess(model, {**PREP, "extra": 1})
+    check_preprocess(model, dict(PREP, size=(64, 64)))  # tuples and lists compare equal
+
+
+def test_preprocess_objects_are_compared_through_to_dict(saved):
+    class Prep:
+        def __init__(self, size):
+            self.size = size
+
+        def to_dict(self):
+            return {**PREP, "size": self.size}
+
+    check_preprocess(load_checkpoint(saved).model, Prep([64, 64]))
+    with pytest.raises(PreprocessMismatchError):
+        check_preprocess(load_checkpoint(saved).model, Prep([32, 32]))
+
+
+def test_checking_a_model_without_a_record_warns(model):
+    with pytest.warns(UserWarning, match="cannot be checked"):
+        check_preprocess(model, PREP)
+
+
+def test_truncated_file_is_a_checkpoint_error(saved):
+    data = saved.read_bytes()
+    saved.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(saved)
+
+
+def _rewrite(path, **changes):
+    payload = torch.load(path, weights_only=True)
+    payload.update(changes)
+    torch.save(payload, path)
+    return payload
+
+
+def test_tampered_weights_are_detected(saved):
+    payload = torch.load(saved, weights_only=True)
+    state = dict(payload["state_dict"])
+    state["classifier.bias"] = state["classifier.bias"] + 1e-3
+    _rewrite(saved, state_dict=state)
+    with pytest.raises(CheckpointError, match="modified or corrupted"):
+        load_checkpoint(saved)
+
+
+def test_tampered_metadata_is_detected(saved):
+    _rewrite(saved, classes=["pneumonia", "normal"])
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(saved)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path, model):
+    # a checkpoint written consistently (valid digest) but claiming resnet18 for small_cnn weights
+    path = save_checkpoint(tmp_path / "m.pt", model, classes=CLASSES, preprocess=PREP)
+    payload = torch.load(path, weights_only=True)
+    meta = {k: payload[k] for k in ck._META_KEYS} | {"arch": "resnet18", "arch_kwargs": {"num_classes": 2,
+                                                                                         "in_channels": 1}}
+    torch.save({**payload, **meta, "sha256": ck._digest(meta, payload["state_dict"])}, path)
+    with pytest.raises(CheckpointError, match="do not fit architecture 'resnet18'.*missing"):
+        load_checkpoint(path)
+
+
+def test_saving_under_a_wrong_architecture_is_refused(tmp_path, model):
+    with pytest.raises(ArgumentError, match="do not fit architecture 'resnet18'"):
+        save_checkpoint(tmp_path / "m.pt", model, arch="resnet18", arch_kwargs={"num_classes": 2},
+                        classes=CLASSES)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_plain_state_dict_and_pickled_objects_are_not_checkpoints(tmp_path, model):
+    plain = tmp_path / "plain.pt"
+    torch.save(model.state_dict(), plain)
+    with pytest.raises(CheckpointError, match="not an xaikit checkpoint"):
+        load_checkpoint(plain)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": ck.FORMAT, "obj": warnings.WarningMessage}, evil)  # a class: refused by weights_only
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_checkpoint(evil)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_summary_must_be_plain_and_a_failed_save_keeps_the_old_file(saved, model):
+    before = saved.read_bytes()
+    with pytest.raises(ArgumentError, match="summary must hold plain values"):
+        save_checkpoint(saved, model, classes=CLASSES, summary={"model": model})
+    assert saved.read_bytes() == before
+    with pytest.raises(ArgumentError, match="2 outputs"):
+        save_checkpoint(saved, model, classes=["a", "b", "c"])
+
+
+def test_model_without_architecture_record_needs_arch(tmp_path):
+    with pytest.raises(ArgumentError, match="build_model"):
+        save_checkpoint(tmp_path / "m.pt", torch.nn.Linear(2, 2), classes=CLASSES)
+
+
+def test_preprocess_property_rebuilds_the_object(saved):
+    data = pytest.importorskip("xaikit.data")
+    if not hasattr(data, "Preprocess"):
+        pytest.skip("xaikit.data.Preprocess not available yet")
+    prep = data.Preprocess()
+    path = save_checkpoint(saved, load_checkpoint(saved).model, classes=CLASSES, preprocess=prep)
+    assert load_checkpoint(path, preprocess=prep).preprocess == prep
+
+
+def test_errors_are_xaikit_errors():
+    assert issubclass(CheckpointError, XaikitError) and issubclass(PreprocessMismatchError, XaikitError)

@@ -1,0 +1,143 @@
+"""xaikit.models: the registry, 1-channel stems, pretrained weights from the local cache only, layer helpers."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from xaikit.errors import ArgumentError, ModelError, XaikitError
+from xaikit.models import (ARCHITECTURES, SmallCNN, _adapt_conv, _densenet_legacy_keys, build_model,
+                           classifier_layer, freeze_backbone, last_conv_layer, pretrained_weights_path, unfreeze)
+
+EXPECTED = {"small_cnn", "resnet18", "resnet50", "densenet121", "efficientnet_b0", "vgg11_bn"}
+
+
+def test_registry_holds_the_documented_architectures():
+    assert EXPECTED <= set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_takes_grey_images_and_returns_logits(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=3, in_channels=1).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, 64, 64))
+    assert out.shape == (2, 3)
+    assert model.xaikit_arch == arch and model.xaikit_arch_kwargs["num_classes"] == 3
+    assert model.get_submodule(classifier_layer(model)).out_features == 3
+    conv = model.get_submodule(last_conv_layer(model, (64, 64)))
+    assert isinstance(conv, nn.Conv2d)
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert first.in_channels == 1
+
+
+def test_small_cnn_is_small_and_fast_enough_for_the_sample_model():
+    model = build_model("small_cnn", num_classes=2)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 50_000 < n_params < 300_000  # < 1.2 MB of float32 weights
+    assert not any(isinstance(m, nn.ReLU) and m.inplace for m in model.modules())  # captum-friendly
+    assert model(torch.randn(1, 1, 128, 128)).shape == (1, 2)
+    assert isinstance(model, SmallCNN)
+
+
+def test_last_conv_layer_skips_pooled_1x1_convs_and_restores_mode():
+    model = build_model("efficientnet_b0", num_classes=2)
+    model.train()
+    name = last_conv_layer(model, (64, 64))
+    assert name == "features.8.0"  # not a squeeze-excitation conv working on pooled 1x1 features
+    assert model.training
+    assert all(not m._forward_hooks for m in model.modules())
+    small = build_model("small_cnn", num_classes=2).eval()
+    assert last_conv_layer(small) == "features.3.0"
+    assert not small.training
+
+
+def test_freeze_backbone_leaves_only_the_head_trainable_and_unfreeze_undoes_it():
+    model = build_model("resnet18", num_classes=2)
+    freeze_backbone(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.weight", "fc.bias"}
+    unfreeze(model)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_unknown_architecture_lists_the_known_ones():
+    with pytest.raises(ModelError, match="unknown architecture 'resnet9000'.*small_cnn"):
+        build_model("resnet9000", num_classes=2)
+
+
+@pytest.mark.parametrize("k", [1, 0, -3])
+def test_fewer_than_two_classes_is_refused(k):
+    with pytest.raises(ArgumentError, match="at least 2 classes"):
+        build_model("small_cnn", num_classes=k)
+
+
+def test_unknown_keyword_is_a_model_error():
+    with pytest.raises(ModelError, match="cannot build 'small_cnn'"):
+        build_model("small_cnn", num_classes=2, depth=7)
+
+
+def test_pretrained_small_cnn_does_not_exist():
+    with pytest.raises(ModelError, match="no pretrained weights"):
+        build_model("small_cnn", num_classes=2, pretrained=True)
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    return tmp_path / "hub" / "checkpoints"
+
+
+def test_pretrained_weights_missing_from_cache_name_the_file_and_never_download(hub):
+    with pytest.raises(ModelError) as info:
+        build_model("resnet18", num_classes=2, pretrained=True)
+    message = str(info.value)
+    assert "resnet18-f37072fd.pth" in message and str(hub) in message and "never downloads" in message
+    assert not hub.exists() or not any(hub.iterdir())
+    with pytest.raises(ModelError, match="not a weights name"):
+        build_model("resnet18", num_classes=2, pretrained="IMAGENET9K")
+
+
+def test_pretrained_weights_from_cache_sum_the_rgb_stem(hub):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    hub.mkdir(parents=True)
+    path = pretrained_weights_path("resnet18")
+    assert path.parent == hub
+    torch.save(reference, path)
+    model = build_model("resnet18", num_classes=2, in_channels=1, pretrained=True)
+    torch.testing.assert_close(model.conv1.weight, reference["conv1.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(model.layer3[1].conv2.weight, reference["layer3.1.conv2.weight"])
+    assert model.fc.out_features == 2
+    rgb = build_model("resnet18", num_classes=5, in_channels=3, pretrained="IMAGENET1K_V1")
+    torch.testing.assert_close(rgb.conv1.weight, reference["conv1.weight"])
+
+
+def test_damaged_cached_weights_give_a_model_error(hub):
+    hub.mkdir(parents=True)
+    pretrained_weights_path("resnet18").write_bytes(b"not a torch file")
+    with pytest.raises(ModelError, match="Delete the file"):
+        build_model("resnet18", num_classes=2, pretrained=True)
+
+
+def test_adapt_conv_for_other_channel_counts_repeats_and_rescales():
+    torch.manual_seed(0)
+    rgb = nn.Conv2d(3, 4, 3, bias=False)
+    torch.testing.assert_close(_adapt_conv(rgb, 2, keep_weights=True).weight, rgb.weight[:, :2] * 1.5)
+    six = _adapt_conv(rgb, 6, keep_weights=True)  # two full copies at half weight: same response to flat input
+    torch.testing.assert_close(six(torch.ones(1, 6, 5, 5)), rgb(torch.ones(1, 3, 5, 5)))
+    one = _adapt_conv(rgb, 1, keep_weights=True)  # grey = R = G = B: summed filters give the same response
+    torch.testing.assert_close(one(torch.ones(1, 1, 5, 5)), rgb(torch.ones(1, 3, 5, 5)))
+    assert _adapt_conv(rgb, 1).weight.shape == (4, 1, 3, 3)
+
+
+def test_densenet_legacy_keys_are_renamed_like_torchvision():
+    state = {"features.denseblock1.denselayer1.norm.1.weight": 1, "features.conv0.weight": 2}
+    assert _densenet_legacy_keys(state) == {"features.denseblock1.denselayer1.norm1.weight": 1,
+                                            "features.conv0.weight": 2}
+
+
+def test_errors_are_xaikit_errors():
+    assert issubclass(ModelError, XaikitError) and issubclass(ArgumentError, XaikitError)

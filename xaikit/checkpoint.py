@@ -1,0 +1,309 @@
+"""Safe checkpoints: weights plus everything needed to use them the way they were trained.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain types (so it loads with
+``torch.load(weights_only=True)``): the state dict, the architecture name and arguments (rebuilt through
+:func:`xaikit.models.build_model`), the class names, the :class:`~xaikit.data.Preprocess` as a dict, a training
+summary, a format version and a SHA-256 digest of all of these, so a damaged or edited file is refused.
+
+A loaded model carries ``model.xaikit_preprocess`` and ``model.xaikit_classes``; :func:`check_preprocess` raises
+:class:`~xaikit.errors.PreprocessMismatchError` when someone feeds it differently preprocessed images.
+
+Example
+-------
+>>> from xaikit.models import build_model
+>>> from xaikit.checkpoint import save_checkpoint, load_checkpoint
+>>> model = build_model("small_cnn", num_classes=2)
+>>> save_checkpoint("model.pt", model, classes=["normal", "pneumonia"], preprocess={"size": 128})  # doctest: +SKIP
+>>> ckpt = load_checkpoint("model.pt", preprocess={"size": 128})  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._util import atomic_write
+from .errors import ArgumentError, CheckpointError, ModelError, PreprocessMismatchError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "check_preprocess",
+    "preprocess_dict",
+]
+
+FORMAT = "xaikit-checkpoint"
+FORMAT_VERSION = 1
+_META_KEYS = ("format", "format_version", "arch", "arch_kwargs", "classes", "preprocess", "summary")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (eval mode) and how it was built and trained.
+
+    ``preprocess_dict`` is the stored :meth:`Preprocess.to_dict`; :attr:`preprocess` rebuilds the object.
+    """
+
+    model: nn.Module
+    arch: str
+    arch_kwargs: dict
+    classes: list[str]
+    preprocess_dict: dict | None
+    summary: dict = field(default_factory=dict)
+    path: Path | None = None
+    sha256: str = ""
+
+    @property
+    def preprocess(self):
+        """The :class:`xaikit.data.Preprocess` the model was trained with (``None`` if none was saved)."""
+        if self.preprocess_dict is None:
+            return None
+        from .data import Preprocess
+
+        return Preprocess.from_dict(self.preprocess_dict)
+
+
+def preprocess_dict(preprocess: Any) -> dict | None:
+    """A plain, comparable dict from a ``Preprocess`` (``to_dict()``), a mapping, or ``None``."""
+    if preprocess is None:
+        return None
+    if hasattr(preprocess, "to_dict"):
+        preprocess = preprocess.to_dict()
+    if not isinstance(preprocess, Mapping):
+        raise ArgumentError(
+            f"preprocess must be a xaikit.data.Preprocess or its to_dict(), got {type(preprocess).__name__}"
+        )
+    return _plain(dict(preprocess), "preprocess")
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    arch: str | None = None,
+    arch_kwargs: dict | None = None,
+    classes: list[str] | None = None,
+    preprocess: Any = None,
+    summary: dict | None = None,
+) -> Path:
+    """Write ``model`` and its provenance to ``path`` atomically; return the path.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file (``.pt``); written through a temporary file, so a crash never leaves half a checkpoint.
+    model : torch.nn.Module
+        The model; built by :func:`xaikit.models.build_model` unless ``arch`` and ``arch_kwargs`` are given.
+    arch, arch_kwargs : str, dict, optional
+        Default to ``model.xaikit_arch`` / ``model.xaikit_arch_kwargs``.
+    classes : list of str, optional
+        Class names in logit order; default ``model.xaikit_classes`` or ``"0", "1", ...``.
+    preprocess : Preprocess or dict, optional
+        The preprocessing the model was trained with (default ``model.xaikit_preprocess``). Saving without
+        one is allowed but then nothing can check it later.
+    summary : dict, optional
+        Training summary of plain values (numbers, strings, lists, dicts), e.g. from ``FitResult.summary()``.
+    """
+    arch = arch or getattr(model, "xaikit_arch", None)
+    arch_kwargs = dict(arch_kwargs if arch_kwargs is not None else getattr(model, "xaikit_arch_kwargs", {}) or {})
+    if arch is None:
+        raise ArgumentError("save_checkpoint: arch is unknown; build the model with xaikit.models.build_model "
+                            "or pass arch= and arch_kwargs=")
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    _check_state_matches(state, arch, arch_kwargs, ArgumentError, "the model given")
+    num_classes = arch_kwargs.get("num_classes")
+    classes = list(classes if classes is not None else getattr(model, "xaikit_classes", None) or
+                   [str(i) for i in range(num_classes or 0)])
+    if num_classes is not None and len(classes) != num_classes:
+        raise ArgumentError(f"classes has {len(classes)} names {classes} but the model has {num_classes} outputs")
+    if preprocess is None:
+        preprocess = getattr(model, "xaikit_preprocess", None)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "arch_kwargs": _plain(arch_kwargs, "arch_kwargs"),
+        "classes": [str(c) for c in classes],
+        "preprocess": preprocess_dict(preprocess),
+        "summary": _plain(summary or {}, "summary"),
+    }
+    payload = {**meta, "state_dict": state, "sha256": _digest(meta, state)}
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        torch.save(payload, fh)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: str | torch.device = "cpu"
+                    ) -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint` (with ``torch.load(weights_only=True)``).
+
+    Parameters
+    ----------
+    path : path-like
+        The checkpoint file.
+    preprocess : Preprocess or dict, optional
+        The preprocessing you intend to use; if it differs from the saved one,
+        :class:`~xaikit.errors.PreprocessMismatchError` lists the differing keys.
+    device : str or torch.device
+        Where to put the model.
+
+    Returns
+    -------
+    Checkpoint
+        ``model`` in eval mode with ``xaikit_preprocess``, ``xaikit_classes``, ``xaikit_arch`` set.
+    """
+    path = Path(path)
+    payload = _read(path)
+    state = payload["state_dict"]
+    meta = {k: payload[k] for k in _META_KEYS}
+    digest = _digest(meta, state)
+    if digest != payload.get("sha256"):
+        raise CheckpointError(
+            f"{path}: SHA-256 of the contents does not match the one recorded at save time: the file was "
+            "modified or corrupted. Do not use it; restore the original file or save the model again."
+        )
+    model = _rebuild(path, meta["arch"], meta["arch_kwargs"], state)
+    model.eval().to(device)
+    model.xaikit_classes = list(meta["classes"])
+    model.xaikit_preprocess = meta["preprocess"]
+    ckpt = Checkpoint(model, meta["arch"], meta["arch_kwargs"], list(meta["classes"]), meta["preprocess"],
+                      meta["summary"], path, digest)
+    if preprocess is not None:
+        check_preprocess(model, preprocess)
+    return ckpt
+
+
+def check_preprocess(model: nn.Module, preprocess: Any) -> None:
+    """Raise :class:`~xaikit.errors.PreprocessMismatchError` if ``preprocess`` differs from the model's.
+
+    The model's preprocessing is ``model.xaikit_preprocess`` (set by :func:`load_checkpoint`). A model without
+    one cannot be checked: a warning says so.
+    """
+    import warnings
+
+    given = preprocess_dict(preprocess)
+    if given is None:
+        raise ArgumentError("check_preprocess: preprocess is None; pass the Preprocess you feed the model with")
+    saved = getattr(model, "xaikit_preprocess", None)
+    if saved is None:
+        warnings.warn("the model carries no preprocessing record (not loaded from a checkpoint), so the "
+                      "preprocessing cannot be checked; save and load it with xaikit.checkpoint", stacklevel=2)
+        return
+    saved = preprocess_dict(saved)
+    diffs = [f"{k}: model={saved.get(k, '<missing>')!r}, given={given.get(k, '<missing>')!r}"
+             for k in sorted(set(saved) | set(given)) if saved.get(k, _MISSING) != given.get(k, _MISSING)]
+    if diffs:
+        raise PreprocessMismatchError(
+            "the preprocessing differs from the one the model was trained with (" + "; ".join(diffs) + "). "
+            "Use the checkpoint's own preprocess (Checkpoint.preprocess) so the model sees images as in training."
+        )
+
+
+_MISSING = object()
+
+
+# ------------------------------------------------------------------------------------------------ private
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path or train and save a model first")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain values (or is damaged), so it is refused "
+            f"(xaikit loads with weights_only=True): {str(exc).splitlines()[0]}. Only load files you trust; "
+            "re-save the model with xaikit.checkpoint.save_checkpoint."
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is truncated or not a torch file ({type(exc).__name__}: {exc}). Copy or save it again."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not an xaikit checkpoint (no format={FORMAT!r} entry). For a plain state dict, build the "
+            "model with xaikit.models.build_model and call model.load_state_dict(torch.load(..., weights_only=True))."
+        )
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {payload.get('format_version')}, newer than this "
+                              f"xaikit reads ({FORMAT_VERSION}); upgrade xaikit")
+    missing = [k for k in (*_META_KEYS, "state_dict", "sha256") if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path} lacks the entries {missing}; it was not written by save_checkpoint")
+    return payload
+
+
+def _rebuild(path: Path, arch: str, arch_kwargs: dict, state: dict) -> nn.Module:
+    from .models import build_model
+
+    _check_state_matches(state, arch, arch_kwargs, CheckpointError, str(path))
+    try:
+        model = build_model(arch, **arch_kwargs)
+        model.load_state_dict(state, strict=True)
+    except (ModelError, ArgumentError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild architecture {arch!r} with {arch_kwargs}: {exc}") from exc
+    return model
+
+
+def _check_state_matches(state: dict, arch: str, arch_kwargs: dict, error: type, what: str) -> None:
+    """Compare a state dict with the parameters ``arch`` has (built on the meta device: no memory, fast)."""
+    from .models import build_model
+
+    try:
+        with torch.device("meta"):
+            reference = build_model(arch, **arch_kwargs).state_dict()
+    except (ModelError, ArgumentError) as exc:
+        raise error(f"{what}: architecture {arch!r} with {arch_kwargs} cannot be built: {exc}") from exc
+    missing = sorted(set(reference) - set(state))
+    unexpected = sorted(set(state) - set(reference))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in reference.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        raise error(
+            f"{what}: the weights do not fit architecture {arch!r} ({arch_kwargs}): "
+            f"{len(missing)} missing {missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}, "
+            f"{len(shapes)} of another shape {shapes[:3]}. The weights come from another architecture or "
+            "configuration: load them with the architecture they were trained with."
+        )
+
+
+def _digest(meta: dict, state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the metadata (canonical JSON) and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode())
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _plain(obj: Any, what: str) -> Any:
+    """Convert to plain JSON-like values (what ``weights_only`` loading accepts); numpy scalars become Python."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v, what) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, what) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise ArgumentError(f"{what} must hold plain values (numbers, strings, lists, dicts); "
+                        f"got {type(obj).__name__}: {obj!r:.80}")

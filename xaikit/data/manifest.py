@@ -1,0 +1,353 @@
+"""Datasets from a manifest CSV: ``image_path,label[,split,patient_id,image_id,mask_<name>...]``.
+
+Paths in the CSV are relative to the CSV's folder (absolute paths are allowed). The manifest is checked
+eagerly when a :class:`ManifestDataset` is built — columns, labels, files — and every bad row is reported at
+once; images are read lazily, one sample at a time, through :func:`xaikit.io.read_image`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from .._util import atomic_write
+from ..errors import ArgumentError, DatasetError, ImageReadError, ManifestError
+from ..io import read_image
+from ..io.image import MedicalImage
+from .preprocess import Preprocess
+
+__all__ = ["ManifestDataset", "read_manifest", "write_manifest", "REQUIRED_COLUMNS", "MASK_PREFIX"]
+
+REQUIRED_COLUMNS = ("image_path", "label")
+MASK_PREFIX = "mask_"
+_PROBLEM_COLUMNS = ["row", "line", "column", "value", "problem"]
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def read_manifest(csv_path: str | os.PathLike) -> pd.DataFrame:
+    """Read a manifest CSV as strings (empty cells are ``""``), refusing a missing or empty file.
+
+    Raises
+    ------
+    ManifestError
+        The file is missing, empty, not a CSV, or lacks ``image_path`` / ``label``.
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found. Give the path of the CSV file "
+                            f"(relative paths start at {Path.cwd()}).")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError as exc:
+        raise ManifestError(f"{path}: the manifest is empty (no header, no rows). It needs at least the columns "
+                            f"{list(REQUIRED_COLUMNS)} and one row per image.") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot be parsed as a CSV manifest ({exc}).") from exc
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {missing}; found {list(table.columns)}. A manifest needs "
+                            f"{list(REQUIRED_COLUMNS)} (optional: split, patient_id, image_id, mask_<name>).")
+    return table
+
+
+def write_manifest(table: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
+    """Write a manifest atomically, storing ``image_path`` and ``mask_*`` paths relative to the CSV's folder.
+
+    Paths in ``table`` may be absolute or relative to the current directory; empty cells stay empty.
+    """
+    path = Path(csv_path)
+    out = table.copy()
+    for col in [c for c in out.columns if c == "image_path" or c.startswith(MASK_PREFIX)]:
+        out[col] = [_relative(p, path.parent) for p in out[col].fillna("").astype(str)]
+    with atomic_write(path, "w") as fh:
+        out.to_csv(fh, index=False, lineterminator="\n")
+    return path
+
+
+def _relative(value: str, folder: Path) -> str:
+    if not value:
+        return ""
+    try:
+        return Path(os.path.relpath(Path(value).resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive on Windows: keep it absolute
+        return Path(value).resolve().as_posix()
+
+
+class ManifestDataset(Dataset):
+    """A torch ``Dataset`` over the images listed in a manifest CSV.
+
+    Parameters
+    ----------
+    csv_path : path-like
+        The manifest: columns ``image_path`` and ``label``; optional ``split``, ``patient_id``, ``image_id``
+        and ``mask_<name>`` (one column per mask; an empty cell means "no such region in this image" and gives
+        an all-``False`` mask). Other columns are kept in :attr:`table`.
+    preprocess : Preprocess, optional
+        Applied to each image and its masks. Without it the image is returned at its own size (1 x H x W).
+    classes : sequence of str, optional
+        Class names in label-index order. Labels may be class names or integer indices into ``classes``.
+        Default: the sorted unique label names of the *whole* manifest (so every split gets the same
+        indices), or ``"0" .. "K-1"`` when all labels are integers.
+    transform : callable, optional
+        ``transform(image_tensor, masks) -> (image_tensor, masks)`` after ``preprocess`` (e.g. :class:`Augment`).
+    on_error : {"raise", "skip"}
+        ``"raise"`` (default): a :class:`ManifestError` lists every bad row. ``"skip"``: bad rows are left out,
+        recorded in :attr:`skipped` and announced with a warning.
+    split : str, optional
+        Keep only the rows whose ``split`` column equals this value.
+    read_kw : dict, optional
+        Keyword arguments for :func:`xaikit.io.read_image` (e.g. ``{"frame": 0}``).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The kept rows: the manifest's columns plus ``row`` (1-based data row of the CSV), ``id``,
+        ``label_index``, ``patient_id`` (the image id where the manifest has none) and ``path`` (absolute).
+    classes : list of str
+    labels : numpy.ndarray of int64
+    patient_ids : numpy.ndarray of str
+    skipped : pandas.DataFrame
+        One row per problem of the skipped rows: ``row, line, column, value, problem`` (empty when none).
+
+    Notes
+    -----
+    A sample is ``{"image": float32 C x H x W, "label": int, "id": str, "patient_id": str,
+    "masks": {name: bool H x W}, "meta": dict}``; ``id`` is the ``image_id`` column or else ``image_path``
+    without its extension. ``meta`` holds only collatable scalars (``row``, ``path``, ``split``, ``modality``,
+    ``original_height``, ``original_width``, ``window_center``, ``window_width``); read the file with
+    :func:`xaikit.io.read_image` for its full (de-identified) metadata.
+
+    Examples
+    --------
+    >>> ds = ManifestDataset("data_samples/manifest.csv", preprocess=Preprocess(size=64))  # doctest: +SKIP
+    >>> ds[0]["image"].shape  # doctest: +SKIP
+    torch.Size([1, 64, 64])
+    """
+
+    def __init__(
+        self,
+        csv_path: str | os.PathLike,
+        *,
+        preprocess: Preprocess | None = None,
+        classes: Sequence[str] | None = None,
+        transform: Callable | None = None,
+        on_error: str = "raise",
+        split: str | None = None,
+        read_kw: Mapping[str, Any] | None = None,
+    ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ArgumentError(f"on_error={on_error!r}: use 'raise' (list every bad row) or 'skip'.")
+        self.csv_path = Path(csv_path)
+        self.preprocess, self.transform = preprocess, transform
+        self.read_kw = dict(read_kw or {})
+        self.split = split
+        raw = read_manifest(self.csv_path)
+        self.classes = _classes(raw["label"], classes, self.csv_path)
+        rows = _select_split(raw, split, self.csv_path)
+        if rows.empty:
+            where = "" if split is None else f" for split={split!r}"
+            raise ManifestError(f"{self.csv_path}: the manifest has no rows{where}; add one row per image.")
+        table, problems = _validate(rows, self.classes, self.csv_path.parent)
+        self.skipped = problems
+        if not problems.empty:
+            self._report(problems, len(rows), on_error)
+            table = table[~table["row"].isin(problems["row"])]
+        table = table.reset_index(drop=True)
+        self._mask_paths: list[dict[str, str]] = table.pop("_mask_paths").tolist()
+        self.table = table
+        self.mask_names = [c[len(MASK_PREFIX):] for c in raw.columns if c.startswith(MASK_PREFIX)]
+
+    # ------------------------------------------------------------------ reporting
+    def _report(self, problems: pd.DataFrame, n_rows: int, on_error: str) -> None:
+        n_bad = problems["row"].nunique()
+        lines = "\n".join(
+            f"  row {p.row} (line {p.line}), {p.column}={p.value!r}: {p.problem}" for p in problems.itertuples()
+        )
+        head = f"{self.csv_path}: {n_bad} of {n_rows} rows are bad ({len(problems)} problems):\n{lines}"
+        if on_error == "raise" or n_bad == n_rows:
+            hint = ("\nEvery row is bad: fix the manifest." if n_bad == n_rows else
+                    "\nFix these rows, or pass on_error='skip' to leave them out (they are then listed in .skipped).")
+            error = ManifestError(head + hint)
+            error.problems = problems
+            raise error
+        warnings.warn(f"Skipped {n_bad} of {n_rows} manifest rows of {self.csv_path} (on_error='skip'); "
+                      "dataset.skipped lists each row and its problem.", stacklevel=3)
+
+    # ------------------------------------------------------------------ Dataset protocol
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} is out of range for a dataset of {len(self)} images")
+        row = self.table.iloc[index]
+        image = self._read(row["path"], row)
+        mask_paths = self._mask_paths[index]
+        masks = {name: self._read_mask(row, name, mask_paths.get(name), image.shape) for name in self.mask_names}
+        if self.preprocess is not None:
+            tensor, masks = self.preprocess(image, masks)
+        else:
+            tensor = torch.from_numpy(image.array.copy()).unsqueeze(0)
+            masks = {name: torch.from_numpy(m) for name, m in masks.items()}
+        if self.transform is not None:
+            tensor, masks = self.transform(tensor, masks)
+        return {"image": tensor, "label": int(row["label_index"]), "id": row["id"],
+                "patient_id": row["patient_id"], "masks": masks, "meta": self._meta(row, image)}
+
+    def _read(self, path: str, row: pd.Series) -> MedicalImage:
+        try:
+            return read_image(path, **self.read_kw)
+        except ImageReadError as exc:
+            raise ImageReadError(f"{self.csv_path}, row {row['row']}: {exc}") from exc
+
+    def _read_mask(self, row: pd.Series, name: str, path: str | None, shape: tuple[int, ...]) -> np.ndarray:
+        if path is None:
+            return np.zeros(shape, dtype=bool)
+        mask = self._read(path, row).array > 0
+        if mask.shape != shape:
+            raise DatasetError(f"{self.csv_path}, row {row['row']}: mask {name!r} ({path}) has shape {mask.shape} "
+                               f"but its image has shape {shape}; masks must be drawn on the image's grid.")
+        return mask
+
+    def _meta(self, row: pd.Series, image: MedicalImage) -> dict[str, Any]:
+        return {
+            "row": int(row["row"]), "path": str(row["path"]), "split": row.get("split", ""),
+            "modality": image.modality, "original_height": int(image.shape[-2]),
+            "original_width": int(image.shape[-1]), "window_center": float(image.window[0]),
+            "window_width": float(image.window[1]),
+        }
+
+    # ------------------------------------------------------------------ views
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer label of every image (no image is read)."""
+        return self.table["label_index"].to_numpy(dtype=np.int64)
+
+    @property
+    def patient_ids(self) -> np.ndarray:
+        """Patient id of every image (the image id where the manifest has none)."""
+        return self.table["patient_id"].to_numpy(dtype=object)
+
+    @property
+    def ids(self) -> list[str]:
+        """Image id of every image."""
+        return self.table["id"].tolist()
+
+    def __repr__(self) -> str:
+        split = "" if self.split is None else f", split={self.split!r}"
+        return (f"ManifestDataset({self.csv_path.name!r}, n={len(self)}, classes={self.classes}{split}, "
+                f"masks={self.mask_names}, skipped_rows={self.skipped['row'].nunique()})")
+
+
+# ---------------------------------------------------------------------- validation (private)
+def _classes(labels: pd.Series, classes: Sequence[str] | None, csv_path: Path) -> list[str]:
+    if classes is not None:
+        if isinstance(classes, str) or len(classes) == 0:
+            raise ArgumentError(f"classes={classes!r}: give a non-empty list of class names.")
+        names = [str(c) for c in classes]
+        if len(set(names)) != len(names):
+            raise ArgumentError(f"classes={names}: class names must be unique.")
+        return names
+    present = sorted({s.strip() for s in labels if s.strip()})
+    if present and all(_INT.match(s) for s in present):
+        top = max(int(s) for s in present)
+        return [str(i) for i in range(max(top, 0) + 1)]
+    return present
+
+
+def _select_split(raw: pd.DataFrame, split: str | None, csv_path: Path) -> pd.DataFrame:
+    rows = raw.assign(row=np.arange(1, len(raw) + 1))
+    if split is None:
+        return rows
+    if "split" not in raw.columns:
+        raise ManifestError(f"{csv_path}: split={split!r} was asked for but the manifest has no 'split' column; "
+                            "add one (or use xaikit.data.patient_split) or leave split=None.")
+    kept = rows[rows["split"].str.strip() == split]
+    if kept.empty and len(rows):
+        raise ManifestError(f"{csv_path}: no row has split={split!r}; the splits present are "
+                            f"{sorted(set(rows['split']))}.")
+    return kept
+
+
+def _validate(rows: pd.DataFrame, classes: list[str], root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Resolve paths, labels and ids of every row; collect one record per problem."""
+    problems: list[dict[str, Any]] = []
+
+    def bad(row: int, column: str, value: str, problem: str) -> None:
+        problems.append({"row": row, "line": row + 1, "column": column, "value": value, "problem": problem})
+
+    table = rows.copy()
+    table["path"] = [_check_path(r, v, "image_path", root, bad, required=True)
+                     for r, v in zip(table["row"], table["image_path"])]
+    table["label_index"] = [_label_index(r, v, classes, bad) for r, v in zip(table["row"], table["label"])]
+    mask_cols = [c for c in table.columns if c.startswith(MASK_PREFIX)]
+    for col in mask_cols:
+        if not col[len(MASK_PREFIX):]:
+            raise ManifestError(f"column {col!r}: a mask column needs a name after '{MASK_PREFIX}' (e.g. mask_lung).")
+    mask_paths = [{c[len(MASK_PREFIX):]: _check_path(r, rec[c], c, root, bad, required=False)
+                   for c in mask_cols if rec[c].strip()} for r, rec in zip(table["row"], table.to_dict("records"))]
+    table["_mask_paths"] = mask_paths
+    table["id"] = _ids(table, bad)
+    if "patient_id" in table.columns:
+        table["patient_id"] = [p.strip() or i for p, i in zip(table["patient_id"], table["id"])]
+    else:
+        table["patient_id"] = table["id"]
+    return table, pd.DataFrame(problems, columns=_PROBLEM_COLUMNS).sort_values(["row", "column"], kind="stable")
+
+
+def _check_path(row: int, value: str, column: str, root: Path, bad: Callable, *, required: bool) -> str:
+    value = value.strip()
+    if not value:
+        if required:
+            bad(row, column, value, "empty path")
+        return ""
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        bad(row, column, value, f"file not found ({path})")
+    return str(path)
+
+
+def _label_index(row: int, value: str, classes: list[str], bad: Callable) -> int:
+    value = value.strip()
+    if not value:
+        bad(row, "label", value, "empty label")
+        return -1
+    if value in classes:
+        return classes.index(value)
+    if _INT.match(value) and 0 <= int(value) < len(classes):
+        return int(value)
+    bad(row, "label", value, f"unknown label; the classes are {classes} (names or indices 0..{len(classes) - 1})")
+    return -1
+
+
+def _ids(table: pd.DataFrame, bad: Callable) -> list[str]:
+    """The ``image_id`` column, else ``image_path`` without extension; duplicates are problems."""
+    if "image_id" in table.columns:
+        ids, column = [v.strip() for v in table["image_id"]], "image_id"
+    else:
+        ids, column = [_strip_ext(v.strip()) for v in table["image_path"]], "image_path"
+    first: dict[str, int] = {}
+    for row, image_id in zip(table["row"], ids):
+        if image_id and image_id in first:
+            bad(row, column, image_id, f"duplicate image id (first in row {first[image_id]}); each image once")
+        first.setdefault(image_id, row)
+        if not image_id and column == "image_id":
+            bad(row, column, image_id, "empty image_id")
+    return ids
+
+
+def _strip_ext(path: str) -> str:
+    posix = Path(path).as_posix()
+    for ext in (".nii.gz", ".tar.gz"):
+        if posix.lower().endswith(ext):
+            return posix[: -len(ext)]
+    return str(Path(posix).with_suffix("").as_posix()) if Path(posix).suffix else posix

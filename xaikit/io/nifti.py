@@ -1,0 +1,186 @@
+"""NIfTI-1/2 files into :class:`MedicalImage` through nibabel, and back.
+
+Axis convention
+---------------
+nibabel indexes voxels ``(x, y, z)``. xaikit first reorients to the closest canonical orientation,
+RAS+ (``nibabel.as_closest_canonical``: x to the patient's Right, y Anterior, z Superior), then lays the
+volume out as ``(D, H, W)`` exactly like a stack of axial DICOM slices seen in the radiological view::
+
+    array[d, h, w] = canonical[X - 1 - w, Y - 1 - h, d]
+
+* ``d`` (slices) runs inferior -> superior,
+* ``h`` (rows) runs anterior -> posterior (the front of the body at the top of a slice),
+* ``w`` (columns) runs from the patient's right to the patient's left (right on the viewer's left).
+
+``MedicalImage.affine`` maps ``(d, h, w, 1)`` to RAS millimetres (the canonical affine composed with
+this permutation/flip), so world coordinates stay exact; ``spacing`` is ``(dz, dy, dx)`` in mm.
+A NIfTI with one slice (or a 2D NIfTI) reads as a 2D ``(H, W)`` image.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .._util import atomic_path
+from ..errors import ArgumentError, ImageReadError, ImageWriteError, XaikitError
+from ._common import checked_pixels, existing_file
+from .image import MedicalImage
+
+__all__ = ["read_nifti", "write_nifti", "ras_to_dhw", "dhw_to_ras"]
+
+# Spatial units of the header (xyzt_units) in millimetres; 'unknown' is taken as mm (and noted).
+_UNIT_MM = {"mm": 1.0, "meter": 1000.0, "micron": 1e-3, "unknown": 1.0}
+
+
+def ras_to_dhw(shape_xyz: tuple[int, int, int]) -> np.ndarray:
+    """4x4 matrix taking xaikit indices ``(d, h, w, 1)`` to canonical voxel indices ``(x, y, z, 1)``."""
+    nx, ny, _ = shape_xyz
+    return np.array([[0, 0, -1, nx - 1], [0, -1, 0, ny - 1], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+
+
+def dhw_to_ras(spacing: tuple[float, float, float]) -> np.ndarray:
+    """A default affine for a ``(D, H, W)`` array: ``d`` superior, ``h`` posterior, ``w`` to the left (mm)."""
+    sd, sh, sw = spacing
+    return np.array([[0, 0, -sw, 0], [0, -sh, 0, 0], [sd, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+
+
+def read_nifti(path: str | os.PathLike, *, volume: int | None = None) -> MedicalImage:
+    """Read a 2D, 3D or 4D NIfTI file: scaled values, canonical (RAS) orientation, ``(D, H, W)`` layout.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.nii`` or ``.nii.gz`` file.
+    volume : int, optional
+        4D files: the volume (4th index) to read. Default 0, with a warning when there are several.
+
+    Returns
+    -------
+    MedicalImage
+        float32 values ``scl_slope * stored + scl_inter`` (nibabel's ``get_fdata``), spacing in mm
+        (header zooms converted from the header's unit), affine mapping ``(d, h, w)`` to RAS mm
+        (see the module docstring), window from ``cal_min``/``cal_max`` when set.
+
+    Examples
+    --------
+    >>> import os; from nibabel.testing import data_path
+    >>> read_nifti(os.path.join(data_path, "anatomical.nii")).shape
+    (25, 41, 33)
+    """
+    path = existing_file(path)
+    try:
+        img = nib.load(path)
+        n_volumes, img = _one_volume(img, volume, path)
+        canonical = nib.as_closest_canonical(img)
+        data = canonical.get_fdata(dtype=np.float64)
+    except XaikitError:
+        raise
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot be read as NIfTI ({type(exc).__name__}: {exc}). "
+                             "The file may be truncated or not NIfTI.") from exc
+    to_mm = _UNIT_MM.get(img.header.get_xyzt_units()[0], 1.0)
+    perm = ras_to_dhw(data.shape)
+    affine = canonical.affine @ perm
+    affine[:3, :] *= to_mm
+    zooms = np.asarray(canonical.header.get_zooms()[:3], dtype=np.float64) * to_mm
+    array = data[::-1, ::-1, :].transpose(2, 1, 0)
+    spacing = (float(zooms[2]), float(zooms[1]), float(zooms[0]))
+    if array.shape[0] == 1:
+        array, spacing = array[0], spacing[1:]
+    pixels = checked_pixels(array, path, what="volume")
+    meta = _meta(img, n_volumes, volume)
+    return MedicalImage(pixels, spacing=spacing, window=_window(img.header), affine=affine, modality="OT",
+                        meta=meta, source=path)
+
+
+def _one_volume(img, volume: int | None, path: Path):
+    """The 3D image to read (a 2D image gets a singleton z axis) and the number of volumes in the file."""
+    if img.ndim == 2:
+        return 1, nib.Nifti1Image(img.get_fdata()[..., None], img.affine)
+    if img.ndim == 3:
+        if volume not in (None, 0):
+            raise ArgumentError(f"volume={volume} is out of range for the 3D file {path}; use volume=None.")
+        return 1, img
+    if img.ndim > 4:
+        raise ImageReadError(f"{path}: the image is {img.ndim}D {img.shape}; xaikit reads 2D, 3D and 4D NIfTI.")
+    n_volumes = int(img.shape[3])
+    if volume is None:
+        if n_volumes > 1:
+            warnings.warn(f"{path} holds {n_volumes} volumes; reading volume 0. Pass volume= to choose.",
+                          stacklevel=4)
+        volume = 0
+    if not 0 <= volume < n_volumes:
+        raise ArgumentError(f"volume={volume} is out of range for {path}, which holds {n_volumes} volumes.")
+    return n_volumes, img.slicer[:, :, :, volume]
+
+
+def _window(header) -> tuple[float, float] | None:
+    lo, hi = float(header.get("cal_min", 0)), float(header.get("cal_max", 0))
+    return ((lo + hi) / 2.0, hi - lo) if hi > lo else None
+
+
+def _meta(img, n_volumes: int, volume: int | None) -> dict:
+    """Geometry facts only: free-text header fields (descrip, aux_file, intent_name) may name a patient."""
+    header = img.header
+    meta = {
+        "format": "NIfTI-2" if isinstance(header, nib.Nifti2Header) else "NIfTI-1",
+        "original_axcodes": "".join(nib.aff2axcodes(img.affine)),
+        "datatype": str(header.get_data_dtype()),
+        "xyz_unit": header.get_xyzt_units()[0],
+        "qform_code": int(header["qform_code"]),
+        "sform_code": int(header["sform_code"]),
+        "n_volumes": n_volumes,
+        "spacing_unit": "mm",
+    }
+    if n_volumes > 1:
+        meta["volume"] = 0 if volume is None else int(volume)
+    return meta
+
+
+def write_nifti(
+    image: MedicalImage | np.ndarray,
+    path: str | os.PathLike,
+    affine: np.ndarray | None = None,
+) -> Path:
+    """Write a 2D/3D image as NIfTI-1 (``.nii`` or ``.nii.gz``), atomically.
+
+    Parameters
+    ----------
+    image : MedicalImage or numpy.ndarray
+        Pixels in xaikit's ``(D, H, W)`` (or ``(H, W)``) layout; an array is used as is.
+    path : str or os.PathLike
+        Destination; ``.nii.gz`` is gzip-compressed (deterministically: no time stamp, no file name).
+    affine : numpy.ndarray, optional
+        4x4 map from ``(d, h, w, 1)`` to RAS mm. Default: ``image.affine``, else :func:`dhw_to_ras` of
+        the spacing. :func:`read_nifti` of the written file returns the same array and affine.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file. The header carries ``cal_min``/``cal_max`` from ``image.window``.
+    """
+    image = image if isinstance(image, MedicalImage) else MedicalImage(np.asarray(image))
+    path = Path(path)
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        raise ArgumentError(f"{path}: a NIfTI file name must end in .nii or .nii.gz.")
+    array = image.array if image.ndim == 3 else image.array[None]
+    spacing = image.spacing if image.ndim == 3 else (1.0,) + image.spacing
+    if affine is None:
+        affine = image.affine if image.affine is not None else dhw_to_ras(spacing)
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise ArgumentError(f"affine must be a 4x4 matrix; got shape {affine.shape}.")
+    nifti = nib.Nifti1Image(np.ascontiguousarray(array, dtype=np.float32), affine)
+    nifti.header.set_xyzt_units("mm")
+    center, width = image.window
+    nifti.header["cal_min"], nifti.header["cal_max"] = center - width / 2.0, center + width / 2.0
+    try:
+        with atomic_path(path) as tmp:
+            nib.save(nifti, tmp)
+    except OSError as exc:
+        raise ImageWriteError(f"{path}: could not write the NIfTI file ({exc}).") from exc
+    return path

@@ -1,0 +1,325 @@
+"""Model zoo: a small teaching CNN and torchvision classifiers, all accepting grey (1-channel) images.
+
+Every architecture lives in :data:`ARCHITECTURES`, filled by :func:`register_architecture`, and is built through
+:func:`build_model`, which records how it was built (``model.xaikit_arch``, ``model.xaikit_arch_kwargs``) so a
+checkpoint can rebuild it. Pretrained torchvision weights are used only when they are already in the local torch
+hub cache: nothing is ever downloaded, and a missing file is an error, never silently random weights.
+
+Example
+-------
+>>> from xaikit.models import build_model, last_conv_layer
+>>> model = build_model("small_cnn", num_classes=2)
+>>> last_conv_layer(model)
+'features.3.0'
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import ArgumentError, ModelError
+
+__all__ = [
+    "ARCHITECTURES",
+    "register_architecture",
+    "build_model",
+    "SmallCNN",
+    "freeze_backbone",
+    "unfreeze",
+    "last_conv_layer",
+    "classifier_layer",
+    "pretrained_weights_path",
+]
+
+#: name -> builder ``(num_classes, in_channels, pretrained, **kw) -> nn.Module``
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator adding a model builder to :data:`ARCHITECTURES` under ``name``."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in ARCHITECTURES:
+            raise ModelError(f"architecture {name!r} is registered twice; pick another name")
+        ARCHITECTURES[name] = builder
+        return builder
+
+    return decorate
+
+
+def build_model(
+    arch: str, num_classes: int, in_channels: int = 1, pretrained: bool | str = False, **kw
+) -> nn.Module:
+    """Build a classifier returning logits ``N x num_classes``.
+
+    Parameters
+    ----------
+    arch : str
+        A key of :data:`ARCHITECTURES` (``small_cnn``, ``resnet18``, ``resnet50``, ``densenet121``,
+        ``efficientnet_b0``, ``vgg11_bn``).
+    num_classes : int
+        Number of output classes, at least 2 (binary tasks use two logits and softmax).
+    in_channels : int
+        Input channels; 1 for grey images. With pretrained RGB weights the stem filters are summed over
+        colour (one channel) or repeated and rescaled (other counts).
+    pretrained : bool or str
+        ``True`` for torchvision's default ImageNet weights, or the name of a weights enum member
+        (e.g. ``"IMAGENET1K_V1"``). The file must already be in the torch hub cache.
+    **kw
+        Extra arguments of the builder (e.g. ``widths`` or ``dropout`` for ``small_cnn``).
+
+    Returns
+    -------
+    torch.nn.Module
+        In training mode, on the CPU, with ``xaikit_arch`` and ``xaikit_arch_kwargs`` attributes.
+    """
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ArgumentError(
+            f"num_classes={num_classes!r}: a classifier needs at least 2 classes (use 2 logits for a binary task)"
+        )
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ArgumentError(f"in_channels={in_channels!r}: must be a positive integer (1 for grey images)")
+    try:
+        model = ARCHITECTURES[arch](num_classes=num_classes, in_channels=in_channels, pretrained=pretrained, **kw)
+    except TypeError as exc:  # an unknown keyword for this architecture
+        raise ModelError(f"cannot build {arch!r} with arguments {sorted(kw)}: {exc}") from exc
+    model.xaikit_arch = arch
+    model.xaikit_arch_kwargs = {"num_classes": num_classes, "in_channels": in_channels, **kw}
+    return model
+
+
+# --------------------------------------------------------------------------------------------- small CNN
+
+
+class SmallCNN(nn.Module):
+    """A small CNN for teaching: conv-BN-ReLU-maxpool blocks, global average pooling, one linear layer.
+
+    With the default widths ``(16, 32, 64, 128)`` it has about 98 K parameters (a ~0.4 MB checkpoint) and trains
+    on a few hundred 128-224 px images in minutes on a laptop CPU. ReLUs are not in-place (friendlier to captum's
+    hooks), and each convolution is directly followed by its batch norm inside an ``nn.Sequential`` so zennit's
+    ``SequentialMergeBatchNorm`` canonizer can fold them.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 1, widths=(16, 32, 64, 128), dropout: float = 0.0):
+        super().__init__()
+        chans = [in_channels, *widths]
+        self.features = nn.Sequential(*(_conv_block(a, b) for a, b in zip(chans[:-1], chans[1:])))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(chans[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pool(self.features(x))))
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=False),
+        nn.MaxPool2d(2),
+    )
+
+
+@register_architecture("small_cnn")
+def _small_cnn(num_classes: int, in_channels: int, pretrained: bool | str, widths=(16, 32, 64, 128),
+               dropout: float = 0.0) -> nn.Module:
+    if pretrained:
+        raise ModelError("small_cnn has no pretrained weights; use pretrained=False (it trains fast from scratch)")
+    return SmallCNN(num_classes, in_channels, widths=tuple(widths), dropout=float(dropout))
+
+
+# ----------------------------------------------------------------------------------------- torchvision
+
+
+def _register_torchvision(name: str) -> None:
+    @register_architecture(name)
+    def builder(num_classes: int, in_channels: int, pretrained: bool | str, **kw) -> nn.Module:
+        return _torchvision_model(name, num_classes, in_channels, pretrained, **kw)
+
+    builder.__doc__ = f"torchvision ``{name}`` with an ``in_channels`` stem and a ``num_classes`` head."
+
+
+def _torchvision_model(name: str, num_classes: int, in_channels: int, pretrained: bool | str, **kw) -> nn.Module:
+    import torchvision
+
+    if not pretrained:
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kw)
+        if in_channels != 3:
+            stem = _first_conv(model)
+            _replace_module(model, stem, _adapt_conv(_get(model, stem), in_channels))
+        return model
+    model = torchvision.models.get_model(name, weights=None, **kw)
+    model.load_state_dict(_load_cached_weights(name, pretrained))
+    if in_channels != 3:
+        stem = _first_conv(model)
+        _replace_module(model, stem, _adapt_conv(_get(model, stem), in_channels, keep_weights=True))
+    head_name = classifier_layer(model)
+    head = _get(model, head_name)
+    _replace_module(model, head_name, nn.Linear(head.in_features, num_classes, bias=head.bias is not None))
+    return model
+
+
+for _name in ("resnet18", "resnet50", "densenet121", "efficientnet_b0", "vgg11_bn"):
+    _register_torchvision(_name)
+
+
+def _weights_enum(name: str, pretrained: bool | str):
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(name)
+    if pretrained is True:
+        return enum.DEFAULT
+    try:
+        return enum[str(pretrained)]
+    except KeyError:
+        raise ModelError(
+            f"pretrained={pretrained!r} is not a weights name of {name}; known: {', '.join(enum.__members__)}"
+        ) from None
+
+
+def pretrained_weights_path(name: str, pretrained: bool | str = True) -> Path:
+    """Where torchvision keeps the weights file of ``name`` (``<torch.hub.get_dir()>/checkpoints/<file>``)."""
+    weights = _weights_enum(name, pretrained)
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def _load_cached_weights(name: str, pretrained: bool | str) -> dict[str, torch.Tensor]:
+    path = pretrained_weights_path(name, pretrained)
+    url = _weights_enum(name, pretrained).url
+    if not path.is_file():
+        raise ModelError(
+            f"pretrained weights for {name} are not in the local cache: expected the file {path.name} in "
+            f"{path.parent}. xaikit never downloads at run time. On a machine with internet, download {url} "
+            f"(or run torchvision.models.get_model({name!r}, weights='DEFAULT') once) and copy the file there "
+            f"(set TORCH_HOME to use another cache folder), or use pretrained=False."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a damaged file; re-raise as one clear error
+        raise ModelError(f"cannot read cached weights {path}: {exc}. Delete the file and copy it again.") from exc
+    if name.startswith("densenet"):
+        state = _densenet_legacy_keys(state)
+    return state
+
+
+def _densenet_legacy_keys(state: dict) -> dict:
+    # The published DenseNet files use old key names ("norm.1"); torchvision renames them in a private helper
+    # (torchvision.models.densenet._load_state_dict). Same regex, applied here because that helper downloads.
+    import re
+
+    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    out = {}
+    for key, value in state.items():
+        m = pattern.match(key)
+        out[m.group(1) + m.group(2) if m else key] = value
+    return out
+
+
+def _adapt_conv(conv: nn.Conv2d, in_channels: int, keep_weights: bool = False) -> nn.Conv2d:
+    """A copy of ``conv`` taking ``in_channels`` inputs.
+
+    With ``keep_weights`` the RGB filters are summed over colour for one channel, else repeated cyclically and
+    rescaled by ``3 / in_channels`` so activations keep their scale (the rule of timm's ``adapt_input_conv``,
+    written here because timm is not a dependency).
+    """
+    new = nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        conv.groups, conv.bias is not None, conv.padding_mode,
+    )
+    if keep_weights:
+        w = conv.weight.detach()
+        if in_channels == 1:
+            w = w.sum(dim=1, keepdim=True)
+        else:
+            reps = math.ceil(in_channels / w.shape[1])
+            w = w.repeat(1, reps, 1, 1)[:, :in_channels] * (w.shape[1] / in_channels)
+        with torch.no_grad():
+            new.weight.copy_(w)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    return new
+
+
+# ------------------------------------------------------------------------------------- layer helpers
+
+
+def _get(model: nn.Module, name: str) -> nn.Module:
+    return model.get_submodule(name)
+
+
+def _replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _first_conv(model: nn.Module) -> str:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name
+    raise ModelError(f"{type(model).__name__} has no Conv2d layer to adapt to the input channels")
+
+
+def classifier_layer(model: nn.Module) -> str:
+    """Dotted name of the classifier head (the last ``nn.Linear`` in module order)."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise ModelError(f"{type(model).__name__} has no nn.Linear layer; cannot tell which layer is the head")
+    return names[-1]
+
+
+def last_conv_layer(model: nn.Module, input_size: tuple[int, int] = (128, 128)) -> str:
+    """Dotted name of the last ``nn.Conv2d`` (in execution order) whose output is spatial (H and W > 1).
+
+    Found with one forward pass of a zero image of ``input_size`` (mode restored afterwards), which skips
+    1x1 convolutions on pooled features such as EfficientNet's squeeze-and-excitation. This is the usual
+    Grad-CAM target layer.
+    """
+    convs = {module: name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
+    if not convs:
+        raise ModelError(f"{type(model).__name__} has no Conv2d layer")
+    in_channels = _get(model, _first_conv(model)).in_channels
+    order: list[str] = []
+
+    def record(module, _inputs, output):
+        if output.shape[-1] > 1 and output.shape[-2] > 1:
+            order.append(convs[module])
+
+    handles = [m.register_forward_hook(record) for m in convs]
+    was_training = model.training
+    try:
+        model.eval()
+        param = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, *input_size, device=param.device, dtype=param.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if not order:
+        raise ModelError(f"no convolution of {type(model).__name__} has a spatial output at {input_size}; "
+                         "pass a larger input_size")
+    return order[-1]
+
+
+def freeze_backbone(model: nn.Module, head: str | None = None) -> nn.Module:
+    """Stop gradients for every parameter except the classifier head's (``head`` defaults to
+    :func:`classifier_layer`). Returns ``model``; undo with :func:`unfreeze`."""
+    head = head or classifier_layer(model)
+    prefix = head + "."
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(prefix))
+    return model
+
+
+def unfreeze(model: nn.Module) -> nn.Module:
+    """Let every parameter of ``model`` receive gradients again. Returns ``model``."""
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return model

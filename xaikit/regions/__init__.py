@@ -1,0 +1,14 @@
+"""Anatomical regions that follow each image, and tidy per-region scores of relevance maps.
+
+>>> from xaikit.regions import grid, region_scores
+"""
+from .builders import boxes, from_labelmap, from_masks, grid, lung_zones, polygons
+from .lungs import SEGMENTERS, LungSegmentation, dice, register_segmenter, segment_lungs
+from .regionset import RegionSet
+from .scores import NORMALISATIONS, SCORE_COLUMNS, SIGN_POLICIES, region_scores
+
+__all__ = [
+    "RegionSet", "grid", "from_masks", "lung_zones", "from_labelmap", "boxes", "polygons",
+    "LungSegmentation", "SEGMENTERS", "register_segmenter", "segment_lungs", "dice",
+    "region_scores", "SCORE_COLUMNS", "SIGN_POLICIES", "NORMALISATIONS",
+]

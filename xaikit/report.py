@@ -1,0 +1,152 @@
+"""A static HTML report: sections of text, figures (Plotly and PNG) and tables (CSV + HTML).
+
+The report folder is self-contained and opens offline: plotly.js is written once beside ``index.html``,
+every table is also a CSV, every picture also a PNG. Files are written atomically.
+
+Examples
+--------
+>>> import tempfile, pandas as pd
+>>> rep = Report(tempfile.mkdtemp(), title="demo")
+>>> rep.section("Data", "What was loaded.")
+>>> rep.table(pd.DataFrame({"a": [1, 2]}), "counts", caption="Counts")
+>>> path = rep.write()
+>>> path.name
+'index.html'
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ._util import atomic_write
+from .errors import ArgumentError
+from .viz.export import png_export_available, save_figure, save_png
+
+__all__ = ["Report"]
+
+_SLUG = re.compile(r"[^a-z0-9_.-]+")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
+th{background:#f3f3f3}figure{margin:1em 0}figcaption{color:#555;font-size:0.9em}
+img{max-width:100%}.note{color:#666;font-size:0.9em}.warn{background:#fff4e0;border-left:4px solid #f0a000;padding:4px 8px}
+nav a{margin-right:1em}
+"""
+
+
+def _slug(name: str) -> str:
+    s = _SLUG.sub("_", name.lower()).strip("_")
+    if not s:
+        raise ArgumentError(f"name {name!r} gives an empty file name; use letters or digits.")
+    return s
+
+
+@dataclass
+class Report:
+    """Collects sections, figures and tables, then writes ``index.html`` into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Folder for the report (created). Existing files of the same names are replaced atomically.
+    title : str
+        Page title.
+    """
+
+    out_dir: Path
+    title: str = "xaikit report"
+    _blocks: list[str] = field(default_factory=list, repr=False)
+    _toc: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    _names: set[str] = field(default_factory=set, repr=False)
+    files: list[Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def _unique(self, name: str) -> str:
+        slug = _slug(name)
+        if slug in self._names:
+            raise ArgumentError(f"report item name {name!r} is used twice; give each figure/table its own name.")
+        self._names.add(slug)
+        return slug
+
+    def section(self, title: str, text: str = "") -> None:
+        """Start a section with a heading and an optional paragraph (plain text, escaped)."""
+        anchor = self._unique("sec_" + title)
+        self._toc.append((anchor, title))
+        self._blocks.append(f'<h2 id="{anchor}">{html.escape(title)}</h2>')
+        if text:
+            self.text(text)
+
+    def text(self, text: str, *, kind: str = "p") -> None:
+        """A paragraph (``kind="p"``), a note or a warning box."""
+        cls = {"p": "", "note": ' class="note"', "warn": ' class="warn"'}[kind]
+        self._blocks.append(f"<p{cls}>{html.escape(text)}</p>")
+
+    def figure(self, fig: go.Figure, name: str, *, caption: str = "") -> None:
+        """Embed a Plotly figure (interactive) and write ``<name>.png`` too when PNG export is possible."""
+        slug = self._unique(name)
+        div = fig.to_html(include_plotlyjs=False, full_html=False, default_height=fig.layout.height or 450)
+        if png_export_available():
+            self.files += save_figure(fig, self.out_dir / slug, html=False, png=True)
+        self._blocks.append(f"<figure>{div}<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def image(self, array: np.ndarray, name: str, *, caption: str = "") -> None:
+        """Write an image (grey [0, 1] or RGB) as ``<name>.png`` and show it."""
+        slug = self._unique(name)
+        path = save_png(array, self.out_dir / f"{slug}.png")
+        self.files.append(path)
+        self._blocks.append(
+            f'<figure><img src="{path.name}" alt="{html.escape(caption or name)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+    def table(self, df: pd.DataFrame, name: str, *, caption: str = "", max_rows: int = 40, digits: int = 4) -> None:
+        """Write ``<name>.csv`` (all rows, full precision) and show the first ``max_rows`` rounded for display."""
+        slug = self._unique(name)
+        path = self.out_dir / f"{slug}.csv"
+        with atomic_write(path, "w") as fh:
+            df.to_csv(fh, index=False)
+        self.files.append(path)
+        shown = df.head(max_rows).round(digits)
+        more = (
+            f'<p class="note">Showing {max_rows} of {len(df)} rows; all rows in <a href="{path.name}">{path.name}</a>.</p>'
+            if len(df) > max_rows
+            else f'<p class="note">Table as CSV: <a href="{path.name}">{path.name}</a>.</p>'
+        )
+        self._blocks.append(
+            f"<figure>{shown.to_html(index=False, border=0, na_rep='—')}"
+            f"<figcaption>{html.escape(caption)}</figcaption>{more}</figure>"
+        )
+
+    def write(self) -> Path:
+        """Write plotly.js and ``index.html``; return the page's path."""
+        from plotly.offline import get_plotlyjs
+
+        js = self.out_dir / "plotly.min.js"
+        if not js.exists():
+            with atomic_write(js, "w") as fh:
+                fh.write(get_plotlyjs())
+        nav = " ".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in self._toc)
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        page = (
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+            f"<style>{_CSS}</style><script src='plotly.min.js'></script></head><body>"
+            f"<h1>{html.escape(self.title)}</h1><p class='note'>Written {stamp} by xaikit. "
+            f"No patient identifiers are shown.</p><nav>{nav}</nav>{os.linesep.join(self._blocks)}</body></html>"
+        )
+        index = self.out_dir / "index.html"
+        with atomic_write(index, "w") as fh:
+            fh.write(page)
+        return index

@@ -1,0 +1,42 @@
+"""Saliency maps through one call: ``explain(model, inputs, method, target)`` for 30+ methods.
+
+Methods live in the :data:`METHODS` registry (captum gradients/paths/perturbations, the CAM family, zennit LRP
+composites with canonizers, and controls). Every call leaves the model as it was, keeps memory under a
+budget, and returns an :class:`Explanation` with signed maps at input resolution and full provenance.
+
+Examples
+--------
+>>> import torch, torchvision
+>>> from xaikit.saliency import explain, METHODS
+>>> net = torchvision.models.resnet18(num_classes=2).eval()
+>>> exp = explain(net, torch.rand(1, 3, 64, 64), "gradcam")
+>>> exp.maps.shape
+torch.Size([1, 64, 64])
+"""
+from __future__ import annotations
+
+from . import cam, captum_methods, controls, lrp  # noqa: F401  (fill the registry)
+from .batch import explain_many
+from .canonizers import DenseNetCanonizer, canonized, canonizers_for
+from .engine import MethodContext, explain, find_cam_layer
+from .explanation import Explanation
+from .presets import PRESETS
+from .registry import METHODS, MethodInfo, register
+from .safety import guarded, private_copy
+
+__all__ = [
+    "explain",
+    "explain_many",
+    "Explanation",
+    "METHODS",
+    "MethodInfo",
+    "MethodContext",
+    "PRESETS",
+    "register",
+    "find_cam_layer",
+    "canonizers_for",
+    "canonized",
+    "DenseNetCanonizer",
+    "guarded",
+    "private_copy",
+]

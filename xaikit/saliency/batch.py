@@ -1,0 +1,178 @@
+"""Many images x many methods in one call, with a progress bar and an optional disk cache.
+
+The cache holds one file per (model weights, method, parameters, target, image id), named by a SHA-256 of
+that key (image ids never appear in file names). A rerun loads what is done and computes the rest. Each
+file carries a checksum of its maps (see :class:`Explanation`); an unreadable or damaged file is reported
+with a warning, deleted and recomputed, never trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ExplanationError
+from .engine import explain
+from .explanation import Explanation, plain
+from .presets import PRESETS
+from .registry import METHODS
+
+__all__ = ["explain_many", "model_fingerprint"]
+
+
+def explain_many(
+    model: nn.Module,
+    data: torch.Tensor | Sequence[Mapping],
+    methods: str | Sequence[str] | Mapping[str, Mapping],
+    *,
+    target: Any = "pred",
+    batch_size: int = 16,
+    cache_dir: str | os.PathLike | None = None,
+    image_ids: Sequence[str] | None = None,
+    labels: torch.Tensor | Sequence[int] | None = None,
+    progress: bool = True,
+    **explain_kwargs: Any,
+) -> dict[str, Explanation]:
+    """Explain every image with every method; returns ``{label: Explanation}`` in image order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    data : torch.Tensor or sequence of sample dicts
+        ``N x C x H x W`` tensor, or a dataset whose items are ``{"image", "label", "id", ...}``.
+    methods : str, list of str, preset name or dict
+        A method name, a list of names, a key of :data:`PRESETS`, or ``{label: {"method": name, **params}}``.
+    target : see :func:`explain`
+    batch_size : int
+        Images per :func:`explain` call.
+    cache_dir : path, optional
+        Directory of the disk cache; ``None`` disables caching.
+    progress : bool
+        Show a ``tqdm.auto`` bar (notebook or terminal).
+    **explain_kwargs
+        Passed to :func:`explain` (``layer``, ``memory_budget``, ``seed``, ``reduction``, ...).
+
+    Examples
+    --------
+    >>> results = explain_many(net, images, "quick", cache_dir="cache/")  # doctest: +SKIP
+    >>> results["gradcam"].maps.shape  # doctest: +SKIP
+    """
+    jobs = _jobs(methods)
+    if cache_dir is not None and callable(target) and not isinstance(target, (str, torch.Tensor)):
+        warnings.warn("explain_many does not cache results for a callable target (it has no stable key).",
+                      stacklevel=2)
+        cache_dir = None
+    batches = list(_batches(data, batch_size, image_ids, labels))
+    n_images = sum(len(b[2]) for b in batches)
+    cache = _Cache(Path(cache_dir), model_fingerprint(model)) if cache_dir is not None else None
+    results = {}
+    with tqdm(total=len(jobs) * n_images, desc="explain", unit="map", disable=not progress) as bar:
+        for label, (method, params) in jobs.items():
+            bar.set_postfix_str(label)
+            parts = [_run_batch(model, batch, method, params, target, cache, explain_kwargs, bar)
+                     for batch in batches]
+            results[label] = Explanation.concat(parts)
+    return results
+
+
+def _run_batch(model, batch, method, params, target, cache, kwargs, bar) -> Explanation:
+    x, labels, ids, positions = batch
+    tgt = target[positions] if isinstance(target, torch.Tensor) and target.ndim else target
+    keys = [cache.key(method, params, tgt if not isinstance(tgt, torch.Tensor) else tgt[i], i_id, kwargs)
+            for i, i_id in enumerate(ids)] if cache else [None] * len(ids)
+    found = [cache.load(k) if cache else None for k in keys]
+    todo = [i for i, f in enumerate(found) if f is None]
+    if todo:
+        sub_target = tgt[todo] if isinstance(tgt, torch.Tensor) and tgt.ndim else tgt
+        exp = explain(model, x[todo], method, sub_target, labels=None if labels is None else labels[todo],
+                      image_ids=[ids[i] for i in todo], **kwargs, **params)
+        for j, i in enumerate(todo):
+            found[i] = exp.select([j])
+            if cache:
+                cache.save(keys[i], found[i])
+    bar.update(len(ids))
+    return Explanation.concat(found)
+
+
+def _jobs(methods) -> dict[str, tuple[str, dict]]:
+    if isinstance(methods, str):
+        if methods in PRESETS and methods not in METHODS:
+            methods = PRESETS[methods]
+        else:
+            methods = [methods]
+    if isinstance(methods, Mapping):
+        out = {}
+        for label, spec in methods.items():
+            spec = dict(spec)
+            if "method" not in spec:
+                raise ExplanationError(f"methods[{label!r}] needs a 'method' entry naming a METHODS key.")
+            out[str(label)] = (spec.pop("method"), spec)
+        return out
+    return {str(m): (str(m), {}) for m in methods}
+
+
+def _batches(data, batch_size: int, image_ids, labels) -> Iterator[tuple]:
+    if batch_size < 1:
+        raise ExplanationError(f"batch_size must be >= 1; got {batch_size}.")
+    if isinstance(data, torch.Tensor):
+        n = len(data)
+        ids = [str(i) for i in range(n)] if image_ids is None else [str(i) for i in image_ids]
+        labs = None if labels is None else torch.as_tensor(labels).long()
+        if len(ids) != n:
+            raise ExplanationError(f"image_ids has {len(ids)} entries but data has {n} images.")
+        for s in range(0, n, batch_size):
+            pos = torch.arange(s, min(n, s + batch_size))
+            yield data[pos], None if labs is None else labs[pos], ids[s : s + batch_size], pos
+        return
+    n = len(data)
+    for s in range(0, n, batch_size):
+        samples = [data[i] for i in range(s, min(n, s + batch_size))]
+        x = torch.stack([torch.as_tensor(d["image"]) for d in samples])
+        labs = torch.tensor([int(d["label"]) for d in samples]) if all("label" in d for d in samples) else None
+        ids = [str(d.get("id", s + k)) for k, d in enumerate(samples)]
+        yield x, labs, ids, torch.arange(s, s + len(samples))
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of the model class and every parameter and buffer (names, shapes, dtypes, values)."""
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class _Cache:
+    def __init__(self, root: Path, model_fp: str):
+        self.root = root / model_fp[:16]
+        self.model_fp = model_fp
+
+    def key(self, method, params, target, image_id, kwargs) -> str:
+        target = target.tolist() if isinstance(target, torch.Tensor) else target
+        blob = json.dumps({"model": self.model_fp, "method": method, "params": plain(params), "target": target,
+                           "image": image_id, "kwargs": plain(kwargs)}, sort_keys=True, default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.pt"
+
+    def load(self, key: str) -> Explanation | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            return Explanation.load(path)
+        except ExplanationError as exc:
+            warnings.warn(f"cache file {path} is damaged and will be recomputed ({exc}).", stacklevel=4)
+            path.unlink()
+            return None
+
+    def save(self, key: str, exp: Explanation) -> None:
+        exp.save(self.path(key))

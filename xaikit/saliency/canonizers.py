@@ -1,0 +1,185 @@
+"""Canonizers chosen by architecture, applied in a scope and checked to keep the model's outputs.
+
+* torchvision ResNet: zennit ``ResNetCanonizer`` (BatchNorm merged into the preceding conv, residual sum as a
+  module so LRP rules apply to it).
+* torchvision VGG and other plain sequential models: zennit ``VGGCanonizer`` / ``SequentialMergeBatchNorm``.
+* torchvision DenseNet: :class:`DenseNetCanonizer` (zennit has none). A dense layer is
+  ``norm1 -> relu1 -> conv1 -> norm2 -> relu2 -> conv2`` on the concatenation of all earlier features, so
+  only the BatchNorms that *follow* a linear layer can be merged: ``features.norm0`` into ``features.conv0``
+  and every ``norm2`` into its layer's ``conv1``. The pre-activation BatchNorms (every ``norm1``, every
+  transition ``norm`` and the final ``features.norm5``) act on concatenated features produced by several
+  earlier convolutions and are followed by a ReLU, so no linear layer can absorb them exactly; they stay and
+  get zennit's ``Pass`` rule (relevance passes through unchanged). They are listed as unmerged in the
+  report. The canonizer also replaces DenseNet's functional in-place final ReLU by a ReLU module and
+  disables memory-efficient checkpointing for the duration (both needed for hooks to see every layer).
+
+Every canonizer is checked once per model state and input shape: on a float64 copy of the model (so float32
+rounding of the merged weights cannot hide or fake a mismatch) the canonized outputs must equal the
+original ones within 1e-5 x max(1, |logits|). A canonizer that fails the check is not used (warning).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+import weakref
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.densenet import DenseNet, _DenseLayer
+from torchvision.models.resnet import ResNet
+from torchvision.models.vgg import VGG
+from zennit.canonizers import AttributeCanonizer, Canonizer, CompositeCanonizer, MergeBatchNorm
+from zennit.canonizers import SequentialMergeBatchNorm
+from zennit.core import RemovableHandleList
+from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+from zennit.types import BatchNorm
+
+from .safety import state_fingerprint
+
+__all__ = ["DenseNetCanonizer", "canonizers_for", "canonized", "TOLERANCE"]
+
+TOLERANCE = 1e-5
+
+
+class DenseNetMergeBatchNorm(MergeBatchNorm):
+    """Merge the BatchNorms of a torchvision DenseNet that directly follow a convolution."""
+
+    def apply(self, root_module: nn.Module) -> list:
+        instances = []
+        for module in root_module.modules():
+            pairs = []
+            if isinstance(module, DenseNet) and hasattr(module.features, "norm0"):
+                pairs.append((module.features.conv0, module.features.norm0))
+            if isinstance(module, _DenseLayer):
+                pairs.append((module.conv1, module.norm2))
+            for linear, norm in pairs:
+                instance = self.copy()
+                instance.register((linear,), norm)
+                instances.append(instance)
+        return instances
+
+
+class DenseNetForwardCanonizer(AttributeCanonizer):
+    """Module ReLU instead of ``F.relu(inplace=True)`` in ``DenseNet.forward``; no checkpointing in dense layers."""
+
+    def __init__(self) -> None:
+        super().__init__(self._attribute_map)
+
+    @classmethod
+    def _attribute_map(cls, name: str, module: nn.Module):
+        if isinstance(module, DenseNet):
+            return {"forward": cls._densenet_forward.__get__(module), "canonizer_relu": nn.ReLU()}
+        if isinstance(module, _DenseLayer):
+            return {"forward": cls._dense_layer_forward.__get__(module)}
+        return None
+
+    def copy(self) -> "DenseNetForwardCanonizer":
+        return DenseNetForwardCanonizer()
+
+    @staticmethod
+    def _densenet_forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.canonizer_relu(self.features(x))
+        out = torch.flatten(F.adaptive_avg_pool2d(out, (1, 1)), 1)
+        return self.classifier(out)
+
+    @staticmethod
+    def _dense_layer_forward(self, inputs) -> torch.Tensor:
+        prev = [inputs] if isinstance(inputs, torch.Tensor) else inputs
+        bottleneck = self.conv1(self.relu1(self.norm1(torch.cat(prev, 1))))
+        new = self.conv2(self.relu2(self.norm2(bottleneck)))
+        if self.drop_rate > 0:
+            new = F.dropout(new, p=self.drop_rate, training=self.training)
+        return new
+
+
+class DenseNetCanonizer(CompositeCanonizer):
+    """Canonizer for torchvision DenseNets (see the module docstring for what is and is not merged)."""
+
+    def __init__(self) -> None:
+        super().__init__((DenseNetMergeBatchNorm(), DenseNetForwardCanonizer()))
+
+
+def canonizers_for(model: nn.Module) -> list[Canonizer]:
+    """Canonizers for the architecture of ``model`` (empty when it has nothing to canonize)."""
+    kinds = {type(m) for m in model.modules()}
+    if any(issubclass(k, DenseNet) for k in kinds):
+        return [DenseNetCanonizer()]
+    if any(issubclass(k, ResNet) for k in kinds):
+        return [ResNetCanonizer()]
+    if any(issubclass(k, VGG) for k in kinds):
+        return [VGGCanonizer()]
+    if any(isinstance(m, BatchNorm) for m in model.modules()):
+        return [SequentialMergeBatchNorm()]
+    return []
+
+
+_VERIFIED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def canonized(model: nn.Module, inputs: torch.Tensor) -> Iterator[dict]:
+    """Apply the architecture's canonizers inside the block and undo them in ``finally``.
+
+    Yields a report ``{"canonizers", "merged_batchnorm", "unmerged_batchnorm", "max_abs_output_diff"}``.
+    The output check runs on ``inputs[:1]`` once per model state and input shape.
+    """
+    names = {id(m): n for n, m in model.named_modules()}
+    batchnorms = [n for n, m in model.named_modules() if isinstance(m, BatchNorm)]
+    key = (state_fingerprint(model), tuple(inputs.shape[1:]))
+    cans = canonizers_for(model)
+    cached = _VERIFIED.get(model)
+    if cached is None or cached["key"] != key:
+        cached = {"key": key, "diff": _check64(model, inputs[:1], cans) if cans else 0.0}
+        _VERIFIED[model] = cached
+    diff = cached["diff"]
+    handles = RemovableHandleList()
+    try:
+        if diff is not None:
+            for canonizer in cans:
+                handles += canonizer.apply(model)
+        merged = sorted({names.get(id(h.batch_norm), "?") for h in handles if isinstance(h, MergeBatchNorm)})
+        report = {
+            "canonizers": [type(c).__name__ for c in cans] if diff is not None else [],
+            "merged_batchnorm": merged,
+            "unmerged_batchnorm": [n for n in batchnorms if n not in merged],
+            "max_abs_output_diff": 0.0 if diff is None else diff,
+        }
+        _warn_unmerged(report, len(batchnorms))
+        yield report
+    finally:
+        handles.remove()
+
+
+def _check64(model: nn.Module, sample: torch.Tensor, cans: list[Canonizer]) -> float | None:
+    """Max abs output difference caused by ``cans`` on a float64 copy; None (and a warning) if above tolerance."""
+    dup = copy.deepcopy(model).double().eval()
+    x = sample.detach().double()
+    with torch.no_grad():
+        reference = dup(x)
+        handles = RemovableHandleList()
+        try:
+            for canonizer in [type(c)() for c in cans]:
+                handles += canonizer.apply(dup)
+            diff = float((dup(x) - reference).abs().max())
+        finally:
+            handles.remove()
+    if diff > TOLERANCE * max(1.0, float(reference.abs().max())):
+        warnings.warn(
+            f"canonizing {type(model).__name__} with {[type(c).__name__ for c in cans]} changed its outputs (max "
+            f"abs difference {diff:.3g} in float64); LRP runs on the model without canonizers.", stacklevel=5)
+        return None
+    return diff
+
+
+def _warn_unmerged(report: dict, n_batchnorm: int) -> None:
+    left = report["unmerged_batchnorm"]
+    if not left:
+        return
+    what = "no BatchNorm was merged" if len(left) == n_batchnorm else f"{len(left)} of {n_batchnorm} BatchNorms are not merged"
+    warnings.warn(
+        f"{what} into a linear layer ({', '.join(left[:3])}{', ...' if len(left) > 3 else ''}); LRP passes "
+        "relevance through them unchanged (zennit Pass rule), so relevance conservation is approximate there.",
+        stacklevel=4)

@@ -1,0 +1,253 @@
+"""Gradient, path, sampling and perturbation methods backed by captum.
+
+Every function receives a :class:`~xaikit.saliency.engine.MethodContext` and returns an ``n x C x H x W``
+attribution (or a layer map). ``ctx.head`` is the forward captum sees (model + folded target),
+``ctx.target`` captum's ``target=``, ``ctx.memory.max_batch`` the samples one pass may hold.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from captum.attr import (
+    Deconvolution, DeepLift, DeepLiftShap, FeatureAblation, GradientShap, GuidedBackprop, GuidedGradCam,
+    InputXGradient, IntegratedGradients, KernelShap, LayerDeepLift, Lime, Occlusion, Saliency,
+)
+
+from .registry import register
+
+__all__: list[str] = []  # methods are reached through METHODS
+
+
+def _per_eval(ctx) -> int:
+    """Perturbed copies of the chunk that fit one forward."""
+    return max(1, ctx.memory.max_batch // len(ctx.inputs))
+
+
+def _windows(p: dict) -> float:
+    size = p.get("input_size", 224)
+    return ((size - p["window"]) // p["stride"] + 1) ** 2 / 3 + 1  # forward-only passes count ~1/3
+
+
+# --- gradients ---------------------------------------------------------------------------------------
+@register("gradient", family="gradient", library="captum", cost=1, clean_forward=True, supports_3d=True)
+def gradient(ctx):
+    """Signed gradient of the target score w.r.t. the input (Simonyan et al. 2014)."""
+    return Saliency(ctx.head).attribute(ctx.inputs, target=ctx.target, abs=False)
+
+
+@register("input_x_gradient", family="gradient", library="captum", cost=1, clean_forward=True, supports_3d=True)
+def input_x_gradient(ctx):
+    """Input times gradient (Shrikumar et al. 2016)."""
+    return InputXGradient(ctx.head).attribute(ctx.inputs, target=ctx.target)
+
+
+@register("integrated_gradients", family="path", library="captum", cost=lambda p: p["n_steps"], supports_3d=True,
+          defaults={"n_steps": 50, "integration": "gausslegendre", "baseline": 0.0})
+def integrated_gradients(ctx, n_steps=50, integration="gausslegendre", baseline=0.0):
+    """Integrated gradients from a constant baseline (Sundararajan et al. 2017); chunked by internal_batch_size."""
+    ig = IntegratedGradients(ctx.head)
+    return ig.attribute(ctx.inputs, baselines=float(baseline), target=ctx.target, n_steps=int(n_steps),
+                        method=integration, internal_batch_size=ctx.memory.max_batch)
+
+
+# --- SmoothGrad family ----------------------------------------------------------------------------
+def _noise_moments(ctx, n_samples: int, noise_level: float):
+    """Mean and mean square of gradients over ``n_samples`` noisy copies, in memory-sized chunks.
+
+    Written here because captum's NoiseTunnel expands all noise samples in one batch (no internal batch
+    size), which runs out of memory for large inputs. Noise of sample ``i`` comes from its own generator
+    (seeded by seed and global index), so the result does not depend on the memory budget.
+    """
+    x = ctx.inputs
+    n = len(x)
+    flat = x.reshape(n, -1)
+    sigma = (noise_level * (flat.amax(1) - flat.amin(1))).view(n, *([1] * (x.ndim - 1)))
+    gens = [ctx.generator(int(i)) for i in ctx.index]
+    per = _per_eval(ctx)
+    mean, mean_sq = torch.zeros_like(x), torch.zeros_like(x)
+    saliency = Saliency(ctx.head)
+    for start in range(0, int(n_samples), per):
+        m = min(per, int(n_samples) - start)
+        noise = torch.stack([torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
+                                          for g in gens]) for _ in range(m)])
+        noisy = (x[None] + noise * sigma[None]).reshape(m * n, *x.shape[1:])
+        target = None if ctx.target is None else ctx.target.repeat(m)
+        grads = saliency.attribute(noisy, target=target, abs=False).reshape(m, *x.shape)
+        mean += grads.sum(0)
+        mean_sq += grads.pow(2).sum(0)
+    return mean / n_samples, mean_sq / n_samples
+
+
+_SG = {"n_samples": 20, "noise_level": 0.1}
+
+
+@register("smoothgrad", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,
+          supports_3d=True)
+def smoothgrad(ctx, n_samples=20, noise_level=0.1):
+    """Mean gradient over noisy copies, noise sd = noise_level x (max - min) of each input (Smilkov et al. 2017)."""
+    return _noise_moments(ctx, n_samples, noise_level)[0]
+
+
+@register("smoothgrad_sq", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,
+          signed=False, supports_3d=True)
+def smoothgrad_sq(ctx, n_samples=20, noise_level=0.1):
+    """Mean squared gradient over noisy copies (Hooker et al. 2019)."""
+    return _noise_moments(ctx, n_samples, noise_level)[1]
+
+
+@register("vargrad", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,
+          signed=False, supports_3d=True)
+def vargrad(ctx, n_samples=20, noise_level=0.1):
+    """Variance of the gradient over noisy copies (Adebayo et al. 2018)."""
+    mean, mean_sq = _noise_moments(ctx, n_samples, noise_level)
+    return (mean_sq - mean.pow(2)).clamp_min(0)
+
+
+def _baseline_set(ctx) -> torch.Tensor:
+    """Two reference inputs shared by every chunk: black (zeros) and seeded unit Gaussian noise."""
+    shape = (1, *ctx.inputs.shape[1:])
+    noise = torch.randn(shape, generator=ctx.generator(-1), device=ctx.inputs.device, dtype=ctx.inputs.dtype)
+    return torch.cat([torch.zeros(shape, device=ctx.inputs.device, dtype=ctx.inputs.dtype), noise])
+
+
+@register("gradient_shap", family="sampling", library="captum", cost=lambda p: p["n_samples"], supports_3d=True,
+          defaults={"n_samples": 20, "stdevs": 0.0})
+def gradient_shap(ctx, n_samples=20, stdevs=0.0):
+    """GradientSHAP (Lundberg & Lee 2017) over baselines {zeros, seeded noise}; samples run in memory-sized chunks."""
+    explainer = GradientShap(ctx.head)
+    baselines = _baseline_set(ctx)
+    per = _per_eval(ctx)
+    total = torch.zeros_like(ctx.inputs)
+    for start in range(0, int(n_samples), per):
+        m = min(per, int(n_samples) - start)
+        total += m * explainer.attribute(ctx.inputs, baselines=baselines, target=ctx.target, n_samples=m,
+                                         stdevs=float(stdevs))
+    ctx.record["baselines"] = "zeros + seeded unit Gaussian noise"
+    return total / n_samples
+
+
+# --- DeepLIFT and modified-ReLU backprop (private copy with fresh ReLUs) ------------------------------
+@register("deeplift", family="gradient", library="captum", cost=2, private_copy=True, defaults={"baseline": 0.0})
+def deeplift(ctx, baseline=0.0):
+    """DeepLIFT rescale rule from a constant baseline (Shrikumar et al. 2017)."""
+    return DeepLift(ctx.head).attribute(ctx.inputs, baselines=float(baseline), target=ctx.target)
+
+
+@register("deeplift_shap", family="sampling", library="captum", cost=4, private_copy=True)
+def deeplift_shap(ctx):
+    """DeepLIFT averaged over baselines {zeros, seeded noise} (DeepSHAP, Lundberg & Lee 2017)."""
+    baselines = _baseline_set(ctx)
+    per = max(1, ctx.memory.max_batch // (2 * len(baselines)))
+    explainer = DeepLiftShap(ctx.head)
+    parts = []
+    for start in range(0, len(ctx.inputs), per):
+        target = None if ctx.target is None else ctx.target[start : start + per]
+        parts.append(explainer.attribute(ctx.inputs[start : start + per], baselines=baselines, target=target))
+    ctx.record["baselines"] = "zeros + seeded unit Gaussian noise"
+    return torch.cat(parts)
+
+
+@register("guided_backprop", family="gradient", library="captum", cost=1, clean_forward=True, private_copy=True,
+          supports_3d=True)
+def guided_backprop(ctx):
+    """Guided backpropagation: only positive gradients through ReLUs (Springenberg et al. 2015)."""
+    return GuidedBackprop(ctx.head).attribute(ctx.inputs, target=ctx.target)
+
+
+@register("deconvnet", family="gradient", library="captum", cost=1, clean_forward=True, private_copy=True,
+          supports_3d=True)
+def deconvnet(ctx):
+    """DeconvNet: ReLU applied to the backward signal (Zeiler & Fergus 2014)."""
+    return Deconvolution(ctx.head).attribute(ctx.inputs, target=ctx.target)
+
+
+@register("guided_gradcam", family="cam", library="captum", cost=1.5, needs_layer=True, clean_forward=True,
+          private_copy=True)
+def guided_gradcam(ctx):
+    """Guided backprop times the upsampled Grad-CAM of the layer (Selvaraju et al. 2017)."""
+    return GuidedGradCam(ctx.head, ctx.layer).attribute(ctx.inputs, target=ctx.target, interpolate_mode="bilinear")
+
+
+@register("layer_deeplift", family="cam", library="captum", cost=2, needs_layer=True, private_copy=True,
+          defaults={"baseline": 0.0})
+def layer_deeplift(ctx, baseline=0.0):
+    """DeepLIFT attribution of the layer's output, summed over channels and upsampled (Sümer et al. 2023)."""
+    inputs = ctx.inputs.requires_grad_(True)  # captum's layer hooks need a graph from the input
+    attr = LayerDeepLift(ctx.head, ctx.layer).attribute(inputs, baselines=float(baseline), target=ctx.target)
+    return attr.sum(1, keepdim=True)
+
+
+# --- perturbation ------------------------------------------------------------------------------------
+@register("occlusion", family="perturbation", library="captum", cost=_windows, supports_3d=False,
+          defaults={"window": 15, "stride": 8, "baseline": 0.0})
+def occlusion(ctx, window=15, stride=8, baseline=0.0):
+    """Drop in target score when a window x window patch is set to the baseline (Zeiler & Fergus 2014)."""
+    c = ctx.inputs.shape[1]
+    return Occlusion(ctx.head).attribute(
+        ctx.inputs, sliding_window_shapes=(c, int(window), int(window)), strides=(c, int(stride), int(stride)),
+        baselines=float(baseline), target=ctx.target, perturbations_per_eval=_per_eval(ctx))
+
+
+def superpixels(x: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
+    """SLIC superpixels (scikit-image) per image: long ``N x 1 x H x W`` feature mask, labels from 0."""
+    from skimage.segmentation import slic
+
+    masks = []
+    for img in x.detach().cpu().double().numpy():
+        lo, hi = img.min(), img.max()
+        img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+        chan = np.moveaxis(img, 0, -1)
+        seg = slic(chan if chan.shape[-1] > 1 else chan[..., 0], n_segments=int(n_segments),
+                   compactness=float(compactness), start_label=0,
+                   channel_axis=-1 if chan.shape[-1] > 1 else None)
+        if seg.max() < 1:
+            warnings.warn(f"SLIC found a single superpixel in an image of shape {img.shape}; using a regular grid "
+                          f"of about {n_segments} squares for it instead.", stacklevel=4)
+            seg = _grid(img.shape[1:], n_segments)
+        masks.append(torch.from_numpy(seg.astype(np.int64)))
+    return torch.stack(masks)[:, None].to(x.device)
+
+
+def _grid(shape: tuple[int, ...], n_segments: int) -> np.ndarray:
+    side = max(1, int(round(np.sqrt(np.prod(shape) / n_segments))))
+    rows, cols = np.arange(shape[0]) // side, np.arange(shape[1]) // side
+    return rows[:, None] * (cols.max() + 1) + cols[None, :]
+
+
+_SP = {"n_segments": 50, "compactness": 10.0}
+
+
+@register("feature_ablation", family="perturbation", library="captum", cost=lambda p: p["n_segments"] / 3 + 1,
+          defaults={**_SP, "baseline": 0.0})
+def feature_ablation(ctx, n_segments=50, compactness=10.0, baseline=0.0):
+    """Drop in target score when one SLIC superpixel is set to the baseline."""
+    mask = superpixels(ctx.inputs, n_segments, compactness)
+    ctx.record["superpixels"] = "skimage.segmentation.slic"
+    return FeatureAblation(ctx.head).attribute(ctx.inputs, baselines=float(baseline), target=ctx.target,
+                                               feature_mask=mask, perturbations_per_eval=_per_eval(ctx))
+
+
+def _per_sample(ctx, explainer, n_samples, mask):
+    parts = []
+    for i in range(len(ctx.inputs)):
+        target = None if ctx.target is None else ctx.target[i : i + 1]
+        parts.append(explainer.attribute(ctx.inputs[i : i + 1], target=target, feature_mask=mask[i : i + 1],
+                                         n_samples=int(n_samples),
+                                         perturbations_per_eval=max(1, ctx.memory.max_batch)))
+    return torch.cat(parts)
+
+
+@register("lime", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3,
+          defaults={**_SP, "n_samples": 100})
+def lime(ctx, n_segments=50, compactness=10.0, n_samples=100):
+    """LIME on SLIC superpixels with captum's default Lasso surrogate (Ribeiro et al. 2016)."""
+    return _per_sample(ctx, Lime(ctx.head), n_samples, superpixels(ctx.inputs, n_segments, compactness))
+
+
+@register("kernel_shap", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3,
+          defaults={**_SP, "n_samples": 100})
+def kernel_shap(ctx, n_segments=50, compactness=10.0, n_samples=100):
+    """Kernel SHAP on SLIC superpixels (Lundberg & Lee 2017)."""
+    return _per_sample(ctx, KernelShap(ctx.head), n_samples, superpixels(ctx.inputs, n_segments, compactness))

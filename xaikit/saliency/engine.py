@@ -1,0 +1,420 @@
+"""The engine behind :func:`explain`: checks, model scoping, memory chunking, target handling, reduction."""
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ExplanationError, ModelError
+from .explanation import Explanation, plain
+from .memory import MemoryPlan, plan
+from .registry import MethodInfo, get_method
+from .safety import guarded, private_copy
+from .targets import Target, TargetSpec, resolve_target
+
+__all__ = ["explain", "MethodContext", "REDUCTIONS", "find_cam_layer", "resolve_layer"]
+
+REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sum": lambda a: a.sum(1),
+    "mean": lambda a: a.mean(1),
+    "abs_sum": lambda a: a.abs().sum(1),
+    "l2": lambda a: a.pow(2).sum(1).sqrt(),
+    "max_abs": lambda a: a.abs().amax(1),
+}
+
+
+class _Head(nn.Module):
+    """The forward handed to captum: the model, then the target folded in; records clean logits for free."""
+
+    def __init__(self, model: nn.Module, spec: TargetSpec, clean: torch.Tensor, store: dict):
+        super().__init__()
+        self.model = model
+        self.spec = spec
+        self._clean = clean
+        self._store = store
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        if "logits" not in self._store and _same_tensor(x, self._clean):
+            self._store["logits"] = logits.detach()
+        return self.spec.head(logits)
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a is b or (a.shape == b.shape and a.data_ptr() == b.data_ptr() and a.dtype == b.dtype)
+
+
+@dataclass
+class MethodContext:
+    """Everything a method function gets (besides its own parameters).
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The model to run (the user's model, or the private copy for ``private_copy`` methods).
+    head : torch.nn.Module
+        ``model`` followed by the target: give it to captum as the forward function.
+    inputs : torch.Tensor
+        ``n x C x H x W`` chunk, detached.
+    spec : TargetSpec
+        The resolved target for this chunk; ``spec.indices`` is what captum's ``target=`` gets.
+    layer : torch.nn.Module or None
+        The resolved layer (in ``model``) for layer methods.
+    memory : MemoryPlan
+        ``memory.max_batch`` samples fit one forward+backward.
+    seed : int
+        Seed for this chunk (global RNG is also seeded and restored around the call).
+    index : torch.Tensor
+        One stream number per input (CRC-32 of its image id): per-image random draws do not depend on
+        batching or the memory budget.
+    store : dict
+        Engine scratch space: ``"logits"`` when the method saw the clean inputs.
+    record : dict
+        What the method decided (canonizers, baselines...): merged into ``Explanation.params``.
+    """
+
+    model: nn.Module
+    head: nn.Module
+    inputs: torch.Tensor
+    spec: TargetSpec
+    layer: nn.Module | None
+    memory: MemoryPlan
+    seed: int
+    index: torch.Tensor
+    store: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> torch.Tensor | None:
+        """captum's ``target=`` argument."""
+        return self.spec.captum_target()
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        g = torch.Generator(device=self.inputs.device)
+        g.manual_seed(self.seed * 1_000_003 + offset)
+        return g
+
+
+def explain(
+    model: nn.Module,
+    inputs: torch.Tensor | Mapping | Sequence[Mapping],
+    method: str,
+    target: Target = "pred",
+    *,
+    labels: torch.Tensor | Sequence[int] | None = None,
+    image_ids: Sequence[str] | None = None,
+    layer: str | None = None,
+    preprocess: Any = None,
+    memory_budget: int | None = None,
+    seed: int = 0,
+    reduction: str = "sum",
+    keep_raw: bool = True,
+    **params: Any,
+) -> Explanation:
+    """Explain the model's outputs for ``inputs`` with one saliency ``method``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Classifier returning logits ``N x K``. Left exactly as it was (mode, ``requires_grad``, hooks,
+        weights), also when the method raises.
+    inputs : torch.Tensor or dict or list of dict
+        float tensor ``N x C x H x W`` (``N x C x D x H x W`` for 3D-capable methods), or a collated batch of
+        dataset samples (``{"image", "label", "id"}``), or a list of samples.
+    method : str
+        A key of :data:`METHODS` (``sorted(METHODS)`` lists them).
+    target : "pred", "label", int, torch.Tensor or callable
+        What to explain: the predicted class, the true label (needs ``labels``), a class index, one index
+        per input, or a callable mapping logits ``N x K`` to one score per input.
+    labels, image_ids : optional
+        Stored in the Explanation (taken from sample dicts when given).
+    layer : str, optional
+        Dotted module name (``model.get_submodule``) for layer methods; default: the last layer with a
+        spatial output.
+    preprocess : xaikit.data.Preprocess, optional
+        Checked against the preprocessing saved with the model (mismatch raises).
+    memory_budget : int, optional
+        Bytes the method may use for activations; default about 2 GiB on CPU, half the free memory on GPU.
+    seed : int
+        Seed for random methods; results do not depend on the global RNG, which is left untouched.
+    reduction : str
+        Channel reduction of the stored map: ``"sum"`` (default), ``"mean"``, ``"abs_sum"``, ``"l2"``,
+        ``"max_abs"``.
+    keep_raw : bool
+        Keep the per-channel attribution in ``Explanation.raw``.
+    **params
+        Method parameters (see ``METHODS[method].defaults``).
+
+    Returns
+    -------
+    Explanation
+
+    Examples
+    --------
+    >>> import torch, torchvision
+    >>> from xaikit.saliency import explain
+    >>> net = torchvision.models.resnet18(num_classes=2).eval()
+    >>> exp = explain(net, torch.rand(2, 3, 64, 64), "integrated_gradients", n_steps=8)
+    >>> tuple(exp.maps.shape)
+    (2, 64, 64)
+    """
+    info = get_method(method)
+    params = _check_params(info, params)
+    if reduction not in REDUCTIONS:
+        raise ExplanationError(f"reduction={reduction!r} is not known; use one of {sorted(REDUCTIONS)}.")
+    x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
+    _check_tensor(x, info)
+    _check_model(model)
+    if preprocess is not None:
+        from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
+
+        check_preprocess(model, preprocess)
+    layer_name = _layer_name(model, info, layer, x)
+    with guarded(model):
+        return _run(model, x, info, target, labels, image_ids, layer_name, memory_budget, seed, reduction,
+                    keep_raw, params)
+
+
+def _run(model, x, info, target, labels, image_ids, layer_name, budget, seed, reduction, keep_raw, params):
+    memory = plan(model, x, budget, info.name)
+    spec = resolve_target(target, len(x), memory.n_classes, labels, needs_indices=not info.clean_forward)
+    pre_logits = None
+    if spec.policy == "pred" and not info.clean_forward:
+        pre_logits = _logits(model, x, memory.max_batch)
+        spec = TargetSpec("pred", pre_logits.argmax(1))
+    streams = torch.tensor([zlib.crc32(i.encode()) for i in image_ids])  # per-image random streams
+    run_model, run_layer = _model_for(model, info, layer_name, x[: min(len(x), 2)])
+    attrs, raws, logits, record = [], [], [], {}
+    for start in range(0, len(x), memory.max_batch):
+        sl = slice(start, start + memory.max_batch)
+        chunk = x[sl].detach().clone()
+        store: dict = {}
+        ctx = MethodContext(run_model, _Head(run_model, spec.subset(sl), chunk, store), chunk, spec.subset(sl),
+                            run_layer, memory, seed, streams[sl], store)
+        attr, raw = _call(info, ctx, params, seed + start)
+        attrs.append(attr.detach().float())
+        raws.append(None if raw is None else raw.detach().float())
+        logits.append(store.get("logits"))
+        record.update(ctx.record)
+    logits = _assemble_logits(model, x, logits, pre_logits, memory.max_batch)
+    return _build(x, info, spec, logits, attrs, raws, labels, image_ids, layer_name, memory, seed, reduction,
+                  keep_raw, {**params, **record})
+
+
+# captum's notes about what it does internally (we require grads and hook a private copy on purpose)
+_CAPTUM_CHATTER = (".*did not already require gradients.*", ".*Setting forward, backward hooks.*",
+                   ".*Setting backward hooks on ReLU.*")
+
+
+def _call(info: MethodInfo, ctx: MethodContext, params: dict, seed: int):
+    devices = [ctx.inputs.device] if ctx.inputs.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), warnings.catch_warnings():
+        for message in _CAPTUM_CHATTER:
+            warnings.filterwarnings("ignore", message=message)
+        torch.manual_seed(seed)
+        out = info.fn(ctx, **params)
+    return out if isinstance(out, tuple) else (out, None)
+
+
+def _logits(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def _assemble_logits(model, x, parts, pre_logits, batch):
+    if pre_logits is not None:
+        return pre_logits
+    if all(p is not None for p in parts):
+        return torch.cat(parts)
+    return _logits(model, x, batch)
+
+
+def _model_for(model: nn.Module, info: MethodInfo, layer_name: str | None, probe_x: torch.Tensor):
+    if not info.private_copy:
+        return model, (model.get_submodule(layer_name) if layer_name else None)
+    dup, layer_module = private_copy(model, layer_name)
+    with torch.no_grad():
+        ref, got = model(probe_x), dup(probe_x)
+    if not torch.allclose(ref, got, rtol=1e-5, atol=1e-5 * max(1.0, float(ref.abs().max()))):
+        raise ModelError(
+            f"the private copy of {type(model).__name__} built for {info.name!r} (fresh non-in-place ReLUs) "
+            f"does not reproduce the model's outputs (max difference {float((ref - got).abs().max()):.3g}); "
+            "the model's forward probably relies on an in-place activation side effect. Use a method that "
+            "does not need the copy (see METHODS[name].private_copy)."
+        )
+    return dup, layer_module
+
+
+def _build(x, info, spec, logits, attrs, raws, labels, image_ids, layer_name, memory, seed, reduction, keep_raw,
+           params):
+    attr = _to_input_size(torch.cat(attrs), x.shape[2:])
+    raw = None if any(r is None for r in raws) else _to_input_size(torch.cat(raws), x.shape[2:])
+    if attr.shape[1] == 1:
+        maps, reduction = attr[:, 0], ("none" if info.needs_layer else reduction)
+    else:
+        maps = REDUCTIONS[reduction](attr)
+    _check_finite(maps, info.name, image_ids)
+    preds = logits.argmax(1).cpu()
+    targets = _targets(spec, preds)
+    record = {**params, "layer": layer_name, "seed": seed, "memory_budget": memory.budget,
+              "max_batch": memory.max_batch, "per_sample_bytes": memory.per_sample}
+    return Explanation(
+        maps=maps.float().cpu(), method=info.name, params=plain(record), target_policy=spec.policy,
+        targets=targets, preds=preds, probs=torch.softmax(logits.float(), 1).cpu(), image_ids=list(image_ids),
+        labels=labels, raw=(raw if raw is not None else attr).cpu() if keep_raw else None, reduction=reduction,
+        versions=_versions(),
+    )
+
+
+def _targets(spec: TargetSpec, preds: torch.Tensor) -> torch.Tensor:
+    if spec.fn is not None:
+        return torch.full_like(preds, -1)
+    return preds.clone() if spec.indices is None else spec.indices.cpu().long()
+
+
+def _to_input_size(a: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    if a.shape[2:] == size:
+        return a
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    return F.interpolate(a, size=tuple(size), mode=mode, align_corners=False)
+
+
+def _check_finite(maps: torch.Tensor, method: str, image_ids: Sequence[str]) -> None:
+    bad = (~torch.isfinite(maps.reshape(len(maps), -1))).any(1)
+    if bool(bad.any()):
+        names = [image_ids[i] for i in torch.nonzero(bad).flatten().tolist()]
+        raise ExplanationError(
+            f"method {method!r} produced non-finite values (NaN/inf) for image(s) {names[:10]}"
+            f"{' ...' if len(names) > 10 else ''}. Check the inputs and model outputs for NaN/inf, or try a "
+            "larger epsilon/stabilizer."
+        )
+
+
+def _versions() -> dict:
+    out = {}
+    for name in ("torch", "torchvision", "captum", "zennit", "xaikit"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def _check_params(info: MethodInfo, params: dict) -> dict:
+    sig = inspect.signature(info.fn)
+    accepted = [p for p in sig.parameters if p != "ctx"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ExplanationError(
+            f"method {info.name!r} has no parameter(s) {unknown}; it accepts {accepted or 'no parameters'}."
+        )
+    return {**info.defaults, **params}
+
+
+def _unpack_inputs(inputs, labels, image_ids):
+    if isinstance(inputs, Sequence) and inputs and all(isinstance(s, Mapping) for s in inputs):
+        inputs = {"image": torch.stack([torch.as_tensor(s["image"]) for s in inputs]),
+                  "label": torch.tensor([int(s["label"]) for s in inputs]) if all("label" in s for s in inputs)
+                  else None,
+                  "id": [str(s["id"]) for s in inputs] if all("id" in s for s in inputs) else None}
+    if isinstance(inputs, Mapping):
+        if "image" not in inputs:
+            raise ExplanationError("a sample-dict batch must have an 'image' entry (float tensor N x C x H x W).")
+        labels = inputs.get("label") if labels is None else labels
+        image_ids = inputs.get("id") if image_ids is None else image_ids
+        inputs = inputs["image"]
+    if not isinstance(inputs, torch.Tensor):
+        raise ExplanationError(
+            f"inputs must be a float tensor N x C x H x W or a batch of sample dicts; got {type(inputs).__name__}."
+        )
+    n = len(inputs) if inputs.ndim else 0
+    if labels is not None:
+        labels = torch.as_tensor(labels).long().reshape(-1)
+        if len(labels) != n:
+            raise ExplanationError(f"labels has {len(labels)} entries but there are {n} inputs.")
+    image_ids = [str(i) for i in range(n)] if image_ids is None else [str(i) for i in image_ids]
+    if len(image_ids) != n:
+        raise ExplanationError(f"image_ids has {len(image_ids)} entries but there are {n} inputs.")
+    return inputs, labels, image_ids
+
+
+def _check_tensor(x: torch.Tensor, info: MethodInfo) -> None:
+    ndims = (4, 5) if info.supports_3d else (4,)
+    if x.ndim not in ndims:
+        shape = "N x C x H x W" + (" or N x C x D x H x W" if info.supports_3d else "")
+        raise ExplanationError(
+            f"inputs must have shape {shape} for {info.name!r}; got shape {tuple(x.shape)}. "
+            "Add the batch axis with x[None] or the channel axis with x[:, None]."
+        )
+    if not x.dtype.is_floating_point:
+        raise ExplanationError(f"inputs must be a floating-point tensor; got dtype {x.dtype}. Use x.float().")
+    if x.shape[0] == 0:
+        raise ExplanationError("inputs is empty (batch size 0).")
+    if not bool(torch.isfinite(x).all()):
+        raise ExplanationError("inputs contain NaN or inf values; clean the images before explaining them.")
+
+
+def _check_model(model: nn.Module) -> None:
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model must be a torch.nn.Module returning logits N x K; got {type(model).__name__}.")
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """``model.get_submodule(name)`` with an error that lists nearby names (never ``eval``)."""
+    if not isinstance(name, str):
+        raise ModelError(f"layer must be a dotted module name (str), e.g. 'layer4'; got {type(name).__name__}.")
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n]
+        head = name.split(".")[0]
+        near = [n for n in names if n.startswith(head)][:8] or names[-8:]
+        raise ModelError(f"layer {name!r} does not exist in {type(model).__name__}; names include {near}.") from None
+
+
+def _layer_name(model: nn.Module, info: MethodInfo, layer: str | None, x: torch.Tensor) -> str | None:
+    if not info.needs_layer:
+        if layer is not None:
+            raise ExplanationError(f"method {info.name!r} does not use a layer; drop layer={layer!r}.")
+        return None
+    if layer is not None:
+        resolve_layer(model, layer)
+        return layer
+    return find_cam_layer(model, x[:1])
+
+
+def find_cam_layer(model: nn.Module, sample: torch.Tensor) -> str:
+    """Name of the last module (in execution order) whose output still has a spatial extent > 1.
+
+    Among modules finishing at the same point the outermost wins (``layer4`` rather than its last ReLU),
+    so the CAM sees the block output including the residual sum. Adaptive pooling layers are skipped (they
+    only resample: VGG's 7x7 ``avgpool`` would otherwise be chosen).
+    """
+    finished: list[tuple[str, torch.Size]] = []
+    skip = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)  # resample only
+    handles = [m.register_forward_hook(_shape_recorder(name, finished)) for name, m in model.named_modules()
+               if name and not isinstance(m, skip)]
+    try:
+        with guarded(model), torch.no_grad():
+            model(sample)
+    finally:
+        for h in handles:
+            h.remove()
+    spatial = [i for i, (_, shape) in enumerate(finished) if len(shape) >= 4 and int(torch.tensor(shape[2:]).prod()) > 1]
+    if not spatial:
+        raise ModelError(f"{type(model).__name__} has no layer with a spatial output; pass layer=... explicitly.")
+    return finished[spatial[-1]][0]
+
+
+def _shape_recorder(name: str, out: list):
+    def hook(module, args, output):
+        if isinstance(output, torch.Tensor):
+            out.append((name, output.shape))
+    return hook

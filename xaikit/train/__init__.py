@@ -1,0 +1,26 @@
+"""Training and evaluation: :func:`fit` a classifier, :func:`evaluate` it with honest uncertainty.
+
+- :func:`fit` trains with a chosen optimiser, schedule, imbalance handling and early stopping, and returns a
+  :class:`FitResult` with a tidy per-epoch history and the best epoch's weights restored.
+- :func:`evaluate` returns an :class:`Evaluation`: predictions, scikit-learn metrics with patient-level
+  bootstrap CIs, confusion matrix, classification report, calibration, ROC/PR curves with bands.
+- :func:`train_sample_model` is the one-call recipe behind the kit's shipped sample model.
+"""
+from .evaluate import Evaluation, evaluate, evaluate_predictions
+from .fit import MONITORS, OPTIMIZERS, SCHEDULERS, FitResult, fit
+from .metrics import choose_threshold, expected_calibration_error
+from .recipes import train_sample_model
+
+__all__ = [
+    "fit",
+    "FitResult",
+    "evaluate",
+    "evaluate_predictions",
+    "Evaluation",
+    "choose_threshold",
+    "expected_calibration_error",
+    "train_sample_model",
+    "MONITORS",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+]

@@ -1,0 +1,477 @@
+"""Train a classifier: one call, honest validation, best weights restored, nothing left changed by accident.
+
+Example
+-------
+>>> from xaikit.models import build_model
+>>> from xaikit.train import fit
+>>> model = build_model("small_cnn", num_classes=2)
+>>> result = fit(model, train_set, val_set, epochs=10, lr=1e-3)  # doctest: +SKIP
+>>> result.history_wide()                                        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+from torch.utils.data import Dataset, WeightedRandomSampler
+from tqdm.auto import tqdm
+
+from ..errors import ArgumentError, DatasetError, TrainingError
+from . import metrics as M
+from ._data import (autocast, check_labels, dataset_labels, infer, make_loader, resolve_classes,
+                    resolve_device)
+
+__all__ = ["FitResult", "fit", "OPTIMIZERS", "SCHEDULERS", "MONITORS"]
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("cosine", "onecycle", "plateau", None)
+#: validation metrics recorded every epoch (as ``val_<name>``); any of them, ``val_loss`` or ``train_loss``
+#: can be monitored
+VAL_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "roc_auc", "pr_auc")
+MONITORS = ("train_loss", "val_loss", *(f"val_{m}" for m in VAL_METRICS))
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` did.
+
+    Attributes
+    ----------
+    history : tidy table, one row per epoch and quantity: ``epoch`` (1-based), ``split`` (``train``/``val``),
+        ``metric`` (``loss``, ``lr``, ``seconds``, and for ``val`` the names in ``VAL_METRICS``), ``value``.
+    best_epoch, best_value : the epoch whose weights were restored and its ``monitor`` value.
+    monitor : the quantity that picked the best epoch.
+    stopped_early : whether early stopping ended training before ``epochs``.
+    """
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_value: float
+    monitor: str
+    epochs_run: int
+    stopped_early: bool
+    classes: list[str]
+    device: str
+    seconds: float
+    params: dict = field(default_factory=dict)
+
+    def history_wide(self) -> pd.DataFrame:
+        """One row per epoch, one column per ``<split>_<metric>`` (e.g. ``train_loss``, ``val_roc_auc``)."""
+        wide = self.history.assign(name=self.history["split"] + "_" + self.history["metric"])
+        return wide.pivot(index="epoch", columns="name", values="value").rename_axis(columns=None).reset_index()
+
+    def summary(self) -> dict:
+        """Plain-value summary for :func:`xaikit.checkpoint.save_checkpoint`."""
+        best = self.history_wide().set_index("epoch").loc[self.best_epoch].to_dict()
+        return {"best_epoch": self.best_epoch, "monitor": self.monitor, "best_value": self.best_value,
+                "epochs_run": self.epochs_run, "stopped_early": self.stopped_early, "device": self.device,
+                "seconds": round(self.seconds, 2), "best_epoch_metrics": best, "params": self.params}
+
+    def plot(self):
+        """Loss and validation metric curves (:func:`xaikit.viz.training.history_figure`)."""
+        from ..viz.training import history_figure
+
+        return history_figure(self.history)
+
+
+def fit(
+    model: nn.Module,
+    train: Dataset,
+    val: Dataset,
+    *,
+    classes: Sequence[str] | None = None,
+    epochs: int = 10,
+    batch_size: int = 32,
+    optimizer: str = "adamw",
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    scheduler: str | None = "cosine",
+    class_weight: str | None = None,
+    sampler: str | None = None,
+    early_stopping: int | tuple[str, int] | None = None,
+    monitor: str = "val_roc_auc",
+    seed: int = 0,
+    deterministic: bool = False,
+    device: str | torch.device = "auto",
+    amp: bool | None = None,
+    num_workers: int = 0,
+    callbacks: Sequence[Any] = (),
+    checkpoint_path: str | os.PathLike | None = None,
+    preprocess: Any = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``train``, validate on ``val`` after every epoch, restore the best epoch's weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Returns logits ``N x K``. It stays on the training device; its train/eval mode is restored.
+        Only parameters with ``requires_grad`` are optimised (see :func:`xaikit.models.freeze_backbone`).
+    train, val : Dataset
+        Samples ``{"image": C x H x W float tensor, "label": int, ...}``. ``dataset.labels`` (if present) is
+        used to check labels without reading images. ``val`` must not be empty.
+    classes : sequence of str, optional
+        Class names in logit order (default ``train.classes`` or ``"0", "1", ...``).
+    epochs, batch_size, lr, weight_decay : training length, batch size, learning rate, weight decay.
+    optimizer : {"adamw", "adam", "sgd"}
+        ``sgd`` uses Nesterov momentum 0.9.
+    scheduler : {"cosine", "onecycle", "plateau", None}
+        Cosine annealing over the epochs, one-cycle over all batches, or reduce-on-plateau of ``monitor``.
+    class_weight : {"balanced", None}
+        Weight the loss by inverse class frequency (scikit-learn's ``compute_class_weight("balanced")``).
+    sampler : {"weighted", None}
+        Draw training samples with probability inversely proportional to their class frequency.
+        Use either this or ``class_weight``, not both (that corrects imbalance twice).
+    early_stopping : int or (metric, patience), optional
+        Stop when the metric (default ``monitor``) has not improved for ``patience`` epochs.
+    monitor : str
+        One of :data:`MONITORS`; picks the best epoch (losses are minimised, other metrics maximised).
+    seed : int
+        Seeds torch's global RNG (dropout), the shuffling order and data workers.
+    deterministic : bool
+        Use deterministic algorithms (warn where none exists) while training; global settings are restored.
+    device : "auto", "cpu", "cuda", "mps" or torch.device
+        ``"auto"`` picks CUDA, then MPS, then CPU.
+    amp : bool, optional
+        Mixed precision (float16 autocast + gradient scaling); default on for CUDA only.
+    callbacks : sequence
+        Objects with ``on_epoch_end(row: dict)`` and/or ``on_batch_end(epoch, batch, loss)``; a plain callable
+        is an ``on_epoch_end``. ``row`` holds ``epoch`` and every ``<split>_<metric>`` of that epoch.
+        (:class:`xaikit.widgets.training.LiveCurve` draws a live curve from it.)
+    checkpoint_path : path-like, optional
+        Save a checkpoint (:func:`xaikit.checkpoint.save_checkpoint`) every time ``monitor`` improves;
+        needs a model from :func:`xaikit.models.build_model`.
+    preprocess : Preprocess, optional
+        Stored in the checkpoint (default ``train.preprocess``).
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    TrainingError
+        On a non-finite loss (names the epoch and batch; the best weights so far are restored and the best
+        checkpoint is kept) or an empty validation set.
+    DatasetError
+        A training set with one class or labels outside ``classes``.
+    """
+    _check_args(epochs, batch_size, optimizer, scheduler, class_weight, sampler, monitor, amp)
+    stop_metric, patience = _early_stopping(early_stopping, monitor)
+    classes = resolve_classes(model, train, classes)
+    y_train, y_val = _check_data(train, val, classes, monitor)
+    arch = getattr(model, "xaikit_arch", None)
+    if checkpoint_path is not None and arch is None:
+        raise ArgumentError("checkpoint_path needs a model built by xaikit.models.build_model (its architecture "
+                            "is recorded in the checkpoint); build it that way or save it yourself after fit")
+    preprocess = preprocess if preprocess is not None else getattr(train, "preprocess", None)
+    device = resolve_device(device)
+    amp = device.type == "cuda" if amp is None else bool(amp)
+    params = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                  scheduler=scheduler, class_weight=class_weight, sampler=sampler, seed=seed, amp=amp,
+                  n_train=len(y_train), n_val=len(y_val))
+    run = _Run(model, classes, device, amp, monitor, checkpoint_path, preprocess, params)
+    was_training = model.training
+    with _determinism(deterministic, device):
+        try:
+            torch.manual_seed(seed)
+            generator = torch.Generator().manual_seed(seed)
+            model.to(device)
+            loader = make_loader(train, batch_size, shuffle=True, num_workers=num_workers, device=device,
+                                 sampler=_sampler(sampler, y_train, generator, len(classes)), generator=generator)
+            val_loader = make_loader(val, batch_size, num_workers=num_workers, device=device)
+            criterion = nn.CrossEntropyLoss(weight=_class_weights(class_weight, y_train, len(classes), device))
+            opt = _optimizer(optimizer, model, lr, weight_decay)
+            sched = _scheduler(scheduler, opt, lr, epochs, len(loader), monitor)
+            run.loop(loader, val_loader, criterion, opt, sched, epochs, stop_metric, patience,
+                     _callbacks(callbacks), progress)
+        finally:
+            model.train(was_training)
+    return run.result()
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+class _Run:
+    """State of one training run: history, best weights, the epoch loop."""
+
+    def __init__(self, model, classes, device, amp, monitor, checkpoint_path, preprocess, params):
+        self.model, self.classes, self.device, self.amp = model, classes, device, amp
+        self.monitor, self.checkpoint_path, self.preprocess, self.params = monitor, checkpoint_path, preprocess, params
+        self.rows: list[dict] = []
+        self.best_epoch, self.best_value, self.best_val_loss = 0, math.nan, math.inf
+        self.best_state = _copy_state(model)  # the weights before training, restored if epoch 1 fails
+        self.stopped_early = False
+        self.start = time.perf_counter()
+
+    def loop(self, loader, val_loader, criterion, opt, sched, epochs, stop_metric, patience, callbacks, progress):
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        batch_sched = sched if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) else None
+        on_batch = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
+        on_epoch = [cb.on_epoch_end for cb in callbacks if hasattr(cb, "on_epoch_end")]
+        since_best, best_stop = 0, math.nan
+        with tqdm(total=epochs * len(loader), desc="fit", unit="batch", disable=not progress) as bar:
+            for epoch in range(1, epochs + 1):
+                tic = time.perf_counter()
+                lr = opt.param_groups[0]["lr"]
+                losses, sizes = _train_epoch(self.model, loader, criterion, opt, scaler, batch_sched, self.device,
+                                             self.amp, on_batch, epoch, bar)
+                train_loss = self._check_finite(losses, sizes, epoch)
+                row = {"epoch": epoch, "train_loss": train_loss, "train_lr": lr,
+                       **self._validate(val_loader), "train_seconds": time.perf_counter() - tic}
+                self.rows.append(row)
+                self._step_scheduler(sched, batch_sched, row)
+                self._keep_if_best(row)
+                for hook in on_epoch:
+                    hook(dict(row))
+                bar.set_postfix({"epoch": epoch, "train_loss": f"{train_loss:.4f}",
+                                 self.monitor: f"{row[self.monitor]:.4f}"})
+                if _improved(row[stop_metric], best_stop, stop_metric):
+                    best_stop, since_best = row[stop_metric], 0
+                else:
+                    since_best += 1
+                if patience is not None and since_best >= patience and epoch < epochs:
+                    self.stopped_early = True
+                    break
+        if self.best_epoch == 0:
+            warnings.warn(f"{self.monitor} was never finite, so no best epoch could be chosen; keeping the "
+                          "weights of the last epoch. Monitor 'val_loss' instead.", stacklevel=3)
+            self.best_epoch, self.best_value = len(self.rows), math.nan
+        else:
+            self.model.load_state_dict(self.best_state)
+
+    def _validate(self, val_loader) -> dict:
+        logits, y, _ = infer(self.model, val_loader, self.device, self.amp)
+        y_np = y.numpy()
+        prob = torch.softmax(logits.double(), 1).numpy()
+        with M.fast_sklearn():
+            scores = M.classification_scores(y_np, prob, prob.argmax(1))
+        loss = float(nn.functional.cross_entropy(logits, y))
+        return {"val_loss": loss, **{f"val_{m}": scores[m] for m in VAL_METRICS}}
+
+    def _check_finite(self, losses: list[torch.Tensor], sizes: list[int], epoch: int) -> float:
+        # the losses stay on the device during the epoch (no per-batch synchronisation); checked once here
+        stacked = torch.stack(losses).float().cpu()
+        bad = torch.nonzero(~torch.isfinite(stacked)).flatten()
+        if bad.numel():
+            self.model.load_state_dict(self.best_state)
+            raise TrainingError(self._nan_message(epoch, int(bad[0]) + 1, float(stacked[bad[0]])))
+        return float((stacked * torch.as_tensor(sizes, dtype=torch.float32)).sum() / sum(sizes))
+
+    def _nan_message(self, epoch: int, batch: int, value: float) -> str:
+        if self.best_epoch:
+            kept = f"the weights of the best epoch {self.best_epoch} ({self.monitor}={self.best_value:.4g}) were restored"
+            if self.checkpoint_path is not None:
+                kept += f" and its checkpoint is kept at {self.checkpoint_path}"
+        else:
+            kept = "no epoch finished, so the weights from before training were restored"
+        return (f"training loss is {value} at epoch {epoch}, batch {batch}; {kept}. Lower the learning rate, "
+                "check the images for NaN/inf values, or train with amp=False.")
+
+    def _step_scheduler(self, sched, batch_sched, row) -> None:
+        if sched is None or sched is batch_sched:
+            return
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(row[self.monitor])
+        else:
+            sched.step()
+
+    def _keep_if_best(self, row) -> None:
+        tie = row[self.monitor] == self.best_value and row["val_loss"] < self.best_val_loss
+        if not (tie or _improved(row[self.monitor], self.best_value, self.monitor)):
+            return  # a tie (e.g. ROC AUC saturated at 1) goes to the epoch with the lower validation loss
+        self.best_epoch, self.best_value = row["epoch"], float(row[self.monitor])
+        self.best_val_loss = row["val_loss"]
+        self.best_state = _copy_state(self.model)
+        if self.checkpoint_path is not None:
+            from ..checkpoint import save_checkpoint
+
+            save_checkpoint(self.checkpoint_path, self.model, classes=self.classes, preprocess=self.preprocess,
+                            summary=self.result().summary())
+
+    def result(self) -> FitResult:
+        long = pd.DataFrame(self.rows).melt(id_vars="epoch", var_name="name", value_name="value")
+        split_metric = long["name"].str.split("_", n=1, expand=True)
+        history = pd.DataFrame({"epoch": long["epoch"].astype(int), "split": split_metric[0],
+                                "metric": split_metric[1], "value": long["value"].astype(float)})
+        history = history.sort_values(["epoch", "split"], kind="stable").reset_index(drop=True)
+        return FitResult(history, self.best_epoch, self.best_value, self.monitor, len(self.rows),
+                         self.stopped_early, list(self.classes), str(self.device),
+                         time.perf_counter() - self.start, dict(self.params))
+
+
+def _train_epoch(model, loader, criterion, opt, scaler, batch_sched, device, amp, on_batch, epoch, bar):
+    """One pass over ``loader``: the hot loop, kept free of host-device synchronisation."""
+    model.train()
+    losses, sizes = [], []
+    for batch, (images, labels) in enumerate(loader, start=1):
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        opt.zero_grad(set_to_none=True)
+        if amp:
+            with autocast(device, amp):
+                loss = criterion(model(images), labels)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss = criterion(model(images), labels)
+            loss.backward()
+            opt.step()
+        if batch_sched is not None:
+            batch_sched.step()
+        losses.append(loss.detach())
+        sizes.append(labels.shape[0])
+        for hook in on_batch:
+            hook(epoch, batch, loss.detach())
+        bar.update(1)
+    return losses, sizes
+
+
+# ------------------------------------------------------------------------------------------ set-up helpers
+
+
+def _check_args(epochs, batch_size, optimizer, scheduler, class_weight, sampler, monitor, amp) -> None:
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ArgumentError(f"epochs={epochs!r} must be a positive integer")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ArgumentError(f"batch_size={batch_size!r} must be a positive integer")
+    for name, value, allowed in (("optimizer", optimizer, OPTIMIZERS), ("scheduler", scheduler, SCHEDULERS),
+                                 ("class_weight", class_weight, ("balanced", None)),
+                                 ("sampler", sampler, ("weighted", None)), ("monitor", monitor, MONITORS)):
+        if value not in allowed:
+            raise ArgumentError(f"{name}={value!r} is not one of {list(allowed)}")
+    if class_weight and sampler:
+        warnings.warn("class_weight='balanced' together with sampler='weighted' corrects class imbalance twice "
+                      "(the minority class ends up over-weighted); use one of them", stacklevel=3)
+    if amp and not torch.cuda.is_available():
+        raise ArgumentError("amp=True needs a CUDA device; leave amp=None (automatic) on CPU/MPS")
+
+
+def _early_stopping(early_stopping, monitor) -> tuple[str, int | None]:
+    if early_stopping is None:
+        return monitor, None
+    metric, patience = (monitor, early_stopping) if isinstance(early_stopping, int) else early_stopping
+    if metric not in MONITORS:
+        raise ArgumentError(f"early_stopping metric {metric!r} is not one of {list(MONITORS)}")
+    if not isinstance(patience, int) or patience < 1:
+        raise ArgumentError(f"early_stopping patience {patience!r} must be a positive integer (epochs)")
+    return metric, patience
+
+
+def _check_data(train, val, classes, monitor) -> tuple[np.ndarray, np.ndarray]:
+    if len(classes) < 2:
+        raise ArgumentError(f"classes={list(classes)}: a classifier needs at least 2 classes")
+    if val is None or len(val) == 0:
+        raise TrainingError("the validation set is empty: fit picks the best epoch and stops early on "
+                            "validation data; split off a validation set (e.g. by patient) and pass it as val")
+    y_train = dataset_labels(train, "training set")
+    check_labels(y_train, classes, "training set")
+    y_val = dataset_labels(val, "validation set")
+    check_labels(y_val, classes, "validation set", need_two=False)
+    if np.unique(y_val).size < 2 and monitor in ("val_roc_auc", "val_pr_auc", "val_balanced_accuracy"):
+        raise DatasetError(f"the validation set holds only class {classes[int(y_val[0])]!r}, so {monitor} is "
+                           "undefined; give it samples of every class or monitor 'val_loss'")
+    return y_train, y_val
+
+
+def _class_weights(class_weight, y, k, device) -> torch.Tensor | None:
+    if class_weight is None:
+        return None
+    w = compute_class_weight("balanced", classes=np.arange(k), y=y)
+    return torch.as_tensor(w, dtype=torch.float32, device=device)
+
+
+def _sampler(sampler, y, generator, k) -> WeightedRandomSampler | None:
+    if sampler is None:
+        return None
+    counts = np.bincount(y, minlength=k).astype(float)
+    weights = 1.0 / counts[y]
+    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(y),
+                                 replacement=True, generator=generator)
+
+
+def _optimizer(name, model, lr, weight_decay) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ArgumentError("the model has no trainable parameter (all frozen); call xaikit.models.unfreeze "
+                            "or unfreeze the head")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+def _scheduler(name, opt, lr, epochs, steps, monitor):
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=_mode(monitor), factor=0.3, patience=2)
+    return None
+
+
+def _callbacks(callbacks) -> list:
+    out = []
+    for cb in callbacks:
+        if hasattr(cb, "on_epoch_end") or hasattr(cb, "on_batch_end"):
+            out.append(cb)
+        elif callable(cb):
+            out.append(_EpochHook(cb))
+        else:
+            raise ArgumentError(f"callback {cb!r} has neither on_epoch_end nor on_batch_end and is not callable")
+    return out
+
+
+@dataclass
+class _EpochHook:
+    on_epoch_end: Callable[[dict], Any]
+
+
+def _mode(metric: str) -> str:
+    return "min" if metric.endswith("loss") else "max"
+
+
+def _improved(value: float, best: float, metric: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    if not math.isfinite(best):
+        return True
+    return value < best if _mode(metric) == "min" else value > best
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@contextlib.contextmanager
+def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic algorithms for the block; the global settings are put back afterwards."""
+    if not enabled:
+        yield
+        return
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    if device.type == "cuda":  # cuBLAS needs this to be deterministic (PyTorch reproducibility notes)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]

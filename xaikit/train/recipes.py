@@ -1,0 +1,57 @@
+"""One-call recipes built from :func:`~xaikit.models.build_model`, :func:`~xaikit.train.fit` and checkpoints."""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..models import build_model
+from .fit import FitResult, fit
+
+__all__ = ["train_sample_model"]
+
+
+def train_sample_model(
+    train: Dataset,
+    val: Dataset,
+    path: str | os.PathLike,
+    *,
+    classes: Sequence[str],
+    preprocess: Any = None,
+    arch: str = "small_cnn",
+    epochs: int = 12,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    seed: int = 0,
+    progress: bool = False,
+    **fit_kw,
+) -> tuple[nn.Module, FitResult]:
+    """Build ``arch`` from scratch, train it with AdamW + one-cycle schedule, keep the best epoch by validation
+    ROC AUC and save it as a checkpoint at ``path`` (with ``classes`` and ``preprocess``).
+
+    The defaults train ``small_cnn`` on a few hundred 128 px phantom radiographs in minutes on 2 CPU cores.
+    Extra keyword arguments go to :func:`~xaikit.train.fit`. Returns the trained model (best weights, eval
+    mode, ``xaikit_classes``/``xaikit_preprocess`` set) and the :class:`FitResult`.
+
+    Example
+    -------
+    >>> model, result = train_sample_model(train_set, val_set, "model.pt",
+    ...                                    classes=["normal", "pneumonia"], preprocess=prep)  # doctest: +SKIP
+    """
+    in_channels = int(train[0]["image"].shape[0])
+    model = build_model(arch, num_classes=len(classes), in_channels=in_channels)
+    fit_kw = {"scheduler": "onecycle", "monitor": "val_roc_auc", "device": "cpu", **fit_kw}
+    result = fit(model, train, val, classes=classes, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                 checkpoint_path=path, preprocess=preprocess, progress=progress, **fit_kw)
+    model.eval()
+    model.xaikit_classes = list(classes)
+    model.xaikit_preprocess = _preprocess_dict(preprocess)
+    return model, result
+
+
+def _preprocess_dict(preprocess: Any) -> dict | None:
+    from ..checkpoint import preprocess_dict
+
+    return preprocess_dict(preprocess)

@@ -1,0 +1,105 @@
+"""Static exports of figures and images, so results show where widget state is not saved.
+
+Plotly figures are written as self-contained HTML (plotly.js inlined or shared, no network needed) and as PNG
+when Kaleido can find a Chrome/Chromium (Kaleido >= 1 renders through one; Debian's ``chromium`` package works).
+Images (arrays in [0, 1], or RGB) are written as PNG with Pillow, which needs no browser.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .._util import atomic_path, atomic_write
+from ..errors import ArgumentError
+
+__all__ = ["png_export_available", "save_figure", "save_png", "colorize"]
+
+
+@functools.lru_cache(maxsize=1)
+def png_export_available() -> bool:
+    """Whether Plotly figures can be rendered to PNG here (Kaleido with a Chrome/Chromium browser)."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return False
+    from shutil import which
+
+    return any(which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome")) or bool(
+        os.environ.get("BROWSER_PATH")
+    )
+
+
+def save_figure(
+    fig: go.Figure, path: str | os.PathLike, *, html: bool = True, png: bool | None = None, scale: float = 1.0
+) -> list[Path]:
+    """Write ``fig`` as ``<path>.html`` and ``<path>.png`` (when PNG export is available).
+
+    Parameters
+    ----------
+    fig : plotly Figure
+    path : path without suffix (a suffix, if given, is replaced)
+    html : bool
+        Write the self-contained HTML file (plotly.js inlined).
+    png : bool, optional
+        ``True`` requires PNG (error if impossible), ``False`` skips it, ``None`` (default) writes it when possible.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    stem = Path(path).with_suffix("")
+    written = []
+    if html:
+        written.append(stem.with_suffix(".html"))
+        with atomic_write(written[0], "w") as fh:
+            fh.write(fig.to_html(include_plotlyjs=True, full_html=True))
+    want_png = png_export_available() if png is None else png
+    if want_png:
+        if not png_export_available():
+            raise ArgumentError(
+                "png=True, but Plotly cannot export PNG here: Kaleido needs a Chrome/Chromium browser "
+                "(e.g. `apt-get install chromium`)."
+            )
+        with atomic_path(stem.with_suffix(".png")) as tmp:
+            fig.write_image(str(tmp), format="png", scale=scale)
+        written.append(stem.with_suffix(".png"))
+    return written
+
+
+def colorize(values: np.ndarray, cmap: str = "gray", vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """Map a 2D array to RGB uint8 through a Plotly colour scale (no matplotlib needed)."""
+    from plotly.colors import get_colorscale, sample_colorscale
+
+    arr = np.asarray(values, dtype=np.float64)
+    lo = np.nanmin(arr) if vmin is None else vmin
+    hi = np.nanmax(arr) if vmax is None else vmax
+    t = np.clip((arr - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+    lut_pos = np.linspace(0, 1, 256)
+    lut = sample_colorscale(get_colorscale(cmap), list(lut_pos), colortype="tuple")
+    lut = (np.asarray(lut) * 255).round().astype(np.uint8)  # tuples come in [0, 1]
+    return lut[np.nan_to_num(t * 255).astype(np.int64)]
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a 2D array in [0, 1] (grey) or an (H, W, 3) uint8/float array (RGB) as a PNG, atomically."""
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        pil = Image.fromarray((np.clip(np.nan_to_num(arr), 0, 1) * 255).round().astype(np.uint8), mode="L")
+    elif arr.ndim == 3 and arr.shape[2] == 3:
+        if arr.dtype != np.uint8:
+            arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
+        pil = Image.fromarray(arr, mode="RGB")
+    else:
+        raise ArgumentError(f"save_png needs (H, W) or (H, W, 3); got shape {arr.shape}.")
+    path = Path(path)
+    with atomic_write(path) as fh:
+        pil.save(fh, format="PNG")
+    return path
+
