@@ -1,10 +1,32 @@
 """Tiny seeded models and model-state checks shared by the saliency tests."""
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 from xaikit.saliency.safety import HOOK_DICTS
+
+
+@functools.lru_cache(maxsize=None)
+def small_vgg() -> nn.Module:
+    """A torchvision VGG (with BatchNorm) with few channels: same classes and canonizer as vgg11_bn."""
+    from torchvision.models.vgg import VGG, make_layers
+
+    torch.manual_seed(0)
+    model = VGG(make_layers([8, "M", 16, "M"], batch_norm=True), num_classes=2)
+    model.classifier = nn.Sequential(nn.Linear(16 * 7 * 7, 16), nn.ReLU(inplace=True), nn.Linear(16, 2))
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def small_densenet() -> nn.Module:
+    """A torchvision DenseNet with two short blocks: the DenseNet-121 structure at a fraction of the cost."""
+    from torchvision.models import DenseNet
+
+    torch.manual_seed(0)
+    return DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=8, bn_size=2, num_classes=2).eval()
 
 
 def tiny_cnn(bias: bool = True, bn: bool = False, classes: int = 3, seed: int = 0, dtype=torch.float64) -> nn.Module:

@@ -90,8 +90,9 @@ def test_monochrome1_is_inverted_with_its_window(tmp_path):
     path = _variant(tmp_path, "CT_small.dcm", mono1)
     img = read_image(path)
     ds = pydicom.dcmread(path)
-    lo, hi = 0 * 1.0 - 1024.0, (2**ds.BitsStored - 1) - 1024.0  # unsigned 16 bits stored, intercept -1024
-    assert int(ds.PixelRepresentation) == 0
+    # signed 16-bit storage, intercept -1024: the modality output range is [-32768, 32767] - 1024
+    assert (int(ds.PixelRepresentation), int(ds.BitsStored), float(ds.RescaleIntercept)) == (1, 16, -1024.0)
+    lo, hi = -32768.0 - 1024.0, 32767.0 - 1024.0
     assert np.array_equal(img.array, (lo + hi - apply_modality_lut(ds.pixel_array, ds)).astype(np.float32))
     assert img.window == (lo + hi - 40.0, 400.0)
     np.testing.assert_allclose(img.display(), 1.0 - mono2_img.display(), atol=1e-6)
@@ -101,8 +102,8 @@ def test_voi_lut_sequence_gives_a_linear_window(tmp_path):
     def voi_sequence(ds):
         del ds.WindowCenter, ds.WindowWidth
         item = Dataset()
-        item.LUTDescriptor = [1001, 200, 12]
-        item.LUTData = [int(round(v)) for v in np.linspace(0, 4095, 1001)]
+        item.add_new("LUTDescriptor", "US", [1001, 200, 12])
+        item.add_new("LUTData", "US", [int(round(v)) for v in np.linspace(0, 4095, 1001)])
         ds.VOILUTSequence = Sequence([item])
 
     path = _variant(tmp_path, "MR_small.dcm", voi_sequence)

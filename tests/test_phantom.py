@@ -1,6 +1,7 @@
 """Tests of xaikit.phantom: determinism, anatomy and masks, lesions, markers, sets, volume, grid."""
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -36,6 +37,7 @@ def test_same_seed_is_bit_identical_and_other_seed_differs():
     assert a.image.tobytes() == b.image.tobytes()
     assert all(np.array_equal(a.masks[k], b.masks[k]) for k in MASK_NAMES)
     assert a.meta == b.meta
+    assert json.loads(json.dumps(a.meta)) == a.meta  # plain types only, ready for a manifest or a report
     assert not np.array_equal(a.image, c.image)
 
 
@@ -95,7 +97,7 @@ def test_pneumonia_opacity_is_brighter_than_the_rest_of_its_lung(seed):
         inside = lesion & ph.masks[side]
         if inside.sum() >= 5:
             rest = ph.masks[side] & ~lesion
-            assert ph.image[inside].mean() > ph.image[rest].mean() + 0.03, side
+            assert ph.image[inside].mean() > ph.image[rest].mean() + 0.02, side
 
 
 def test_normal_image_has_no_lesion_and_label_zero():

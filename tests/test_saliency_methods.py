@@ -6,7 +6,16 @@ import torch
 import torchvision
 
 from xaikit.saliency import METHODS, explain
-from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
+from saliency_helpers import assert_unchanged, small_densenet, small_vgg, snapshot, tiny_cnn, tiny_inputs
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two OpenMP threads wait on each other (1 s per call)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 FAST = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
         "vargrad": {"n_samples": 3}, "gradient_shap": {"n_samples": 3}, "lime": {"n_samples": 12, "n_segments": 8},
@@ -49,11 +58,10 @@ def test_every_method_on_resnet18(resnet, name):
     assert_unchanged(resnet, before)
 
 
-@pytest.mark.parametrize("arch", ["vgg11_bn", "densenet121"])
+@pytest.mark.parametrize("arch", [small_vgg, small_densenet])
 @pytest.mark.parametrize("name", ["deeplift", "guided_backprop", "gradcam", "lrp_epsilon_plus"])
 def test_other_architectures(arch, name):
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, arch)(num_classes=2).eval()
+    model = arch()
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     before = snapshot(model)
     exp = explain(model, x, name)

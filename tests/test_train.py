@@ -116,7 +116,7 @@ def test_same_seed_same_run_and_global_determinism_restored():
     runs = []
     for _ in range(2):
         model = tiny_model(seed=3)
-        r = fit(model, Blobs(32, 0), Blobs(16, 1), epochs=2, batch_size=8, seed=7, deterministic=True,
+        r = fit(model, Blobs(16, 0), Blobs(8, 1), epochs=2, batch_size=8, seed=7, deterministic=True,
                 progress=False, class_weight="balanced")
         runs.append((r.history.query("metric != 'seconds'")["value"].to_numpy(), model.state_dict()))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
@@ -140,12 +140,12 @@ def test_weighted_sampler_and_class_weights_handle_imbalance():
     result = fit(tiny_model(), train, Blobs(16, 1), epochs=3, batch_size=16, sampler="weighted", lr=1e-2,
                  progress=False)
     assert result.params["sampler"] == "weighted"
-    from xaikit.train.fit import _class_weights, _sampler
+    from xaikit.train._setup import balanced_sampler, class_weights
 
-    sampler = _sampler("weighted", np.asarray(labels), torch.Generator().manual_seed(0), 2)
+    sampler = balanced_sampler("weighted", np.asarray(labels), torch.Generator().manual_seed(0), 2)
     drawn = np.asarray(labels)[list(iter(sampler))]
     assert 0.3 < drawn.mean() < 0.7  # ~balanced although 12.5% are positive
-    w = _class_weights("balanced", np.asarray(labels), 2, torch.device("cpu"))
+    w = class_weights("balanced", np.asarray(labels), 2, torch.device("cpu"))
     np.testing.assert_allclose(w.numpy(), [48 / (2 * 42), 48 / (2 * 6)], rtol=1e-6)
     with pytest.warns(UserWarning, match="twice"):
         fit(tiny_model(), train, Blobs(8, 1), epochs=1, class_weight="balanced", sampler="weighted",
@@ -193,6 +193,16 @@ def test_nan_loss_names_epoch_and_batch_and_keeps_the_best_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
 
 
+def test_train_and_validation_must_share_the_preprocess():
+    with pytest.raises(PreprocessMismatchError, match="validation set is preprocessed differently"):
+        fit(tiny_model(), Blobs(8, 0, preprocess={"size": [32, 32]}), Blobs(8, 1, preprocess={"size": [64, 64]}),
+            epochs=1, progress=False)
+    model = tiny_model()
+    model.xaikit_preprocess = {"size": [64, 64]}  # fine-tuning a checkpoint trained at another size
+    with pytest.raises(PreprocessMismatchError, match="size"):
+        fit(model, Blobs(8, 0, preprocess={"size": [32, 32]}), Blobs(8, 1), epochs=1, progress=False)
+
+
 def test_checkpoint_path_needs_a_built_model(tmp_path):
     with pytest.raises(ArgumentError, match="build_model"):
         fit(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1024, 2)), Blobs(8, 0), Blobs(8, 1),
@@ -237,7 +247,7 @@ def test_bad_arguments_are_argument_errors(kwargs, match):
 def test_train_sample_model_writes_a_loadable_checkpoint(tmp_path):
     prep = {"size": [32, 32], "channels": 1}
     model, result = train_sample_model(Blobs(64, 0), Blobs(32, 1), tmp_path / "sample.pt", classes=CLASSES,
-                                       preprocess=prep, epochs=3)
+                                       preprocess=prep, epochs=3, arch_kwargs={"widths": (8, 16)})
     ckpt = load_checkpoint(tmp_path / "sample.pt", preprocess=prep)
     assert ckpt.summary["best_epoch"] == result.best_epoch and ckpt.classes == CLASSES
     x = Blobs(4, 5).x

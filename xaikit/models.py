@@ -214,7 +214,9 @@ def _densenet_legacy_keys(state: dict) -> dict:
     # (torchvision.models.densenet._load_state_dict). Same regex, applied here because that helper downloads.
     import re
 
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    pattern = re.compile(
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+    )
     out = {}
     for key, value in state.items():
         m = pattern.match(key)

@@ -135,20 +135,16 @@ def _dataset(path: Path) -> Dataset:
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise ImageReadError(f"{path}: cannot be parsed as DICOM ({type(exc).__name__}: {exc}). "
                              "The file may be truncated or not DICOM at all.") from exc
+    if "SOPClassUID" not in ds and not any(k in ds for k in _PIXEL_KEYWORDS):
+        raise ImageReadError(f"{path}: holds no readable DICOM data set (no SOP Class UID, no pixel data); "
+                             "the file is truncated or not DICOM. Copy it again from the source.")
     if not any(k in ds for k in _PIXEL_KEYWORDS):
-        kind = _sop_class_name(ds)
-        raise ImageReadError(f"{path}: this DICOM file has no pixel data{kind}, so there is no image to read. "
-                             "Pick the image files of the series (e.g. CT, MR, CR, DX, SC objects).")
+        kind = UID(str(ds.SOPClassUID)).name
+        raise ImageReadError(f"{path}: this DICOM file has no pixel data (it is a '{kind}' object), so there is "
+                             "no image to read. Pick the image files of the series (e.g. CT, MR, CR, DX, SC).")
     if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
         _guess_transfer_syntax(ds)
     return ds
-
-
-def _sop_class_name(ds: Dataset) -> str:
-    sop = ds.get("SOPClassUID")
-    if sop is None:
-        return " (and no SOP Class UID: it may not be DICOM)"
-    return f" (it is a '{UID(str(sop)).name}' object)"
 
 
 def _guess_transfer_syntax(ds: Dataset) -> None:

@@ -110,28 +110,23 @@ def _ds(value: float) -> str:
 
 
 def _rescale(values: np.ndarray, rescale: tuple[float, float] | None) -> tuple[float, float]:
-    """(slope, intercept) mapping 0..65535 onto the values; both as they will read back from DS strings."""
+    """(slope, intercept) mapping 0..65535 onto the values, both exactly as they read back from DS text."""
+    lo, hi = float(values.min()), float(values.max())
     if rescale is not None:
-        slope, intercept = float(rescale[0]), float(rescale[1])
-        if slope <= 0:
-            raise ArgumentError(f"rescale slope must be positive; got {slope}.")
-    else:
-        lo, hi = float(values.min()), float(values.max())
-        integral = np.array_equal(values, np.rint(values))
-        if integral and lo >= 0 and hi <= _TOP:
-            return 1.0, 0.0
-        if hi == lo or (integral and hi - lo <= _TOP):
-            slope, intercept = 1.0, lo
-        else:
-            slope, intercept = max((hi - lo) / _TOP, np.finfo(np.float32).tiny), lo
-    # Round-trip through the DS text the file will hold; nudge the slope up so the top still fits.
-    intercept = float(_ds(intercept))
-    slope = float(_ds(slope))
-    while float(values.max()) > intercept + slope * (_TOP + 0.5):
-        slope = float(_ds(slope * (1 + 1e-12) + np.spacing(slope)))
-    if float(values.min()) < intercept - slope * 0.5 or float(values.max()) > intercept + slope * (_TOP + 0.5):
-        raise ArgumentError(f"rescale {rescale} cannot hold values in [{values.min()}, {values.max()}] "
-                            "in 16 bits; choose a larger slope or another intercept.")
+        slope, intercept = float(_ds(rescale[0])), float(_ds(rescale[1]))
+        if slope <= 0 or lo < intercept - slope / 2 or hi > intercept + slope * (_TOP + 0.5):
+            raise ArgumentError(f"rescale={tuple(rescale)} cannot hold values in [{lo:.6g}, {hi:.6g}] in 16 bits "
+                                "(stored = round((value - intercept) / slope) must lie in 0..65535); "
+                                "choose a larger slope or another intercept, or rescale=None.")
+        return slope, intercept
+    integral = bool(np.array_equal(values, np.rint(values)))
+    if integral and lo >= 0 and hi <= _TOP:
+        return 1.0, 0.0
+    intercept = float(_ds(lo))
+    if hi == lo or (integral and hi - lo <= _TOP):
+        return 1.0, intercept
+    # Slightly widen the slope so DS rounding of slope and intercept cannot push the maximum past 65535.
+    slope = float(_ds((hi - intercept) / (_TOP - 0.25)))
     return slope, intercept
 
 

@@ -137,7 +137,7 @@ def anatomy_masks(u: np.ndarray, v: np.ndarray, an: Anatomy, lift: float = 0.0) 
     body, _ = _body(u, v, an)
     heart = _heart(u, v, an, dia)
     # one smooth cardiomediastinal silhouette: blurring and re-thresholding rounds the joins
-    sigma = 0.035 * u.shape[0] / (u.max() - u.min() + 1e-12) * 2 / 2
+    sigma = 0.035 * u.shape[0] / (u.max() - u.min() + 1e-12)  # 0.035 normalised units, in pixels
     central = ndimage.gaussian_filter((heart | _mediastinum(u, v, an)).astype(np.float32), sigma) > 0.5
     central &= v <= dia + 0.01
     heart &= central
@@ -241,14 +241,14 @@ def _bubble(u: np.ndarray, v: np.ndarray, an: Anatomy) -> np.ndarray:
 def _vessels(tree_px: np.ndarray, shape: tuple[int, int], px: float) -> np.ndarray:
     """Rasterise the vessel tree (segments in pixel coordinates): thick bright trunks, thin distal twigs."""
     total = np.zeros(shape)
-    for gen in range(5):
+    for gens, width, weight in (((0, 1), 0.010, 2.4), ((2, 3, 4), 0.006, 2.0)):
+        lines = [draw.line_aa(*np.rint([r0, c0, r1, c1]).astype(int)) for c0, r0, c1, r1, g in tree_px if g in gens]
+        rr, cc, val = (np.concatenate(k) for k in zip(*lines))
+        keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
         layer = np.zeros(shape)
-        for c0, r0, c1, r1, _ in tree_px[tree_px[:, 4] == gen]:
-            rr, cc, val = draw.line_aa(int(round(r0)), int(round(c0)), int(round(r1)), int(round(c1)))
-            keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
-            np.maximum.at(layer, (rr[keep], cc[keep]), val[keep])
-        sigma = max((0.011 - 0.002 * gen) / px, 0.5)
-        total += ndimage.gaussian_filter(layer, sigma) * (1.0 - 0.15 * gen) * 2.0 * (sigma / 0.9)
+        np.maximum.at(layer, (rr[keep], cc[keep]), val[keep])
+        sigma = max(width / px, 0.5)
+        total += ndimage.gaussian_filter(layer, sigma) * weight * sigma
     return total
 
 

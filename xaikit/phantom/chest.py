@@ -113,8 +113,8 @@ def _expose(density: np.ndarray, exp: dict[str, float], rng: np.random.Generator
 
 def _film_curve(density: np.ndarray, exp: dict[str, float]) -> np.ndarray:
     """Characteristic (H&D-like) curve: sigmoid of density, scaled to [0, 1], then contrast and gamma."""
-    centre, width = 0.78 + exp["level"], 0.27 / exp["contrast"]
-    lo, hi = 1 / (1 + np.exp(centre / width)), 1 / (1 + np.exp(-(1.9 - centre) / width))
+    centre, width = 0.80 + exp["level"], 0.31 / exp["contrast"]
+    lo, hi = 1 / (1 + np.exp(centre / width)), 1 / (1 + np.exp(-(2.0 - centre) / width))
     shown = (1 / (1 + np.exp(-(density - centre) / width)) - lo) / (hi - lo)
     return np.clip(shown, 0, 1) ** exp["gamma"]
 

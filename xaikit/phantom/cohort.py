@@ -48,7 +48,7 @@ class ChestSet(Sequence):
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index: int | slice) -> ChestPhantom | list[ChestPhantom]:  # type: ignore[override]
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):

@@ -50,7 +50,7 @@ def draw_lesion(
             n_patches += 1
     texture = ndimage.gaussian_filter(rng.standard_normal(u.shape), max(0.025 / px, 0.7))
     texture = 1 + 0.45 * texture / (texture.std() + 1e-12)
-    strength = float(rng.uniform(0.35, 0.75))
+    strength = float(rng.uniform(0.5, 0.9))
     inside = ndimage.gaussian_filter(lungs.astype(np.float64), max(0.01 / px, 0.5))
     extra = strength * air * field * np.clip(texture, 0.2, None) * inside
     mask = (field > 0.35) & lungs

@@ -201,49 +201,73 @@ def _dark_inside(img: np.ndarray, body: np.ndarray, smooth: float) -> np.ndarray
 
 
 def _two_lungs(air: np.ndarray, body: np.ndarray, closing: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Two largest air components (split at the body midline if they are joined), holes filled."""
+    """One air component per side of the body midline (the largest central one), smoothed, holes filled.
+
+    Air touching the image frame is outside air (beside the neck and arms) and is left out; a
+    component straddling the midline (lungs joined through the trachea) is cut there.
+    """
     from scipy import ndimage
-    from skimage.measure import label, regionprops
     from skimage.morphology import disk
 
     side = max(air.shape)
     air = ndimage.binary_opening(air, structure=disk(max(1, round(0.01 * side))))
-    comps = sorted(regionprops(label(air)), key=lambda p: -p.area)
-    notes: list[str] = []
-    big = [c for c in comps[:2] if c.area > 0.01 * air.size]
-    if len(big) < 2 or big[1].area < 0.25 * big[0].area:
-        notes.append("the lungs were not found as two separate dark regions; split at the body midline")
-        mask = np.zeros_like(air)
-        for c in big[:1]:
-            mask[tuple(c.coords.T)] = True
-        big_masks = _split_midline(mask, body)
-    else:
-        big_masks = [np.zeros_like(air), np.zeros_like(air)]
-        for m, c in zip(big_masks, big):
-            m[tuple(c.coords.T)] = True
+    air = _drop_frame_touching(air)
+    mid = _midline(body)
+    halves = [air.copy(), air.copy()]
+    halves[0][:, mid:], halves[1][:, :mid] = False, False
+    picked, notes = [], []
+    for name, half in zip(("right", "left"), halves):
+        comp = _largest_central(half)
+        if comp.sum() < 0.01 * air.size:
+            notes.append(f"no plausible {name} lung (dark region inside the body) was found")
+        picked.append(comp)
     radius = max(1, round(closing * side))
-    smooth = [ndimage.binary_fill_holes(ndimage.binary_closing(np.pad(m, radius), structure=disk(radius)))[radius:-radius, radius:-radius]
-              for m in big_masks]
-    smooth = [s & body for s in smooth]
-    cols = [np.flatnonzero(s.any(axis=0)).mean() if s.any() else 0.0 for s in smooth]
-    right, left = (smooth[0], smooth[1]) if cols[0] <= cols[1] else (smooth[1], smooth[0])
-    return left, right, notes
+    smooth = [_close_fill(m, radius) & body for m in picked]
+    smooth[0][:, mid:], smooth[1][:, :mid] = False, False
+    return smooth[1], smooth[0], notes
 
 
-def _split_midline(mask: np.ndarray, body: np.ndarray) -> list[np.ndarray]:
+def _drop_frame_touching(mask: np.ndarray) -> np.ndarray:
+    from skimage.segmentation import clear_border
+
+    return clear_border(mask)
+
+
+def _midline(body: np.ndarray) -> int:
     cols = np.flatnonzero(body.any(axis=0))
-    mid = int(round(cols.mean())) if cols.size else mask.shape[1] // 2
-    a, b = mask.copy(), mask.copy()
-    a[:, mid:], b[:, :mid] = False, False
-    return [a, b]
+    return int(round((cols[0] + cols[-1]) / 2)) if cols.size else body.shape[1] // 2
+
+
+def _largest_central(half: np.ndarray) -> np.ndarray:
+    """Largest component, areas weighted down by the distance of the centroid from the image's centre rows."""
+    from skimage.measure import label, regionprops
+
+    lab = label(half)
+    h = half.shape[0]
+    best, best_score = np.zeros_like(half), 0.0
+    for c in regionprops(lab):
+        row = c.centroid[0] / h
+        score = c.area * float(np.clip(1.0 - 2.0 * max(0.0, abs(row - 0.45) - 0.2), 0.1, 1.0))
+        if score > best_score:
+            best, best_score = lab == c.label, score
+    return best
+
+
+def _close_fill(mask: np.ndarray, radius: int) -> np.ndarray:
+    from scipy import ndimage
+    from skimage.morphology import disk
+
+    padded = ndimage.binary_closing(np.pad(mask, radius), structure=disk(radius))
+    return ndimage.binary_fill_holes(padded)[radius:-radius, radius:-radius]
 
 
 def lung_quality(left: np.ndarray, right: np.ndarray) -> tuple[float, list[str]]:
     """Plausibility of two lung masks in [0, 1], and the reasons for a low score.
 
-    The score is the geometric mean of four checks, each in [0, 1]: each lung covers 4-30 % of the
+    The score is the geometric mean of five checks, each in [0, 1]: each lung covers 4-30 % of the
     image; the smaller lung is at least 55 % of the larger; each lung is convex enough (solidity, area
-    over convex-hull area, at least 0.75); the lungs overlap vertically.
+    over convex-hull area, at least 0.75); each lung spans at least 35 % of the image height; the lungs
+    overlap vertically.
     """
     from skimage.measure import regionprops
 
@@ -259,10 +283,14 @@ def lung_quality(left: np.ndarray, right: np.ndarray) -> tuple[float, list[str]]
     convex = float(np.clip(min(solid) / 0.75, 0, 1))
     if convex < 1:
         notes.append(f"ragged lung outline (solidity {min(solid):.2f})")
+    heights = [np.flatnonzero(m.any(axis=1)).size / m.shape[0] for m in (left, right)]
+    extent = float(np.clip(min(heights) / 0.35, 0, 1))
+    if extent < 1:
+        notes.append(f"a lung spans only {min(heights) * 100:.0f} % of the image height")
     overlap = _vertical_overlap(left, right)
     if overlap < 0.5:
         notes.append("the lungs hardly overlap vertically")
-    score = float(np.prod([area, sym, convex, min(1.0, overlap / 0.5)]) ** 0.25)
+    score = float(np.prod([area, sym, convex, extent, min(1.0, overlap / 0.5)]) ** 0.2)
     return score, notes if score < _QUALITY_WARN or area == 0 else []
 
 

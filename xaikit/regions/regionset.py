@@ -144,24 +144,27 @@ class RegionSet:
         Parameters
         ----------
         preprocess
-            Either a :class:`xaikit.data.Preprocess`-like object — anything with ``to_dict()`` that is
-            called as ``preprocess(image, masks) -> (tensor, masks)``, whose mask path is used so the
-            regions get exactly the image's crop/resize/letterbox — or a plain callable mapping one
-            ``H x W`` boolean mask to another.
+            A :class:`xaikit.data.Preprocess` (its ``apply_masks`` mask path is used, so the regions get
+            exactly the image's resize/letterbox), any object with ``to_dict()`` called as
+            ``preprocess(image, masks) -> (tensor, masks)``, or a plain callable mapping one ``H x W``
+            boolean mask to another.
         """
         per_image = [self._apply_one(preprocess, self.image(i).masks) for i in range(self.n_images or 1)]
         out = per_image[0] if self.shared else np.stack(per_image)
         return RegionSet(self.names, out)
 
     def _apply_one(self, preprocess: Callable, masks: np.ndarray) -> np.ndarray:
-        if hasattr(preprocess, "to_dict"):
-            dummy = np.zeros(self.shape, dtype=np.float32)
-            _, mapped = preprocess(dummy, {n: m for n, m in zip(self.names, masks)})
-            if mapped is None or set(mapped) != set(self.names):
-                raise RegionError(f"{type(preprocess).__name__} did not return a mask for every region "
-                                  f"{list(self.names)}; it must map masks as it maps images.")
-            return np.stack([as_numpy(mapped[n]).astype(bool) for n in self.names])
-        return np.stack([as_numpy(preprocess(m)).astype(bool) for m in masks])
+        named = {n: m for n, m in zip(self.names, masks)}
+        if hasattr(preprocess, "apply_masks"):
+            mapped = preprocess.apply_masks(named, self.shape)
+        elif hasattr(preprocess, "to_dict"):
+            _, mapped = preprocess(np.zeros(self.shape, dtype=np.float32), named)
+        else:
+            return np.stack([as_numpy(preprocess(m)).astype(bool) for m in masks])
+        if mapped is None or set(mapped) != set(self.names):
+            raise RegionError(f"{type(preprocess).__name__} did not return a mask for every region "
+                              f"{list(self.names)}; it must map masks as it maps images.")
+        return np.stack([as_numpy(mapped[n]).astype(bool) for n in self.names])
 
 
 def _check_names(names: Sequence[str]) -> tuple[str, ...]:

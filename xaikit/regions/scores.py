@@ -167,7 +167,7 @@ def _compute(maps: np.ndarray, regions: RegionSet, sign: str, normalise: str, to
     per_row = p * dtype().itemsize * (4 if regions.shared else 2 + r)
     step = max(1, _CHUNK_BYTES // per_row)
     out = {name: np.empty((n, r)) for name in (*_STATS, "area_frac")}
-    out["scale"] = np.empty(n)
+    out["mass"] = np.empty(n)
     shared_cache = _Masks(regions.masks.reshape(r, p), dtype) if regions.shared else None
     for i0 in range(0, n, step):
         sl = slice(i0, min(n, i0 + step))
@@ -230,7 +230,7 @@ def _chunk_stats(s: np.ndarray, m: _Masks, sign: str, normalise: str, k: int) ->
         mass_frac = total / np.where(mass > 0, mass, np.nan)[:, None]
         area_frac = area / p
         out = {"sum": total * inv_scale, "mean": total / area * inv_scale, "mass_frac": mass_frac,
-               "density_ratio": mass_frac / area_frac, "area_frac": area_frac, "scale": scale,
+               "density_ratio": mass_frac / area_frac, "area_frac": area_frac, "mass": mass,
                "topk_overlap": _topk_overlap(s, m, sign, k), "pointing": _pointing(s, m)}
         out["max"] = m.regional_max(s).astype(float) * inv_scale  # last: may reuse the weights buffer
     empty = area == 0
@@ -264,7 +264,7 @@ def _warn_degenerate(values: dict[str, np.ndarray], regions: RegionSet, ids: lis
         detail = "; ".join(f"{name!r} in {int(empty[:, j].sum())} images (e.g. {ids[int(np.flatnonzero(empty[:, j])[0])]})"
                            for j, name in enumerate(regions.names) if empty[:, j].any())
         warnings.warn(f"region_scores: empty regions get NaN scores: {detail}.", stacklevel=3)
-    flat = ~(values["scale"] > 0)
+    flat = ~(values["mass"] > 0)
     if flat.any():
         which = [ids[i] for i in np.flatnonzero(flat)[:5]]
         warnings.warn(f"region_scores: {int(flat.sum())} maps have no relevance under this sign policy "

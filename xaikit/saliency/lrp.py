@@ -39,7 +39,7 @@ _LRP = {"family": "lrp", "library": "zennit", "cost": 2, "clean_forward": True, 
 @register("lrp_epsilon", **_LRP, defaults={"epsilon": 1e-6})
 def lrp_epsilon(ctx, epsilon=1e-6):
     """LRP-epsilon on every linear/conv layer (LRP-0 as epsilon -> 0)."""
-    composite = LayerMapComposite(layer_map_base() + [(Linear, Epsilon(epsilon=float(epsilon)))])
+    composite = LayerMapComposite(layer_map_base(float(epsilon)) + [(Linear, Epsilon(epsilon=float(epsilon)))])
     return _attribute(ctx, composite)
 
 

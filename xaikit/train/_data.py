@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -119,7 +120,8 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def infer(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False):
-    """Logits (float32, CPU) and labels of every batch of ``loader``; extra batch items are collected in lists."""
+    """Logits (float32, CPU) and labels of all batches of ``loader``, plus one list per extra batch item
+    (e.g. image ids and patient ids with :func:`collate_eval`)."""
     logits, labels, extras = [], [], []
     with eval_mode(model), torch.inference_mode():
         for images, y, *rest in loader:
@@ -128,5 +130,5 @@ def infer(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool 
             logits.append(out.float().cpu())
             labels.append(y)
             extras.append(rest)
-    extra_cols = [sum((list(e[i]) for e in extras), []) for i in range(len(extras[0]))] if extras else []
-    return torch.cat(logits), torch.cat(labels), extra_cols
+    columns = [list(itertools.chain.from_iterable(column)) for column in zip(*extras)]
+    return torch.cat(logits), torch.cat(labels), columns

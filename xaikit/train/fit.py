@@ -10,35 +10,27 @@ Example
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
-from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import ArgumentError, DatasetError, TrainingError
+from ..errors import ArgumentError, TrainingError
 from . import metrics as M
-from ._data import (autocast, check_labels, dataset_labels, infer, make_loader, resolve_classes,
-                    resolve_device)
+from ._data import autocast, infer, make_loader, resolve_classes, resolve_device
+from ._setup import (MONITORS, OPTIMIZERS, SCHEDULERS, VAL_METRICS, as_callbacks, balanced_sampler,
+                     check_args, check_data, class_weights, common_preprocess, determinism,
+                     early_stopping_rule, make_optimizer, make_scheduler)
 
 __all__ = ["FitResult", "fit", "OPTIMIZERS", "SCHEDULERS", "MONITORS"]
-
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULERS = ("cosine", "onecycle", "plateau", None)
-#: validation metrics recorded every epoch (as ``val_<name>``); any of them, ``val_loss`` or ``train_loss``
-#: can be monitored
-VAL_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "roc_auc", "pr_auc")
-MONITORS = ("train_loss", "val_loss", *(f"val_{m}" for m in VAL_METRICS))
 
 
 @dataclass
@@ -48,7 +40,8 @@ class FitResult:
     Attributes
     ----------
     history : tidy table, one row per epoch and quantity: ``epoch`` (1-based), ``split`` (``train``/``val``),
-        ``metric`` (``loss``, ``lr``, ``seconds``, and for ``val`` the names in ``VAL_METRICS``), ``value``.
+        ``metric`` (``loss``, ``seconds`` (wall time of the pass), for ``train`` also ``lr``, for ``val`` the
+        names in ``VAL_METRICS``), ``value``.
     best_epoch, best_value : the epoch whose weights were restored and its ``monitor`` value.
     monitor : the quantity that picked the best epoch.
     stopped_early : whether early stopping ended training before ``epochs``.
@@ -152,7 +145,8 @@ def fit(
         Save a checkpoint (:func:`xaikit.checkpoint.save_checkpoint`) every time ``monitor`` improves;
         needs a model from :func:`xaikit.models.build_model`.
     preprocess : Preprocess, optional
-        Stored in the checkpoint (default ``train.preprocess``).
+        Stored in the checkpoint (default ``train.preprocess``). It must equal ``val.preprocess`` and, when
+        fine-tuning a loaded checkpoint, ``model.xaikit_preprocess`` (else ``PreprocessMismatchError``).
     progress : bool
         Show a tqdm progress bar.
 
@@ -168,15 +162,15 @@ def fit(
     DatasetError
         A training set with one class or labels outside ``classes``.
     """
-    _check_args(epochs, batch_size, optimizer, scheduler, class_weight, sampler, monitor, amp)
-    stop_metric, patience = _early_stopping(early_stopping, monitor)
+    check_args(epochs, batch_size, optimizer, scheduler, class_weight, sampler, monitor, amp)
+    stop_metric, patience = early_stopping_rule(early_stopping, monitor)
     classes = resolve_classes(model, train, classes)
-    y_train, y_val = _check_data(train, val, classes, monitor)
+    y_train, y_val = check_data(train, val, classes, monitor)
     arch = getattr(model, "xaikit_arch", None)
     if checkpoint_path is not None and arch is None:
         raise ArgumentError("checkpoint_path needs a model built by xaikit.models.build_model (its architecture "
                             "is recorded in the checkpoint); build it that way or save it yourself after fit")
-    preprocess = preprocess if preprocess is not None else getattr(train, "preprocess", None)
+    preprocess = common_preprocess(model, train, val, preprocess)
     device = resolve_device(device)
     amp = device.type == "cuda" if amp is None else bool(amp)
     params = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
@@ -184,19 +178,20 @@ def fit(
                   n_train=len(y_train), n_val=len(y_val))
     run = _Run(model, classes, device, amp, monitor, checkpoint_path, preprocess, params)
     was_training = model.training
-    with _determinism(deterministic, device):
+    with determinism(deterministic, device):
         try:
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
             model.to(device)
             loader = make_loader(train, batch_size, shuffle=True, num_workers=num_workers, device=device,
-                                 sampler=_sampler(sampler, y_train, generator, len(classes)), generator=generator)
+                                 sampler=balanced_sampler(sampler, y_train, generator, len(classes)),
+                                 generator=generator)
             val_loader = make_loader(val, batch_size, num_workers=num_workers, device=device)
-            criterion = nn.CrossEntropyLoss(weight=_class_weights(class_weight, y_train, len(classes), device))
-            opt = _optimizer(optimizer, model, lr, weight_decay)
-            sched = _scheduler(scheduler, opt, lr, epochs, len(loader), monitor)
+            criterion = nn.CrossEntropyLoss(weight=class_weights(class_weight, y_train, len(classes), device))
+            opt = make_optimizer(optimizer, model, lr, weight_decay)
+            sched = make_scheduler(scheduler, opt, lr, epochs, len(loader), monitor)
             run.loop(loader, val_loader, criterion, opt, sched, epochs, stop_metric, patience,
-                     _callbacks(callbacks), progress)
+                     as_callbacks(callbacks), progress)
         finally:
             model.train(was_training)
     return run.result()
@@ -231,7 +226,10 @@ class _Run:
                                              self.amp, on_batch, epoch, bar)
                 train_loss = self._check_finite(losses, sizes, epoch)
                 row = {"epoch": epoch, "train_loss": train_loss, "train_lr": lr,
-                       **self._validate(val_loader), "train_seconds": time.perf_counter() - tic}
+                       "train_seconds": time.perf_counter() - tic}
+                tic = time.perf_counter()
+                row |= self._validate(val_loader)
+                row["val_seconds"] = time.perf_counter() - tic
                 self.rows.append(row)
                 self._step_scheduler(sched, batch_sched, row)
                 self._keep_if_best(row)
@@ -273,7 +271,8 @@ class _Run:
 
     def _nan_message(self, epoch: int, batch: int, value: float) -> str:
         if self.best_epoch:
-            kept = f"the weights of the best epoch {self.best_epoch} ({self.monitor}={self.best_value:.4g}) were restored"
+            kept = (f"the weights of the best epoch {self.best_epoch} ({self.monitor}={self.best_value:.4g}) "
+                    "were restored")
             if self.checkpoint_path is not None:
                 kept += f" and its checkpoint is kept at {self.checkpoint_path}"
         else:
@@ -341,107 +340,6 @@ def _train_epoch(model, loader, criterion, opt, scaler, batch_sched, device, amp
     return losses, sizes
 
 
-# ------------------------------------------------------------------------------------------ set-up helpers
-
-
-def _check_args(epochs, batch_size, optimizer, scheduler, class_weight, sampler, monitor, amp) -> None:
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ArgumentError(f"epochs={epochs!r} must be a positive integer")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ArgumentError(f"batch_size={batch_size!r} must be a positive integer")
-    for name, value, allowed in (("optimizer", optimizer, OPTIMIZERS), ("scheduler", scheduler, SCHEDULERS),
-                                 ("class_weight", class_weight, ("balanced", None)),
-                                 ("sampler", sampler, ("weighted", None)), ("monitor", monitor, MONITORS)):
-        if value not in allowed:
-            raise ArgumentError(f"{name}={value!r} is not one of {list(allowed)}")
-    if class_weight and sampler:
-        warnings.warn("class_weight='balanced' together with sampler='weighted' corrects class imbalance twice "
-                      "(the minority class ends up over-weighted); use one of them", stacklevel=3)
-    if amp and not torch.cuda.is_available():
-        raise ArgumentError("amp=True needs a CUDA device; leave amp=None (automatic) on CPU/MPS")
-
-
-def _early_stopping(early_stopping, monitor) -> tuple[str, int | None]:
-    if early_stopping is None:
-        return monitor, None
-    metric, patience = (monitor, early_stopping) if isinstance(early_stopping, int) else early_stopping
-    if metric not in MONITORS:
-        raise ArgumentError(f"early_stopping metric {metric!r} is not one of {list(MONITORS)}")
-    if not isinstance(patience, int) or patience < 1:
-        raise ArgumentError(f"early_stopping patience {patience!r} must be a positive integer (epochs)")
-    return metric, patience
-
-
-def _check_data(train, val, classes, monitor) -> tuple[np.ndarray, np.ndarray]:
-    if len(classes) < 2:
-        raise ArgumentError(f"classes={list(classes)}: a classifier needs at least 2 classes")
-    if val is None or len(val) == 0:
-        raise TrainingError("the validation set is empty: fit picks the best epoch and stops early on "
-                            "validation data; split off a validation set (e.g. by patient) and pass it as val")
-    y_train = dataset_labels(train, "training set")
-    check_labels(y_train, classes, "training set")
-    y_val = dataset_labels(val, "validation set")
-    check_labels(y_val, classes, "validation set", need_two=False)
-    if np.unique(y_val).size < 2 and monitor in ("val_roc_auc", "val_pr_auc", "val_balanced_accuracy"):
-        raise DatasetError(f"the validation set holds only class {classes[int(y_val[0])]!r}, so {monitor} is "
-                           "undefined; give it samples of every class or monitor 'val_loss'")
-    return y_train, y_val
-
-
-def _class_weights(class_weight, y, k, device) -> torch.Tensor | None:
-    if class_weight is None:
-        return None
-    w = compute_class_weight("balanced", classes=np.arange(k), y=y)
-    return torch.as_tensor(w, dtype=torch.float32, device=device)
-
-
-def _sampler(sampler, y, generator, k) -> WeightedRandomSampler | None:
-    if sampler is None:
-        return None
-    counts = np.bincount(y, minlength=k).astype(float)
-    weights = 1.0 / counts[y]
-    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(y),
-                                 replacement=True, generator=generator)
-
-
-def _optimizer(name, model, lr, weight_decay) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ArgumentError("the model has no trainable parameter (all frozen); call xaikit.models.unfreeze "
-                            "or unfreeze the head")
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return cls(params, lr=lr, weight_decay=weight_decay)
-
-
-def _scheduler(name, opt, lr, epochs, steps, monitor):
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
-    if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=_mode(monitor), factor=0.3, patience=2)
-    return None
-
-
-def _callbacks(callbacks) -> list:
-    out = []
-    for cb in callbacks:
-        if hasattr(cb, "on_epoch_end") or hasattr(cb, "on_batch_end"):
-            out.append(cb)
-        elif callable(cb):
-            out.append(_EpochHook(cb))
-        else:
-            raise ArgumentError(f"callback {cb!r} has neither on_epoch_end nor on_batch_end and is not callable")
-    return out
-
-
-@dataclass
-class _EpochHook:
-    on_epoch_end: Callable[[dict], Any]
-
-
 def _mode(metric: str) -> str:
     return "min" if metric.endswith("loss") else "max"
 
@@ -456,22 +354,3 @@ def _improved(value: float, best: float, metric: str) -> bool:
 
 def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-@contextlib.contextmanager
-def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic algorithms for the block; the global settings are put back afterwards."""
-    if not enabled:
-        yield
-        return
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    if device.type == "cuda":  # cuBLAS needs this to be deterministic (PyTorch reproducibility notes)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]

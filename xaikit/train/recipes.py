@@ -21,6 +21,7 @@ def train_sample_model(
     classes: Sequence[str],
     preprocess: Any = None,
     arch: str = "small_cnn",
+    arch_kwargs: dict | None = None,
     epochs: int = 12,
     batch_size: int = 32,
     lr: float = 3e-3,
@@ -32,8 +33,9 @@ def train_sample_model(
     ROC AUC and save it as a checkpoint at ``path`` (with ``classes`` and ``preprocess``).
 
     The defaults train ``small_cnn`` on a few hundred 128 px phantom radiographs in minutes on 2 CPU cores.
-    Extra keyword arguments go to :func:`~xaikit.train.fit`. Returns the trained model (best weights, eval
-    mode, ``xaikit_classes``/``xaikit_preprocess`` set) and the :class:`FitResult`.
+    ``arch_kwargs`` go to :func:`~xaikit.models.build_model`, extra keyword arguments to
+    :func:`~xaikit.train.fit`. Returns the trained model (best weights, eval mode, ``xaikit_classes`` and
+    ``xaikit_preprocess`` set) and the :class:`FitResult`.
 
     Example
     -------
@@ -41,7 +43,7 @@ def train_sample_model(
     ...                                    classes=["normal", "pneumonia"], preprocess=prep)  # doctest: +SKIP
     """
     in_channels = int(train[0]["image"].shape[0])
-    model = build_model(arch, num_classes=len(classes), in_channels=in_channels)
+    model = build_model(arch, num_classes=len(classes), in_channels=in_channels, **(arch_kwargs or {}))
     fit_kw = {"scheduler": "onecycle", "monitor": "val_roc_auc", "device": "cpu", **fit_kw}
     result = fit(model, train, val, classes=classes, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                  checkpoint_path=path, preprocess=preprocess, progress=progress, **fit_kw)

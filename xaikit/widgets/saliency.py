@@ -37,6 +37,7 @@ class SaliencyExplorer:
         self.timings: list[float] = []
         self._maps: dict[tuple, object] = {}
         self._greys: dict[int, object] = {}
+        self._shown = 0
         first = next(iter(self.explanations))
         n = len(self.explanations[first].maps)
         self.image = widgets.IntSlider(0, 0, n - 1, description="image")
@@ -75,7 +76,9 @@ class SaliencyExplorer:
         if self.threshold.value > 0:
             z = display_map(z, sign, clip_pct=None, threshold_pct=self.threshold.value)  # already scaled
         with self.figure.batch_update():
-            self.figure.data[0].z = self._grey(i)
+            if i != self._shown:  # the grey image only changes with the image slider
+                self.figure.data[0].z = self._grey(i)
+                self._shown = i
             self.figure.data[1].z = z
             self.figure.data[1].colorscale = SIGN_MODES[sign]
             self.figure.data[1].zmin = -1.0 if sign == "signed" else 0.0

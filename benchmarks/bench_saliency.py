@@ -1,0 +1,210 @@
+"""Saliency engine benchmark: time per method as a multiple of the physical limit, overhead vs direct calls.
+
+The physical limit is one forward + one backward to the input with frozen weights, measured in the same run
+on the same batch. For each method we report
+
+* ``ratio``: explain() time / physical limit (per step for path/sampling methods: divided by the passes);
+* ``overhead``: explain() time / the same computation written directly with captum or zennit - 1
+  (the direct version includes the forward that finds the predicted class, as a user would write it);
+* ``peak_mib``: peak resident memory growth during the call (RSS sampled every 2 ms; CUDA: max allocated).
+
+Goals (issue 4): gradient <= 1.05x, Grad-CAM <= 0.55x, IG <= 1.05x per step, LRP <= 2.0x, overhead <= 5%.
+Also: DenseNet-121 at 224 px with integrated gradients at 200 steps under the default 2 GiB budget
+(``--densenet``), and the SaliencyExplorer's Python time per slider move (``--widget``).
+
+Usage::
+
+    python benchmarks/bench_saliency.py --quick            # subset, batch 2, 5 methods
+    python benchmarks/bench_saliency.py                    # all methods, resnet18, 224 px, batch 8
+    python benchmarks/bench_saliency.py --densenet --widget
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from xaikit.saliency import METHODS, explain
+
+QUICK = ["gradient", "integrated_gradients", "gradcam", "lrp_epsilon_plus", "smoothgrad"]
+SETTINGS = {"integrated_gradients": {"n_steps": 20}, "smoothgrad": {"n_samples": 10},
+            "smoothgrad_sq": {"n_samples": 10}, "vargrad": {"n_samples": 10}, "gradient_shap": {"n_samples": 10},
+            "lime": {"n_samples": 50}, "kernel_shap": {"n_samples": 50}}
+
+
+class PeakRSS:
+    """Peak resident set size growth while the block runs (sampled from /proc every 2 ms)."""
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = False
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._thread.join()
+
+    def _watch(self):
+        while not self._stop:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.002)
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up (oneDNN primitives, caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def physical_limit(model, x) -> float:
+    def run():
+        xi = x.clone().requires_grad_(True)
+        out = model(xi)
+        out.gather(1, out.argmax(1, keepdim=True)).sum().backward()
+
+    return run
+
+
+def direct_calls(model, x):
+    """The same computations written straight against captum / zennit (None where that is impossible)."""
+    from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlus
+    from zennit.torchvision import ResNetCanonizer
+
+    def preds():
+        with torch.no_grad():
+            return model(x).argmax(1)
+
+    def gradient():
+        Saliency(model).attribute(x.clone().requires_grad_(), target=preds(), abs=False)
+
+    def ig():
+        IntegratedGradients(model).attribute(x, baselines=0.0, target=preds(), n_steps=20,
+                                             internal_batch_size=len(x) * 20)
+
+    def gradcam():
+        cam = LayerGradCam(model, model.layer4).attribute(x, target=preds())
+        F.interpolate(cam, size=x.shape[2:], mode="bilinear")
+
+    def lrp():
+        with Gradient(model, EpsilonPlus(canonizers=[ResNetCanonizer()])) as attributor:
+            attributor(x, attr_output=lambda y: F.one_hot(y.argmax(1), y.shape[1]) * y)
+
+    def smoothgrad():
+        NoiseTunnel(Saliency(model)).attribute(x.clone().requires_grad_(), nt_type="smoothgrad", nt_samples=10,
+                                               stdevs=0.1, target=preds(), abs=False)
+
+    return {"gradient": gradient, "integrated_gradients": ig, "gradcam": gradcam, "lrp_epsilon_plus": lrp,
+            "smoothgrad": smoothgrad}
+
+
+def bench_methods(args) -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=2).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(args.batch, 3, args.size, args.size)
+    limit = timed(physical_limit(model, x), args.repeats)
+    print(f"resnet18, batch {args.batch}, {args.size} px, {torch.get_num_threads()} threads: physical limit "
+          f"(forward+backward to input) {limit * 1e3:.0f} ms")
+    direct = direct_calls(model, x)
+    methods = args.methods or (QUICK if args.quick else sorted(METHODS))
+    print(f"{'method':32s} {'ms':>9s} {'passes':>7s} {'ratio/pass':>10s} {'direct ms':>10s} {'overhead':>9s} "
+          f"{'peak MiB':>9s}")
+    for name in methods:
+        params = SETTINGS.get(name, {})
+        passes = max(METHODS[name].passes({**params, "input_size": args.size}), 1e-9)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with PeakRSS() as mem:
+                t = timed(lambda: explain(model, x, name, **params), args.repeats)
+            td = timed(direct[name], args.repeats) if name in direct else None
+        ratio = t / limit / (passes if passes >= 1 else 1)
+        over = f"{(t / td - 1) * 100:+8.1f}%" if td else "       -"
+        print(f"{name:32s} {t * 1e3:9.0f} {passes:7.1f} {ratio:10.2f} {td * 1e3 if td else float('nan'):10.0f} "
+              f"{over} {mem.mib:9.0f}", flush=True)
+
+
+def bench_densenet(args) -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.densenet121(num_classes=2).eval()
+    x = torch.rand(1, 3, 224, 224)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with PeakRSS() as mem:
+            start = time.perf_counter()
+            exp = explain(model, x, "integrated_gradients", n_steps=args.densenet_steps)
+            took = time.perf_counter() - start
+    print(f"densenet121 224 px IG {args.densenet_steps} steps: {took:.1f} s, peak RSS growth {mem.mib:.0f} MiB, "
+          f"budget {exp.params['memory_budget'] / 2**20:.0f} MiB, chunk {exp.params['max_batch']} samples, "
+          f"per-sample estimate {exp.params['per_sample_bytes'] / 2**20:.0f} MiB")
+
+
+def bench_widget(args) -> None:
+    from xaikit.widgets.saliency import SaliencyExplorer
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=2).eval()
+    x = torch.rand(8, 3, 224, 224)
+    exps = {m: explain(model, x, m) for m in ("gradient", "gradcam", "input_x_gradient")}
+    ex = SaliencyExplorer(x, exps)
+    for i in range(40):
+        ex.image.value = i % 8
+        ex.method.value = list(exps)[i % 3]
+        ex.alpha.value = 0.3 + 0.01 * i
+        ex.threshold.value = float(i % 90)
+        ex.sign.value = ("signed", "positive", "absolute")[i % 3]
+    ms = sorted(t * 1e3 for t in ex.timings)
+    print(f"SaliencyExplorer: {len(ms)} slider moves, median {statistics.median(ms):.1f} ms, "
+          f"95th percentile {ms[int(0.95 * len(ms))]:.1f} ms, max {ms[-1]:.1f} ms (Python time per callback)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="5 methods, batch 2")
+    ap.add_argument("--methods", nargs="*")
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--densenet", action="store_true", help="DenseNet-121 IG memory check")
+    ap.add_argument("--densenet-steps", type=int, default=200)
+    ap.add_argument("--widget", action="store_true", help="SaliencyExplorer callback time")
+    ap.add_argument("--no-methods", action="store_true")
+    args = ap.parse_args()
+    args.batch = args.batch or (2 if args.quick else 8)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.no_methods:
+        bench_methods(args)
+    if args.widget:
+        bench_widget(args)
+    if args.densenet:
+        bench_densenet(args)
+
+
+if __name__ == "__main__":
+    main()

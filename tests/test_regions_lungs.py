@@ -1,0 +1,65 @@
+"""Lung segmentation: Dice against the phantom's ground truth, quality flags, plug-in registry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xaikit.errors import ArgumentError
+from xaikit.regions import SEGMENTERS, LungSegmentation, dice, lung_zones, register_segmenter, segment_lungs
+
+
+def test_dice_definition():
+    a = np.zeros((4, 4), bool)
+    b = a.copy()
+    a[:2], b[1:3] = True, True
+    assert dice(a, b) == pytest.approx(2 * 4 / 16)
+    assert dice(a, a) == 1.0 and dice(np.zeros(3), np.zeros(3)) == 1.0
+
+
+def test_classical_reaches_dice_090_on_20_phantoms():
+    phantom = pytest.importorskip("xaikit.phantom")
+    scores, qualities = [], []
+    for seed in range(20):
+        ph = phantom.draw_chest(500 + seed, size=96, pneumonia=seed % 2 == 0, marker=seed % 3 == 0)
+        seg = segment_lungs(ph.image)
+        scores.append([dice(seg.left, ph.masks["left_lung"]), dice(seg.right, ph.masks["right_lung"])])
+        qualities.append(seg.quality)
+    scores = np.array(scores)
+    assert scores.mean() >= 0.9, scores.round(3)
+    assert scores.min() >= 0.75, scores.round(3)           # left/right never swapped, no lung lost
+    assert np.mean(qualities) > 0.8
+
+
+def test_masks_follow_the_input_resolution_and_feed_lung_zones():
+    phantom = pytest.importorskip("xaikit.phantom")
+    ph = phantom.draw_chest(3, size=300)                     # larger than the working side
+    seg = segment_lungs(ph.image)
+    assert seg.left.shape == (300, 300) and seg.left.dtype == bool
+    assert dice(seg.left, ph.masks["left_lung"]) > 0.85
+    zones = lung_zones(**seg.masks)
+    assert zones["left_upper"].any() and not (zones["left_upper"] & seg.right).any()
+
+
+def test_unsure_result_warns_with_reasons(rng):
+    noise = rng.random((64, 64))
+    with pytest.warns(UserWarning, match="unsure"):
+        seg = segment_lungs(noise)
+    assert seg.quality < 0.6 and seg.warnings
+
+
+def test_registry_plugs_in_another_segmenter():
+    @register_segmenter("halves_for_test")
+    def halves(image, **kw):
+        left = np.zeros(image.shape, bool)
+        left[:, image.shape[1] // 2:] = True
+        return LungSegmentation(left, ~left, quality=1.0)
+
+    try:
+        seg = segment_lungs(np.zeros((20, 20)), method="halves_for_test")
+        assert seg.method == "halves_for_test" and seg.left[:, 15].all()
+    finally:
+        SEGMENTERS.pop("halves_for_test")
+    with pytest.raises(ArgumentError, match="Unknown lung segmenter"):
+        segment_lungs(np.zeros((20, 20)), method="halves_for_test")
+    with pytest.raises(ArgumentError, match="2D"):
+        segment_lungs(np.zeros((3, 3, 3, 3)))

@@ -1,0 +1,69 @@
+"""Statistics figures: what they draw (traces, marks, CIs) and the widget wiring."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xaikit.regions import grid, region_scores
+from xaikit.stats import compare_groups
+from xaikit.viz.stats import effect_heatmap, forest_plot, region_boxplot, significance_mark
+
+
+@pytest.fixture
+def scored(rng):
+    maps = rng.exponential(1.0, (20, 12, 12))
+    labels = np.arange(20) % 2
+    maps[labels == 1, :6, :4] += 3.0
+    regions = grid(2, 3, (12, 12))
+    scores = pd.concat([region_scores(maps, regions, labels=labels, method=m) for m in ("a", "b")], ignore_index=True)
+    return scores, compare_groups(scores, "label", n_boot=50)
+
+
+def test_significance_mark():
+    assert [significance_mark(p) for p in (0.0005, 0.005, 0.03, 0.2, np.nan)] == ["***", "**", "*", "ns", ""]
+
+
+def test_region_boxplot_draws_groups_cis_and_marks(scored):
+    scores, tests = scored
+    fig = region_boxplot(scores, tests=tests, method="a")
+    boxes = [t for t in fig.data if t.type == "box"]
+    means = [t for t in fig.data if t.type == "scatter"]
+    assert [b.name for b in boxes] == ["label=0", "label=1"] and len(means) == 2
+    cell = scores[(scores.method == "a") & (scores.region == "row0_col0") & (scores.label == 1)]["mass_frac"]
+    i = list(means[1].x).index("row0_col0")
+    assert means[1].y[i] == pytest.approx(cell.mean())
+    assert means[1].error_y.array[i] > 0
+    marks = {a.x: a.text for a in fig.layout.annotations}
+    assert marks["row0_col0"] in ("*", "**", "***") and len(marks) == 6
+    sub = region_boxplot(scores, method="a", regions=["row0_col0"])
+    assert set(sub.data[0].x) == {"row0_col0"}
+
+
+def test_effect_heatmap_and_forest(scored):
+    _, tests = scored
+    heat = effect_heatmap(tests)
+    z = np.array(heat.data[0].z, dtype=float)
+    assert z.shape == (2, 6) and heat.data[0].zmid == 0
+    row = tests[(tests.method == "a") & (tests.region == "row0_col0")].iloc[0]
+    assert z[0, list(heat.data[0].x).index("row0_col0")] == pytest.approx(row.effect_size)
+    assert heat.data[0].text[0][0].endswith(significance_mark(row.p_adj))
+    forest = forest_plot(tests)
+    assert len(forest.data[0].x) == len(tests)
+    assert list(forest.data[0].marker.symbol).count("circle") == int(tests["significant"].sum())
+    assert "a · row0_col0 · 0 vs 1" in list(forest.data[0].y)
+
+
+def test_region_explorer_redraws_on_pick(scored):
+    pytest.importorskip("anywidget")
+    from xaikit.widgets.regions import region_explorer
+
+    scores, tests = scored
+    box = region_explorer(scores, tests)
+    (method, value), regions, fig = box.children[0].children, box.children[1], box.children[2]
+    value.value = "density_ratio"
+    assert fig.layout.yaxis.title.text == "density_ratio"
+    regions.value = ("row1_col2",)
+    assert set(fig.data[0].x) == {"row1_col2"}
+    method.value = "b"
+    assert "(b)" in fig.layout.title.text

@@ -1,0 +1,160 @@
+"""The shipped sample data: ``python -m xaikit samples`` rebuilds ``data_samples/`` bit for bit.
+
+Everything here is drawn by :mod:`xaikit.phantom` and written by :mod:`xaikit.io` with fixed seeds, fixed UIDs
+and no time stamps, so two builds give identical files (``tests/test_samples.py`` checks this against the
+committed copy). Layout::
+
+    data_samples/
+      manifest.csv                 image_path,label,split,patient_id,image_id,marker,mask_<name>... (paths relative)
+      images/img00000.png ...      phantom chest radiographs, 8-bit, 224 px
+      masks/img00000_<name>.png    1-bit ground-truth masks (left_lung, right_lung, heart, lesion, marker, body)
+      dicom/                       phantom radiographs as DICOM (MONOCHROME2, MONOCHROME1) and a CT-like slice
+                                   with a rescale slope, plus a multi-frame volume
+      nifti/volume.nii.gz, nifti/volume_labels.nii.gz, nifti/labels.csv
+      models/                      sample checkpoints (see :mod:`xaikit.train`)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._util import atomic_write
+from .errors import ArgumentError
+
+__all__ = ["SAMPLES", "SampleSpec", "sample_dir", "build_samples", "build_phantom_images", "build_dicom", "build_nifti"]
+
+#: Masks written for every phantom image, in manifest column order.
+MASKS = ("left_lung", "right_lung", "heart", "lesion", "marker", "body")
+CLASSES = ("normal", "pneumonia")
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What the shipped phantom set is made of (change it and the committed files change too)."""
+
+    n_images: int = 320
+    n_patients: int = 260
+    size: int = 224
+    seed: int = 2024
+    prevalence: float = 0.5
+    marker_rate_pos: float = 0.0
+    marker_rate_neg: float = 0.0
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+
+
+SAMPLES = SampleSpec()
+
+
+def sample_dir() -> Path:
+    """The shipped ``data_samples/`` folder (``$XAIKIT_SAMPLES`` overrides it)."""
+    env = os.environ.get("XAIKIT_SAMPLES")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "data_samples"
+
+
+def _mask_png(mask: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    with atomic_write(path) as fh:
+        Image.fromarray(np.asarray(mask, dtype=bool)).save(fh, format="PNG")
+
+
+def build_phantom_images(out: Path, spec: SampleSpec = SAMPLES, *, name: str = "manifest.csv") -> pd.DataFrame:
+    """Draw the phantom set, write images, masks and the manifest; return the manifest table."""
+    from .data.manifest import write_manifest
+    from .data.splits import patient_split
+    from .io import write_png
+    from .phantom import draw_chest_set
+
+    chest = draw_chest_set(
+        spec.n_images, seed=spec.seed, size=spec.size, prevalence=spec.prevalence,
+        marker_rate_pos=spec.marker_rate_pos, marker_rate_neg=spec.marker_rate_neg, n_patients=spec.n_patients,
+    )  # fmt: skip
+    plan = chest.table()
+    plan["label"] = [CLASSES[v] for v in plan["label"]]
+    plan = patient_split(plan, fractions=spec.fractions, seed=spec.seed)
+    rows = []
+    for i, phantom in enumerate(chest):
+        image_id = plan.at[i, "image_id"]
+        image_path = out / "images" / f"{image_id}.png"
+        write_png(phantom.image, image_path, window=(0.5, 1.0))
+        row = {"image_path": str(image_path), "label": plan.at[i, "label"], "split": plan.at[i, "split"],
+               "patient_id": plan.at[i, "patient_id"], "image_id": image_id, "marker": int(plan.at[i, "marker"])}
+        for mask in MASKS:
+            mask_path = out / "masks" / f"{image_id}_{mask}.png"
+            _mask_png(phantom.masks[mask], mask_path)
+            row[f"mask_{mask}"] = str(mask_path)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    write_manifest(table, out / name)
+    return table
+
+
+def build_dicom(out: Path, seed: int = 7) -> list[Path]:
+    """A handful of DICOM files: a radiograph as MONOCHROME2 and MONOCHROME1, a CT slice with a rescale
+    slope/intercept, and a small multi-frame volume. UIDs and dates are fixed so rebuilds are identical."""
+    from .io import MedicalImage, write_dicom
+    from .phantom import draw_chest, draw_volume
+
+    ph = draw_chest(seed, size=256, pneumonia=True)
+    # a 12-bit detector image: stored values 0..4095, bright = dense
+    dx = MedicalImage(np.round(ph.image * 4095.0), spacing=(0.7, 0.7), window=(2048.0, 4096.0), modality="DX")
+    vol = draw_volume(seed, shape=(24, 64, 64))
+    ct = MedicalImage(vol.image, spacing=vol.spacing, window=(-600.0, 1500.0), modality="CT")
+    ct_slice = MedicalImage(vol.image[12], spacing=vol.spacing[1:], window=(40.0, 400.0), modality="CT")
+    common = dict(patient_id="PHANTOM-0001", date="20240101")
+    return [
+        write_dicom(dx, out / "dicom" / "cxr_monochrome2.dcm", uid_seed="xaikit-dx-m2", description="phantom chest radiograph", **common),
+        write_dicom(dx, out / "dicom" / "cxr_monochrome1.dcm", photometric="MONOCHROME1", uid_seed="xaikit-dx-m1",
+                    description="phantom chest radiograph, MONOCHROME1", **common),
+        write_dicom(ct_slice, out / "dicom" / "ct_slice_rescale.dcm", rescale=(0.5, -2048.0), uid_seed="xaikit-ct-slice",
+                    description="phantom CT slice, rescale slope 0.5", **common),
+        write_dicom(ct, out / "dicom" / "ct_volume_multiframe.dcm", rescale=(1.0, -2048.0), uid_seed="xaikit-ct-vol",
+                    description="phantom CT volume, multi-frame", **common),
+    ]  # fmt: skip
+
+
+def build_nifti(out: Path, seed: int = 11) -> list[Path]:
+    """A phantom CT-like volume, its label map, and the label names table."""
+    from .io import MedicalImage, write_nifti
+    from .phantom import draw_volume
+
+    vol = draw_volume(seed, shape=(48, 64, 64))
+    image = MedicalImage(vol.image, spacing=vol.spacing, window=(-600.0, 1500.0), modality="CT")
+    labels = MedicalImage(vol.labels.astype(np.float32), spacing=vol.spacing, window=(3.0, 6.0))
+    names = pd.DataFrame({"value": list(vol.names), "name": list(vol.names.values())})
+    with atomic_write(out / "nifti" / "labels.csv", "w") as fh:
+        names.to_csv(fh, index=False, lineterminator="\n")
+    return [
+        write_nifti(image, out / "nifti" / "volume.nii.gz"),
+        write_nifti(labels, out / "nifti" / "volume_labels.nii.gz"),
+        out / "nifti" / "labels.csv",
+    ]
+
+
+def build_samples(out: str | os.PathLike | None = None, *, models: bool = True, spec: SampleSpec = SAMPLES) -> Path:
+    """Rebuild the sample data folder (default: the shipped ``data_samples/``) and return its path.
+
+    Parameters
+    ----------
+    out : path, optional
+        Destination folder (created). Default :func:`sample_dir`.
+    models : bool
+        Also train and write the sample models (takes minutes on a CPU).
+    spec : SampleSpec
+        Size and seeds of the phantom set.
+    """
+    out = Path(out) if out is not None else sample_dir()
+    if out.exists() and not out.is_dir():
+        raise ArgumentError(f"{out}: exists and is not a folder; give a folder for the sample data.")
+    build_phantom_images(out, spec)
+    build_dicom(out)
+    build_nifti(out)
+    if models:
+        from .train.recipes import build_sample_models
+
+        build_sample_models(out)
+    return out

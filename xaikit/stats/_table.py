@@ -1,0 +1,67 @@
+"""Shared plumbing of the stats tables: the column contract, input checks and NaN exclusion."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import StatsError
+
+TEST_COLUMNS = ["family", "test", "method", "region", "group_a", "group_b", "n_a", "n_b", "statistic", "p_raw",
+                "p_adj", "correction", "effect_size", "effect_name", "ci_low", "ci_high", "significant"]
+
+
+def as_tuple(by: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Column names as a tuple (``None`` -> empty)."""
+    if by is None:
+        return ()
+    return (by,) if isinstance(by, str) else tuple(by)
+
+
+def require(df: Any, columns: Iterable[str], where: str) -> pd.DataFrame:
+    """Check ``df`` is a DataFrame holding ``columns``; raise a StatsError naming what is missing."""
+    if not isinstance(df, pd.DataFrame):
+        raise StatsError(f"{where} needs a pandas DataFrame (e.g. from region_scores); got {type(df).__name__}.")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise StatsError(f"{where}: the table has no column(s) {missing}; it has {list(df.columns)}.")
+    if df.empty:
+        raise StatsError(f"{where}: the table is empty; nothing to test.")
+    return df
+
+
+def drop_nan(df: pd.DataFrame, columns: Sequence[str], where: str, label: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows with NaN in ``columns`` removed, with a warning saying how many and which."""
+    bad = df[list(columns)].isna().any(axis=1).to_numpy()
+    if bad.any():
+        keys = [c for c in ("image_id", *label) if c in df.columns]
+        shown = df.loc[bad, keys].astype(str).agg("/".join, axis=1).tolist() if keys else []
+        more = f" ({', '.join(shown[:8])}{' ...' if len(shown) > 8 else ''})" if shown else ""
+        warnings.warn(f"{where}: excluded {int(bad.sum())} of {len(df)} rows with NaN in {list(columns)}{more}.",
+                      stacklevel=3)
+    return df.loc[~bad]
+
+
+def cell_name(keys: tuple, by: Sequence[str]) -> str:
+    """``"method=gradient, region=left_lung"`` for messages."""
+    return ", ".join(f"{b}={k}" for b, k in zip(by, keys)) or "all rows"
+
+
+def finish(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A tests table with the contract columns first (missing ones filled), then any others."""
+    df = pd.DataFrame(rows)
+    for col in TEST_COLUMNS:
+        if col not in df.columns:
+            df[col] = "" if col in ("method", "region", "group_a", "group_b", "correction") else np.nan
+    return df[TEST_COLUMNS + [c for c in df.columns if c not in TEST_COLUMNS]]
+
+
+def groups_of(df: pd.DataFrame, by: Sequence[str]) -> Iterable[tuple[tuple, pd.DataFrame]]:
+    """``(keys, sub-frame)`` per cell of ``by`` (one cell of everything when ``by`` is empty)."""
+    if not by:
+        yield (), df
+        return
+    for keys, sub in df.groupby(list(by), sort=True, observed=True):
+        yield (keys if isinstance(keys, tuple) else (keys,)), sub

@@ -1,0 +1,196 @@
+"""Compare a region score between groups of images (classes, correct vs wrong predictions, any column)."""
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import StatsError
+from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
+from .bootstrap import bootstrap_ci, cluster_bootstrap, percentile_ci
+from .correction import correct
+from .effects import EFFECTS
+
+__all__ = ["TWO_SAMPLE_TESTS", "compare_groups", "two_sample"]
+
+
+def _mannwhitney(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float]:
+    res = stats.mannwhitneyu(a, b, alternative=alternative)
+    return float(res.statistic), float(res.pvalue)
+
+
+def _welch(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float]:
+    res = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
+    return float(res.statistic), float(res.pvalue)
+
+
+def _student(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float]:
+    res = stats.ttest_ind(a, b, equal_var=True, alternative=alternative)
+    return float(res.statistic), float(res.pvalue)
+
+
+#: Two-sample tests by name: ``f(a, b, alternative) -> (statistic, p)``, and their default effect size.
+TWO_SAMPLE_TESTS: dict[str, tuple[Callable[..., tuple[float, float]], str]] = {
+    "mannwhitney": (_mannwhitney, "rank_biserial"),
+    "welch_t": (_welch, "hedges_g"),
+    "student_t": (_student, "cohen_d"),
+}
+
+
+def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "mass_frac",
+                   by: str | Sequence[str] = ("method", "region"), test: str = "mannwhitney",
+                   effect: str = "auto", pairs: Sequence[tuple[Any, Any]] | None = None,
+                   aggregate: str | None = None, bootstrap: str | None = None, n_boot: int = 2000,
+                   ci: float = 0.95, seed: int = 0, alternative: str = "two-sided", correction: str = "holm",
+                   alpha: float = 0.05) -> pd.DataFrame:
+    """Test whether ``value`` differs between groups, in every cell of ``by`` (e.g. method x region).
+
+    Parameters
+    ----------
+    scores
+        Region scores (:func:`xaikit.regions.region_scores`) or any long table.
+    group
+        Column defining the groups (``"label"``, ``"correct"``, ...). With more than two levels every
+        pair is compared (or only ``pairs``).
+    value
+        Column tested.
+    by
+        Columns whose every combination is tested separately.
+    test
+        ``"mannwhitney"`` (default), ``"welch_t"`` or ``"student_t"``.
+    effect
+        ``"auto"`` (rank-biserial for Mann-Whitney, Hedges' g for Welch, Cohen's d for Student),
+        ``"rank_biserial"``, ``"hedges_g"`` or ``"cohen_d"``. Positive: ``group_a`` scores higher.
+    aggregate
+        ``"patient"``: average each patient's images first (images of one patient are not independent).
+    bootstrap
+        ``"patient"``: keep images but resample whole patients for the CI, and take p from the
+        bootstrap distribution of the effect (two-sided percentile inversion; resolution 1 / n_boot).
+    n_boot, ci, seed
+        Bootstrap resamples (0: no CI), confidence level and seed.
+    correction, alpha
+        Multiplicity correction over all rows of this table (see :func:`correct`; concatenate tables
+        and call :func:`correct` again for a wider family).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell and pair, with the tests-table columns plus ``value``, ``group`` and the
+        ``by`` columns.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"label": [0] * 5 + [1] * 5, "mass_frac": [.1, .2, .15, .12, .18, .5, .6, .55, .7, .65]})
+    >>> res = compare_groups(df, by=(), n_boot=0)
+    >>> float(res["effect_size"].iloc[0])
+    -1.0
+    """
+    by = as_tuple(by)
+    if test not in TWO_SAMPLE_TESTS:
+        raise StatsError(f"compare_groups: unknown test {test!r}; choose one of {sorted(TWO_SAMPLE_TESTS)}.")
+    fn, auto_effect = TWO_SAMPLE_TESTS[test]
+    effect = auto_effect if effect == "auto" else effect
+    if effect not in EFFECTS:
+        raise StatsError(f"compare_groups: unknown effect {effect!r}; choose 'auto' or one of {sorted(EFFECTS)}.")
+    data = _prepare(scores, group, value, by, aggregate, bootstrap)
+    levels = _pairs(data[group], pairs)
+    rows = []
+    for keys, sub in groups_of(data, by):
+        for a_level, b_level in levels:
+            a, b = (sub.loc[sub[group] == lv] for lv in (a_level, b_level))
+            _check_sizes(a, b, keys, by, group, a_level, b_level)
+            row = _one_test(a, b, value, fn, effect, bootstrap, n_boot, ci, seed, alternative)
+            row.update(dict(zip(by, keys)), family="compare_groups", test=test + ("+patient_bootstrap" if bootstrap else ""),
+                       group_a=str(a_level), group_b=str(b_level), value=value, group=group)
+            rows.append(row)
+    return correct(finish(rows), correction, alpha)
+
+
+def two_sample(a: np.ndarray, b: np.ndarray, test: str = "mannwhitney", effect: str = "auto", *,
+               n_boot: int = 2000, ci: float = 0.95, seed: int = 0, alternative: str = "two-sided") -> dict[str, Any]:
+    """One two-sample test on arrays: ``{statistic, p_raw, effect_size, effect_name, ci_low, ci_high, n_a, n_b}``."""
+    fn, auto_effect = TWO_SAMPLE_TESTS[test]
+    effect = auto_effect if effect == "auto" else effect
+    frame = lambda x: pd.DataFrame({"v": np.asarray(x, float)})  # noqa: E731
+    return _one_test(frame(a), frame(b), "v", fn, effect, None, n_boot, ci, seed, alternative)
+
+
+def _prepare(scores: pd.DataFrame, group: str, value: str, by: tuple[str, ...], aggregate: str | None,
+             bootstrap: str | None) -> pd.DataFrame:
+    need = [group, value, *by] + (["patient_id"] if aggregate or bootstrap else [])
+    require(scores, need, "compare_groups")
+    if aggregate not in (None, "patient") or bootstrap not in (None, "patient"):
+        raise StatsError(f"compare_groups: aggregate and bootstrap accept None or 'patient'; "
+                         f"got aggregate={aggregate!r}, bootstrap={bootstrap!r}.")
+    if aggregate and bootstrap:
+        raise StatsError("compare_groups: use aggregate='patient' or bootstrap='patient', not both.")
+    data = drop_nan(scores, [value, group], "compare_groups", label=("region",))
+    if aggregate:
+        _warn_shared_patients(data, group)
+        return data.groupby([*by, group, "patient_id"], observed=True, sort=True)[value].mean().reset_index()
+    if not bootstrap and "patient_id" in data.columns:
+        per_cell = data.groupby([*by, "patient_id"], observed=True).size() if by else data.groupby("patient_id").size()
+        if (per_cell > 1).any():
+            warnings.warn("compare_groups: some patients contribute several images, which are not independent; "
+                          "use aggregate='patient' or bootstrap='patient'.", stacklevel=3)
+    return data
+
+
+def _warn_shared_patients(data: pd.DataFrame, group: str) -> None:
+    n_groups = data.groupby("patient_id", observed=True)[group].nunique()
+    if (n_groups > 1).any():
+        warnings.warn(f"compare_groups: {int((n_groups > 1).sum())} patients have images in more than one "
+                      f"{group!r} group; their per-group means are not independent.", stacklevel=4)
+
+
+def _pairs(column: pd.Series, pairs: Sequence[tuple[Any, Any]] | None) -> list[tuple[Any, Any]]:
+    levels = sorted(column.unique().tolist(), key=str)
+    if pairs is not None:
+        unknown = [lv for p in pairs for lv in p if lv not in levels]
+        if unknown:
+            raise StatsError(f"compare_groups: pairs name levels {unknown} absent from the data {levels}.")
+        return list(pairs)
+    if len(levels) < 2:
+        raise StatsError(f"compare_groups: the group column has one level only ({levels}); nothing to compare.")
+    return list(itertools.combinations(levels, 2))
+
+
+def _check_sizes(a: pd.DataFrame, b: pd.DataFrame, keys: tuple, by: tuple[str, ...], group: str,
+                 a_level: Any, b_level: Any) -> None:
+    if len(a) < 2 or len(b) < 2:
+        raise StatsError(f"compare_groups: in cell ({cell_name(keys, by)}) group {group}={a_level} has {len(a)} "
+                         f"and {group}={b_level} has {len(b)} observations; each needs at least 2. "
+                         f"Filter that cell out or merge groups.")
+
+
+def _one_test(a: pd.DataFrame, b: pd.DataFrame, value: str, fn: Callable, effect: str, bootstrap: str | None,
+              n_boot: int, ci: float, seed: int, alternative: str) -> dict[str, Any]:
+    xa, xb = a[value].to_numpy(float), b[value].to_numpy(float)
+    statistic, p = fn(xa, xb, alternative)
+    eff = EFFECTS[effect]
+    size = float(eff(xa, xb))
+    if bootstrap:
+        reps = cluster_bootstrap(lambda u, v: float(eff(u, v)), [_clusters(a, value), _clusters(b, value)],
+                                 n_boot=n_boot, seed=seed)
+        (lo, hi), p = percentile_ci(reps, ci), _bootstrap_p(reps)
+    else:
+        lo, hi = bootstrap_ci(eff, (xa, xb), n_boot=n_boot, ci=ci, seed=seed)
+    return {"n_a": len(xa), "n_b": len(xb), "statistic": statistic, "p_raw": p, "effect_size": size,
+            "effect_name": effect, "ci_low": lo, "ci_high": hi}
+
+
+def _clusters(df: pd.DataFrame, value: str) -> list[np.ndarray]:
+    return [g[value].to_numpy(float) for _, g in df.groupby("patient_id", observed=True)]
+
+
+def _bootstrap_p(reps: np.ndarray) -> float:
+    """Two-sided p of 'effect = 0' by inverting the percentile interval: 2 min(P(rep <= 0), P(rep >= 0))."""
+    reps = reps[np.isfinite(reps)]
+    if not reps.size:
+        return np.nan
+    return float(min(1.0, 2 * min(np.mean(reps <= 0), np.mean(reps >= 0))))
