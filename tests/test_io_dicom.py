@@ -8,6 +8,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.sequence import Sequence
+from pydicom.uid import ImplicitVRLittleEndian
 
 from xaikit.errors import ArgumentError
 from xaikit.io import MedicalImage, read_image, write_dicom
@@ -146,6 +147,15 @@ def test_dicom_without_extension_and_with_odd_extension(tmp_path):
     for name in ("IM0001", "IM0001.1"):
         (tmp_path / name).write_bytes(data)
         assert np.array_equal(read_image(tmp_path / name).array, read_image(get_testdata_file("CT_small.dcm")).array)
+
+
+def test_bare_dataset_without_preamble_or_file_meta(tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    bare = tmp_path / "bare.dcm"
+    with open(bare, "wb") as fh:  # implicit VR little endian data set only, as old ACR-NEMA style files
+        pydicom.filewriter.write_dataset(pydicom.filebase.DicomFileLike(fh), ds, ImplicitVRLittleEndian)
+    assert bare.read_bytes()[128:132] != b"DICM"
+    assert np.array_equal(read_image(bare).array, read_image(get_testdata_file("CT_small.dcm")).array)
 
 
 # --- writing -----------------------------------------------------------------------------------------

@@ -149,7 +149,10 @@ def _dataset(path: Path) -> Dataset:
 
 def _guess_transfer_syntax(ds: Dataset) -> None:
     """Files without file meta: the encoding pydicom found while parsing is the transfer syntax."""
-    implicit, little = getattr(ds, "original_encoding", (ds.is_implicit_VR, ds.is_little_endian))
+    if hasattr(ds, "original_encoding"):  # pydicom >= 3
+        implicit, little = ds.original_encoding
+    else:
+        implicit, little = ds.is_implicit_VR, ds.is_little_endian
     if getattr(ds, "file_meta", None) is None:
         ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
