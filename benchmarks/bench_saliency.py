@@ -78,6 +78,23 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def paired(fn_a, fn_b, repeats: int) -> tuple[float, float | None]:
+    """Median times of two functions run alternately (A, B, A, B, ...): load drift on a shared machine hits both."""
+    fn_a()
+    if fn_b:
+        fn_b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn_a()
+        ta.append(time.perf_counter() - start)
+        if fn_b:
+            start = time.perf_counter()
+            fn_b()
+            tb.append(time.perf_counter() - start)
+    return statistics.median(ta), (statistics.median(tb) if fn_b else None)
+
+
 def physical_limit(model, x) -> float:
     def run():
         xi = x.clone().requires_grad_(True)
@@ -127,7 +144,7 @@ def bench_methods(args) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
     x = torch.rand(args.batch, 3, args.size, args.size)
-    limit = timed(physical_limit(model, x), args.repeats)
+    limit = timed(physical_limit(model, x), args.repeats)  # re-measured below, between methods, to track drift
     print(f"resnet18, batch {args.batch}, {args.size} px, {torch.get_num_threads()} threads: physical limit "
           f"(forward+backward to input) {limit * 1e3:.0f} ms")
     direct = direct_calls(model, x)
@@ -140,8 +157,8 @@ def bench_methods(args) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with PeakRSS() as mem:
-                t = timed(lambda: explain(model, x, name, **params), args.repeats)
-            td = timed(direct[name], args.repeats) if name in direct else None
+                explain(model, x, name, **params)
+            t, td = paired(lambda: explain(model, x, name, **params), direct.get(name), args.repeats)
         ratio = t / limit / (passes if passes >= 1 else 1)
         over = f"{(t / td - 1) * 100:+8.1f}%" if td else "       -"
         print(f"{name:32s} {t * 1e3:9.0f} {passes:7.1f} {ratio:10.2f} {td * 1e3 if td else float('nan'):10.0f} "

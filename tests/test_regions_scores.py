@@ -116,3 +116,16 @@ def test_dict_of_masks_and_chunking_agree(maps, rng, monkeypatch):
     monkeypatch.setattr(scores, "_CHUNK_BYTES", 1)  # one image per chunk
     chunked = region_scores(maps, from_masks(masks))
     pd.testing.assert_frame_equal(whole, chunked)
+
+
+def test_reads_a_real_explanation(maps):
+    torch = pytest.importorskip("torch")
+    explanation = pytest.importorskip("xaikit.saliency.explanation")
+    expl = explanation.Explanation(
+        maps=torch.tensor(maps, dtype=torch.float32), method="gradient", params={}, target_policy="pred",
+        targets=torch.zeros(5, dtype=torch.long), preds=torch.tensor([0, 1, 1, 0, 1]), probs=torch.ones(5, 2) / 2,
+        image_ids=list("vwxyz"), labels=torch.tensor([0, 1, 0, 0, 1]))
+    df = region_scores(expl, grid(1, 2, (12, 10)))
+    assert df["image_id"].unique().tolist() == list("vwxyz") and (df["method"] == "gradient").all()
+    assert df.groupby("image_id")["correct"].first().tolist() == [True, True, False, True, True]
+    np.testing.assert_allclose(df["sum"], region_scores(maps.astype(np.float32), grid(1, 2, (12, 10)))["sum"])

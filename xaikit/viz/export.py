@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from .._util import atomic_path, atomic_write
 from ..errors import ArgumentError
 
-__all__ = ["png_export_available", "save_figure", "save_png", "colorize"]
+__all__ = ["png_export_available", "save_figure", "save_figures_png", "save_png", "colorize"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,6 +69,25 @@ def save_figure(
             fig.write_image(str(tmp), format="png", scale=scale)
         written.append(stem.with_suffix(".png"))
     return written
+
+
+def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, scale: float = 1.0) -> list[Path]:
+    """Render many figures to PNG in one browser session (much faster than one by one), atomically each."""
+    import contextlib
+
+    import plotly.io as pio
+
+    if len(figs) != len(paths):
+        raise ArgumentError(f"save_figures_png got {len(figs)} figures for {len(paths)} paths.")
+    if not figs:
+        return []
+    if not png_export_available():
+        raise ArgumentError("Plotly cannot export PNG here: Kaleido needs a Chrome/Chromium browser (e.g. `apt-get install chromium`).")
+    finals = [Path(p).with_suffix(".png") for p in paths]
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(p)) for p in finals]
+        pio.write_images(figs, [str(t) for t in tmps], format="png", scale=scale)
+    return finals
 
 
 def colorize(values: np.ndarray, cmap: str = "gray", vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
