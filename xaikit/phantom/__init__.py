@@ -14,7 +14,7 @@ Examples
 >>> ph = draw_chest(3, size=64, pneumonia=True)
 >>> ph.label, sorted(ph.masks)
 (1, ['body', 'heart', 'left_lung', 'lesion', 'marker', 'right_lung'])
->>> train = draw_chest_set(100, seed=0, size=64, marker_rate_pos=0.9, marker_rate_neg=0.1)
+>>> train = draw_chest_set(400, seed=0, size=64, marker_rate_pos=0.9, marker_rate_neg=0.1)
 >>> train.table().groupby("label")["marker"].mean().round(1).tolist()
 [0.1, 0.9]
 """
