@@ -123,8 +123,8 @@ def build_nifti(out: Path, seed: int = 11) -> list[Path]:
     from .phantom import draw_volume
 
     vol = draw_volume(seed, shape=(48, 64, 64))
-    image = MedicalImage(vol.image, spacing=vol.spacing, window=(-600.0, 1500.0), modality="CT")
-    labels = MedicalImage(vol.labels.astype(np.float32), spacing=vol.spacing, window=(3.0, 6.0))
+    image = MedicalImage(vol.image, spacing=vol.spacing, window=(-600.0, 1500.0), affine=vol.affine, modality="CT")
+    labels = MedicalImage(vol.labels.astype(np.float32), spacing=vol.spacing, window=(3.0, 6.0), affine=vol.affine)
     names = pd.DataFrame({"value": list(vol.names), "name": list(vol.names.values())})
     with atomic_write(out / "nifti" / "labels.csv", "w") as fh:
         names.to_csv(fh, index=False, lineterminator="\n")
@@ -170,7 +170,8 @@ def build_models(out: Path, *, seed: int = 0, epochs: int = 20) -> dict[str, Pat
     README and notebooks can quote them without re-running anything.
     """
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import ManifestDataset, Preprocess
+    from .data.manifest import ManifestDataset
+    from .data.preprocess import Preprocess
     from .train import evaluate, train_sample_model
 
     pre = Preprocess(**MODEL_PREPROCESS)

@@ -5,6 +5,7 @@ visibility); reading and drawing live in :mod:`xaikit.io` and :mod:`xaikit.viz`.
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -103,15 +104,19 @@ class ImageBrowser:
 
     @classmethod
     def from_dataset(cls, dataset, *, masks: bool = True) -> "ImageBrowser":
-        """Browse a :class:`xaikit.data.ManifestDataset` in physical units (before preprocessing).
+        """Browse a :class:`xaikit.data.ManifestDataset` in physical units (before any preprocessing).
 
-        Titles show the image id and label, never a patient identifier.
+        Titles show the image id and class, never a patient identifier.
         """
+        raw = copy.copy(dataset)  # same rows, read without Preprocess/augmentation: the browser shows the file
+        raw.preprocess, raw.transform = None, None
 
         def get(i: int) -> View:
-            image, mask_dict = dataset.raw(i)
-            row = dataset.table.iloc[i]
-            return _view_of(image, mask_dict if masks else None, f"{dataset.ids[i]} — {row['label']}")
+            sample = raw[i]
+            meta = sample["meta"]
+            image = MedicalImage(sample["image"][0].numpy(), window=(meta["window_center"], meta["window_width"]))
+            mask_dict = {k: v.numpy() for k, v in sample["masks"].items()} if masks else None
+            return _view_of(image, mask_dict, f"{sample['id']} — {dataset.classes[sample['label']]}")
 
         return cls(get, len(dataset))
 

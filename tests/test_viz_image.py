@@ -1,0 +1,79 @@
+"""Image figures and the image browser: windows, masks, volumes, static views."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xaikit.errors import ArgumentError
+from xaikit.io import MedicalImage
+from xaikit.viz.image import display_stride, image_figure, mosaic, volume_figure
+from xaikit.widgets.browser import ImageBrowser
+
+
+def test_image_figure_applies_window_and_masks():
+    img = MedicalImage(np.arange(64, dtype=np.float32).reshape(8, 8), window=(40.0, 20.0))
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 2:4] = True
+    fig = image_figure(img, masks={"lesion": mask})
+    base, overlay = fig.data
+    assert (base.zmin, base.zmax) == (30.0, 50.0)
+    z = np.asarray(overlay.z, dtype=float)
+    assert np.isnan(z[~mask]).all() and (z[mask] == 1).all()
+    assert overlay.name == "lesion"
+
+
+def test_large_images_are_subsampled_for_display_only():
+    arr = np.random.default_rng(0).random((1500, 1000)).astype(np.float32)
+    fig = image_figure(arr)
+    assert display_stride(arr.shape) == 3
+    assert np.asarray(fig.data[0].z).shape == (500, 334)
+    assert fig.data[0].dx == 3
+
+
+def test_volume_figure_picks_slice_and_labels():
+    vol = np.zeros((4, 6, 6), np.float32)
+    vol[2] = 5
+    lab = np.zeros((4, 6, 6), int)
+    lab[2, 1:3, 1:3] = 3
+    fig = volume_figure(vol, 2, labelmap=lab, names={3: "left_lung"})
+    assert np.all(np.asarray(fig.data[0].z) == 5)
+    assert [t.name for t in fig.data] == ["image", "left_lung"]
+    with pytest.raises(ArgumentError, match="outside 0..3"):
+        volume_figure(vol, 4)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ArgumentError, match="2D"):
+        image_figure(np.zeros((2, 3, 4)))
+    with pytest.raises(ArgumentError, match="one shape"):
+        mosaic([np.zeros((2, 2)), np.zeros((3, 3))])
+
+
+def test_browser_moves_index_window_and_toggles():
+    images = [MedicalImage(np.full((8, 8), float(i)), window=(i, 2.0)) for i in range(3)]
+    masks = [{"heart": np.eye(8, dtype=bool)} for _ in range(3)]
+    b = ImageBrowser.from_images(images, masks, titles=["a", "b", "c"])
+    w = b.widget
+    assert w is b.widget
+    b.index.value = 2
+    assert np.all(np.asarray(b.figure.data[0].z) == 2.0)
+    assert b.figure.layout.title.text == "c"
+    assert (b.level.value, b.width.value) == (2.0, 2.0)
+    b.width.value = 4.0
+    assert (b.figure.data[0].zmin, b.figure.data[0].zmax) == (0.0, 4.0)
+    b.toggles["heart"].value = False
+    assert b.figure.data[1].visible is False
+    assert b.show(1).layout.title.text == "b"
+
+
+def test_browser_over_volume_and_bad_input():
+    vol = MedicalImage(np.random.default_rng(1).random((5, 8, 8)).astype(np.float32))
+    lab = np.zeros((5, 8, 8), int)
+    lab[:, :4] = 1
+    b = ImageBrowser.from_volume(vol, lab, {1: "body"})
+    assert b.n == 5 and b.label == "slice"
+    assert [t.name for t in b.show(3).data] == ["image", "body"]
+    with pytest.raises(ArgumentError, match="differs"):
+        ImageBrowser.from_volume(vol, lab[:4])
+    with pytest.raises(ArgumentError, match="outside"):
+        b.show(9)
