@@ -220,6 +220,7 @@ _NOTEBOOK_STATE_JS = """() => {
       const err = outs.find(o => o.output_type === 'error');
       const prompt = c.node.querySelector('.jp-InputPrompt');
       return {count: c.model.executionCount,
+              head: c.model.sharedModel.getSource().trim().split('\n')[0].slice(0, 80),
               pending: !!prompt && prompt.textContent.includes('*'),
               error: err ? `${err.ename}: ${err.evalue}` : null};
     });
@@ -241,7 +242,8 @@ def run_all_cells(page, timeout: float) -> dict:
     Returns the final notebook state; raises ``AssertionError`` naming the failing cell or ``TimeoutError``.
     """
     page.locator("#jp-MainMenu .lm-MenuBar-item", has_text="Run").first.click()
-    page.locator('.lm-Menu-item[data-command="notebook:run-all-cells"]').click()
+    label = page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))
+    page.locator(".lm-Menu-item").filter(has=label).click()
     deadline, stable, state = time.monotonic() + timeout, 0, None
     while time.monotonic() < deadline:
         state = page.evaluate(_NOTEBOOK_STATE_JS)
@@ -251,8 +253,8 @@ def run_all_cells(page, timeout: float) -> dict:
         idle = state and state["kernel"] == "idle" and not any(c["pending"] for c in cells)
         stable = stable + 1 if idle and (finished or failed) else 0
         if stable >= 3:  # idle for three polls in a row: not a gap between two queued cells
-            errors = [(i, c["error"]) for i, c in enumerate(cells) if c["error"]]
-            assert not errors, f"code cell {errors[0][0]} raised {errors[0][1]}"
+            bad = next((c for c in cells if c["error"]), None)
+            assert bad is None, f"the code cell starting {bad['head']!r} raised {bad['error']}"
             return state
         time.sleep(0.5)
     raise TimeoutError(f"notebook did not finish running within {timeout:.0f} s; last state: {state}")
