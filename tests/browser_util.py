@@ -208,7 +208,7 @@ def write_notebook(path: Path, cells: list[str], title: str) -> Path:
 
 
 # The notebook state as the page sees it: kernel status, prompts, execution counts and error outputs.
-_NOTEBOOK_STATE_JS = """() => {
+_NOTEBOOK_STATE_JS = r"""() => {
   const app = window.jupyterapp;
   const panel = app && app.shell.currentWidget;
   if (!panel || !panel.content || !panel.sessionContext) return null;

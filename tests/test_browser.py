@@ -107,6 +107,7 @@ def _move_alpha_and_check_overlay(page, screenshot_name: str) -> tuple[float, fl
     while plot.screenshot() == before_png and time.monotonic() < deadline:
         time.sleep(0.2)
     assert plot.screenshot() != before_png, "trace opacity changed but the rendered overlay looks the same"
+    plot.evaluate("gd => gd.scrollIntoView({block: 'end'})")  # the figure and the controls above it
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / screenshot_name))
     return value0, value1

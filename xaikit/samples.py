@@ -158,20 +158,23 @@ def build_samples(out: str | os.PathLike | None = None, *, models: bool = True, 
     return out
 
 
-def record_test_metrics(path: Path, val, test, *, seed: int = 0) -> dict:
-    """Choose the decision threshold on ``val`` (Youden's J), evaluate ``test`` with it, and store both in the
-    checkpoint's summary (``decision_threshold``, ``test_metrics``: ``[value, ci_low, ci_high]`` per metric)."""
+def finish_model(path: Path, train, val, test, *, seed: int = 0) -> dict:
+    """Recalibrate BatchNorm on ``train`` (no augmentation), choose the decision threshold on ``val`` (Youden's
+    J), evaluate ``test`` with it, and store all in the checkpoint's summary (``decision_threshold``,
+    ``test_metrics``: ``[value, ci_low, ci_high]`` per metric)."""
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .train import choose_threshold, evaluate
+    from .train import choose_threshold, evaluate, recalibrate_batchnorm
 
     ckpt = load_checkpoint(path)
+    recalibrate_batchnorm(ckpt.model, train)
+    ckpt.model.eval()
     val_pred = evaluate(ckpt.model, val, n_boot=0, seed=seed).predictions
     positive = f"prob_{ckpt.classes[1]}"
     threshold = choose_threshold(val_pred["label"].to_numpy(), val_pred[positive].to_numpy())["threshold"]
     metrics = evaluate(ckpt.model, test, threshold=threshold, seed=seed).metrics.set_index("metric")
     names = ("roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
     test_metrics = {m: [float(metrics.at[m, c]) for c in ("value", "ci_low", "ci_high")] for m in names}
-    summary = {**ckpt.summary, "decision_threshold": threshold, "threshold_rule": "youden on the val split",
+    summary = {**ckpt.summary, "batchnorm": "recalibrated on the train split (precise BN)", "decision_threshold": threshold, "threshold_rule": "youden on the val split",
                "test_metrics": test_metrics, "n_test": len(test)}
     save_checkpoint(path, ckpt.model, classes=ckpt.classes, preprocess=ckpt.preprocess, summary=summary)
     return summary
@@ -202,5 +205,6 @@ def build_models(out: Path, *, seed: int = 0, epochs: int = 40) -> dict[str, Pat
     path = out / "models" / MODELS["clean"]
     train_sample_model(split["train"], split["val"], path, classes=split["train"].classes,
                        preprocess=pre, seed=seed, epochs=epochs, deterministic=True)
-    record_test_metrics(path, split["val"], split["test"], seed=seed)
+    split["train"].transform = None
+    finish_model(path, split["train"], split["val"], split["test"], seed=seed)
     return {"clean": path}

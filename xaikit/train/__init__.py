@@ -6,6 +6,7 @@
   bootstrap CIs, confusion matrix, classification report, calibration, ROC/PR curves with bands.
 - :func:`train_sample_model` is the one-call recipe behind the kit's shipped sample model.
 """
+from .batchnorm import recalibrate_batchnorm
 from .evaluate import Evaluation, evaluate, evaluate_predictions
 from .fit import MONITORS, OPTIMIZERS, SCHEDULERS, FitResult, fit
 from .metrics import choose_threshold, expected_calibration_error
@@ -20,6 +21,7 @@ __all__ = [
     "choose_threshold",
     "expected_calibration_error",
     "train_sample_model",
+    "recalibrate_batchnorm",
     "MONITORS",
     "OPTIMIZERS",
     "SCHEDULERS",

@@ -66,7 +66,8 @@ def save_figure(
                 "(e.g. `apt-get install chromium`)."
             )
         with atomic_path(stem.with_suffix(".png")) as tmp:
-            fig.write_image(str(tmp), format="png", scale=scale)
+            fig.write_image(str(tmp), format="png", scale=scale, width=fig.layout.width or 900,
+                            height=fig.layout.height or 500)
         written.append(stem.with_suffix(".png"))
     return written
 
@@ -86,7 +87,10 @@ def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, s
     finals = [Path(p).with_suffix(".png") for p in paths]
     with contextlib.ExitStack() as stack:
         tmps = [stack.enter_context(atomic_path(p)) for p in finals]
-        pio.write_images(figs, [str(t) for t in tmps], format="png", scale=scale)
+        # Kaleido ignores layout.width/height unless told: pass each figure's own size (default 900 x 500)
+        widths = [f.layout.width or 900 for f in figs]
+        heights = [f.layout.height or 500 for f in figs]
+        pio.write_images(figs, [str(t) for t in tmps], format="png", scale=scale, width=widths, height=heights)
     return finals
 
 
