@@ -1,8 +1,11 @@
-"""Datasets: manifests, Preprocess, augmentation, patient-level splits (loaders and audit: see submodules)."""
+"""Datasets: manifests, loaders for downloaded layouts, Preprocess, augmentation, patient-level splits, audit."""
+from .audit import AUDIT_COLUMNS, FEATURES, audit, image_features
 from .augment import Augment
+from .loaders import LOADERS, from_class_folders, from_medmnist, from_rsna, kermany_patient
 from .manifest import ManifestDataset, read_manifest, write_manifest
 from .preprocess import Preprocess
 from .splits import class_weights, patient_leaks, patient_split, weighted_sampler
 
 __all__ = ["Augment", "ManifestDataset", "read_manifest", "write_manifest", "Preprocess", "class_weights",
-           "patient_leaks", "patient_split", "weighted_sampler"]
+           "patient_leaks", "patient_split", "weighted_sampler", "audit", "image_features", "FEATURES",
+           "AUDIT_COLUMNS", "LOADERS", "from_class_folders", "from_rsna", "from_medmnist", "kermany_patient"]

@@ -1,0 +1,90 @@
+"""Figures of a dataset audit (:func:`xaikit.data.audit`): class balance, effect sizes, feature distributions."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..errors import ArgumentError
+
+__all__ = ["audit_figures", "class_balance_figure", "audit_effects_figure", "feature_figure"]
+
+
+def _features(data: Any) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame) and "pixel_hash" in data.columns:
+        return data
+    if data is None:
+        raise ArgumentError("audit_figures: data is None; pass the dataset that was audited or the output of "
+                            "xaikit.data.image_features.")
+    from ..data.audit import image_features
+
+    return image_features(data, progress=False)
+
+
+def class_balance_figure(features: pd.DataFrame) -> go.Figure:
+    """Images per class, one bar group per split."""
+    splits = features["split"].replace("", "all")
+    counts = features.assign(split=splits).groupby(["split", "label"]).size().rename("n").reset_index()
+    fig = go.Figure([go.Bar(name=str(label), x=sub["split"], y=sub["n"], text=sub["n"], textposition="auto")
+                     for label, sub in counts.groupby("label")])
+    fig.update_layout(barmode="group", title="Images per class and split", xaxis_title="split",
+                      yaxis_title="images", legend_title="class", height=360)
+    return fig
+
+
+def audit_effects_figure(table: pd.DataFrame, min_effect: float = 0.3) -> go.Figure:
+    """Effect size of each feature between classes; flagged features in red, the flag threshold dashed."""
+    rows = table[(table["check"] == "feature_by_class") & table["effect_size"].notna()]
+    colours = np.where(rows["flag"], "#c0392b", "#7f8c8d")
+    hover = [f"p_adj={p:.2g}" for p in rows["p_adj"]]
+    fig = go.Figure(go.Bar(x=rows["effect_size"], y=rows["feature"], orientation="h", marker_color=colours,
+                           hovertext=hover, text=[f"{e:+.2f}" for e in rows["effect_size"]], textposition="auto"))
+    for x in (-min_effect, min_effect):
+        fig.add_vline(x=x, line_dash="dash", line_color="#34495e")
+    name = rows["effect_name"].iloc[0] if len(rows) else "effect size"
+    a, b = (rows["group_a"].iloc[0], rows["group_b"].iloc[0]) if len(rows) else ("", "")
+    fig.update_layout(title=f"Feature differences between classes ({name}; > 0: {a} higher than {b})",
+                      xaxis_title=name, xaxis_range=[-1.05, 1.05] if name == "rank_biserial" else None,
+                      height=120 + 32 * len(rows), yaxis_autorange="reversed")
+    return fig
+
+
+def feature_figure(features: pd.DataFrame, names: list[str]) -> go.Figure:
+    """Box plots (all points shown) of the named features by class, one panel each."""
+    if not names:
+        raise ArgumentError("feature_figure: give at least one feature name.")
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+    for col, name in enumerate(names, start=1):
+        for label, sub in features.groupby("label"):
+            fig.add_trace(go.Box(y=sub[name], name=str(label), boxpoints="all", jitter=0.4, pointpos=0,
+                                 marker_size=3, legendgroup=str(label), showlegend=col == 1), row=1, col=col)
+    fig.update_layout(title="Per-image features by class", height=380, width=max(420, 260 * len(names)))
+    return fig
+
+
+def audit_figures(table: pd.DataFrame, data: Any, *, top: int = 4) -> dict[str, go.Figure]:
+    """The audit's figures by name: ``class_balance``, ``effects`` and ``features`` (flagged features, else
+    the ``top`` largest effects).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The output of :func:`xaikit.data.audit`.
+    data : ManifestDataset, DataFrame or path
+        The per-image features (:func:`xaikit.data.image_features`), or what was audited (its images are then
+        read again).
+    top : int
+        How many features to plot when none is flagged.
+    """
+    feats = _features(data)
+    tested = table[(table["check"] == "feature_by_class") & table["effect_size"].notna()]
+    flagged = tested[tested["flag"]]
+    chosen = flagged if len(flagged) else tested.reindex(tested["effect_size"].abs().sort_values(ascending=False).index)
+    names = chosen["feature"].head(top).tolist()
+    figs = {"class_balance": class_balance_figure(feats), "effects": audit_effects_figure(table)}
+    if names:
+        figs["features"] = feature_figure(feats, names)
+    return figs
