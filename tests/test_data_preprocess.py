@@ -1,0 +1,105 @@
+"""Preprocess (intensity, geometry, channels; masks follow the image) and Augment (masks stay aligned)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xaikit.data import Augment, Preprocess
+from xaikit.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from xaikit.errors import ArgumentError
+from xaikit.io import MedicalImage
+
+
+def _square_image(shape=(100, 200), box=(slice(40, 60), slice(120, 160))):
+    image = np.zeros(shape, np.float32)
+    image[box] = 1.0
+    mask = np.zeros(shape, bool)
+    mask[box] = True
+    return image, mask
+
+
+@pytest.mark.parametrize("mode", ["resize", "letterbox"])
+def test_masks_follow_the_image_geometry(mode):
+    image, mask = _square_image()
+    x, masks = Preprocess(size=64, mode=mode, normalize="none")(image, {"box": mask})
+    bright = x[0].numpy() > 0.5
+    moved = masks["box"].numpy()
+    iou = (bright & moved).sum() / (bright | moved).sum()
+    assert iou > 0.85, f"{mode}: mask and image disagree (IoU {iou:.2f})"
+    if mode == "letterbox":  # 100 x 200 -> 32 x 64 placed 16 rows down; padding is False / the minimum
+        assert not moved[:16].any() and not moved[48:].any() and float(x[0, :16].max()) == 0.0
+
+
+def test_geometry_inverse_maps_back_onto_the_original_grid():
+    pre = Preprocess(size=(48, 48), mode="letterbox")
+    geo = pre.geometry((60, 120))
+    plane = np.tile(np.linspace(0, 1, 120, dtype=np.float32), (60, 1))
+    back = geo.inverse(geo.image(plane))
+    assert back.shape == (60, 120)
+    assert np.abs(back - plane)[:, 4:-4].max() < 0.03
+
+
+def test_percentile_window_and_imagenet_normalisation():
+    rng = np.random.default_rng(0)
+    plane = rng.normal(100, 20, (64, 64)).astype(np.float32)
+    x, _ = Preprocess(size=64, percentiles=(1, 99))(plane)
+    lo, hi = np.percentile(plane, (1, 99))
+    np.testing.assert_allclose(x[0].numpy(), np.clip((plane - lo) / (hi - lo), 0, 1), atol=1e-5)
+    ct = MedicalImage(plane, window=(100.0, 40.0))  # [80, 120] -> [0, 1]
+    w, _ = Preprocess(size=64, normalize="window")(ct)
+    np.testing.assert_allclose(w[0].numpy(), np.clip((plane - 80) / 40, 0, 1), atol=1e-5)
+    three, _ = Preprocess(size=64, channels=3, normalize="imagenet", percentiles=(1, 99))(plane)
+    expected = (x[0].numpy() - np.array(IMAGENET_MEAN)[:, None, None]) / np.array(IMAGENET_STD)[:, None, None]
+    np.testing.assert_allclose(three.numpy(), expected, atol=1e-5)
+    with pytest.raises(ArgumentError, match="has no window"):
+        Preprocess(size=64, normalize="window")(plane)
+
+
+def test_serialises_to_plain_json_and_back():
+    pre = Preprocess(size=(96, 128), mode="letterbox", channels=3, normalize="window", window=(40, 400))
+    d = json.loads(json.dumps(pre.to_dict()))
+    assert Preprocess.from_dict(d) == pre and hash(Preprocess.from_dict(d)) == hash(pre)
+    assert Preprocess(size=96) != pre
+    with pytest.raises(ArgumentError, match=r"unknown keys \['colour'\]"):
+        Preprocess.from_dict({**d, "colour": True})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"channels": 2}, "must be 1"), ({"mode": "crop"}, "mode"), ({"normalize": "zscore"}, "normalize"),
+])
+def test_bad_settings(kwargs, match):
+    with pytest.raises(ArgumentError, match=match):
+        Preprocess(**kwargs)
+
+
+def test_bad_images_and_masks():
+    pre = Preprocess(size=32)
+    with pytest.raises(ArgumentError, match="2D image"):
+        pre(np.zeros((2, 8, 8)))
+    with pytest.raises(ArgumentError, match="NaN/inf"):
+        pre(np.full((8, 8), np.nan))
+    with pytest.raises(ArgumentError, match="Mask 'lung' has shape"):
+        pre(np.zeros((8, 8)), {"lung": np.zeros((4, 4), bool)})
+
+
+def test_augment_moves_masks_with_the_image_and_is_reproducible():
+    image, mask = _square_image((64, 64), (slice(20, 40), slice(10, 30)))
+    aug = Augment(rotate_deg=15, translate=0.1, brightness=0.0, contrast=0.0, seed=1)
+    x, masks = aug(torch.from_numpy(image)[None], {"box": torch.from_numpy(mask)})
+    moved, bright = masks["box"].numpy(), x[0].numpy() > 0.5
+    assert masks["box"].dtype == torch.bool and not np.array_equal(moved, mask)  # it did move
+    assert (bright & moved).sum() / (bright | moved).sum() > 0.85
+    again = Augment(rotate_deg=15, translate=0.1, brightness=0.0, contrast=0.0, seed=1)
+    torch.testing.assert_close(again(torch.from_numpy(image)[None], {"box": torch.from_numpy(mask)})[0], x)
+    state = torch.random.get_rng_state()
+    aug(torch.from_numpy(image)[None])
+    assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is not touched
+
+
+def test_augment_defaults_do_not_flip():
+    assert Augment().flip is False
+    with pytest.raises(ArgumentError, match="scale"):
+        Augment(scale=(1.2, 0.8))
