@@ -207,57 +207,75 @@ def write_notebook(path: Path, cells: list[str], title: str) -> Path:
     return path
 
 
-# The notebook state as the page sees it: kernel status, prompts, execution counts and error outputs.
-_NOTEBOOK_STATE_JS = r"""() => {
+# The state of the notebook at ``path`` as the page sees it: whether it is the active tab, kernel status,
+# and per non-empty code cell its execution count, a [*] prompt and its error output.
+_NOTEBOOK_STATE_JS = r"""(path) => {
   const app = window.jupyterapp;
-  const panel = app && app.shell.currentWidget;
+  if (!app) return null;
+  const panel = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === path);
   if (!panel || !panel.content || !panel.sessionContext) return null;
-  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const session = panel.sessionContext.session;
+  const kernel = session && session.kernel;
   const cells = panel.content.widgets
     .filter(c => c.model.type === 'code' && c.model.sharedModel.getSource().trim() !== '')
-    .map((c, i) => {
-      const outs = c.model.outputs.toJSON();
-      const err = outs.find(o => o.output_type === 'error');
+    .map(c => {
+      const err = c.model.outputs.toJSON().find(o => o.output_type === 'error');
       const prompt = c.node.querySelector('.jp-InputPrompt');
       return {count: c.model.executionCount,
               head: c.model.sharedModel.getSource().trim().split('\n')[0].slice(0, 80),
               pending: !!prompt && prompt.textContent.includes('*'),
               error: err ? `${err.ename}: ${err.evalue}` : null};
     });
-  return {kernel: kernel ? kernel.status : 'none', cells};
+  return {active: app.shell.currentWidget === panel, ready: panel.sessionContext.isReady,
+          kernel: kernel ? kernel.status : 'none', cells};
 }"""
 
 
+def notebook_state(page, rel_path: str) -> dict | None:
+    """The state of the open notebook ``rel_path`` (None while it is not open)."""
+    return page.evaluate(_NOTEBOOK_STATE_JS, rel_path)
+
+
 def open_notebook(page, server: LabServer, rel_path: str, timeout: float = 90.0) -> None:
-    """Open ``rel_path`` (relative to the server root) in JupyterLab and wait until its kernel is idle."""
-    page.goto(server.url(f"lab/tree/{rel_path}"), wait_until="domcontentloaded", timeout=timeout * 1000)
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=timeout * 1000)
-    page.wait_for_function(f"() => {{ const s = ({_NOTEBOOK_STATE_JS})(); return s && s.kernel === 'idle'; }}",
-                           timeout=timeout * 1000, polling=250)
+    """Open ``rel_path`` (relative to the server root) in a fresh JupyterLab workspace; wait for an idle kernel."""
+    workspace = f"xaikit-{secrets.token_hex(4)}"  # a new workspace: no tabs restored from an earlier test
+    page.goto(server.url(f"lab/workspaces/{workspace}/tree/{rel_path}"), wait_until="domcontentloaded",
+              timeout=timeout * 1000)
+    deadline, state = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        state = notebook_state(page, rel_path)
+        if state and state["active"] and state["ready"] and state["kernel"] == "idle":
+            return
+        time.sleep(0.25)
+    raise TimeoutError(f"{rel_path}: not open with an idle kernel after {timeout:.0f} s; last state: {state}")
 
 
-def run_all_cells(page, timeout: float) -> dict:
+def run_all_cells(page, rel_path: str, timeout: float, start_timeout: float = 20.0) -> dict:
     """Click Run > Run All Cells, wait until every code cell ran (or one failed) and the kernel is idle.
 
-    Returns the final notebook state; raises ``AssertionError`` naming the failing cell or ``TimeoutError``.
+    Returns the final notebook state; raises ``AssertionError`` naming the failing cell, or ``TimeoutError``.
     """
     page.locator("#jp-MainMenu .lm-MenuBar-item", has_text="Run").first.click()
     label = page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))
     page.locator(".lm-Menu-item").filter(has=label).click()
-    deadline, stable, state = time.monotonic() + timeout, 0, None
-    while time.monotonic() < deadline:
-        state = page.evaluate(_NOTEBOOK_STATE_JS)
+    start = time.monotonic()
+    started, stable, state = False, 0, None
+    while time.monotonic() < start + timeout:
+        state = notebook_state(page, rel_path)
         cells = state["cells"] if state else []
+        started = started or any(c["pending"] or c["count"] is not None or c["error"] for c in cells)
+        if not started and time.monotonic() > start + start_timeout:
+            raise TimeoutError(f"{rel_path}: Run All Cells started no cell within {start_timeout:.0f} s: {state}")
         failed = any(c["error"] for c in cells)
-        finished = cells and all(c["count"] is not None for c in cells)
-        idle = state and state["kernel"] == "idle" and not any(c["pending"] for c in cells)
+        finished = bool(cells) and all(c["count"] is not None for c in cells)
+        idle = state is not None and state["kernel"] == "idle" and not any(c["pending"] for c in cells)
         stable = stable + 1 if idle and (finished or failed) else 0
         if stable >= 3:  # idle for three polls in a row: not a gap between two queued cells
             bad = next((c for c in cells if c["error"]), None)
             assert bad is None, f"the code cell starting {bad['head']!r} raised {bad['error']}"
             return state
         time.sleep(0.5)
-    raise TimeoutError(f"notebook did not finish running within {timeout:.0f} s; last state: {state}")
+    raise TimeoutError(f"{rel_path}: cells still running after {timeout:.0f} s; last state: {state}")
 
 
 def float_slider(page, description: str):

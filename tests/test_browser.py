@@ -116,8 +116,9 @@ def _move_alpha_and_check_overlay(page, screenshot_name: str) -> tuple[float, fl
 def test_alpha_slider_drives_plotly_overlay_in_jupyterlab(lab, page):
     """Test B: the slider -> FigureWidget mechanism, on a notebook generated here (always runs)."""
     nb = write_notebook(ARTIFACTS / "mechanism" / "alpha_mechanism.ipynb", MECHANISM_CELLS, "alpha mechanism")
-    open_notebook(page, lab, nb.relative_to(REPO).as_posix())
-    run_all_cells(page, timeout=90)
+    rel = nb.relative_to(REPO).as_posix()
+    open_notebook(page, lab, rel)
+    run_all_cells(page, rel, timeout=90)
     value0, value1 = _move_alpha_and_check_overlay(page, "alpha_mechanism.png")
     assert (value0, value1) == (0.5, 0.7)  # four steps of 0.05 to the right
 
@@ -126,9 +127,10 @@ def test_alpha_slider_drives_plotly_overlay_in_jupyterlab(lab, page):
 def test_saliency_explorer_alpha_changes_overlay(lab, page):
     """Test A: notebook 03 (SMOKE) in JupyterLab; its explorer's alpha slider changes the overlay."""
     nb = smoke_copy(SALIENCY_NOTEBOOK, ARTIFACTS / "03_saliency_smoke.ipynb", ARTIFACTS / "03_outputs")
-    open_notebook(page, lab, nb.relative_to(REPO).as_posix())
+    rel = nb.relative_to(REPO).as_posix()
+    open_notebook(page, lab, rel)
     try:
-        run_all_cells(page, timeout=150)
+        run_all_cells(page, rel, timeout=150)
     except AssertionError as err:
         pytest.fail(f"{SALIENCY_NOTEBOOK.name} (SMOKE) in JupyterLab: {err}", pytrace=False)
     _move_alpha_and_check_overlay(page, "saliency_explorer.png")
