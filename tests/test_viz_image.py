@@ -77,3 +77,25 @@ def test_browser_over_volume_and_bad_input():
         ImageBrowser.from_volume(vol, lab[:4])
     with pytest.raises(ArgumentError, match="outside"):
         b.show(9)
+
+
+def test_widget_state_is_strict_json_even_with_transparent_pixels():
+    """NaN gaps would make the FigureWidget's comm messages (and saved notebooks) invalid JSON."""
+    import json
+
+    import plotly.graph_objects as go
+
+    from xaikit.viz.saliency import overlay
+    from xaikit.widgets.browser import ImageBrowser
+
+    mask = np.zeros((16, 16), bool)
+    mask[4:8, 4:8] = True
+    browser = ImageBrowser.from_images([MedicalImage(np.random.default_rng(0).random((16, 16)))], masks=[{"m": mask}])
+    widget = browser.widget
+    blended = go.FigureWidget(overlay(np.zeros((16, 16)), np.random.default_rng(1).normal(size=(16, 16)),
+                                      threshold_pct=80))
+    for state in (browser.figure.get_state(), blended.get_state()):
+        json.dumps({k: v for k, v in state.items() if k.startswith("_widget_data")}, allow_nan=False)
+    z = np.asarray(browser.figure.data[1].z, dtype=float)
+    assert np.isnan(z[~mask]).all() and (z[mask] == 1).all()
+    assert widget is browser.widget

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
 
-__all__ = ["MASK_COLORS", "display_stride", "image_figure", "mask_traces", "mosaic", "volume_figure"]
+__all__ = ["MASK_COLORS", "display_stride", "image_figure", "mask_traces", "mosaic", "volume_figure", "plotly_z"]
 
 #: Colours for mask overlays, by mask name; unknown names cycle through ``_CYCLE``.
 MASK_COLORS = {
@@ -30,6 +30,20 @@ _CYCLE = ("#9467bd", "#8c564b", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78")
 
 #: Largest side drawn: bigger images are subsampled for the browser (the data are never changed).
 MAX_DISPLAY_SIDE = 512
+
+
+def plotly_z(z: np.ndarray) -> np.ndarray | list:
+    """``z`` for a Plotly trace, with NaN gaps (transparent pixels) as ``None``.
+
+    A ``FigureWidget`` sends its traces to the browser as plain JSON lists, and JSON has no NaN: jupyter_client
+    warns, falls back to non-standard JSON, and notebooks saved with such widget state are no longer valid JSON.
+    ``None`` (JSON ``null``) is Plotly's own gap value, so arrays with NaN become nested lists with ``None``;
+    arrays without NaN are returned unchanged (Plotly encodes them as typed arrays).
+    """
+    z = np.asarray(z)
+    if not (np.issubdtype(z.dtype, np.floating) and np.isnan(z).any()):
+        return z
+    return np.where(np.isnan(z), None, z).tolist()
 
 
 def display_stride(shape: Sequence[int], max_side: int = MAX_DISPLAY_SIDE) -> int:
@@ -69,7 +83,7 @@ def mask_traces(
         z = np.where(m, 1.0, np.nan)
         traces.append(
             go.Heatmap(
-                z=z,
+                z=plotly_z(z),
                 name=name,
                 colorscale=[[0.0, color], [1.0, color]],
                 showscale=False,

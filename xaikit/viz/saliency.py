@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
 from .export import save_figure
+from .image import plotly_z
 
 __all__ = ["SIGN_MODES", "display_image", "display_map", "overlay", "overlay_traces", "method_grid", "gallery",
            "save_figure"]
@@ -84,7 +85,7 @@ def overlay_traces(image, saliency_map, *, alpha: float = 0.5, threshold_pct: fl
     lo = -1.0 if sign == "signed" else 0.0
     return [
         go.Heatmap(z=grey, colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip", name="image"),
-        go.Heatmap(z=z, colorscale=SIGN_MODES[sign], zmin=lo, zmax=1.0, opacity=float(alpha), showscale=show_scale,
+        go.Heatmap(z=plotly_z(z), colorscale=SIGN_MODES[sign], zmin=lo, zmax=1.0, opacity=float(alpha), showscale=show_scale,
                    name="saliency", colorbar={"title": {"text": sign}}),
     ]
 

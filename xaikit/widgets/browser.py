@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
-from ..viz.image import display_stride, image_figure
+from ..viz.image import display_stride, image_figure, plotly_z
 
 __all__ = ["View", "ImageBrowser"]
 
@@ -168,7 +168,7 @@ class ImageBrowser:
             self.figure.data[0].dx = self.figure.data[0].dy = stride
             for trace in self.figure.data[1:]:
                 mask = view.masks.get(trace.name)
-                trace.z = None if mask is None else np.where(np.asarray(mask)[::stride, ::stride], 1.0, np.nan)
+                trace.z = None if mask is None else plotly_z(np.where(np.asarray(mask)[::stride, ::stride], 1.0, np.nan))
                 trace.dx = trace.dy = stride
             self.figure.layout.title.text = view.title
         self.level.value, self.width.value = view.window

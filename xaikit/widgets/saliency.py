@@ -12,6 +12,7 @@ from typing import Mapping
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
+from ..viz.image import plotly_z
 from ..viz.saliency import SIGN_MODES, display_image, display_map, overlay
 
 __all__ = ["SaliencyExplorer"]
@@ -79,7 +80,7 @@ class SaliencyExplorer:
             if i != self._shown:  # the grey image only changes with the image slider
                 self.figure.data[0].z = self._grey(i)
                 self._shown = i
-            self.figure.data[1].z = z
+            self.figure.data[1].z = plotly_z(z)
             self.figure.data[1].colorscale = SIGN_MODES[sign]
             self.figure.data[1].zmin = -1.0 if sign == "signed" else 0.0
         self.timings.append(time.perf_counter() - start)
