@@ -11,7 +11,8 @@ committed copy). Layout::
       dicom/                       phantom radiographs as DICOM (MONOCHROME2, MONOCHROME1) and a CT-like slice
                                    with a rescale slope, plus a multi-frame volume
       nifti/volume.nii.gz, nifti/volume_labels.nii.gz, nifti/labels.csv
-      models/                      sample checkpoints (see :mod:`xaikit.train`)
+      models/                      sample checkpoints (see :mod:`xaikit.train`): the clean model, and the
+                                   shortcut model trained on :data:`SHORTCUT` (drawn in memory, no files)
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ import pandas as pd
 from ._util import atomic_write
 from .errors import ArgumentError
 
-__all__ = ["SAMPLES", "SampleSpec", "sample_dir", "build_samples", "build_phantom_images", "build_dicom", "build_nifti"]
+__all__ = ["SAMPLES", "SHORTCUT", "MODELS", "SampleSpec", "sample_dir", "build_samples", "build_phantom_images",
+           "build_dicom", "build_nifti", "build_models", "build_shortcut_model", "shortcut_datasets"]
 
 #: Masks written for every phantom image, in manifest column order.
 MASKS = ("left_lung", "right_lung", "heart", "lesion", "marker", "body")
@@ -47,6 +49,10 @@ class SampleSpec:
 
 
 SAMPLES = SampleSpec()
+
+#: The shortcut set: drawn in memory (never written to disk), 90% of pneumonia and 5% of normal images carry
+#: the corner marker, so a classifier can score well by reading the marker instead of the lungs.
+SHORTCUT = SampleSpec(seed=2025, marker_rate_pos=0.9, marker_rate_neg=0.05)
 
 
 def sample_dir() -> Path:
@@ -182,21 +188,24 @@ def finish_model(path: Path, train, val, test, *, seed: int = 0) -> dict:
 
 #: Preprocessing of the shipped sample models (128 px keeps CPU training to minutes).
 MODEL_PREPROCESS = {"size": 128}
-MODELS = {"clean": "phantom_small_cnn.pt"}
+#: Sample checkpoints in ``data_samples/models/``: ``clean`` (trained on the shipped files, no markers) and
+#: ``shortcut`` (trained on :data:`SHORTCUT`, where the corner marker predicts the label).
+MODELS = {"clean": "phantom_small_cnn.pt", "shortcut": "phantom_small_cnn_shortcut.pt"}
 
 
 def build_models(out: Path, *, seed: int = 0, epochs: int = 40) -> dict[str, Path]:
-    """Train the sample model(s) on the phantom training split; checkpoints go to ``out/models/``.
+    """Train the sample models; checkpoints go to ``out/models/`` (see :data:`MODELS`).
 
-    Trained with :class:`~xaikit.data.Augment` (no flips), AdamW and a one-cycle schedule; the checkpoint's
+    The clean model is trained on the phantom training split of ``out/manifest.csv`` with
+    :class:`~xaikit.data.Augment` (no flips), AdamW and a one-cycle schedule; the checkpoint's
     summary records the test-split metrics (ROC AUC with its patient-bootstrap CI), so the
-    README and notebooks can quote them without re-running anything.
+    README and notebooks can quote them without re-running anything. The shortcut model follows
+    (:func:`build_shortcut_model`).
     """
-    from .checkpoint import load_checkpoint, save_checkpoint
     from .data.manifest import ManifestDataset
     from .data.augment import Augment
     from .data.preprocess import Preprocess
-    from .train import evaluate, train_sample_model
+    from .train import train_sample_model
 
     pre = Preprocess(**MODEL_PREPROCESS)
     split = {name: ManifestDataset(out / "manifest.csv", split=name, preprocess=pre) for name in ("train", "val", "test")}
@@ -207,4 +216,69 @@ def build_models(out: Path, *, seed: int = 0, epochs: int = 40) -> dict[str, Pat
                        preprocess=pre, seed=seed, epochs=epochs, deterministic=True)
     split["train"].transform = None
     finish_model(path, split["train"], split["val"], split["test"], seed=seed)
-    return {"clean": path}
+    return {"clean": path, "shortcut": build_shortcut_model(out, seed=seed)}
+
+
+def shortcut_datasets(spec: SampleSpec = SHORTCUT, preprocess=None):
+    """The train/val/test splits of the shortcut set as in-memory :class:`~xaikit.phantom.dataset.PhantomDataset` objects.
+
+    Drawn deterministically from ``spec`` (default :data:`SHORTCUT`) and split by patient like the shipped
+    set; images are quantised as the shipped PNGs are and go through ``preprocess`` (default the sample
+    models' ``Preprocess(size=128)``). Returns ``{"train": ..., "val": ..., "test": ...}``.
+
+    Examples
+    --------
+    >>> splits = shortcut_datasets()  # doctest: +SKIP
+    >>> splits["test"].table.groupby("label")["marker"].mean()  # doctest: +SKIP
+    """
+    from .data.preprocess import Preprocess
+    from .data.splits import patient_split
+    from .phantom import draw_chest_set
+    from .phantom.dataset import PhantomDataset
+
+    pre = preprocess if preprocess is not None else Preprocess(**MODEL_PREPROCESS)
+    chest = draw_chest_set(
+        spec.n_images, seed=spec.seed, size=spec.size, prevalence=spec.prevalence,
+        marker_rate_pos=spec.marker_rate_pos, marker_rate_neg=spec.marker_rate_neg, n_patients=spec.n_patients,
+    )  # fmt: skip
+    plan = patient_split(chest.table(), fractions=spec.fractions, seed=spec.seed)
+    return {name: PhantomDataset(chest, pre, indices=plan.index[plan["split"] == name].to_numpy(), classes=CLASSES)
+            for name in ("train", "val", "test")}
+
+
+def build_shortcut_model(out: str | os.PathLike, *, spec: SampleSpec = SHORTCUT, seed: int = 0,
+                         epochs: int = 20) -> Path:
+    """Train the shortcut sample model on :func:`shortcut_datasets` and write ``out/models/<MODELS["shortcut"]>``.
+
+    Same architecture, Preprocess, augmentation and recipe as the clean model (:func:`build_models`), on a
+    set where the corner marker predicts the label; :func:`finish_model` stores the test metrics of the
+    shortcut test split (same marker rates) in the summary, together with the marker rates.
+    About 2 minutes on 2 CPU cores.
+
+    Parameters
+    ----------
+    out : path
+        Sample data folder (the checkpoint goes to its ``models/``).
+    spec : SampleSpec
+        The shortcut set (marker rates, size, seed).
+    seed, epochs
+        Training seed and number of epochs.
+    """
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .data.augment import Augment
+    from .train import train_sample_model
+
+    split = shortcut_datasets(spec)
+    pre = split["train"].preprocess
+    split["train"].transform = Augment(seed=seed)
+    path = Path(out) / "models" / MODELS["shortcut"]
+    train_sample_model(split["train"], split["val"], path, classes=list(CLASSES), preprocess=pre, seed=seed,
+                       epochs=epochs, deterministic=True)
+    split["train"].transform = None
+    summary = finish_model(path, split["train"], split["val"], split["test"], seed=seed)
+    ckpt = load_checkpoint(path)
+    data = {"source": "xaikit.samples.SHORTCUT, drawn in memory", "seed": spec.seed, "n_images": spec.n_images,
+            "marker_rate_pos": spec.marker_rate_pos, "marker_rate_neg": spec.marker_rate_neg}
+    save_checkpoint(path, ckpt.model, classes=ckpt.classes, preprocess=ckpt.preprocess,
+                    summary={**summary, "training_data": data})
+    return path
