@@ -15,6 +15,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("xaikit-demo"), help="report folder (default: xaikit-demo)")
     demo.add_argument("--samples", type=Path, default=None, help="sample data folder (default: the shipped one)")
     demo.add_argument("--smoke", action="store_true", help="a fast, reduced run (for CI)")
+    demo.add_argument("--stages", nargs="+", default=None, metavar="STAGE",
+                      help="run only these stages, in this order (default: all; see xaikit.demo.STAGES)")
     samples = sub.add_parser("samples", help="rebuild data_samples/ deterministically")
     samples.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped data_samples/)")
     samples.add_argument("--no-models", action="store_true", help="skip training the sample models")
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            index = run_demo(args.out, samples_dir=args.samples, smoke=args.smoke)
+            index = run_demo(args.out, samples_dir=args.samples, smoke=args.smoke, stages=args.stages)
             print(f"report written: {index.resolve()}")
         elif args.command == "samples":
             from .samples import build_samples

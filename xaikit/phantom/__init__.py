@@ -5,7 +5,8 @@ radiograph (body, lungs, heart, mediastinum, spine, ribs, clavicles, diaphragm; 
 exposure and noise) with masks ``left_lung, right_lung, heart, lesion, marker, body``; pneumonia adds patchy
 opacities inside the lungs (``lesion``), and an optional burned-in corner tag (``marker``) reproduces the
 hospital-token shortcut of real chest X-ray models. :func:`draw_chest_set` plans whole sets with
-patient grouping and a marker rate per class; :func:`draw_volume` draws a CT-like volume with a label map.
+patient grouping and a marker rate per class; :class:`PhantomDataset` serves such a set as a torch dataset
+without writing files; :func:`draw_volume` draws a CT-like volume with a label map.
 Everything is deterministic by seed (``numpy.random.default_rng`` streams only, no global state).
 
 Examples
@@ -20,6 +21,7 @@ Examples
 """
 from .chest import MASK_NAMES, ChestPhantom, draw_chest
 from .cohort import ChestSet, draw_chest_set
+from .dataset import PhantomDataset
 from .grid import grid_image, write_grid
 from .marker import MARKER_CORNERS
 from .volume import VOLUME_LABELS, VolumePhantom, draw_volume
@@ -30,6 +32,7 @@ __all__ = [
     "VOLUME_LABELS",
     "ChestPhantom",
     "ChestSet",
+    "PhantomDataset",
     "VolumePhantom",
     "draw_chest",
     "draw_chest_set",
