@@ -67,3 +67,17 @@ def test_region_explorer_redraws_on_pick(scored):
     assert set(fig.data[0].x) == {"row1_col2"}
     method.value = "b"
     assert "(b)" in fig.layout.title.text
+
+
+def test_forest_labels_skip_empty_fields():
+    import numpy as np
+    import pandas as pd
+
+    from xaikit.viz.stats import forest_plot
+
+    tests = pd.DataFrame({"model": ["clean", np.nan], "method": ["gradient", "ig"], "region": ["marker", ""],
+                          "group_a": ["", "clean"], "group_b": ["", "shortcut"], "effect_size": [0.3, -1.0],
+                          "ci_low": [0.0, -1.0], "ci_high": [0.5, -1.0], "p_raw": [0.1, 0.01],
+                          "p_adj": [0.2, 0.02], "significant": [False, True], "effect_name": ["rb", "rb"]})
+    fig = forest_plot(tests, label=("model", "method", "region", "group_a", "group_b"))
+    assert list(fig.data[0].y) == ["clean · gradient · marker", "ig · clean vs shortcut"]

@@ -78,13 +78,29 @@ def effect_heatmap(tests: pd.DataFrame, rows: str = "method", cols: str = "regio
     return fig
 
 
+def _part(value: object) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
+
+
+def _test_labels(tests: pd.DataFrame, label: Sequence[str]) -> pd.Series:
+    """One label per test: the non-empty ``label`` columns joined by " · ", the groups as "a vs b"."""
+    if not any(c in tests.columns for c in label):
+        return pd.Series(tests.index.astype(str), index=tests.index)
+    cols = [c for c in label if c in tests.columns and c not in ("group_a", "group_b")]
+    pair = {"group_a", "group_b"} <= set(label) and {"group_a", "group_b"} <= set(tests.columns)
+    names = []
+    for _, row in tests.iterrows():
+        parts = [_part(row[c]) for c in cols]
+        if pair:
+            a, b = _part(row["group_a"]), _part(row["group_b"])
+            parts.append(f"{a} vs {b}" if a and b else a or b)
+        names.append(" · ".join(p for p in parts if p))
+    return pd.Series(names, index=tests.index)
+
+
 def forest_plot(tests: pd.DataFrame, label: Sequence[str] = ("method", "region", "group_a", "group_b")) -> go.Figure:
     """Effect size with CI per test; filled markers are significant after correction."""
-    cols = [c for c in label if c in tests.columns and c not in ("group_a", "group_b")]
-    names = tests[cols].astype(str).agg(" · ".join, axis=1) if cols else pd.Series(tests.index.astype(str))
-    if {"group_a", "group_b"} <= set(label) and {"group_a", "group_b"} <= set(tests.columns):
-        pair = tests["group_a"].astype(str) + " vs " + tests["group_b"].astype(str)
-        names = names.str.cat(pair.where(tests["group_b"].astype(str) != "", tests["group_a"].astype(str)), sep=" · ")
+    names = _test_labels(tests, label)
     sig = tests["significant"].fillna(False).astype(bool).to_numpy() if "significant" in tests else np.zeros(len(tests), bool)
     eff = tests["effect_size"].to_numpy(float)
     fig = go.Figure(go.Scatter(
