@@ -63,3 +63,32 @@ def test_registry_plugs_in_another_segmenter():
         segment_lungs(np.zeros((20, 20)), method="halves_for_test")
     with pytest.raises(ArgumentError, match="2D"):
         segment_lungs(np.zeros((3, 3, 3, 3)))
+
+
+@pytest.mark.parametrize("seed", [700, 702, 704])
+def test_lungs_open_to_the_frame_are_still_found(seed):
+    """Tightly cropped radiographs: a lung joined to the dark image edge is no hole of the tissue, so the
+    filled-body candidate loses it (quality 0 for these seeds); the convex-hull candidate cuts the link."""
+    phantom = pytest.importorskip("xaikit.phantom")
+    ph = phantom.draw_chest(seed, size=128)
+    image, right = ph.image.copy(), ph.masks["right_lung"]
+    rows, cols = np.nonzero(right)
+    r0 = int(np.median(rows))
+    image[r0 - 1:r0 + 2, :cols.min() + 3] = image[right].mean()  # a 3-pixel dark channel to the frame
+    seg = segment_lungs(image)
+    assert dice(seg.right, right) > 0.95 and dice(seg.left, ph.masks["left_lung"]) > 0.95
+    assert seg.quality > 0.9 and not seg.warnings
+
+
+def test_quality_flags_a_strip_of_outside_air():
+    from xaikit.regions.lungs import lung_quality
+
+    left, right = np.zeros((100, 100), bool), np.zeros((100, 100), bool)
+    left[20:80, 58:85] = True
+    right[20:80, 15:42] = True
+    good, notes = lung_quality(left, right)
+    assert good == pytest.approx(1.0) and notes == []
+    strip = np.zeros_like(right)
+    strip[10:90, 0:8] = True  # air beside the chest at the image edge, as tall as a lung
+    bad, notes = lung_quality(left, strip)
+    assert bad < 0.6 and any("too far out" in n for n in notes)

@@ -128,6 +128,12 @@ def dice(a: Any, b: Any) -> float:
 def classical(image: np.ndarray, smooth: float = 0.005, closing: float = 0.06) -> LungSegmentation:
     """Thresholds and morphology: body mask, dark air inside it, two largest components, holes filled.
 
+    Two candidate body masks are tried and the more plausible result (:func:`lung_quality`) is kept:
+    the tissue with its holes filled (exact on images with air all around the patient, such as the
+    phantom), and the tissue's convex hull (for tightly cropped radiographs, where the lungs reach
+    the frame's dark edge and so are not holes of the tissue). With the hull, thin bridges from the
+    lungs to air outside the chest are cut by an opening before the lungs are picked and grown back.
+
     Parameters
     ----------
     image
@@ -140,12 +146,18 @@ def classical(image: np.ndarray, smooth: float = 0.005, closing: float = 0.06) -
     from skimage.transform import resize
 
     work, scale = _working_copy(image)
-    body = _body_mask(work)
-    air = _dark_inside(work, body, smooth)
-    left, right, notes = _two_lungs(air, body, closing)
-    quality, more = lung_quality(left, right)
+    tissue = _tissue(work)
+    best = None
+    for hull in (False, True):
+        body = _body_mask(tissue, hull)
+        air = _dark_inside(work, body, smooth)
+        left, right, notes = _two_lungs(air, body, closing, bridge=0.025 if hull else 0.0)
+        quality, more = lung_quality(left, right)
+        if best is None or quality > best[2] + 1e-9:
+            best = (left, right, quality, notes + more)
+    left, right, quality, notes = best
     up = [resize(m, image.shape, order=0, anti_aliasing=False) > 0.5 if scale != 1 else m for m in (left, right)]
-    return LungSegmentation(up[0], up[1], quality, notes + more, "classical")
+    return LungSegmentation(up[0], up[1], quality, notes, "classical")
 
 
 def _working_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
@@ -160,8 +172,8 @@ def _working_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
     return img, 1.0
 
 
-def _body_mask(img: np.ndarray) -> np.ndarray:
-    """The patient: bright tissue above Otsu's threshold, largest component, holes (lungs) filled."""
+def _tissue(img: np.ndarray) -> np.ndarray:
+    """The patient's largest connected piece of bright tissue (above Otsu's threshold)."""
     from scipy import ndimage
     from skimage.filters import threshold_otsu
     from skimage.measure import label
@@ -172,9 +184,16 @@ def _body_mask(img: np.ndarray) -> np.ndarray:
     lab = label(tissue)
     if lab.max() == 0:
         return np.ones_like(tissue)
-    largest = lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1
-    filled = ndimage.binary_fill_holes(_close_top(largest))
-    return filled
+    return lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1
+
+
+def _body_mask(tissue: np.ndarray, hull: bool) -> np.ndarray:
+    """The patient: the tissue with its holes (lungs) filled, or with its convex hull added."""
+    from scipy import ndimage
+    from skimage.morphology import convex_hull_image
+
+    filled = ndimage.binary_fill_holes(_close_top(tissue))
+    return filled | convex_hull_image(tissue) if hull else filled
 
 
 def _close_top(mask: np.ndarray) -> np.ndarray:
@@ -200,24 +219,31 @@ def _dark_inside(img: np.ndarray, body: np.ndarray, smooth: float) -> np.ndarray
     return (sm < threshold_otsu(sm[inner])) & inner
 
 
-def _two_lungs(air: np.ndarray, body: np.ndarray, closing: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """One air component per side of the body midline (the largest central one), smoothed, holes filled.
+def _two_lungs(air: np.ndarray, body: np.ndarray, closing: float,
+               bridge: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One air component per side of the body midline (the most lung-like one), smoothed, holes filled.
 
     Air touching the image frame is outside air (beside the neck and arms) and is left out; a
-    component straddling the midline (lungs joined through the trachea) is cut there.
+    component straddling the midline (lungs joined through the trachea) is cut there. With
+    ``bridge > 0`` (a fraction of the side) an opening of that radius first cuts thin links between
+    the lungs and outside air, and the picked component is grown back into the air it lost.
     """
     from scipy import ndimage
     from skimage.morphology import disk
 
     side = max(air.shape)
     air = ndimage.binary_opening(air, structure=disk(max(1, round(0.01 * side))))
-    air = _drop_frame_touching(air)
+    radius = max(1, round(bridge * side))
+    cut = ndimage.binary_opening(air, structure=disk(radius)) if bridge > 0 else air
+    cut = _drop_frame_touching(cut)
     mid = _midline(body)
-    halves = [air.copy(), air.copy()]
-    halves[0][:, mid:], halves[1][:, :mid] = False, False
     picked, notes = [], []
-    for name, half in zip(("right", "left"), halves):
+    for name, cols in (("right", slice(0, mid)), ("left", slice(mid, None))):
+        half = np.zeros_like(cut)
+        half[:, cols] = cut[:, cols]
         comp = _largest_central(half)
+        if bridge > 0:
+            comp = ndimage.binary_dilation(comp, structure=disk(radius)) & air
         if comp.sum() < 0.01 * air.size:
             notes.append(f"no plausible {name} lung (dark region inside the body) was found")
         picked.append(comp)
@@ -239,15 +265,18 @@ def _midline(body: np.ndarray) -> int:
 
 
 def _largest_central(half: np.ndarray) -> np.ndarray:
-    """Largest component, areas weighted down by the distance of the centroid from the image's centre rows."""
+    """Largest component, areas weighted down by the distance of the centroid from where lungs sit:
+    the image's centre rows, and a quarter of the width in from either side."""
     from skimage.measure import label, regionprops
 
     lab = label(half)
-    h = half.shape[0]
+    h, w = half.shape
     best, best_score = np.zeros_like(half), 0.0
     for c in regionprops(lab):
-        row = c.centroid[0] / h
-        score = c.area * float(np.clip(1.0 - 2.0 * max(0.0, abs(row - 0.45) - 0.2), 0.1, 1.0))
+        row, col = c.centroid[0] / h, c.centroid[1] / w
+        side = min(abs(col - 0.27), abs(col - 0.73))
+        score = (c.area * float(np.clip(1.0 - 2.0 * max(0.0, abs(row - 0.45) - 0.2), 0.1, 1.0))
+                 * float(np.clip(1.0 - 3.0 * max(0.0, side - 0.12), 0.1, 1.0)))
         if score > best_score:
             best, best_score = lab == c.label, score
     return best
@@ -264,10 +293,11 @@ def _close_fill(mask: np.ndarray, radius: int) -> np.ndarray:
 def lung_quality(left: np.ndarray, right: np.ndarray) -> tuple[float, list[str]]:
     """Plausibility of two lung masks in [0, 1], and the reasons for a low score.
 
-    The score is the geometric mean of five checks, each in [0, 1]: each lung covers 4-30 % of the
+    The score is the geometric mean of six checks, each in [0, 1]: each lung covers 4-30 % of the
     image; the smaller lung is at least 55 % of the larger; each lung is convex enough (solidity, area
     over convex-hull area, at least 0.75); each lung spans at least 35 % of the image height; the lungs
-    overlap vertically.
+    overlap vertically; each lung's centre lies 16-42 % of the width in from its side and the lung is
+    at least 18 % of the width wide (a strip at the frame is air beside the chest, not a lung).
     """
     from skimage.measure import regionprops
 
@@ -290,7 +320,10 @@ def lung_quality(left: np.ndarray, right: np.ndarray) -> tuple[float, list[str]]
     overlap = _vertical_overlap(left, right)
     if overlap < 0.5:
         notes.append("the lungs hardly overlap vertically")
-    score = float(np.prod([area, sym, convex, extent, min(1.0, overlap / 0.5)]) ** 0.2)
+    place = _placement(left, right)
+    if place < 1:
+        notes.append("a lung sits too far out or is too narrow (air beside the chest taken for lung?)")
+    score = float(np.prod([area, sym, convex, extent, min(1.0, overlap / 0.5), place]) ** (1 / 6))
     return score, notes if score < _QUALITY_WARN or area == 0 else []
 
 
@@ -300,3 +333,19 @@ def _vertical_overlap(a: np.ndarray, b: np.ndarray) -> float:
         return 0.0
     inter = min(ra[-1], rb[-1]) - max(ra[0], rb[0]) + 1
     return float(max(0, inter) / (max(ra[-1], rb[-1]) - min(ra[0], rb[0]) + 1))
+
+
+def _placement(left: np.ndarray, right: np.ndarray) -> float:
+    # thresholds from the phantom and 40 real radiographs: correct lungs had centres 0.22-0.38 of the
+    # width in from their side and widths >= 0.20; strips of outside air had centres <= 0.15 or widths <= 0.12
+    scores = []
+    for mask, flip in ((right, False), (left, True)):
+        if not mask.any():
+            return 0.0
+        w = mask.shape[1]
+        centre = np.argwhere(mask)[:, 1].mean() / (w - 1)
+        inward = 1.0 - centre if flip else centre
+        width = np.flatnonzero(mask.any(axis=0)).size / w
+        far = max(0.0, 0.16 - inward, inward - 0.42)
+        scores.append(min(float(np.clip(1.0 - far / 0.06, 0, 1)), float(np.clip(width / 0.18, 0, 1))))
+    return min(scores)

@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 
 from ..errors import ArgumentError
 from ..regions.regionset import RegionSet, as_numpy
+from .image import plotly_z
 
-__all__ = ["REGION_COLORS", "region_overlay", "region_value_map"]
+__all__ = ["REGION_COLORS", "region_overlay", "region_value_map", "region_gallery", "region_explorer_figure"]
 
 #: Qualitative colours cycled over regions (Plotly's D3 palette).
 REGION_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -61,10 +62,15 @@ def region_overlay(image: Any, regions: RegionSet, index: int = 0, names: Sequen
     masks = regions.as_dict(index)
     for i, name in enumerate(names or regions.names):
         color = REGION_COLORS[i % len(REGION_COLORS)]
-        fig.add_trace(go.Heatmap(z=np.where(masks[name], 1.0, np.nan), colorscale=[[0, color], [1, color]],
-                                 showscale=False, opacity=opacity, name=name, showlegend=True,
-                                 hovertemplate=f"{name}<extra></extra>"))
+        fig.add_trace(_mask_trace(masks[name], color, opacity, name, showlegend=True))
     return fig
+
+
+def _mask_trace(mask: np.ndarray, color: str, opacity: float, name: str, showlegend: bool) -> go.Heatmap:
+    # 0/1 bytes with a transparent zero rather than NaN gaps: strict JSON in widget state, compact typed arrays
+    return go.Heatmap(z=mask.astype(np.uint8), colorscale=[[0, "rgba(0,0,0,0)"], [1, color]], zmin=0, zmax=1,
+                      showscale=False, opacity=opacity, name=name, legendgroup=name, showlegend=showlegend,
+                      hovertemplate=f"{name}<extra></extra>")
 
 
 def region_value_map(image: Any, regions: RegionSet, scores: pd.DataFrame, value: str = "density_ratio",
@@ -90,6 +96,122 @@ def region_value_map(image: Any, regions: RegionSet, scores: pd.DataFrame, value
         if name in rows.index:
             z[mask] = rows.loc[name]
     fig = _base(img, f"{value} per region")
-    fig.add_trace(go.Heatmap(z=z, colorscale="Viridis", opacity=opacity, name=value,
+    fig.add_trace(go.Heatmap(z=plotly_z(z), colorscale="Viridis", opacity=opacity, name=value,
                              colorbar=dict(title=value), hovertemplate=f"{value}: %{{z:.3g}}<extra></extra>"))
+    return fig
+
+
+def region_gallery(images: Sequence[Any], regions: RegionSet | Sequence[RegionSet],
+                   titles: Sequence[str] | None = None, names: Sequence[str] | None = None, ncols: int = 4,
+                   opacity: float = 0.45, panel_px: int = 200) -> go.Figure:
+    """A grid of images, each with its own regions overlaid (legend entries toggle a region in every panel).
+
+    Parameters
+    ----------
+    images
+        ``N`` images (``H x W`` arrays, ``1 x H x W`` tensors or MedicalImages), each on its regions' plane.
+    regions
+        A per-image :class:`RegionSet` of ``N`` images, a shared one, or one set per image (planes may differ).
+    titles
+        One panel title per image (never patient identifiers).
+    names
+        Regions to draw (default all).
+    ncols, panel_px
+        Panels per row and the side of one panel in pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xaikit.regions import grid
+    >>> fig = region_gallery([np.zeros((8, 8))] * 2, grid(1, 2, (8, 8)), titles=["a", "b"])
+    >>> len(fig.data)  # per panel: the image and two regions
+    6
+    """
+    from plotly.subplots import make_subplots
+
+    sets = _per_panel(regions, len(images))
+    if titles is not None and len(titles) != len(images):
+        raise ArgumentError(f"region_gallery: {len(titles)} titles for {len(images)} images.")
+    if ncols < 1 or not len(images):
+        raise ArgumentError(f"region_gallery needs images and ncols >= 1; got {len(images)} images, ncols={ncols}.")
+    nrows = -(-len(images) // ncols)
+    fig = make_subplots(nrows, min(ncols, len(images)), subplot_titles=list(titles or []),
+                        horizontal_spacing=0.01, vertical_spacing=0.06 if titles else 0.02)
+    for k, (image, (rs, index)) in enumerate(zip(images, sets)):
+        row, col = divmod(k, ncols)
+        _add_panel(fig, _plane(image), rs, index, names, opacity, row + 1, col + 1, first=k == 0)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_layout(height=panel_px * nrows + 60, width=panel_px * min(ncols, len(images)) + 160,
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"))
+    return fig
+
+
+def _per_panel(regions: RegionSet | Sequence[RegionSet], n: int) -> list[tuple[RegionSet, int]]:
+    if isinstance(regions, RegionSet):
+        if not regions.shared and regions.n_images != n:
+            raise ArgumentError(f"region_gallery: the region set has masks for {regions.n_images} images, "
+                                f"but {n} images were given.")
+        return [(regions, i) for i in range(n)]
+    regions = list(regions)
+    if len(regions) != n:
+        raise ArgumentError(f"region_gallery: {len(regions)} region sets for {n} images; pass one per image.")
+    return [(rs, 0) for rs in regions]
+
+
+def _add_panel(fig: go.Figure, img: np.ndarray, regions: RegionSet, index: int, names: Sequence[str] | None,
+               opacity: float, row: int, col: int, first: bool) -> None:
+    if img.shape != regions.shape:
+        raise ArgumentError(f"region_gallery: an image is {img.shape} but its regions are {regions.shape}; "
+                            "send the masks through the image's Preprocess (RegionSet.apply).")
+    lo, hi = np.percentile(img, [0.5, 99.5])
+    fig.add_trace(go.Heatmap(z=img.astype(np.float32), colorscale="gray", zmin=lo, zmax=hi, showscale=False,
+                             hoverinfo="skip", name="image", showlegend=False), row=row, col=col)
+    masks = regions.as_dict(index)
+    for i, name in enumerate(names or regions.names):
+        color = REGION_COLORS[i % len(REGION_COLORS)]
+        fig.add_trace(_mask_trace(masks[name], color, opacity, name, showlegend=first), row=row, col=col)
+    axis = fig.get_subplot(row, col)
+    fig.update_yaxes(scaleanchor=axis.xaxis.plotly_name.replace("axis", ""), row=row, col=col)
+
+
+def region_explorer_figure(scores: pd.DataFrame, value: str = "mass_frac", group: str = "label",
+                           tests: pd.DataFrame | None = None, regions: Sequence[str] | None = None) -> go.Figure:
+    """The static counterpart of :func:`xaikit.widgets.regions.region_explorer`: one box/strip plot per
+    method, switched with a dropdown that works without a kernel (saved HTML, nbviewer, exported pages).
+
+    Parameters
+    ----------
+    scores
+        A :func:`~xaikit.regions.region_scores` table (several methods allowed).
+    value, group, tests, regions
+        As in :func:`xaikit.viz.stats.region_boxplot`; the significance marks of ``tests`` follow the method.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xaikit.regions import grid, region_scores
+    >>> s = region_scores(np.random.default_rng(0).random((4, 6, 6)), grid(1, 2, (6, 6)), labels=[0, 1, 0, 1])
+    >>> [b.label for b in region_explorer_figure(s).layout.updatemenus[0].buttons]
+    ['unknown']
+    """
+    from .stats import region_boxplot
+
+    methods = sorted(scores["method"].unique().tolist(), key=str)
+    if not methods:
+        raise ArgumentError("region_explorer_figure: the scores table is empty.")
+    panels = [region_boxplot(scores, value, group, tests, m, regions) for m in methods]
+    fig = go.Figure(layout=panels[0].layout)
+    spans, start = [], 0
+    for k, panel in enumerate(panels):
+        for trace in panel.data:
+            fig.add_trace(trace.update(visible=k == 0))
+        spans.append((start, start + len(panel.data)))
+        start += len(panel.data)
+    buttons = [dict(label=str(m), method="update",
+                    args=[{"visible": [lo <= t < hi for t in range(start)]},
+                          {"title.text": p.layout.title.text, "annotations": [a.to_plotly_json() for a in p.layout.annotations]}])
+               for m, p, (lo, hi) in zip(methods, panels, spans)]
+    fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.15,
+                                        yanchor="top", showactive=True)])
     return fig
