@@ -40,6 +40,16 @@ def test_region_boxplot_draws_groups_cis_and_marks(scored):
     assert set(sub.data[0].x) == {"row0_col0"}
 
 
+def test_region_boxplot_leaves_out_nan_and_says_so(scored):
+    scores, _ = scored
+    holes = scores.copy()
+    holes.loc[holes.index[:3], "mass_frac"] = np.nan
+    fig = region_boxplot(holes)
+    drawn = sum(len(t.y) for t in fig.data if t.type == "box")
+    assert drawn == len(holes) - 3 and "3 NaN scores not drawn" in fig.layout.title.text
+    assert not any(np.isnan(np.asarray(t.y, float)).any() for t in fig.data if t.type == "box")  # strict JSON in widgets
+
+
 def test_effect_heatmap_and_forest(scored):
     _, tests = scored
     heat = effect_heatmap(tests)

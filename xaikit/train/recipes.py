@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -44,7 +45,9 @@ def train_sample_model(
     ...                                    classes=["normal", "pneumonia"], preprocess=prep)  # doctest: +SKIP
     """
     in_channels = int(train[0]["image"].shape[0])
-    model = build_model(arch, num_classes=len(classes), in_channels=in_channels, **(arch_kwargs or {}))
+    with torch.random.fork_rng(devices=[]):  # the initial weights follow ``seed``; the global RNG is left alone
+        torch.manual_seed(seed)
+        model = build_model(arch, num_classes=len(classes), in_channels=in_channels, **(arch_kwargs or {}))
     fit_kw = {"scheduler": "onecycle", "monitor": "val_roc_auc", "device": "cpu", **fit_kw}
     result = fit(model, train, val, classes=classes, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                  checkpoint_path=path, preprocess=preprocess, progress=progress, **fit_kw)

@@ -33,6 +33,8 @@ def region_boxplot(scores: pd.DataFrame, value: str = "mass_frac", group: str = 
         data = data[data["region"].isin(regions)]
     if data.empty:
         raise ArgumentError(f"region_boxplot: no rows for method={method!r}, regions={regions!r}.")
+    missing = data[value].isna()
+    data = data[~missing]  # NaN scores (empty regions, flat maps) cannot be drawn; the title says how many
     fig = go.Figure()
     summary = describe(data, value, by=[group, "region"])
     for i, (level, sub) in enumerate(data.groupby(group, sort=True, observed=True)):
@@ -49,7 +51,8 @@ def region_boxplot(scores: pd.DataFrame, value: str = "mass_frac", group: str = 
         _annotate(fig, tests if method is None or "method" not in tests else tests[tests["method"] == method],
                   data[value].max())
     fig.update_layout(boxmode="group", scattermode="group", yaxis_title=value, xaxis_title="region",
-                      title=f"{value} by region" + (f" ({method})" if method else ""))
+                      title=f"{value} by region" + (f" ({method})" if method else "")
+                      + (f" · {int(missing.sum())} NaN scores not drawn" if missing.any() else ""))
     return fig
 
 
