@@ -85,7 +85,8 @@ def test_shortcut_model_relevance_is_enriched_in_the_marker(lab):
 @needs_models
 def test_clean_model_ignores_the_marker_and_looks_at_the_lesion_lung(lab):
     row = lab.summary("marker").set_index("model").loc["clean"]
-    assert not row["significant"] and row["p_adj"] >= 0.01
+    # no enrichment: the two-sided test may find the marker *depleted* (less relevance than its area), never above
+    assert row["density_ratio_gmean"] < 1.2 and not (row["significant"] and row["effect_size"] > 0)
     enr = lab.tests[(lab.tests["family"] == "region_enrichment") & (lab.tests["model"] == "clean")].set_index("region")
     assert enr.loc["lesion_lung", "significant"] and enr.loc["lesion_lung", "effect_size"] > 0
     lungs = lab.tests[(lab.tests["family"] == "compare_paired") & (lab.tests["model"] == "clean")]
