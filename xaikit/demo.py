@@ -101,10 +101,13 @@ def _training_stage(ctx: DemoContext, report: Report) -> None:
     from .train import evaluate
 
     test = ManifestDataset(ctx.samples / "manifest.csv", split="test", preprocess=ckpt.preprocess)
-    ev = evaluate(ckpt.model, test, n_boot=200 if ctx.smoke else 1000, seed=0)
+    # the decision threshold chosen on the validation split when the model was built (never on the test split)
+    threshold = float(ckpt.summary.get("decision_threshold", 0.5))
+    ev = evaluate(ckpt.model, test, threshold=threshold, n_boot=200 if ctx.smoke else 1000, seed=0)
     ctx.results["evaluation"] = ev
-    report.table(ev.metrics, "test_metrics", caption="Test-split metrics (value, 95% patient-bootstrap CI).")
-    report.figure(ev.plot_confusion(), "confusion_matrix", caption="Confusion matrix at threshold 0.5.")
+    report.table(ev.metrics, "test_metrics", caption=f"Test-split metrics at the threshold {threshold:.2f} chosen on the "
+                 "validation split (value, 95% patient-bootstrap CI).")
+    report.figure(ev.plot_confusion(), "confusion_matrix", caption=f"Confusion matrix at threshold {threshold:.2f}.")
     report.figure(ev.plot_roc(), "roc", caption="ROC curve with a bootstrap band.")
     report.figure(ev.plot_reliability(), "reliability", caption="Reliability diagram (calibration).")
     history = ckpt.summary.get("history")
