@@ -21,8 +21,9 @@ family over models x methods x regions,
 A model that cheats shows a strongly enriched ``marker`` region; a clean one does not, and puts its
 relevance in the lesion's lung. Enrichment is measured against the region's share of the *whole image*,
 most of which (air, the body's edges) draws little relevance; a path method with a black baseline
-(integrated gradients) also gives bright structures such as the tag more than their area even in the
-clean model. The between-model comparison on the same images is the control that settles it.
+(integrated gradients) can give bright structures such as the tag more than their area even in a clean
+model (an earlier build of the clean sample model did, 2x). The between-model comparison on the same
+images is the control that settles it.
 
 Examples
 --------
