@@ -37,7 +37,9 @@ NORMALISATIONS = ("none", "sum", "max_abs")
 SCORE_COLUMNS = ["image_id", "label", "pred", "correct", "method", "region", "area_frac", "mass_frac", "mean",
                  "sum", "max", "density_ratio", "topk_overlap", "pointing", "sign", "normalisation"]
 _STATS = ("sum", "mean", "max", "mass_frac", "density_ratio", "topk_overlap", "pointing")
-_CHUNK_BYTES = 64 * 2**20
+# working memory per chunk of maps: 16 MB keeps a chunk's float mask weights near the cache (measured on 2 cores:
+# 2 000 x 224^2 x 12 per-image regions 2.8 s at 64 MB, 1.6 s at 16 MB; shared regions 0.84 -> 0.62 s)
+_CHUNK_BYTES = 16 * 2**20
 
 
 def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, sign: str = "positive",
