@@ -1,6 +1,8 @@
 """Lung segmentation: Dice against the phantom's ground truth, quality flags, plug-in registry."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,26 @@ def test_quality_flags_a_strip_of_outside_air():
     strip[10:90, 0:8] = True  # air beside the chest at the image edge, as tall as a lung
     bad, notes = lung_quality(left, strip)
     assert bad < 0.6 and any("too far out" in n for n in notes)
+
+
+REAL_CXR = Path(__file__).resolve().parents[2] / "shared" / "real_cxr"
+
+
+@pytest.mark.skipif(not (REAL_CXR / "NORMAL").is_dir(), reason="../shared/real_cxr not present")
+def test_real_normal_radiographs_get_two_plausible_lungs():
+    """Kermany NORMAL images are tightly cropped (the lungs reach the dark frame edge): both lungs found, each
+    on its own side and tall enough, with a confident score on nearly all of them."""
+    from xaikit.io import read_image
+
+    paths = sorted((REAL_CXR / "NORMAL").glob("*.jpeg"))
+    assert paths
+    good = 0
+    for path in paths:
+        seg = segment_lungs(read_image(path))
+        w = seg.left.shape[1]
+        right_centre = np.argwhere(seg.right)[:, 1].mean() / w if seg.right.any() else 1.0
+        left_centre = np.argwhere(seg.left)[:, 1].mean() / w if seg.left.any() else 0.0
+        heights = [np.flatnonzero(m.any(axis=1)).size / m.shape[0] for m in (seg.left, seg.right)]
+        good += (seg.quality >= 0.6 and 0.1 < right_centre < 0.45 and 0.55 < left_centre < 0.9
+                 and min(heights) > 0.3)
+    assert good >= 0.9 * len(paths), f"{good} of {len(paths)} normal radiographs segmented plausibly"

@@ -36,9 +36,11 @@ def _base(image: np.ndarray, title: str) -> go.Figure:
     lo, hi = np.percentile(image, [0.5, 99.5])
     fig = go.Figure(go.Heatmap(z=image, colorscale="gray", zmin=lo, zmax=hi, showscale=False, name="image",
                                hoverinfo="skip"))
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_layout(title=title, margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    h, w = image.shape
+    fig.update_layout(title=title, margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
+                      height=480, width=int(440 * w / h) + 200, plot_bgcolor="white")
     return fig
 
 
