@@ -46,3 +46,19 @@ def test_shipped_manifest_is_valid_and_split_by_patient():
     assert set(ds.table["split"]) == {"train", "val", "test"}
     sizes = {p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()}
     assert sum(sizes) < 20e6
+
+
+def test_sample_checkpoints_hold_no_wall_clock_times():
+    """Training is seeded and deterministic (tests/test_train.py); with no timings in the summary, a rebuild by
+    ``python -m xaikit samples`` writes byte-identical checkpoints."""
+    from xaikit.checkpoint import load_checkpoint
+    from xaikit.samples import MODELS, _without_timings
+
+    raw = {"seconds": 9.5, "best_epoch": 3, "best_epoch_metrics": {"train_seconds": 1.0, "val_roc_auc": 0.9}}
+    assert _without_timings(raw) == {"best_epoch": 3, "best_epoch_metrics": {"val_roc_auc": 0.9}}
+    for name in MODELS.values():
+        path = SHIPPED / "models" / name
+        if not path.is_file():
+            pytest.skip(f"{name} not built (python -m xaikit samples)")
+        summary = load_checkpoint(path).summary
+        assert _without_timings(summary) == summary, f"{name}: its summary records wall-clock times"

@@ -180,10 +180,19 @@ def finish_model(path: Path, train, val, test, *, seed: int = 0) -> dict:
     metrics = evaluate(ckpt.model, test, threshold=threshold, seed=seed).metrics.set_index("metric")
     names = ("roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
     test_metrics = {m: [float(metrics.at[m, c]) for c in ("value", "ci_low", "ci_high")] for m in names}
-    summary = {**ckpt.summary, "batchnorm": "recalibrated on the train split (precise BN)", "decision_threshold": threshold, "threshold_rule": "youden on the val split",
+    summary = {**_without_timings(ckpt.summary), "batchnorm": "recalibrated on the train split (precise BN)",
+               "decision_threshold": threshold, "threshold_rule": "youden on the val split",
                "test_metrics": test_metrics, "n_test": len(test)}
     save_checkpoint(path, ckpt.model, classes=ckpt.classes, preprocess=ckpt.preprocess, summary=summary)
     return summary
+
+
+def _without_timings(summary: dict) -> dict:
+    """The training summary without wall-clock times, so that a rebuild writes byte-identical checkpoints."""
+    out = {k: v for k, v in summary.items() if k != "seconds"}
+    if isinstance(out.get("best_epoch_metrics"), dict):
+        out["best_epoch_metrics"] = {k: v for k, v in out["best_epoch_metrics"].items() if not k.endswith("seconds")}
+    return out
 
 
 #: Preprocessing of the shipped sample models (128 px keeps CPU training to minutes).
