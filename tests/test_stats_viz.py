@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xaikit.errors import ArgumentError
 from xaikit.regions import grid, region_scores
 from xaikit.stats import compare_groups
 from xaikit.viz.stats import effect_heatmap, forest_plot, region_boxplot, significance_mark
@@ -48,6 +49,8 @@ def test_region_boxplot_leaves_out_nan_and_says_so(scored):
     drawn = sum(len(t.y) for t in fig.data if t.type == "box")
     assert drawn == len(holes) - 3 and "3 NaN scores not drawn" in fig.layout.title.text
     assert not any(np.isnan(np.asarray(t.y, float)).any() for t in fig.data if t.type == "box")  # strict JSON in widgets
+    with pytest.raises(ArgumentError, match="every 'mass_frac' score is NaN"):
+        region_boxplot(holes.assign(mass_frac=np.nan))
 
 
 def test_effect_heatmap_and_forest(scored):

@@ -146,12 +146,10 @@ def classical(image: np.ndarray, smooth: float = 0.005, closing: float = 0.06) -
     from skimage.transform import resize
 
     work, scale = _working_copy(image)
-    tissue = _tissue(work)
     best = None
-    for hull in (False, True):
-        body = _body_mask(tissue, hull)
+    for body, bridge in _candidate_bodies(_tissue(work)):
         air = _dark_inside(work, body, smooth)
-        left, right, notes = _two_lungs(air, body, closing, bridge=0.025 if hull else 0.0)
+        left, right, notes = _two_lungs(air, body, closing, bridge=bridge)
         quality, more = lung_quality(left, right)
         if best is None or quality > best[2] + 1e-9:
             best = (left, right, quality, notes + more)
@@ -187,13 +185,14 @@ def _tissue(img: np.ndarray) -> np.ndarray:
     return lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1
 
 
-def _body_mask(tissue: np.ndarray, hull: bool) -> np.ndarray:
-    """The patient: the tissue with its holes (lungs) filled, or with its convex hull added."""
+def _candidate_bodies(tissue: np.ndarray) -> tuple[tuple[np.ndarray, float], ...]:
+    """The patient as ``(body mask, bridge)`` pairs: the tissue with its holes (lungs) filled, and that
+    with the tissue's convex hull added, whose lungs may touch outside air through thin bridges."""
     from scipy import ndimage
     from skimage.morphology import convex_hull_image
 
     filled = ndimage.binary_fill_holes(_close_top(tissue))
-    return filled | convex_hull_image(tissue) if hull else filled
+    return (filled, 0.0), (filled | convex_hull_image(tissue), 0.025)
 
 
 def _close_top(mask: np.ndarray) -> np.ndarray:

@@ -171,22 +171,21 @@ def _compute(maps: np.ndarray, regions: RegionSet, sign: str, normalise: str, to
     out = {name: np.empty((n, r)) for name in (*_STATS, "area_frac")}
     out["mass"] = np.empty(n)
     shared_cache = _Masks(regions.masks.reshape(r, p), dtype, (h, w)) if regions.shared else None
-    buffer = np.empty((min(n, step), p), dtype)  # reused by every chunk: no fresh pages per chunk
     for i0 in range(0, n, step):
         sl = slice(i0, min(n, i0 + step))
         raw = flat[sl].astype(dtype, copy=False)
         m = shared_cache or _Masks(regions.masks[sl].reshape(-1, r, p), dtype)
-        chunk = _chunk_stats(raw, m, sign, normalise, k, buffer[: sl.stop - sl.start])
+        chunk = _chunk_stats(raw, m, sign, normalise, k)
         for name, val in chunk.items():
             out[name][sl] = val
     return out
 
 
-def _signed(s: np.ndarray, sign: str, out: np.ndarray | None = None) -> np.ndarray:
+def _signed(s: np.ndarray, sign: str) -> np.ndarray:
     if sign == "positive":
-        return np.maximum(s, 0, out=out)
+        return np.maximum(s, 0)
     if sign == "absolute":
-        return np.abs(s, out=out)
+        return np.abs(s)
     return s
 
 
@@ -246,9 +245,8 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, np.ndarray | None] | 
     return box[0], box[1], None if crop.all() else crop
 
 
-def _chunk_stats(raw: np.ndarray, m: _Masks, sign: str, normalise: str, k: int,
-                 buffer: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    s = _signed(raw, sign, buffer)
+def _chunk_stats(raw: np.ndarray, m: _Masks, sign: str, normalise: str, k: int) -> dict[str, np.ndarray]:
+    s = _signed(raw, sign)
     n, p = s.shape
     mass = np.abs(s).sum(axis=1) if sign == "signed" else s.sum(axis=1)
     scale = mass if normalise == "sum" else np.abs(s).max(axis=1) if normalise == "max_abs" else np.ones(n)

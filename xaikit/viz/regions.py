@@ -32,10 +32,14 @@ def _plane(image: Any) -> np.ndarray:
     return arr
 
 
-def _base(image: np.ndarray, title: str) -> go.Figure:
+def _image_trace(image: np.ndarray) -> go.Heatmap:
     lo, hi = np.percentile(image, [0.5, 99.5])
-    fig = go.Figure(go.Heatmap(z=image, colorscale="gray", zmin=lo, zmax=hi, showscale=False, name="image",
-                               hoverinfo="skip"))
+    return go.Heatmap(z=image.astype(np.float32), colorscale="gray", zmin=lo, zmax=hi, showscale=False,
+                      name="image", showlegend=False, hoverinfo="skip")
+
+
+def _base(image: np.ndarray, title: str) -> go.Figure:
+    fig = go.Figure(_image_trace(image))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False, showgrid=False, zeroline=False)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
     h, w = image.shape
@@ -166,9 +170,7 @@ def _add_panel(fig: go.Figure, img: np.ndarray, regions: RegionSet, index: int, 
     if img.shape != regions.shape:
         raise ArgumentError(f"region_gallery: an image is {img.shape} but its regions are {regions.shape}; "
                             "send the masks through the image's Preprocess (RegionSet.apply).")
-    lo, hi = np.percentile(img, [0.5, 99.5])
-    fig.add_trace(go.Heatmap(z=img.astype(np.float32), colorscale="gray", zmin=lo, zmax=hi, showscale=False,
-                             hoverinfo="skip", name="image", showlegend=False), row=row, col=col)
+    fig.add_trace(_image_trace(img), row=row, col=col)
     masks = regions.as_dict(index)
     for i, name in enumerate(names or regions.names):
         color = REGION_COLORS[i % len(REGION_COLORS)]

@@ -35,6 +35,9 @@ def region_boxplot(scores: pd.DataFrame, value: str = "mass_frac", group: str = 
         raise ArgumentError(f"region_boxplot: no rows for method={method!r}, regions={regions!r}.")
     missing = data[value].isna()
     data = data[~missing]  # NaN scores (empty regions, flat maps) cannot be drawn; the title says how many
+    if data.empty:
+        raise ArgumentError(f"region_boxplot: every {value!r} score is NaN (empty regions or maps without "
+                            "relevance under the sign policy); see the warnings of region_scores.")
     fig = go.Figure()
     summary = describe(data, value, by=[group, "region"])
     for i, (level, sub) in enumerate(data.groupby(group, sort=True, observed=True)):
