@@ -20,7 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..errors import ArgumentError, ImageReadError
-from ._common import check_rgb, checked_pixels, existing_file, rgb_to_gray
+from ._common import check_rgb, check_voxels, checked_pixels, existing_file, rgb_to_gray
 from .image import MedicalImage
 from .privacy import dicom_meta
 
@@ -64,6 +64,7 @@ def read_dicom(
     frame: int | None = None,
     rgb: str = "gray",
     keep_identifiers: bool = False,
+    max_voxels: int | None = None,
 ) -> MedicalImage:
     """Read a DICOM image (single- or multi-frame, grey or colour, any decodable transfer syntax).
 
@@ -77,6 +78,9 @@ def read_dicom(
         Colour (RGB, YBR, palette) images: BT.601 luminance, or channels-first ``(3, H, W)``.
     keep_identifiers : bool
         Also copy patient/study identifiers into ``meta`` (see :mod:`xaikit.io.privacy`).
+    max_voxels : int, optional
+        Refuse a file whose Rows x Columns x Number of Frames x Samples per Pixel exceeds this (default
+        2**29) before decoding.
 
     Returns
     -------
@@ -98,6 +102,7 @@ def read_dicom(
     n_frames = _n_frames(ds)
     if frame is not None and not 0 <= frame < n_frames:
         raise ArgumentError(f"frame={frame} is out of range for {path}, which has {n_frames} frame(s).")
+    check_voxels(path, (n_frames, *_claimed_plane(ds)), max_voxels, what="pixel data")
     pixels = _decoded(ds, path)
     if n_frames > 1 and frame is not None:
         pixels = pixels[frame]
@@ -170,9 +175,24 @@ def _n_frames(ds: Dataset) -> int:
         return 1
 
 
+def _claimed_plane(ds: Dataset) -> tuple[int, int, int]:
+    """Rows, Columns, Samples per Pixel as the header claims them (0 when unreadable: pydicom reports it)."""
+    out = []
+    for keyword, default in (("Rows", 0), ("Columns", 0), ("SamplesPerPixel", 1)):
+        try:
+            out.append(max(int(ds.get(keyword, default) or default), 0))
+        except (TypeError, ValueError):
+            out.append(default)
+    return tuple(out)
+
+
 def _decoded(ds: Dataset, path: Path) -> np.ndarray:
     """``ds.pixel_array``, or an ImageReadError naming the transfer syntax and the missing decoder."""
     syntax = _transfer_syntax(ds)
+    if not syntax.is_transfer_syntax:
+        raise ImageReadError(f"{path}: its Transfer Syntax UID {str(syntax)!r} is not a transfer syntax pydicom "
+                             "knows (a private, mistyped or damaged value), so its pixel data cannot be decoded. "
+                             "Convert the file with the software that wrote it (or dcmtk's dcmconv).")
     if get_decoder is not None and syntax.is_compressed:
         try:
             decoder = get_decoder(syntax)
