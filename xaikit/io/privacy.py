@@ -191,6 +191,10 @@ def deidentify(
             ds.save_as(tmp)
     except OSError as exc:
         raise ImageWriteError(f"{dst}: could not write the de-identified copy ({exc}).") from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # a value of the source pydicom cannot encode again
+        raise ImageWriteError(f"{dst}: the de-identified copy of {src} cannot be encoded as DICOM "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0]}); nothing was written. Repair "
+                              "the source file (e.g. dcmtk's dcmodify) and try again.") from exc
     return dst
 
 
@@ -249,12 +253,17 @@ def _clean(ds: Dataset, keep: set[str], salt: str) -> None:
 
 
 _NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "OB", "OW", "OF", "OD", "OL", "OV", "AT"}
-_DUMMIES = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "PN": "ANONYMOUS", "SQ": None}
+# A dummy value valid for each VR (PS3.5 6.2): an age, a number or a UID must still parse as one.
+_DUMMIES = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "PN": "ANONYMOUS", "AS": "000Y",
+            "DS": "0", "IS": "0", "UI": "2.25.0"}
+_BYTES_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 
 
 def _dummy(vr: str) -> Any:
     if vr == "SQ":
         return Sequence()
+    if vr in _BYTES_VRS:
+        return b""
     if vr in _NUMERIC_VRS:
         return None
     return _DUMMIES.get(vr, "ANONYMIZED")
