@@ -87,17 +87,22 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None,
         data, canonical_affine, zooms = _canonical(img, path)
     except XaikitError:
         raise
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
-        # HeaderDataError and OrientationError are ValueErrors too
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, nib.orientations.OrientationError,
+            OSError, EOFError, ValueError, TypeError, KeyError, IndexError, zlib.error) as exc:
+        # what nibabel raises on a header it cannot interpret (found by tests/test_fuzz_readers.py)
         raise ImageReadError(f"{path}: cannot be read as NIfTI ({type(exc).__name__}: {exc}). "
                              "The file may be truncated or not NIfTI.") from exc
-    to_mm = _UNIT_MM.get(img.header.get_xyzt_units()[0], 1.0)
+    to_mm = _UNIT_MM.get(_xyz_unit(img.header), 1.0)
     perm = ras_to_dhw(data.shape)
     affine = canonical_affine @ perm
     affine[:3, :] *= to_mm
     zooms = zooms * to_mm
     array = data[::-1, ::-1, :].transpose(2, 1, 0)
     spacing = (float(zooms[2]), float(zooms[1]), float(zooms[0]))
+    if not all(np.isfinite(v) and v > 0 for v in spacing) or not np.isfinite(affine).all():
+        raise ImageReadError(f"{path}: the header's voxel size {spacing} (pixdim) or affine is not finite and "
+                             "positive, so distances in this image are unknown. Fix pixdim/srow in the header "
+                             "(e.g. nibabel's header.set_zooms) and save the file again.")
     if array.shape[0] == 1:
         array, spacing = array[0], spacing[1:]
     pixels = checked_pixels(array, path, what="volume")
@@ -174,6 +179,14 @@ def _one_volume(img, volume: int | None, path: Path):
     return n_volumes, img.slicer[:, :, :, volume]
 
 
+def _xyz_unit(header) -> str:
+    """The header's spatial unit; an undefined code (nibabel's KeyError) reads as 'unknown' (taken as mm)."""
+    try:
+        return header.get_xyzt_units()[0]
+    except KeyError:
+        return "unknown"
+
+
 def _window(header) -> tuple[float, float] | None:
     lo, hi = float(header.get("cal_min", 0)), float(header.get("cal_max", 0))
     return ((lo + hi) / 2.0, hi - lo) if hi > lo else None
@@ -186,7 +199,7 @@ def _meta(img, n_volumes: int, volume: int | None) -> dict:
         "format": "NIfTI-2" if isinstance(header, nib.Nifti2Header) else "NIfTI-1",
         "original_axcodes": "".join(nib.aff2axcodes(img.affine)),
         "datatype": str(header.get_data_dtype()),
-        "xyz_unit": header.get_xyzt_units()[0],
+        "xyz_unit": _xyz_unit(header),
         "qform_code": int(header["qform_code"]),
         "sform_code": int(header["sform_code"]),
         "n_volumes": n_volumes,

@@ -28,6 +28,7 @@ no attribute with the profile, so a read image carries no identifier unless aske
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,8 @@ def deidentify(
             ds.save_as(tmp)
     except OSError as exc:
         raise ImageWriteError(f"{dst}: could not write the de-identified copy ({exc}).") from exc
-    except (ValueError, TypeError, OverflowError) as exc:  # a value of the source pydicom cannot encode again
+    except (ValueError, TypeError, OverflowError, AttributeError, KeyError, struct.error) as exc:
+        # a value (or file meta) of the source pydicom cannot encode again (found by tests/test_fuzz_readers.py)
         raise ImageWriteError(f"{dst}: the de-identified copy of {src} cannot be encoded as DICOM "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0]}); nothing was written. Repair "
                               "the source file (e.g. dcmtk's dcmodify) and try again.") from exc

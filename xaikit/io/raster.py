@@ -7,6 +7,8 @@ stored values (0-255 for 8-bit, 0-65535 for 16-bit), not rescaled.
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +73,10 @@ def read_raster(path: str | os.PathLike, *, frame: int | None = None, rgb: str =
         raise ImageReadError(f"{path}: {exc} The file claims more pixels than Pillow decodes by default (a "
                              "decompression bomb, or a truly huge image). If you trust it, raise "
                              "PIL.Image.MAX_IMAGE_PIXELS before reading.") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        # Pillow reports truncated/corrupt files with OSError/SyntaxError/ValueError.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError,
+            struct.error, zlib.error) as exc:
+        # Pillow reports truncated/corrupt files with these (TypeError "Missing dimensions" for a TIFF page
+        # without size tags, struct.error for short tag data: found by tests/test_fuzz_readers.py).
         raise ImageReadError(f"{path}: cannot be decoded as a raster image ({exc}). "
                              "Is the file complete and of the type its extension says?") from exc
     colour = arrays[0].ndim == 3
