@@ -181,6 +181,10 @@ class ManifestDataset(Dataset):
         self.read_kw = dict(read_kw or {})
         self.split = split
         raw = read_manifest(self.csv_path, encoding=encoding)
+        for col in raw.columns:
+            if col.startswith(MASK_PREFIX) and not col[len(MASK_PREFIX):]:
+                raise ManifestError(f"{self.csv_path}: column {col!r}: a mask column needs a name after "
+                                    f"'{MASK_PREFIX}' (e.g. mask_lung).")
         self.classes = _classes(raw["label"], classes, self.csv_path, fold_label_case)
         rows = _select_split(raw, split, self.csv_path)
         if rows.empty:
@@ -345,9 +349,6 @@ def _validate(rows: pd.DataFrame, classes: list[str], root: Path, fence: Path | 
                      for r, v in zip(table["row"], table["image_path"])]
     table["label_index"] = [_label_index(r, v, classes, bad, fold) for r, v in zip(table["row"], table["label"])]
     mask_cols = [c for c in table.columns if c.startswith(MASK_PREFIX)]
-    for col in mask_cols:
-        if not col[len(MASK_PREFIX):]:
-            raise ManifestError(f"column {col!r}: a mask column needs a name after '{MASK_PREFIX}' (e.g. mask_lung).")
     mask_paths = [{c[len(MASK_PREFIX):]: _check_path(r, rec[c], c, root, fence, bad, required=False)
                    for c in mask_cols if rec[c].strip()} for r, rec in zip(table["row"], table.to_dict("records"))]
     table["_mask_paths"] = mask_paths
@@ -372,7 +373,12 @@ def _check_path(row: int, value: str, column: str, root: Path, fence: Path | Non
         bad(row, column, value, f"the path leaves the dataset root {fence}; pass root= (the folder holding the "
                                 "images) or allow_outside_root=True if you trust this manifest")
         return str(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte (found by fuzzing)
+        bad(row, column, value, f"not a usable path ({type(exc).__name__}: {exc})"[:300])
+        return str(path)
+    if not found:
         bad(row, column, value, f"file not found ({path})")
     return str(path)
 
