@@ -170,6 +170,7 @@ def explain(
     params = _check_params(info, params)
     if reduction not in REDUCTIONS:
         raise ExplanationError(f"reduction={reduction!r} is not known; use one of {sorted(REDUCTIONS)}.")
+    _check_run_args(seed, memory_budget)
     x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
     _check_tensor(x, info)
     check_params(info.fn, params, info.name, x)
@@ -338,13 +339,25 @@ def _unpack_inputs(inputs, labels, image_ids):
         )
     n = len(inputs) if inputs.ndim else 0
     if labels is not None:
-        labels = torch.as_tensor(labels).long().reshape(-1)
+        try:
+            labels = torch.as_tensor(labels).long().reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ExplanationError(f"labels must be class indices (ints), one per input; got {labels!r:.80} "
+                                   f"({exc}).") from exc
         if len(labels) != n:
             raise ExplanationError(f"labels has {len(labels)} entries but there are {n} inputs.")
     image_ids = [str(i) for i in range(n)] if image_ids is None else [str(i) for i in image_ids]
     if len(image_ids) != n:
         raise ExplanationError(f"image_ids has {len(image_ids)} entries but there are {n} inputs.")
     return inputs, labels, image_ids
+
+
+def _check_run_args(seed: Any, memory_budget: Any) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ExplanationError(f"seed={seed!r} must be an int (it seeds the random methods' per-image streams).")
+    if memory_budget is not None and (not isinstance(memory_budget, int) or isinstance(memory_budget, bool)):
+        raise ExplanationError(f"memory_budget={memory_budget!r} must be a number of bytes (int), e.g. 2 * 2**30, "
+                               "or None for the default.")
 
 
 def _check_tensor(x: torch.Tensor, info: MethodInfo) -> None:

@@ -21,15 +21,18 @@ import torch
 
 from ..errors import ExplanationError
 
-__all__ = ["checked", "check_params", "positive_int", "non_negative", "positive", "real_number", "one_of",
-           "window_size"]
+__all__ = ["checked", "check_params", "positive_int", "int_between", "non_negative", "positive", "real_number",
+           "one_of", "window_size", "stride_within_window"]
 
 #: ``rule(value, name, method, inputs)`` raises ExplanationError when ``value`` is not acceptable.
 Rule = Callable[[Any, str, str, torch.Tensor], None]
 
 
 def checked(**rules: Rule) -> Callable[[Callable], Callable]:
-    """Attach parameter rules to a method function (read by :func:`check_params`)."""
+    """Attach parameter rules to a method function (read by :func:`check_params`).
+
+    A rule named ``_all`` is called as ``rule(params, method, inputs)`` for checks across parameters.
+    """
     def attach(fn: Callable) -> Callable:
         fn.param_rules = {**getattr(fn, "param_rules", {}), **rules}
         return fn
@@ -38,9 +41,12 @@ def checked(**rules: Rule) -> Callable[[Callable], Callable]:
 
 def check_params(fn: Callable, params: dict, method: str, inputs: torch.Tensor) -> None:
     """Apply the rules attached to ``fn`` to the resolved ``params`` (defaults included)."""
-    for name, rule in getattr(fn, "param_rules", {}).items():
+    rules = getattr(fn, "param_rules", {})
+    for name, rule in rules.items():
         if name in params:
             rule(params[name], name, method, inputs)
+    if "_all" in rules:
+        rules["_all"](params, method, inputs)
 
 
 def _fail(method: str, name: str, value: Any, need: str) -> None:
@@ -55,6 +61,14 @@ def positive_int(value: Any, name: str, method: str, inputs: torch.Tensor) -> No
     """An integer >= 1 (``n_steps``, ``n_samples``, ``n_segments``, ``stride``)."""
     if not _is_int(value) or value < 1:
         _fail(method, name, value, "an integer >= 1")
+
+
+def int_between(low: int, high: int, why: str = "") -> Rule:
+    """An integer in ``[low, high]``; ``why`` explains the upper bound in the message."""
+    def rule(value: Any, name: str, method: str, inputs: torch.Tensor) -> None:
+        if not _is_int(value) or not low <= value <= high:
+            _fail(method, name, value, f"an integer from {low} to {high}{why}")
+    return rule
 
 
 def _finite(value: Any) -> bool:
@@ -88,6 +102,14 @@ def one_of(*choices: str) -> Rule:
         if value not in choices:
             _fail(method, name, value, f"one of {list(choices)}")
     return rule
+
+
+def stride_within_window(params: dict, method: str, inputs: torch.Tensor) -> None:
+    """Occlusion: a stride larger than the window would skip pixels (captum asserts it; we say it)."""
+    if params["stride"] > params["window"]:
+        raise ExplanationError(f"method {method!r}: stride={params['stride']} is larger than window="
+                               f"{params['window']}; pixels between windows would never be occluded. Use stride <= "
+                               "window.")
 
 
 def window_size(value: Any, name: str, method: str, inputs: torch.Tensor) -> None:

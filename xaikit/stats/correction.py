@@ -54,6 +54,10 @@ def correct(tests: pd.DataFrame, method: str = "holm", alpha: float = 0.05,
         raise StatsError(f"correct: alpha must be in (0, 1); got {alpha}.")
     out = tests.copy()
     p = pd.to_numeric(out["p_raw"], errors="coerce").to_numpy(dtype=float)
+    text = np.flatnonzero(np.isnan(p) & out["p_raw"].notna().to_numpy())
+    if text.size:
+        raise StatsError(f"correct: p_raw holds values that are not numbers (rows {text[:6].tolist()}: "
+                         f"{out['p_raw'].iloc[text[:6]].tolist()}); a p-value is a probability in [0, 1].")
     _check_range(out, p)
     _warn_nan(out, p)
     if np.isnan(p).all():

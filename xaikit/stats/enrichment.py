@@ -81,7 +81,7 @@ def _log_ratios(scores: pd.DataFrame, value: str, by: tuple[str, ...], floor: fl
     require(scores, [value, *by] + (["patient_id"] if aggregate else []), "region_enrichment")
     if aggregate not in (None, "patient"):
         raise StatsError(f"region_enrichment: aggregate accepts None or 'patient'; got {aggregate!r}.")
-    data = drop_nan(scores, [value], "region_enrichment", label=("region",))
+    data = drop_nan(scores, [value], "region_enrichment", label=("region",), value=value)
     ratio = data[value].to_numpy(float)
     if (ratio < 0).any():
         raise StatsError(f"region_enrichment: {value!r} has negative values; density ratios of signed maps are "

@@ -146,7 +146,7 @@ def _prepare(scores: pd.DataFrame, group: str, value: str, by: tuple[str, ...], 
                          f"got aggregate={aggregate!r}, bootstrap={bootstrap!r}.")
     if aggregate and bootstrap:
         raise StatsError("compare_groups: use aggregate='patient' or bootstrap='patient', not both.")
-    data = drop_nan(scores, [value, group], "compare_groups", label=("region",))
+    data = drop_nan(scores, [value, group], "compare_groups", label=("region",), value=value)
     if aggregate:
         _warn_shared_patients(data, group)
         return data.groupby([*by, group, "patient_id"], observed=True, sort=True)[value].mean().reset_index()

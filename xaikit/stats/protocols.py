@@ -76,7 +76,7 @@ def sumer2023(scores: pd.DataFrame, group: str = "label", value: str = "mean", a
 def _per_method(scores: pd.DataFrame, group: str, value: str, alpha: float, choose: Callable,
                 name: str) -> pd.DataFrame:
     require(scores, ["method", "region", group, value], name)
-    data = drop_nan(scores, [value, group], name, label=("region",))
+    data = drop_nan(scores, [value, group], name, label=("region",), value=value)
     levels = sorted(data[group].unique().tolist(), key=str)
     if len(levels) != 2:
         raise StatsError(f"{name}: the protocol compares exactly two groups; {group!r} has levels {levels}.")
