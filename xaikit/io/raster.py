@@ -205,6 +205,9 @@ def write_png(
     if image.ndim != 2:
         raise ArgumentError(f"write_png needs a 2D image; got shape {image.shape}. Pick a slice first, "
                             "e.g. MedicalImage(image.array[k], spacing=image.spacing[1:]).")
+    if not np.isfinite(image.array).all():
+        raise ArgumentError(f"{path}: the image holds {int((~np.isfinite(image.array)).sum())} NaN/infinite values, "
+                            "which a PNG cannot store (they would silently become 0); replace them first.")
     top = 2**bits - 1
     levels = np.rint(image.display(window).astype(np.float64) * top)
     pixels = levels.astype(np.uint8 if bits == 8 else np.uint16)
