@@ -374,6 +374,8 @@ def _check_images(images: np.ndarray, labels: np.ndarray, npz_path: Path, split:
     if images.ndim not in (3, 4) or images.dtype.kind not in "biuf":
         raise ManifestError(f"{npz_path}: {split}_images has shape {images.shape} and dtype {images.dtype}; MedMNIST "
                             "images are numeric N x H x W, N x H x W x 3 or N x D x H x W.")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        raise ManifestError(f"{npz_path}: {split}_images holds NaN/infinite values; an image file cannot store them.")
     if len(images) != len(labels) or not len(images):
         raise ManifestError(f"{npz_path}: {split} has {len(images)} images and {len(labels)} labels; each split "
                             "needs one label per image and at least one image.")
