@@ -138,7 +138,9 @@ def _dataset(path: Path) -> Dataset:
             ds = pydicom.dcmread(path)
         except InvalidDicomError:  # no 'DICM' preamble: may still be a bare DICOM data set
             ds = pydicom.dcmread(path, force=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        convert_all(ds)
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, NotImplementedError,
+            IndexError, struct.error) as exc:
         raise ImageReadError(f"{path}: cannot be parsed as DICOM ({type(exc).__name__}: {exc}). "
                              "The file may be truncated or not DICOM at all.") from exc
     if "SOPClassUID" not in ds and not any(k in ds for k in _PIXEL_KEYWORDS):
@@ -151,6 +153,13 @@ def _dataset(path: Path) -> Dataset:
     if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
         _guess_transfer_syntax(ds)
     return ds
+
+
+def convert_all(ds: Dataset) -> None:
+    """Convert every element now: pydicom parses values lazily, so a damaged element (an unknown VR, a bad
+    length) would otherwise raise from whichever later line first touches it (found by fuzzing)."""
+    for _ in ds.iterall():
+        pass
 
 
 def _guess_transfer_syntax(ds: Dataset) -> None:

@@ -172,7 +172,10 @@ def deidentify(
     src = existing_file(src)
     try:
         ds = pydicom.dcmread(src)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        for _ in ds.iterall():  # convert every element now: pydicom parses lazily (see dicom.convert_all)
+            pass
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError,
+            NotImplementedError, IndexError, struct.error) as exc:
         raise ImageReadError(f"{src}: cannot be read as DICOM ({exc}); nothing was written.") from exc
     keep = set(PATIENT_CHARACTERISTICS) if keep_patient_characteristics else set()
     salt = _SESSION_SALT if uid_salt is None else uid_salt
