@@ -162,7 +162,9 @@ def test_write_manifest_stores_relative_paths(folder, tmp_path):
     out = write_manifest(table, folder / "sub" / "m.csv")
     stored = pd.read_csv(out)
     assert stored["image_path"].tolist()[0] == "../img/0.png"
-    assert len(ManifestDataset(out)) == 4
+    with pytest.raises(ManifestError, match="leaves the dataset root"):  # issue 15: refused unless asked for
+        ManifestDataset(out)
+    assert len(ManifestDataset(out, root=folder)) == 4 and len(ManifestDataset(out, allow_outside_root=True)) == 4
 
 
 def test_patient_split_keeps_patients_together_and_stratifies(rng):

@@ -4,7 +4,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import socket
 import tempfile
+import time
+import warnings
 from pathlib import Path
 
 # mkstemp creates files as 0600; results are ordinary files, so give them the usual mode (0666 minus umask).
@@ -12,6 +16,64 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 from typing import IO, Iterator
+
+# Temporaries are named ".<name>.~<host>-<pid>.<random><suffix>" so that the next save of the same file can
+# tell a temporary left by a killed writer (SIGKILL, power loss: no ``finally`` ran) from one a live writer
+# is still filling: stale when its process is gone on this host, or when it is older than STALE_AFTER_S.
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+_OWNER = re.compile(r"~(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.")
+STALE_AFTER_S = 24 * 3600
+
+
+def _prefix(label: str) -> str:
+    return f".{label}.~{_HOST}-{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove temporaries of ``path`` left behind by interrupted atomic writes; return what was removed.
+
+    Called by every atomic write before it starts, so a save killed mid-way leaves its temporary only until
+    the next save of the same file. A temporary whose writer is still running is never touched.
+    """
+    path = Path(path)
+    removed = []
+    for label in {path.name, path.stem}:
+        for tmp in path.parent.glob(f".{_glob_escape(label)}.~*"):
+            if _is_stale(tmp):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    if removed:
+        warnings.warn(f"removed {len(removed)} temporary file(s) left by an interrupted save of {path}: "
+                      f"{[p.name for p in removed]}.", stacklevel=3)
+    return removed
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _is_stale(tmp: Path) -> bool:
+    match = _OWNER.search(tmp.name)
+    if match is None or not tmp.is_file():
+        return False
+    try:
+        age = time.time() - tmp.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if match["host"] == _HOST and not _alive(int(match["pid"])):
+        return True
+    return age > STALE_AFTER_S
 
 
 @contextlib.contextmanager
@@ -23,7 +85,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -48,7 +111,8 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
 @contextlib.contextmanager
 def _atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes), dir=path.parent)
+    clean_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path.stem), suffix="".join(path.suffixes), dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

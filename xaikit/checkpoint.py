@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,10 @@ def save_checkpoint(
                             "or pass arch= and arch_kwargs=")
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     _check_state_matches(state, arch, arch_kwargs, ArgumentError, "the model given")
+    if nonfinite_tensors(state):
+        warnings.warn(f"save_checkpoint: {path}: the model holds NaN/infinite weights "
+                      f"({sorted(nonfinite_tensors(state))[:5]}); the file is written, but load_checkpoint will "
+                      "refuse it unless allow_nonfinite=True.", stacklevel=2)
     num_classes = arch_kwargs.get("num_classes")
     classes = list(classes if classes is not None else getattr(model, "xaikit_classes", None) or
                    [str(i) for i in range(num_classes or 0)])
@@ -146,8 +151,8 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: str | torch.device = "cpu"
-                    ) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: str | torch.device = "cpu",
+                    allow_nonfinite: bool = False) -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint` (with ``torch.load(weights_only=True)``).
 
     Parameters
@@ -159,6 +164,11 @@ def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: 
         :class:`~xaikit.errors.PreprocessMismatchError` lists the differing keys.
     device : str or torch.device
         Where to put the model.
+    allow_nonfinite : bool
+        Weights or buffers holding NaN or infinity (a run that diverged) make every output, and every
+        saliency map, NaN or meaningless, so such a checkpoint is refused with a
+        :class:`~xaikit.errors.CheckpointError` naming the tensors. ``True`` loads it anyway, with a
+        warning, e.g. to inspect where training diverged.
 
     Returns
     -------
@@ -175,6 +185,7 @@ def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: 
             f"{path}: SHA-256 of the contents does not match the one recorded at save time: the file was "
             "modified or corrupted. Do not use it; restore the original file or save the model again."
         )
+    _check_finite(path, state, allow_nonfinite)
     model = _rebuild(path, meta["arch"], meta["arch_kwargs"], state)
     model.eval().to(device)
     model.xaikit_classes = list(meta["classes"])
@@ -245,6 +256,31 @@ def _read(path: Path) -> dict:
     if missing:
         raise CheckpointError(f"{path} lacks the entries {missing}; it was not written by save_checkpoint")
     return payload
+
+
+def nonfinite_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Name -> number of NaN/infinite values, for every floating tensor of ``state`` that has any."""
+    out = {}
+    for name, t in state.items():
+        if torch.is_tensor(t) and (t.is_floating_point() or t.is_complex()):
+            bad = int(t.numel() - torch.isfinite(t).sum())
+            if bad:
+                out[name] = bad
+    return out
+
+
+def _check_finite(path: Path, state: Mapping[str, torch.Tensor], allow: bool) -> None:
+    bad = nonfinite_tensors(state)
+    if not bad:
+        return
+    shown = ", ".join(f"{k} ({n})" for k, n in list(bad.items())[:5]) + (" ..." if len(bad) > 5 else "")
+    what = f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values: {shown}."
+    if not allow:
+        raise CheckpointError(f"{what} The training run diverged before it was saved; its outputs and saliency maps "
+                              "would be NaN or meaningless. Use an earlier checkpoint or retrain (lower learning "
+                              "rate); pass allow_nonfinite=True only to inspect it.")
+    warnings.warn(f"{what} Loaded because allow_nonfinite=True; do not explain or evaluate this model.",
+                  stacklevel=3)
 
 
 def _rebuild(path: Path, arch: str, arch_kwargs: dict, state: dict) -> nn.Module:

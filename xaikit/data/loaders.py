@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -202,17 +203,27 @@ def from_rsna(
 def _rsna_labels(labels_csv: Path) -> pd.DataFrame:
     if not labels_csv.is_file():
         raise ManifestError(f"{labels_csv}: labels CSV not found (stage_2_train_labels.csv).")
-    labels = pd.read_csv(labels_csv, dtype={"patientId": str})
+    try:
+        labels = pd.read_csv(labels_csv, dtype={"patientId": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise ManifestError(f"{labels_csv}: cannot be read as the RSNA labels CSV ({type(exc).__name__}: {exc}). "
+                            "It should be the UTF-8 file stage_2_train_labels.csv as downloaded.") from exc
     missing = [c for c in RSNA_COLUMNS if c not in labels.columns]
     if missing:
         raise ManifestError(f"{labels_csv}: missing column(s) {missing}; an RSNA labels file has "
                             f"{list(RSNA_COLUMNS)}.")
-    return labels.assign(line=np.arange(2, len(labels) + 2))
+    # numbers as numbers: a cell that is not one becomes NaN and is reported as a problem row below
+    numbers = {c: pd.to_numeric(labels[c].replace("", np.nan), errors="coerce") for c in RSNA_COLUMNS[1:]}
+    return labels.assign(**numbers, patientId=labels["patientId"].astype(str).str.strip(),
+                         line=np.arange(2, len(labels) + 2))
 
 
 def _rsna_problems(labels: pd.DataFrame, images_dir: Path) -> list[tuple[int, str, str]]:
     problems = []
     for rec in labels.itertuples(index=False):
+        if not _plain_name(rec.patientId):
+            problems.append((rec.line, rec.patientId, "patientId must be a plain file stem (no '/', '\\' or '..')"))
+            continue
         if not (images_dir / f"{rec.patientId}.dcm").is_file():
             problems.append((rec.line, rec.patientId, f"no DICOM {images_dir / (rec.patientId + '.dcm')}"))
         if rec.Target not in (0, 1):
@@ -221,6 +232,11 @@ def _rsna_problems(labels: pd.DataFrame, images_dir: Path) -> list[tuple[int, st
                                       and rec.width > 0 and rec.height > 0):
             problems.append((rec.line, rec.patientId, "Target=1 needs a box with finite x, y and positive size"))
     return problems
+
+
+def _plain_name(pid: str) -> bool:
+    """An RSNA patientId names a file in images_dir: it must not be empty or reach elsewhere (found by fuzzing)."""
+    return bool(pid) and "/" not in pid and "\\" not in pid and pid not in (".", "..") and "\x00" not in pid
 
 
 def _report_rsna(problems: list[tuple[int, str, str]], labels_csv: Path, on_error: str) -> set[str]:
@@ -313,6 +329,7 @@ def from_medmnist(
     rows: list[dict] = []
     for split in splits:
         images, labels = arrays[f"{split}_images"], _single_labels(arrays[f"{split}_labels"], npz_path, split)
+        _check_images(images, labels, npz_path, split)
         names = _class_names(labels, classes, npz_path)
         for i, (image, label) in enumerate(zip(images, labels)):
             image_id = f"{split}_{i:05d}"
@@ -330,8 +347,9 @@ def _load_npz(npz_path: Path, splits: Sequence[str]) -> dict[str, np.ndarray]:
             keys = set(data.files)
             need = [f"{s}_{kind}" for s in splits for kind in ("images", "labels")]
             arrays = {k: data[k] for k in need if k in keys}
-    except (ValueError, OSError) as exc:
-        raise ManifestError(f"{npz_path}: cannot be read as a numeric .npz archive ({exc}).") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ManifestError(f"{npz_path}: cannot be read as a numeric .npz archive ({type(exc).__name__}: {exc}); "
+                            "the download is incomplete or the file is not a MedMNIST .npz.") from exc
     missing = [k for k in need if k not in keys]
     if missing:
         raise ManifestError(f"{npz_path}: arrays {missing} are missing (found {sorted(keys)}); "
@@ -351,8 +369,27 @@ def _single_labels(labels: np.ndarray, npz_path: Path, split: str) -> np.ndarray
     return labels
 
 
+def _check_images(images: np.ndarray, labels: np.ndarray, npz_path: Path, split: str) -> None:
+    """Shapes the writer understands, one label per image, at least one image (found by fuzzing)."""
+    if images.ndim not in (3, 4) or images.dtype.kind not in "biuf":
+        raise ManifestError(f"{npz_path}: {split}_images has shape {images.shape} and dtype {images.dtype}; MedMNIST "
+                            "images are numeric N x H x W, N x H x W x 3 or N x D x H x W.")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        raise ManifestError(f"{npz_path}: {split}_images holds NaN/infinite values; an image file cannot store them.")
+    if len(images) != len(labels) or not len(images):
+        raise ManifestError(f"{npz_path}: {split} has {len(images)} images and {len(labels)} labels; each split "
+                            "needs one label per image and at least one image.")
+
+
+#: Largest label index accepted without ``classes=`` (MedMNIST sets have at most 11 classes).
+_MAX_IMPLICIT_CLASSES = 1000
+
+
 def _class_names(labels: np.ndarray, classes: Sequence[str] | None, npz_path: Path) -> list[str]:
     if classes is None:
+        if int(labels.max()) >= _MAX_IMPLICIT_CLASSES:
+            raise ManifestError(f"{npz_path}: label {int(labels.max())} is not a plausible class index; pass "
+                                "classes= with one name per label index if it is.")
         return [str(i) for i in range(int(labels.max()) + 1)]
     names = [str(c) for c in classes]
     if labels.size and labels.max() >= len(names):

@@ -3,6 +3,12 @@
 Paths in the CSV are relative to the CSV's folder (absolute paths are allowed). The manifest is checked
 eagerly when a :class:`ManifestDataset` is built — columns, labels, files — and every bad row is reported at
 once; images are read lazily, one sample at a time, through :func:`xaikit.io.read_image`.
+
+A manifest is not trusted (it may come from someone else): by default a path that leaves the dataset root
+(the CSV's folder, or ``root=``) — ``../../etc/passwd`` — is a bad row (``allow_outside_root=True`` accepts it);
+missing labels spelled ``NaN``/``NA``/``null``/``None`` are bad rows, never a class of their own; labels that
+differ only in case or spacing (``normal`` / ``Normal ``) are refused (``fold_label_case=True`` merges them);
+a CSV that is not UTF-8 is refused with the byte that failed (``encoding=`` reads it).
 """
 from __future__ import annotations
 
@@ -29,10 +35,15 @@ REQUIRED_COLUMNS = ("image_path", "label")
 MASK_PREFIX = "mask_"
 _PROBLEM_COLUMNS = ["row", "line", "column", "value", "problem"]
 _INT = re.compile(r"^[+-]?\d+$")
+#: Label cells that mean "no label" in exported tables (pandas' and spreadsheets' spellings of missing).
+MISSING_LABELS = frozenset({"nan", "na", "n/a", "null", "none", "<na>", "nat", "#n/a"})
 
 
-def read_manifest(csv_path: str | os.PathLike) -> pd.DataFrame:
+def read_manifest(csv_path: str | os.PathLike, *, encoding: str = "utf-8-sig") -> pd.DataFrame:
     """Read a manifest CSV as strings (empty cells are ``""``), refusing a missing or empty file.
+
+    ``encoding`` is UTF-8 (a byte-order mark, as Excel writes, is dropped); pass the file's encoding
+    (e.g. ``"latin-1"``, ``"cp1252"``) for other files.
 
     Raises
     ------
@@ -44,11 +55,17 @@ def read_manifest(csv_path: str | os.PathLike) -> pd.DataFrame:
         raise ManifestError(f"{path}: manifest not found. Give the path of the CSV file "
                             f"(relative paths start at {Path.cwd()}).")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not readable as {exc.encoding} text: byte {exc.object[exc.start:exc.end]!r} at "
+                            f"offset {exc.start} ({exc.reason}). Save the CSV as UTF-8 (e.g. Excel's 'CSV UTF-8'), "
+                            "or pass encoding= with the file's encoding (often 'cp1252' or 'latin-1').") from exc
+    except LookupError as exc:
+        raise ArgumentError(f"encoding={encoding!r} is not a known text encoding ({exc}).") from exc
     except pd.errors.EmptyDataError as exc:
         raise ManifestError(f"{path}: the manifest is empty (no header, no rows). It needs at least the columns "
                             f"{list(REQUIRED_COLUMNS)} and one row per image.") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
         raise ManifestError(f"{path}: cannot be parsed as a CSV manifest ({exc}).") from exc
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -105,6 +122,16 @@ class ManifestDataset(Dataset):
         Keep only the rows whose ``split`` column equals this value.
     read_kw : dict, optional
         Keyword arguments for :func:`xaikit.io.read_image` (e.g. ``{"frame": 0}``).
+    root : path-like, optional
+        The dataset root: every image and mask path must lie inside it (default: the CSV's folder).
+    allow_outside_root : bool
+        Accept paths outside ``root`` (``..`` or absolute paths elsewhere). Off by default: a manifest
+        from someone else must not make the kit read (and later plot or export) arbitrary files.
+    fold_label_case : bool
+        Merge labels that differ only in case or surrounding spaces (``normal``, ``Normal``); the class name
+        is the most frequent spelling. Off by default: such labels are refused, not silently two classes.
+    encoding : str
+        Text encoding of the CSV (default UTF-8, with or without byte-order mark).
 
     Attributes
     ----------
@@ -142,6 +169,10 @@ class ManifestDataset(Dataset):
         on_error: str = "raise",
         split: str | None = None,
         read_kw: Mapping[str, Any] | None = None,
+        root: str | os.PathLike | None = None,
+        allow_outside_root: bool = False,
+        fold_label_case: bool = False,
+        encoding: str = "utf-8-sig",
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ArgumentError(f"on_error={on_error!r}: use 'raise' (list every bad row) or 'skip'.")
@@ -149,13 +180,19 @@ class ManifestDataset(Dataset):
         self.preprocess, self.transform = preprocess, transform
         self.read_kw = dict(read_kw or {})
         self.split = split
-        raw = read_manifest(self.csv_path)
-        self.classes = _classes(raw["label"], classes, self.csv_path)
+        raw = read_manifest(self.csv_path, encoding=encoding)
+        for col in raw.columns:
+            if col.startswith(MASK_PREFIX) and not col[len(MASK_PREFIX):]:
+                raise ManifestError(f"{self.csv_path}: column {col!r}: a mask column needs a name after "
+                                    f"'{MASK_PREFIX}' (e.g. mask_lung).")
+        self.classes = _classes(raw["label"], classes, self.csv_path, fold_label_case)
         rows = _select_split(raw, split, self.csv_path)
         if rows.empty:
             where = "" if split is None else f" for split={split!r}"
             raise ManifestError(f"{self.csv_path}: the manifest has no rows{where}; add one row per image.")
-        table, problems = _validate(rows, self.classes, self.csv_path.parent)
+        base = self.csv_path.parent
+        fence = None if allow_outside_root else Path(os.path.normpath(os.path.abspath(root or base)))
+        table, problems = _validate(rows, self.classes, base, fence, fold_label_case)
         self.skipped = problems
         if not problems.empty:
             self._report(problems, len(rows), on_error)
@@ -248,19 +285,41 @@ class ManifestDataset(Dataset):
 
 
 # ---------------------------------------------------------------------- validation (private)
-def _classes(labels: pd.Series, classes: Sequence[str] | None, csv_path: Path) -> list[str]:
+def _classes(labels: pd.Series, classes: Sequence[str] | None, csv_path: Path, fold: bool) -> list[str]:
     if classes is not None:
         if isinstance(classes, str) or len(classes) == 0:
             raise ArgumentError(f"classes={classes!r}: give a non-empty list of class names.")
         names = [str(c) for c in classes]
-        if len(set(names)) != len(names):
-            raise ArgumentError(f"classes={names}: class names must be unique.")
+        keys = [_fold(n) if fold else n for n in names]
+        if len(set(keys)) != len(keys):
+            raise ArgumentError(f"classes={names}: class names must be unique"
+                                f"{' (ignoring case, as fold_label_case=True)' if fold else ''}.")
         return names
-    present = sorted({s.strip() for s in labels if s.strip()})
+    cells = [s.strip() for s in labels if s.strip() and s.strip().lower() not in MISSING_LABELS]
+    present = sorted(set(cells))
     if present and all(_INT.match(s) for s in present):
         top = max(int(s) for s in present)
         return [str(i) for i in range(max(top, 0) + 1)]
-    return present
+    return _merge_case_variants(cells, csv_path, fold)
+
+
+def _fold(label: str) -> str:
+    return " ".join(label.split()).casefold()
+
+
+def _merge_case_variants(cells: list[str], csv_path: Path, fold: bool) -> list[str]:
+    """Sorted class names; spellings differing only in case/spaces refused, or merged when ``fold``."""
+    counts = pd.Series(cells, dtype=object).value_counts() if cells else pd.Series(dtype=int)
+    groups: dict[str, dict[str, int]] = {}
+    for spelling, n in counts.items():
+        groups.setdefault(_fold(spelling), {})[spelling] = int(n)
+    clashes = {k: v for k, v in groups.items() if len(v) > 1}
+    if clashes and not fold:
+        shown = "; ".join(", ".join(f"{s!r} ({n} rows)" for s, n in v.items()) for v in clashes.values())
+        raise ManifestError(f"{csv_path}: labels that differ only in case or spacing would become separate classes: "
+                            f"{shown}. Fix the spelling in the manifest, or pass fold_label_case=True to merge them "
+                            "(the most frequent spelling names the class).")
+    return sorted(max(v.items(), key=lambda item: (item[1], item[0]))[0] for v in groups.values())
 
 
 def _select_split(raw: pd.DataFrame, split: str | None, csv_path: Path) -> pd.DataFrame:
@@ -277,7 +336,8 @@ def _select_split(raw: pd.DataFrame, split: str | None, csv_path: Path) -> pd.Da
     return kept
 
 
-def _validate(rows: pd.DataFrame, classes: list[str], root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _validate(rows: pd.DataFrame, classes: list[str], root: Path, fence: Path | None,
+              fold: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Resolve paths, labels and ids of every row; collect one record per problem."""
     problems: list[dict[str, Any]] = []
 
@@ -285,14 +345,11 @@ def _validate(rows: pd.DataFrame, classes: list[str], root: Path) -> tuple[pd.Da
         problems.append({"row": row, "line": row + 1, "column": column, "value": value, "problem": problem})
 
     table = rows.copy()
-    table["path"] = [_check_path(r, v, "image_path", root, bad, required=True)
+    table["path"] = [_check_path(r, v, "image_path", root, fence, bad, required=True)
                      for r, v in zip(table["row"], table["image_path"])]
-    table["label_index"] = [_label_index(r, v, classes, bad) for r, v in zip(table["row"], table["label"])]
+    table["label_index"] = [_label_index(r, v, classes, bad, fold) for r, v in zip(table["row"], table["label"])]
     mask_cols = [c for c in table.columns if c.startswith(MASK_PREFIX)]
-    for col in mask_cols:
-        if not col[len(MASK_PREFIX):]:
-            raise ManifestError(f"column {col!r}: a mask column needs a name after '{MASK_PREFIX}' (e.g. mask_lung).")
-    mask_paths = [{c[len(MASK_PREFIX):]: _check_path(r, rec[c], c, root, bad, required=False)
+    mask_paths = [{c[len(MASK_PREFIX):]: _check_path(r, rec[c], c, root, fence, bad, required=False)
                    for c in mask_cols if rec[c].strip()} for r, rec in zip(table["row"], table.to_dict("records"))]
     table["_mask_paths"] = mask_paths
     table["id"] = _ids(table, bad)
@@ -303,7 +360,8 @@ def _validate(rows: pd.DataFrame, classes: list[str], root: Path) -> tuple[pd.Da
     return table, pd.DataFrame(problems, columns=_PROBLEM_COLUMNS).sort_values(["row", "column"], kind="stable")
 
 
-def _check_path(row: int, value: str, column: str, root: Path, bad: Callable, *, required: bool) -> str:
+def _check_path(row: int, value: str, column: str, root: Path, fence: Path | None, bad: Callable, *,
+                required: bool) -> str:
     value = value.strip()
     if not value:
         if required:
@@ -311,12 +369,27 @@ def _check_path(row: int, value: str, column: str, root: Path, bad: Callable, *,
         return ""
     path = Path(value).expanduser()
     path = path if path.is_absolute() else root / path
-    if not path.is_file():
+    if fence is not None and not _inside(path, fence):
+        bad(row, column, value, f"the path leaves the dataset root {fence}; pass root= (the folder holding the "
+                                "images) or allow_outside_root=True if you trust this manifest")
+        return str(path)
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte (found by fuzzing)
+        bad(row, column, value, f"not a usable path ({type(exc).__name__}: {exc})"[:300])
+        return str(path)
+    if not found:
         bad(row, column, value, f"file not found ({path})")
     return str(path)
 
 
-def _label_index(row: int, value: str, classes: list[str], bad: Callable) -> int:
+def _inside(path: Path, fence: Path) -> bool:
+    """Lexically (``..`` resolved, symlinks not followed: a link the user made inside the root is theirs)."""
+    normal = os.path.normpath(os.path.abspath(path))
+    return normal == str(fence) or normal.startswith(str(fence).rstrip(os.sep) + os.sep)
+
+
+def _label_index(row: int, value: str, classes: list[str], bad: Callable, fold: bool) -> int:
     value = value.strip()
     if not value:
         bad(row, "label", value, "empty label")
@@ -325,7 +398,15 @@ def _label_index(row: int, value: str, classes: list[str], bad: Callable) -> int
         return classes.index(value)
     if _INT.match(value) and 0 <= int(value) < len(classes):
         return int(value)
-    bad(row, "label", value, f"unknown label; the classes are {classes} (names or indices 0..{len(classes) - 1})")
+    folded = [_fold(c) for c in classes]
+    if fold and _fold(value) in folded:
+        return folded.index(_fold(value))
+    if value.lower() in MISSING_LABELS:
+        bad(row, "label", value, "missing label (a spreadsheet's NaN/NA/null); label the image or drop the row")
+        return -1
+    near = [c for c in classes if _fold(c) == _fold(value)]
+    hint = f"; did you mean {near[0]!r}? (fold_label_case=True merges case variants)" if near else ""
+    bad(row, "label", value, f"unknown label; the classes are {classes} (names or indices 0..{len(classes) - 1}){hint}")
     return -1
 
 

@@ -8,7 +8,12 @@ import numpy as np
 
 from ..errors import ArgumentError, ImageReadError
 
-__all__ = ["existing_file", "checked_pixels", "rgb_to_gray", "check_rgb", "LUMA_WEIGHTS"]
+__all__ = ["existing_file", "checked_pixels", "rgb_to_gray", "check_rgb", "check_voxels", "LUMA_WEIGHTS",
+           "MAX_VOXELS"]
+
+#: Default limit on the voxels one read may decode: 2**29 (512 Mi voxels, 2 GiB as float32; an 800^3 CT
+#: fits). A header claiming more is refused before anything is allocated; pass ``max_voxels=`` to raise it.
+MAX_VOXELS = 2**29
 
 #: ITU-R BT.601 luma weights (R, G, B). The same weights define the Y of DICOM's YBR_FULL
 #: (PS3.3 C.7.6.3.1.2) and Pillow's ``convert("L")``, so a grey read of a YBR DICOM, of an RGB
@@ -19,8 +24,17 @@ RGB_MODES = ("gray", "keep")
 
 
 def existing_file(path: str | os.PathLike) -> Path:
-    """``path`` as a :class:`Path`, or an :class:`ImageReadError` when it is missing or not a file."""
+    """``path`` as a :class:`Path`, or an :class:`ImageReadError` when it is missing, not a file or unreadable."""
     path = Path(path).expanduser()
+    try:
+        return _readable(path)
+    except PermissionError as exc:
+        raise ImageReadError(f"{path}: permission denied; this user cannot read the file (or search a folder "
+                             "above it). Ask its owner for read access (e.g. chmod u+r) or copy it somewhere "
+                             "you can read.") from exc
+
+
+def _readable(path: Path) -> Path:
     if not path.exists():
         raise ImageReadError(f"{path}: no such file. Check the path (relative paths start at {Path.cwd()}).")
     if path.is_dir():
@@ -29,7 +43,23 @@ def existing_file(path: str | os.PathLike) -> Path:
         )
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path} is an empty file (0 bytes); the copy or download is incomplete.")
+    with open(path, "rb"):
+        pass
     return path
+
+
+def check_voxels(path: Path, shape: tuple[int, ...], max_voxels: int | None, what: str = "image") -> None:
+    """Refuse a claimed ``shape`` above the voxel limit before any memory is allocated for it."""
+    limit = MAX_VOXELS if max_voxels is None else int(max_voxels)
+    n = 1
+    for size in shape:
+        n *= int(size)
+    if n > limit:
+        raise ImageReadError(
+            f"{path}: the header claims a {what} of shape {tuple(int(s) for s in shape)} = {n:,} voxels "
+            f"({n * 4 / 2**30:.1f} GiB as float32), over the limit of {limit:,}. A damaged or hostile header, or "
+            "a really large file: if you trust it, pass max_voxels= (e.g. max_voxels=2**31) to read it."
+        )
 
 
 def check_rgb(rgb: str) -> str:

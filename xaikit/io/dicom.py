@@ -10,6 +10,8 @@ percentile window.
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..errors import ArgumentError, ImageReadError
-from ._common import check_rgb, checked_pixels, existing_file, rgb_to_gray
+from ._common import check_rgb, check_voxels, checked_pixels, existing_file, rgb_to_gray
 from .image import MedicalImage
 from .privacy import dicom_meta
 
@@ -64,6 +66,7 @@ def read_dicom(
     frame: int | None = None,
     rgb: str = "gray",
     keep_identifiers: bool = False,
+    max_voxels: int | None = None,
 ) -> MedicalImage:
     """Read a DICOM image (single- or multi-frame, grey or colour, any decodable transfer syntax).
 
@@ -77,6 +80,9 @@ def read_dicom(
         Colour (RGB, YBR, palette) images: BT.601 luminance, or channels-first ``(3, H, W)``.
     keep_identifiers : bool
         Also copy patient/study identifiers into ``meta`` (see :mod:`xaikit.io.privacy`).
+    max_voxels : int, optional
+        Refuse a file whose Rows x Columns x Number of Frames x Samples per Pixel exceeds this (default
+        2**29) before decoding.
 
     Returns
     -------
@@ -98,20 +104,20 @@ def read_dicom(
     n_frames = _n_frames(ds)
     if frame is not None and not 0 <= frame < n_frames:
         raise ArgumentError(f"frame={frame} is out of range for {path}, which has {n_frames} frame(s).")
+    check_voxels(path, (n_frames, *_claimed_plane(ds)), max_voxels, what="pixel data")
     pixels = _decoded(ds, path)
     if n_frames > 1 and frame is not None:
         pixels = pixels[frame]
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    window = None
-    colour = photometric == "PALETTE COLOR" or int(ds.get("SamplesPerPixel", 1)) > 1
-    if colour:
-        pixels = _colour(pixels, ds, photometric, rgb, path)
-        top = 2.0 ** int(ds.get("BitsStored", 8)) - 1
-        window = (top / 2.0, top)
-    else:
-        pixels, window = _grey(pixels, ds, photometric)
+    try:
+        colour, pixels, window = _values(pixels, ds, photometric, rgb, path)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error, OverflowError) as exc:
+        # pydicom's LUT code on attributes that contradict each other (found by tests/test_fuzz_readers.py)
+        raise ImageReadError(f"{path}: the pixel values cannot be mapped: its photometric interpretation, rescale "
+                             f"or LUT attributes are inconsistent ({type(exc).__name__}: {str(exc)[:200]}). "
+                             "Check the file with the software that wrote it (e.g. dciodvfy).") from exc
     array = checked_pixels(pixels, path)
-    spacing, unit = _spacing(ds, array.ndim)
+    spacing, unit = _spacing(ds, array.ndim, path)
     meta = dicom_meta(ds, keep_identifiers=keep_identifiers)
     meta.update(format="DICOM", transfer_syntax=str(_transfer_syntax(ds).name), photometric=photometric,
                 n_frames=n_frames, bit_depth=int(ds.get("BitsStored", 8)), spacing_unit=unit,
@@ -132,7 +138,9 @@ def _dataset(path: Path) -> Dataset:
             ds = pydicom.dcmread(path)
         except InvalidDicomError:  # no 'DICM' preamble: may still be a bare DICOM data set
             ds = pydicom.dcmread(path, force=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        convert_all(ds)
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, NotImplementedError,
+            IndexError, struct.error) as exc:
         raise ImageReadError(f"{path}: cannot be parsed as DICOM ({type(exc).__name__}: {exc}). "
                              "The file may be truncated or not DICOM at all.") from exc
     if "SOPClassUID" not in ds and not any(k in ds for k in _PIXEL_KEYWORDS):
@@ -145,6 +153,13 @@ def _dataset(path: Path) -> Dataset:
     if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
         _guess_transfer_syntax(ds)
     return ds
+
+
+def convert_all(ds: Dataset) -> None:
+    """Convert every element now: pydicom parses values lazily, so a damaged element (an unknown VR, a bad
+    length) would otherwise raise from whichever later line first touches it (found by fuzzing)."""
+    for _ in ds.iterall():
+        pass
 
 
 def _guess_transfer_syntax(ds: Dataset) -> None:
@@ -170,9 +185,24 @@ def _n_frames(ds: Dataset) -> int:
         return 1
 
 
+def _claimed_plane(ds: Dataset) -> tuple[int, int, int]:
+    """Rows, Columns, Samples per Pixel as the header claims them (0 when unreadable: pydicom reports it)."""
+    out = []
+    for keyword, default in (("Rows", 0), ("Columns", 0), ("SamplesPerPixel", 1)):
+        try:
+            out.append(max(int(ds.get(keyword, default) or default), 0))
+        except (TypeError, ValueError):
+            out.append(default)
+    return tuple(out)
+
+
 def _decoded(ds: Dataset, path: Path) -> np.ndarray:
     """``ds.pixel_array``, or an ImageReadError naming the transfer syntax and the missing decoder."""
     syntax = _transfer_syntax(ds)
+    if not syntax.is_transfer_syntax:
+        raise ImageReadError(f"{path}: its Transfer Syntax UID {str(syntax)!r} is not a transfer syntax pydicom "
+                             "knows (a private, mistyped or damaged value), so its pixel data cannot be decoded. "
+                             "Convert the file with the software that wrote it (or dcmtk's dcmconv).")
     if get_decoder is not None and syntax.is_compressed:
         try:
             decoder = get_decoder(syntax)
@@ -185,7 +215,8 @@ def _decoded(ds: Dataset, path: Path) -> np.ndarray:
         return ds.pixel_array
     except (RuntimeError, NotImplementedError) as exc:
         raise ImageReadError(_no_decoder_message(path, syntax, f"decoding failed: {exc}")) from exc
-    except (ValueError, AttributeError, KeyError, TypeError, EOFError, OSError) as exc:
+    except (ValueError, AttributeError, KeyError, TypeError, EOFError, OSError, IndexError, StopIteration,
+            struct.error, OverflowError) as exc:  # StopIteration: pydicom's RLE frame iterator
         raise ImageReadError(f"{path}: the pixel data cannot be decoded ({type(exc).__name__}: {exc}). "
                              "The file is truncated or its image attributes (Rows, Columns, Bits Allocated, "
                              "Number of Frames) do not match the pixel data.") from exc
@@ -195,6 +226,15 @@ def _no_decoder_message(path: Path, syntax: UID, why: str) -> str:
     options = " | ".join(f"pip install {p}" for p in decoder_packages(syntax))
     return (f"{path}: pixel data are compressed with transfer syntax '{syntax.name}' ({syntax}) and {why}. "
             f"Install a decoder that supports it: {options}; then read the file again.")
+
+
+def _values(pixels: np.ndarray, ds: Dataset, photometric: str, rgb: str, path: Path):
+    """(is colour, values after the modality LUT / colour conversion, default window)."""
+    colour = photometric == "PALETTE COLOR" or int(ds.get("SamplesPerPixel", 1)) > 1
+    if colour:
+        top = 2.0 ** int(ds.get("BitsStored", 8)) - 1
+        return True, _colour(pixels, ds, photometric, rgb, path), (top / 2.0, top)
+    return False, *_grey(pixels, ds, photometric)
 
 
 def _grey(stored: np.ndarray, ds: Dataset, photometric: str) -> tuple[np.ndarray, tuple[float, float] | None]:
@@ -286,15 +326,38 @@ def _colour(pixels: np.ndarray, ds: Dataset, photometric: str, rgb: str, path: P
     return np.moveaxis(pixels, -1, 0)
 
 
-def _spacing(ds: Dataset, ndim: int) -> tuple[tuple[float, ...], str]:
-    """(row, col) or (slice, row, col) spacing in mm, and ``"mm"`` or ``"pixel"`` when unknown."""
+def _spacing(ds: Dataset, ndim: int, path: Path) -> tuple[tuple[float, ...], str]:
+    """(row, col) or (slice, row, col) spacing in mm, and ``"mm"`` or ``"pixel"`` when unknown.
+
+    A Pixel Spacing that is not two finite positive numbers is treated as absent, with a warning: a
+    zero, negative or NaN spacing would make every distance and area computed later wrong.
+    """
     ds = _lut_view(ds)
     in_plane = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    unit = "mm" if in_plane else "pixel"
-    row_col = (float(in_plane[0]), float(in_plane[1])) if in_plane else (1.0, 1.0)
+    row_col = _positive_pair(in_plane) if in_plane else None
+    if in_plane and row_col is None:
+        warnings.warn(f"{path}: Pixel Spacing {list(in_plane) if hasattr(in_plane, '__len__') else in_plane!r} is "
+                      "not two positive numbers; it is ignored (spacing in pixels).", stacklevel=4)
+    unit = "mm" if row_col else "pixel"
+    row_col = row_col or (1.0, 1.0)
     if ndim == 2:
         return row_col, unit
-    return (_slice_spacing(ds),) + row_col, unit
+    try:
+        between = _slice_spacing(ds)
+    except (TypeError, ValueError, IndexError):
+        between = float("nan")
+    if not (np.isfinite(between) and between > 0):
+        warnings.warn(f"{path}: the slice spacing is not a positive number; using 1.", stacklevel=4)
+        between = 1.0
+    return (between,) + row_col, unit
+
+
+def _positive_pair(value: Any) -> tuple[float, float] | None:
+    try:
+        pair = (float(value[0]), float(value[1]))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return pair if all(np.isfinite(v) and v > 0 for v in pair) else None
 
 
 def _slice_spacing(ds: Dataset) -> float:

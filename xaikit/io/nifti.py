@@ -18,8 +18,10 @@ A NIfTI with one slice (or a 2D NIfTI) reads as a 2D ``(H, W)`` image.
 """
 from __future__ import annotations
 
+import gzip
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -27,7 +29,7 @@ import numpy as np
 
 from .._util import atomic_path
 from ..errors import ArgumentError, ImageReadError, ImageWriteError, XaikitError
-from ._common import checked_pixels, existing_file
+from ._common import check_voxels, checked_pixels, existing_file
 from .image import MedicalImage
 
 __all__ = ["read_nifti", "write_nifti", "ras_to_dhw", "dhw_to_ras"]
@@ -48,7 +50,8 @@ def dhw_to_ras(spacing: tuple[float, float, float]) -> np.ndarray:
     return np.array([[0, 0, -sw, 0], [0, -sh, 0, 0], [sd, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
-def read_nifti(path: str | os.PathLike, *, volume: int | None = None) -> MedicalImage:
+def read_nifti(path: str | os.PathLike, *, volume: int | None = None,
+               max_voxels: int | None = None) -> MedicalImage:
     """Read a 2D, 3D or 4D NIfTI file: scaled values, canonical (RAS) orientation, ``(D, H, W)`` layout.
 
     Parameters
@@ -57,11 +60,16 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None) -> Medical
         ``.nii`` or ``.nii.gz`` file.
     volume : int, optional
         4D files: the volume (4th index) to read. Default 0, with a warning when there are several.
+    max_voxels : int, optional
+        Refuse a header claiming more voxels than this (default :data:`xaikit.io._common.MAX_VOXELS`,
+        2**29), before reading. The claimed size is also checked against the file's length, so a short
+        file with a huge header fails at once instead of allocating what the header says.
 
     Returns
     -------
     MedicalImage
-        float32 values ``scl_slope * stored + scl_inter`` (nibabel's ``get_fdata``), spacing in mm
+        float32 values ``scl_slope * stored + scl_inter`` (nibabel's ``get_fdata`` in float32, never
+        through a float64 copy), spacing in mm
         (header zooms converted from the header's unit), affine mapping ``(d, h, w)`` to RAS mm
         (see the module docstring), window from ``cal_min``/``cal_max`` when set.
 
@@ -74,21 +82,27 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None) -> Medical
     path = existing_file(path)
     try:
         img = nib.load(path)
+        _check_claim(img, path, max_voxels)
         n_volumes, img = _one_volume(img, volume, path)
-        canonical = nib.as_closest_canonical(img)
-        data = canonical.get_fdata(dtype=np.float64)
+        data, canonical_affine, zooms = _canonical(img, path)
     except XaikitError:
         raise
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as exc:
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, nib.orientations.OrientationError,
+            OSError, EOFError, ValueError, TypeError, KeyError, IndexError, zlib.error) as exc:
+        # what nibabel raises on a header it cannot interpret (found by tests/test_fuzz_readers.py)
         raise ImageReadError(f"{path}: cannot be read as NIfTI ({type(exc).__name__}: {exc}). "
                              "The file may be truncated or not NIfTI.") from exc
-    to_mm = _UNIT_MM.get(img.header.get_xyzt_units()[0], 1.0)
+    to_mm = _UNIT_MM.get(_xyz_unit(img.header), 1.0)
     perm = ras_to_dhw(data.shape)
-    affine = canonical.affine @ perm
+    affine = canonical_affine @ perm
     affine[:3, :] *= to_mm
-    zooms = np.asarray(canonical.header.get_zooms()[:3], dtype=np.float64) * to_mm
+    zooms = zooms * to_mm
     array = data[::-1, ::-1, :].transpose(2, 1, 0)
     spacing = (float(zooms[2]), float(zooms[1]), float(zooms[0]))
+    if not all(np.isfinite(v) and v > 0 for v in spacing) or not np.isfinite(affine).all():
+        raise ImageReadError(f"{path}: the header's voxel size {spacing} (pixdim) or affine is not finite and "
+                             "positive, so distances in this image are unknown. Fix pixdim/srow in the header "
+                             "(e.g. nibabel's header.set_zooms) and save the file again.")
     if array.shape[0] == 1:
         array, spacing = array[0], spacing[1:]
     pixels = checked_pixels(array, path, what="volume")
@@ -97,10 +111,57 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None) -> Medical
                         meta=meta, source=path)
 
 
+def _check_claim(img, path: Path, max_voxels: int | None) -> None:
+    """The header's shape, before any voxel is read: dimensionality, the voxel limit, and the file's length."""
+    shape = tuple(int(s) for s in img.shape)
+    if img.ndim < 2:
+        raise ImageReadError(f"{path}: the image is {img.ndim}D {shape}; xaikit reads 2D, 3D and 4D NIfTI. "
+                             "A 1-D NIfTI holds a signal or a table, not an image.")
+    check_voxels(path, shape[:3], max_voxels, what="volume")
+    itemsize = img.header.get_data_dtype().itemsize
+    needed = int(img.header.get_data_offset()) + int(np.prod(shape, dtype=np.int64)) * itemsize
+    have = _stored_length(path, needed)
+    if have < needed:
+        raise ImageReadError(f"{path}: the header claims shape {shape} of {img.header.get_data_dtype()} "
+                             f"({needed:,} bytes with the header), but the file holds only {have:,}; it is "
+                             "truncated or its header is wrong. Copy or export the file again.")
+
+
+def _stored_length(path: Path, needed: int) -> int:
+    """Bytes the file holds once decompressed, counted only as far as ``needed`` (nothing is allocated)."""
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        return path.stat().st_size
+    total = 0
+    with gzip.open(path, "rb") as fh:
+        while total < needed:
+            chunk = fh.read(min(1 << 22, needed - total))
+            if not chunk:
+                break
+            total += len(chunk)
+    return total
+
+
+def _canonical(img, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 voxels reoriented to the closest canonical (RAS+) axes, their affine and zooms: what
+    ``nib.as_closest_canonical`` does, but without its float64 detour through the scaled data."""
+    ornt = nib.io_orientation(img.affine)
+    if np.isnan(ornt).any():
+        raise ImageReadError(f"{path}: the header's affine {img.affine.tolist()} is singular (e.g. all zero), so "
+                             "the orientation of the voxels is unknown. Fix the sform/qform (e.g. nibabel's "
+                             "set_sform with the scanner geometry) and save the file again.")
+    data = nib.orientations.apply_orientation(img.get_fdata(dtype=np.float32), ornt)
+    affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape[:3])
+    zooms = np.empty(3)
+    zooms[ornt[:, 0].astype(int)] = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+    return data, affine, zooms
+
+
 def _one_volume(img, volume: int | None, path: Path):
     """The 3D image to read (a 2D image gets a singleton z axis) and the number of volumes in the file."""
     if img.ndim == 2:
-        return 1, nib.Nifti1Image(img.get_fdata()[..., None], img.affine)
+        return 1, nib.Nifti1Image(img.get_fdata(dtype=np.float32)[..., None], img.affine, img.header)
     if img.ndim == 3:
         if volume not in (None, 0):
             raise ArgumentError(f"volume={volume} is out of range for the 3D file {path}; use volume=None.")
@@ -118,6 +179,14 @@ def _one_volume(img, volume: int | None, path: Path):
     return n_volumes, img.slicer[:, :, :, volume]
 
 
+def _xyz_unit(header) -> str:
+    """The header's spatial unit; an undefined code (nibabel's KeyError) reads as 'unknown' (taken as mm)."""
+    try:
+        return header.get_xyzt_units()[0]
+    except KeyError:
+        return "unknown"
+
+
 def _window(header) -> tuple[float, float] | None:
     lo, hi = float(header.get("cal_min", 0)), float(header.get("cal_max", 0))
     return ((lo + hi) / 2.0, hi - lo) if hi > lo else None
@@ -130,7 +199,7 @@ def _meta(img, n_volumes: int, volume: int | None) -> dict:
         "format": "NIfTI-2" if isinstance(header, nib.Nifti2Header) else "NIfTI-1",
         "original_axcodes": "".join(nib.aff2axcodes(img.affine)),
         "datatype": str(header.get_data_dtype()),
-        "xyz_unit": header.get_xyzt_units()[0],
+        "xyz_unit": _xyz_unit(header),
         "qform_code": int(header["qform_code"]),
         "sform_code": int(header["sform_code"]),
         "n_volumes": n_volumes,

@@ -1,9 +1,11 @@
 """Patient privacy for DICOM: which attributes may leave a file, and a de-identified copy.
 
 The rules follow the DICOM Basic Application Level Confidentiality Profile, DICOM PS3.15 Annex E,
-Table E.1-1 ("Application Level Confidentiality Profile Attributes"). :data:`PROFILE_ACTIONS` lists, by
-pydicom keyword, the attributes of that table that occur in imaging files, each with the action of the
-basic profile:
+Table E.1-1 ("Application Level Confidentiality Profile Attributes"), in full: the table is not copied by
+hand but taken from Kitware's ``dicom-anonymizer`` package (its transcription of the standard's table,
+edition 2026c, ``dicomanonymizer.dicom_anonymization_databases``; :data:`PROFILE_EDITION`).
+:data:`PROFILE_TAGS` maps every tag of that table to the action of the basic profile, and
+:data:`PROFILE_ACTIONS` the same by pydicom keyword (tags newer than pydicom's dictionary have none):
 
 * ``"X"`` remove, ``"Z"`` replace by an empty value, ``"D"`` replace by a dummy value,
   ``"U"`` replace a UID by a new one, consistently (same input UID -> same output UID).
@@ -11,7 +13,14 @@ basic profile:
   ``X/D`` -> ``D``; ``X/Z/U*`` (reference sequences) -> kept, with the UIDs inside replaced.
 
 Beyond the table, as the profile also requires: private attributes are removed, overlay data and
-curve data (groups 60xx/50xx) are removed, and any remaining person name (VR PN) is emptied.
+curve data (groups 60xx/50xx) are removed, and any remaining person name (VR PN) is emptied. And, to be
+safe where a transcription or an older/newer edition of the table misses an attribute (e.g. the
+alternative-calendar birth/death dates, Issuer of Patient ID Qualifiers, SOP Instance UID of Concatenation
+Source), three catch-alls apply to attributes the table does not name: every other attribute of the
+Patient group (0010,xxxx) is removed unless it is a kept patient characteristic; every attribute whose
+keyword names an issuer, an address, a telephone/telecom, an order number or an alternative calendar is
+removed; and every UID (VR UI) that is not a registered DICOM UID (SOP classes, transfer syntaxes, coding
+schemes) is replaced like an instance UID.
 
 :func:`dicom_meta` builds :attr:`MedicalImage.meta` from an allow-list (:data:`SAFE_KEYWORDS`) that shares
 no attribute with the profile, so a read image carries no identifier unless asked.
@@ -19,6 +28,7 @@ no attribute with the profile, so a read image carries no identifier unless aske
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,95 +37,48 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
-from pydicom.uid import generate_uid
+from pydicom.datadict import keyword_for_tag
+from pydicom.uid import UID_dictionary, generate_uid
 
 from .._util import atomic_path
 from ..errors import ImageReadError, ImageWriteError
 from ._common import existing_file
 
-__all__ = ["PROFILE_ACTIONS", "SAFE_KEYWORDS", "IDENTIFIER_KEYWORDS", "PATIENT_CHARACTERISTICS",
+__all__ = ["PROFILE_ACTIONS", "PROFILE_TAGS", "PROFILE_EDITION", "SAFE_KEYWORDS", "IDENTIFIER_KEYWORDS", "PATIENT_CHARACTERISTICS",
            "dicom_meta", "deidentify"]
 
-_REMOVE = """
-AcquisitionComments AcquisitionProtocolDescription ActualHumanPerformersSequence AdditionalPatientHistory
-AdmissionID AdmittingDate AdmittingDiagnosesCodeSequence AdmittingDiagnosesDescription AdmittingTime
-Allergies Arbitrary AuthorObserverSequence BranchOfService CassetteID CommentsOnRadiationDose
-CommentsOnThePerformedProcedureStep ConfidentialityConstraintOnPatientDataDescription
-ConsultingPhysicianIdentificationSequence ContrastBolusStartTime ContrastBolusStopTime CountryOfResidence
-CurrentPatientLocation CurveDate CurveTime CustodialOrganizationSequence DataSetTrailingPadding
-DateOfLastCalibration DateOfSecondaryCapture DerivationDescription DigitalSignaturesSequence DischargeDate
-DischargeDiagnosisDescription DischargeTime DistributionAddress DistributionName EthnicGroup FrameComments
-GantryID GeneratorID HumanPerformerName HumanPerformerOrganization IconImageSequence IdentifyingComments
-ImageComments ImagePresentationComments ImagingServiceRequestComments Impressions InstitutionAddress
-InstitutionalDepartmentName InsurancePlanIdentification IntendedRecipientsOfResultsIdentificationSequence
-InterpretationApproverSequence InterpretationAuthor InterpretationDiagnosisDescription InterpretationIDIssuer
-InterpretationRecorder InterpretationText InterpretationTranscriber IssueDateOfImagingServiceRequest
-IssueTimeOfImagingServiceRequest IssuerOfAdmissionID IssuerOfPatientID IssuerOfServiceEpisodeID
-LastMenstrualDate MedicalAlerts MedicalRecordLocator MilitaryRank ModifiedAttributesSequence
-ModifiedImageDescription ModifyingDeviceID NameOfPhysiciansReadingStudy NamesOfIntendedRecipientsOfResults
-NetworkID Occupation OrderCallbackPhoneNumber OrderEnteredBy OrderEntererLocation OriginalAttributesSequence
-OtherPatientIDsSequence OtherPatientNames OverlayDate OverlayTime ParticipantSequence PatientAddress PatientAge
-PatientBirthName PatientBirthTime PatientComments PatientInstitutionResidence PatientInsurancePlanCodeSequence
-PatientMotherBirthName PatientPrimaryLanguageCodeSequence PatientReligiousPreference PatientSize PatientState
-PatientTelephoneNumbers PatientTransportArrangements PatientWeight PerformedLocation
-PerformedProcedureStepDescription PerformedProcedureStepEndDate PerformedProcedureStepEndTime
-PerformedProcedureStepID PerformedProcedureStepStartDate PerformedProcedureStepStartTime
-PerformedStationAETitle PerformedStationGeographicLocationCodeSequence PerformedStationName
-PerformedStationNameCodeSequence PerformingPhysicianIdentificationSequence PerformingPhysicianName
-PersonAddress PersonTelephoneNumbers PhysicianApprovingInterpretation
-PhysiciansReadingStudyIdentificationSequence PhysiciansOfRecord PhysiciansOfRecordIdentificationSequence
-PlateID PreMedication PregnancyStatus ReasonForStudy ReasonForTheImagingServiceRequest
-ReasonForTheRequestedProcedure ReferencedPatientAliasSequence ReferencedPatientPhotoSequence
-ReferencedPatientSequence ReferringPhysicianAddress ReferringPhysicianIdentificationSequence
-ReferringPhysicianTelephoneNumbers RegionOfResidence RequestAttributesSequence RequestedContrastAgent
-RequestedProcedureComments RequestedProcedureID RequestedProcedureLocation RequestingPhysician
-RequestingService ResponsibleOrganization ResponsiblePerson ResultsComments ResultsDistributionListSequence
-ResultsIDIssuer RetrieveAETitle ScheduledHumanPerformersSequence ScheduledPatientInstitutionResidence
-ScheduledPerformingPhysicianIdentificationSequence ScheduledPerformingPhysicianName
-ScheduledProcedureStepDescription ScheduledProcedureStepEndDate ScheduledProcedureStepEndTime
-ScheduledProcedureStepID ScheduledProcedureStepLocation ScheduledProcedureStepStartDate
-ScheduledProcedureStepStartTime ScheduledStationAETitle ScheduledStationGeographicLocationCodeSequence
-ScheduledStationName ScheduledStationNameCodeSequence ScheduledStudyLocation ScheduledStudyLocationAETitle
-ScheduledStudyStartDate ScheduledStudyStartTime SeriesDescription ServiceEpisodeDescription ServiceEpisodeID
-SmokingStatus SpecialNeeds StationAETitle StudyArrivalDate StudyArrivalTime StudyComments
-StudyCompletionDate StudyCompletionTime StudyDescription StudyIDIssuer StudyReadDate StudyReadTime
-StudyVerifiedDate StudyVerifiedTime TextComments TextString TimeOfLastCalibration TimeOfSecondaryCapture
-TimezoneOffsetFromUTC TopicAuthor TopicKeywords TopicSubject TopicTitle UniqueDeviceIdentifier VisitComments
-OtherPatientIDs
-"""
-_EMPTY = """
-AccessionNumber ConsultingPhysicianName FillerOrderNumberImagingServiceRequest PatientBirthDate PatientName
-PatientSex PlacerOrderNumberImagingServiceRequest ReferringPhysicianName StudyDate StudyID StudyTime
-VerifyingObserverIdentificationCodeSequence
-ContentCreatorName ContentDate ContentTime ContrastBolusAgent PatientID
-AcquisitionContextSequence AcquisitionDate AcquisitionTime PatientSexNeutered ReferencedStudySequence
-RequestedProcedureDescription
-AcquisitionDateTime DeviceSerialNumber InstanceCreationTime InstitutionCodeSequence InstitutionName
-OperatorsName ReferencedPerformedProcedureStepSequence StationName
-"""
-_DUMMY = """
-ClinicalTrialSponsorName ClinicalTrialProtocolID ClinicalTrialSubjectID ClinicalTrialSubjectReadingID
-ContentSequence GraphicAnnotationSequence PersonName VerifyingObserverName VerifyingObserverSequence
-VerifyingOrganization
-AcquisitionDeviceProcessingDescription DateOfLastDetectorCalibration DetectorID InstanceCreationDate
-OperatorIdentificationSequence ProtocolName SeriesDate SeriesTime TimeOfLastDetectorCalibration
-"""
-_NEW_UID = """
-ConcatenationUID DeviceUID DimensionOrganizationUID DoseReferenceUID FiducialUID FrameOfReferenceUID
-InstanceCreatorUID IrradiationEventUID LargePaletteColorLookupTableUID MediaStorageSOPInstanceUID
-ObservationUID PaletteColorLookupTableUID ReferencedDoseReferenceUID ReferencedFrameOfReferenceUID
-ReferencedSOPInstanceUID ReferencedSOPInstanceUIDInFile RelatedFrameOfReferenceUID SOPInstanceUID
-SeriesInstanceUID SpecimenUID StorageMediaFileSetUID StudyInstanceUID SynchronizationFrameOfReferenceUID
-TargetUID TemplateExtensionCreatorUID TemplateExtensionOrganizationUID TrackingUID TransactionUID UID
-"""
+#: Edition of PS3.15 Table E.1-1 used, as named by dicom-anonymizer's database module.
+PROFILE_EDITION = "dicomfields_2026c"
+
+# dicom-anonymizer's categories -> the basic profile's action, conditional actions resolved towards a valid
+# file (see the module docstring); "U*" (X/Z/U*: reference sequences) keeps the sequence and cleans its items.
+_CATEGORY_ACTION = {"D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z", "X_Z_TAGS": "Z",
+                    "X_D_TAGS": "D", "X_Z_D_TAGS": "Z", "X_Z_U_STAR_TAGS": "U*"}
 
 
-def _table(**groups: str) -> dict[str, str]:
-    return {kw: action for action, words in groups.items() for kw in words.split()}
+def _profile_tags() -> dict[int, str]:
+    from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+
+    database = dicom_anonymization_database_selector(PROFILE_EDITION)
+    out: dict[int, str] = {}
+    for category, action in _CATEGORY_ACTION.items():
+        for entry in database[category]:
+            if len(entry) == 2:  # the masked entries (curves 50xx, overlays 60xx) are handled by group below
+                out[(entry[0] << 16) | entry[1]] = action
+    return out
 
 
-#: pydicom keyword -> basic-profile action (``"X"``, ``"Z"``, ``"D"``, ``"U"``), from PS3.15 Table E.1-1.
-PROFILE_ACTIONS: dict[str, str] = _table(X=_REMOVE, Z=_EMPTY, D=_DUMMY, U=_NEW_UID)
+#: Tag (int) -> basic-profile action (``"X"``, ``"Z"``, ``"D"``, ``"U"``, ``"U*"``), every row of Table E.1-1.
+PROFILE_TAGS: dict[int, str] = _profile_tags()
+
+#: pydicom keyword -> action (``"X"``, ``"Z"``, ``"D"``, ``"U"``) for the rows of :data:`PROFILE_TAGS` that
+#: pydicom's dictionary names and that are not reference sequences.
+PROFILE_ACTIONS: dict[str, str] = {keyword_for_tag(tag): action for tag, action in PROFILE_TAGS.items()
+                                   if keyword_for_tag(tag) and action != "U*"}
+
+# Catch-alls for attributes the table does not name (module docstring).
+_PATIENT_GROUP = 0x0010
+_IDENTIFYING_WORDS = ("Issuer", "Address", "Telephone", "Telecom", "OrderNumber", "AlternativeCalendar")
 
 #: Table E.1-1, "Retain Patient Characteristics Option": kept when ``keep_patient_characteristics=True``.
 PATIENT_CHARACTERISTICS = ("PatientAge", "PatientSex", "PatientSize", "PatientWeight", "EthnicGroup",
@@ -209,14 +172,16 @@ def deidentify(
     src = existing_file(src)
     try:
         ds = pydicom.dcmread(src)
-    except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
+        for _ in ds.iterall():  # convert every element now: pydicom parses lazily (see dicom.convert_all)
+            pass
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError,
+            NotImplementedError, IndexError, struct.error) as exc:
         raise ImageReadError(f"{src}: cannot be read as DICOM ({exc}); nothing was written.") from exc
     keep = set(PATIENT_CHARACTERISTICS) if keep_patient_characteristics else set()
     salt = _SESSION_SALT if uid_salt is None else uid_salt
     ds.remove_private_tags()
     _clean(ds, keep, salt)
-    if getattr(ds, "file_meta", None) is not None and "MediaStorageSOPInstanceUID" in ds.file_meta:
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    _clean_file_meta(ds, salt)
     if patient_pseudonym is not None:
         ds.PatientID = patient_pseudonym
         ds.PatientName = patient_pseudonym
@@ -230,14 +195,54 @@ def deidentify(
             ds.save_as(tmp)
     except OSError as exc:
         raise ImageWriteError(f"{dst}: could not write the de-identified copy ({exc}).") from exc
+    except (ValueError, TypeError, OverflowError, AttributeError, KeyError, struct.error) as exc:
+        # a value (or file meta) of the source pydicom cannot encode again (found by tests/test_fuzz_readers.py)
+        raise ImageWriteError(f"{dst}: the de-identified copy of {src} cannot be encoded as DICOM "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0]}); nothing was written. Repair "
+                              "the source file (e.g. dcmtk's dcmodify) and try again.") from exc
     return dst
+
+
+def _clean_file_meta(ds: Dataset, salt: str) -> None:
+    """The file meta's Media Storage SOP Instance UID follows the (new) SOP Instance UID; without one in the
+    data set it is replaced on its own. The source application's AE title may name a hospital: removed."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        return
+    if "MediaStorageSOPInstanceUID" in meta:
+        meta.MediaStorageSOPInstanceUID = (ds.SOPInstanceUID if "SOPInstanceUID" in ds
+                                           else _new_uid(str(meta.MediaStorageSOPInstanceUID), salt))
+    for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
+                    "ReceivingApplicationEntityTitle"):
+        if keyword in meta:
+            del meta[keyword]
+
+
+def _action(element: pydicom.DataElement, keep: set[str]) -> str | None:
+    """The profile's action for ``element``: the table's, else a catch-all's, else None (kept as is)."""
+    keyword, tag = element.keyword, int(element.tag)
+    if keyword in keep:
+        return "K"
+    action = PROFILE_TAGS.get(tag)
+    if action is not None:
+        return action
+    if element.tag.group == _PATIENT_GROUP or any(word in keyword for word in _IDENTIFYING_WORDS):
+        return "X"
+    if element.VR == "UI" and element.value and not _registered(element.value):
+        return "U"
+    return None
+
+
+def _registered(value: Any) -> bool:
+    values = value if isinstance(value, (list, pydicom.multival.MultiValue)) else [value]
+    return all(str(v) in UID_dictionary for v in values)
 
 
 def _clean(ds: Dataset, keep: set[str], salt: str) -> None:
     """Apply the profile to ``ds`` and, recursively, to every sequence item in it."""
     for element in list(ds):
-        keyword, group = element.keyword, element.tag.group
-        action = "K" if keyword in keep else PROFILE_ACTIONS.get(keyword)
+        group = element.tag.group
+        action = _action(element, keep)
         if action == "X" or (group & 0xFF00) == 0x5000 or ((group & 0xFF00) == 0x6000 and
                                                             element.tag.element in (0x3000, 0x4000)):
             del ds[element.tag]
@@ -253,12 +258,17 @@ def _clean(ds: Dataset, keep: set[str], salt: str) -> None:
 
 
 _NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "OB", "OW", "OF", "OD", "OL", "OV", "AT"}
-_DUMMIES = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "PN": "ANONYMOUS", "SQ": None}
+# A dummy value valid for each VR (PS3.5 6.2): an age, a number or a UID must still parse as one.
+_DUMMIES = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "PN": "ANONYMOUS", "AS": "000Y",
+            "DS": "0", "IS": "0", "UI": "2.25.0"}
+_BYTES_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 
 
 def _dummy(vr: str) -> Any:
     if vr == "SQ":
         return Sequence()
+    if vr in _BYTES_VRS:
+        return b""
     if vr in _NUMERIC_VRS:
         return None
     return _DUMMIES.get(vr, "ANONYMIZED")

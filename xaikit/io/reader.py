@@ -76,6 +76,7 @@ def read_image(
     volume: int | None = None,
     rgb: str = "gray",
     keep_identifiers: bool = False,
+    max_voxels: int | None = None,
 ) -> MedicalImage:
     """Read a medical image file (DICOM, NIfTI, PNG/JPEG/TIFF, ``.npy``) into a :class:`MedicalImage`.
 
@@ -92,6 +93,10 @@ def read_image(
     keep_identifiers : bool
         DICOM only: also put patient/study identifiers (PatientID, names, dates, UIDs) into ``meta``.
         Off by default: ``meta`` follows the DICOM PS3.15 basic de-identification profile.
+    max_voxels : int, optional
+        Largest number of voxels (pixel values) a file may claim, checked from its header before
+        decoding (default 2**29: 2 GiB as float32). Headers are not trusted: their claim is also checked
+        against the file's length.
 
     Returns
     -------
@@ -116,13 +121,16 @@ def read_image(
         raise ArgumentError(f"volume={volume} applies to 4D NIfTI files only; {Path(path).name} is {fmt}.")
     if fmt in ("nifti", "npy") and frame is not None:
         raise ArgumentError(f"frame={frame} applies to multi-frame DICOM/TIFF only; {Path(path).name} is {fmt}.")
-    return _READERS[fmt](path, frame=frame, volume=volume, rgb=rgb, keep_identifiers=keep_identifiers)
+    return _READERS[fmt](path, frame=frame, volume=volume, rgb=rgb, keep_identifiers=keep_identifiers,
+                         max_voxels=max_voxels)
 
 
 _READERS: dict[str, Callable[..., MedicalImage]] = {
-    "dicom": lambda path, *, frame, volume, rgb, keep_identifiers: read_dicom(
-        path, frame=frame, rgb=rgb, keep_identifiers=keep_identifiers),
-    "nifti": lambda path, *, frame, volume, rgb, keep_identifiers: read_nifti(path, volume=volume),
-    "raster": lambda path, *, frame, volume, rgb, keep_identifiers: read_raster(path, frame=frame, rgb=rgb),
-    "npy": lambda path, *, frame, volume, rgb, keep_identifiers: read_npy(path),
+    "dicom": lambda path, *, frame, volume, rgb, keep_identifiers, max_voxels: read_dicom(
+        path, frame=frame, rgb=rgb, keep_identifiers=keep_identifiers, max_voxels=max_voxels),
+    "nifti": lambda path, *, frame, volume, rgb, keep_identifiers, max_voxels: read_nifti(
+        path, volume=volume, max_voxels=max_voxels),
+    "raster": lambda path, *, frame, volume, rgb, keep_identifiers, max_voxels: read_raster(
+        path, frame=frame, rgb=rgb, max_voxels=max_voxels),
+    "npy": lambda path, *, frame, volume, rgb, keep_identifiers, max_voxels: read_npy(path, max_voxels=max_voxels),
 }

@@ -82,6 +82,9 @@ def write_dicom(
     image = image if isinstance(image, MedicalImage) else MedicalImage(np.asarray(image))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ArgumentError(f"photometric={photometric!r} must be 'MONOCHROME2' or 'MONOCHROME1'.")
+    if not np.isfinite(image.array).all():
+        raise ArgumentError(f"{path}: the image holds {int((~np.isfinite(image.array)).sum())} NaN/infinite "
+                            "values, which DICOM integer pixels cannot store; replace them (numpy.nan_to_num) first.")
     slope, intercept = _rescale(image.array, rescale)
     stored = _stored(image.array, slope, intercept)
     center, width = image.window if window is None else (float(window[0]), float(window[1]))

@@ -15,6 +15,13 @@ from captum.attr import (
     InputXGradient, IntegratedGradients, KernelShap, LayerDeepLift, Lime, Occlusion, Saliency,
 )
 
+from .params import (checked, int_between, non_negative, one_of, positive, positive_int, real_number,
+                     stride_within_window, window_size)
+
+# Upper bounds that stop a typo (n_steps=10**12) from allocating or running for ever: Gauss-Legendre nodes come
+# from an n x n eigenproblem (numpy's leggauss), and sample counts beyond these give no visible change.
+_STEPS = int_between(1, 2000, " (Gauss-Legendre nodes need an n x n matrix; 50-300 steps are usual)")
+_SAMPLES = int_between(1, 100_000, " (sampling error falls as 1/sqrt(n); 20-200 are usual)")
 from .registry import register
 
 __all__: list[str] = []  # methods are reached through METHODS
@@ -45,6 +52,8 @@ def input_x_gradient(ctx):
 
 @register("integrated_gradients", family="path", library="captum", cost=lambda p: p["n_steps"], supports_3d=True,
           defaults={"n_steps": 50, "integration": "gausslegendre", "baseline": 0.0})
+@checked(n_steps=_STEPS, baseline=real_number,
+         integration=one_of("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"))
 def integrated_gradients(ctx, n_steps=50, integration="gausslegendre", baseline=0.0):
     """Integrated gradients from a constant baseline (Sundararajan et al. 2017); chunked by internal_batch_size."""
     ig = IntegratedGradients(ctx.head)
@@ -81,10 +90,12 @@ def _noise_moments(ctx, n_samples: int, noise_level: float):
 
 
 _SG = {"n_samples": 20, "noise_level": 0.1}
+_SG_RULES = {"n_samples": _SAMPLES, "noise_level": non_negative}
 
 
 @register("smoothgrad", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,
           supports_3d=True)
+@checked(**_SG_RULES)
 def smoothgrad(ctx, n_samples=20, noise_level=0.1):
     """Mean gradient over noisy copies, noise sd = noise_level x (max - min) of each input (Smilkov et al. 2017)."""
     return _noise_moments(ctx, n_samples, noise_level)[0]
@@ -92,6 +103,7 @@ def smoothgrad(ctx, n_samples=20, noise_level=0.1):
 
 @register("smoothgrad_sq", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,
           signed=False, supports_3d=True)
+@checked(**_SG_RULES)
 def smoothgrad_sq(ctx, n_samples=20, noise_level=0.1):
     """Mean squared gradient over noisy copies (Hooker et al. 2019)."""
     return _noise_moments(ctx, n_samples, noise_level)[1]
@@ -99,6 +111,7 @@ def smoothgrad_sq(ctx, n_samples=20, noise_level=0.1):
 
 @register("vargrad", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,
           signed=False, supports_3d=True)
+@checked(**_SG_RULES)
 def vargrad(ctx, n_samples=20, noise_level=0.1):
     """Variance of the gradient over noisy copies (Adebayo et al. 2018)."""
     mean, mean_sq = _noise_moments(ctx, n_samples, noise_level)
@@ -114,6 +127,7 @@ def _baseline_set(ctx) -> torch.Tensor:
 
 @register("gradient_shap", family="sampling", library="captum", cost=lambda p: p["n_samples"], supports_3d=True,
           defaults={"n_samples": 20, "stdevs": 0.0})
+@checked(n_samples=_SAMPLES, stdevs=non_negative)
 def gradient_shap(ctx, n_samples=20, stdevs=0.0):
     """GradientSHAP (Lundberg & Lee 2017) over baselines {zeros, seeded noise}; samples run in memory-sized chunks."""
     explainer = GradientShap(ctx.head)
@@ -130,6 +144,7 @@ def gradient_shap(ctx, n_samples=20, stdevs=0.0):
 
 # --- DeepLIFT and modified-ReLU backprop (private copy with fresh ReLUs) ------------------------------
 @register("deeplift", family="gradient", library="captum", cost=2, private_copy=True, defaults={"baseline": 0.0})
+@checked(baseline=real_number)
 def deeplift(ctx, baseline=0.0):
     """DeepLIFT rescale rule from a constant baseline (Shrikumar et al. 2017)."""
     return DeepLift(ctx.head).attribute(ctx.inputs, baselines=float(baseline), target=ctx.target)
@@ -172,6 +187,7 @@ def guided_gradcam(ctx):
 
 @register("layer_deeplift", family="cam", library="captum", cost=2, needs_layer=True, private_copy=True,
           defaults={"baseline": 0.0})
+@checked(baseline=real_number)
 def layer_deeplift(ctx, baseline=0.0):
     """DeepLIFT attribution of the layer's output, summed over channels and upsampled (Sümer et al. 2023)."""
     inputs = ctx.inputs.requires_grad_(True)  # captum's layer hooks need a graph from the input
@@ -182,6 +198,7 @@ def layer_deeplift(ctx, baseline=0.0):
 # --- perturbation ------------------------------------------------------------------------------------
 @register("occlusion", family="perturbation", library="captum", cost=_windows, supports_3d=False,
           defaults={"window": 15, "stride": 8, "baseline": 0.0})
+@checked(window=window_size, stride=positive_int, baseline=real_number, _all=stride_within_window)
 def occlusion(ctx, window=15, stride=8, baseline=0.0):
     """Drop in target score when a window x window patch is set to the baseline (Zeiler & Fergus 2014)."""
     c = ctx.inputs.shape[1]
@@ -217,10 +234,12 @@ def _grid(shape: tuple[int, ...], n_segments: int) -> np.ndarray:
 
 
 _SP = {"n_segments": 50, "compactness": 10.0}
+_SP_RULES = {"n_segments": int_between(1, 100_000), "compactness": positive}
 
 
 @register("feature_ablation", family="perturbation", library="captum", cost=lambda p: p["n_segments"] / 3 + 1,
           defaults={**_SP, "baseline": 0.0})
+@checked(**_SP_RULES, baseline=real_number)
 def feature_ablation(ctx, n_segments=50, compactness=10.0, baseline=0.0):
     """Drop in target score when one SLIC superpixel is set to the baseline."""
     mask = superpixels(ctx.inputs, n_segments, compactness)
@@ -241,6 +260,7 @@ def _per_sample(ctx, explainer, n_samples, mask):
 
 @register("lime", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3,
           defaults={**_SP, "n_samples": 100})
+@checked(**_SP_RULES, n_samples=_SAMPLES)
 def lime(ctx, n_segments=50, compactness=10.0, n_samples=100):
     """LIME on SLIC superpixels with captum's default Lasso surrogate (Ribeiro et al. 2016)."""
     return _per_sample(ctx, Lime(ctx.head), n_samples, superpixels(ctx.inputs, n_segments, compactness))
@@ -248,6 +268,7 @@ def lime(ctx, n_segments=50, compactness=10.0, n_samples=100):
 
 @register("kernel_shap", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3,
           defaults={**_SP, "n_samples": 100})
+@checked(**_SP_RULES, n_samples=_SAMPLES)
 def kernel_shap(ctx, n_segments=50, compactness=10.0, n_samples=100):
     """Kernel SHAP on SLIC superpixels (Lundberg & Lee 2017)."""
     return _per_sample(ctx, KernelShap(ctx.head), n_samples, superpixels(ctx.inputs, n_segments, compactness))

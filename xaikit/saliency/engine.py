@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import ExplanationError, ModelError
 from .explanation import Explanation, plain
 from .memory import MemoryPlan, plan
+from .params import check_params
 from .registry import MethodInfo, get_method
 from .safety import guarded, private_copy
 from .targets import Target, TargetSpec, resolve_target
@@ -169,9 +170,11 @@ def explain(
     params = _check_params(info, params)
     if reduction not in REDUCTIONS:
         raise ExplanationError(f"reduction={reduction!r} is not known; use one of {sorted(REDUCTIONS)}.")
+    _check_run_args(seed, memory_budget)
     x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
     _check_tensor(x, info)
-    _check_model(model)
+    check_params(info.fn, params, info.name, x)
+    _check_model(model, x)
     if preprocess is not None:
         from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
 
@@ -336,13 +339,25 @@ def _unpack_inputs(inputs, labels, image_ids):
         )
     n = len(inputs) if inputs.ndim else 0
     if labels is not None:
-        labels = torch.as_tensor(labels).long().reshape(-1)
+        try:
+            labels = torch.as_tensor(labels).long().reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ExplanationError(f"labels must be class indices (ints), one per input; got {labels!r:.80} "
+                                   f"({exc}).") from exc
         if len(labels) != n:
             raise ExplanationError(f"labels has {len(labels)} entries but there are {n} inputs.")
     image_ids = [str(i) for i in range(n)] if image_ids is None else [str(i) for i in image_ids]
     if len(image_ids) != n:
         raise ExplanationError(f"image_ids has {len(image_ids)} entries but there are {n} inputs.")
     return inputs, labels, image_ids
+
+
+def _check_run_args(seed: Any, memory_budget: Any) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ExplanationError(f"seed={seed!r} must be an int (it seeds the random methods' per-image streams).")
+    if memory_budget is not None and (not isinstance(memory_budget, int) or isinstance(memory_budget, bool)):
+        raise ExplanationError(f"memory_budget={memory_budget!r} must be a number of bytes (int), e.g. 2 * 2**30, "
+                               "or None for the default.")
 
 
 def _check_tensor(x: torch.Tensor, info: MethodInfo) -> None:
@@ -361,9 +376,42 @@ def _check_tensor(x: torch.Tensor, info: MethodInfo) -> None:
         raise ExplanationError("inputs contain NaN or inf values; clean the images before explaining them.")
 
 
-def _check_model(model: nn.Module) -> None:
+def _check_model(model: nn.Module, x: torch.Tensor) -> None:
+    """The model can take ``x`` and returns logits ``N x K``: dtype, channels, then one probe forward."""
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module returning logits N x K; got {type(model).__name__}.")
+    weight = next((p for p in model.parameters() if p.dtype.is_floating_point), None)
+    if weight is not None and weight.dtype != x.dtype:
+        raise ExplanationError(f"inputs are {x.dtype} but the model's weights are {weight.dtype}; convert one to "
+                               f"the other, e.g. x.to({weight.dtype}).")
+    conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    if conv is not None and conv.in_channels != x.shape[1]:
+        raise ExplanationError(f"inputs have {x.shape[1]} channel(s) (shape {tuple(x.shape)}) but the model's first "
+                               f"convolution takes {conv.in_channels}; use the Preprocess the model was trained "
+                               "with (channel handling), e.g. x.mean(1, keepdim=True) or x.expand(-1, 3, ...).")
+    if conv is not None and conv.weight.ndim != x.ndim:
+        kind = {4: "2D images N x C x H x W", 5: "3D volumes N x C x D x H x W"}.get(conv.weight.ndim, "other")
+        raise ExplanationError(f"inputs have shape {tuple(x.shape)} but the model is built for {kind}; explain "
+                               "slices with a 2D model one by one, or use a 3D model for volumes.")
+    _check_output(model, x)
+
+
+def _check_output(model: nn.Module, x: torch.Tensor) -> None:
+    try:
+        with guarded(model), torch.no_grad():
+            out = model(x[:1])
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ModelError(f"{type(model).__name__} cannot run on inputs of shape {tuple(x.shape)} and dtype {x.dtype}: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0]}. Check the input shape, channels and "
+                         "size against what the model was trained on.") from exc
+    if not isinstance(out, torch.Tensor):
+        raise ModelError(f"{type(model).__name__} returns a {type(out).__name__}, not a logits tensor N x K; wrap it "
+                         "so that forward returns the logits only (e.g. a module whose forward is "
+                         "`return self.net(x)[0]` or `['logits']`).")
+    if out.ndim != 2 or out.shape[0] != 1:
+        raise ModelError(f"{type(model).__name__} returns shape {tuple(out.shape)} for one input; saliency needs "
+                         "logits N x K (one row per input, one column per class). Do not squeeze the batch axis; "
+                         "for a single-logit binary model return N x 1.")
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
@@ -385,9 +433,27 @@ def _layer_name(model: nn.Module, info: MethodInfo, layer: str | None, x: torch.
             raise ExplanationError(f"method {info.name!r} does not use a layer; drop layer={layer!r}.")
         return None
     if layer is not None:
-        resolve_layer(model, layer)
+        _check_layer_output(model, resolve_layer(model, layer), layer, x)
         return layer
     return find_cam_layer(model, x[:1])
+
+
+def _check_layer_output(model: nn.Module, module: nn.Module, name: str, x: torch.Tensor) -> None:
+    """A layer method needs a layer whose output keeps the input's spatial axes (N x C x H x W)."""
+    seen: list = []
+    handle = module.register_forward_hook(_shape_recorder(name, seen))
+    try:
+        with guarded(model), torch.no_grad():
+            model(x[:1])
+    finally:
+        handle.remove()
+    if not seen:
+        raise ModelError(f"layer {name!r} is not used by {type(model).__name__}'s forward; pick a layer it runs.")
+    shape = seen[0][1]
+    if len(shape) != x.ndim:
+        raise ModelError(f"layer {name!r} ({type(module).__name__}) outputs shape {tuple(shape)}, without the spatial "
+                         f"axes of the inputs {tuple(x.shape)}; layer methods need a convolutional layer, e.g. "
+                         f"{find_cam_layer(model, x[:1])!r} (the default when layer is not given).")
 
 
 def find_cam_layer(model: nn.Module, sample: torch.Tensor) -> str:

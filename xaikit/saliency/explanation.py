@@ -1,13 +1,15 @@
 """The :class:`Explanation` container: signed maps at input resolution plus full provenance.
 
 Saved as one file with ``torch.save`` of plain types only (tensors, str, numbers, lists, dicts), written
-atomically, read back with ``torch.load(weights_only=True)``, and checked against a SHA-256 of the maps
-stored inside, so a damaged file is detected instead of trusted.
+atomically, read back with ``torch.load(weights_only=True)``, and checked against a SHA-256 of everything
+stored (maps, probabilities, targets, ids, parameters, provenance), so a damaged file is detected instead
+of trusted: a single flipped bit in ``probs`` is as fatal as one in the maps.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
@@ -20,7 +22,7 @@ from ..errors import ExplanationError
 __all__ = ["Explanation", "plain"]
 
 FORMAT = "xaikit.explanation"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum covers every stored entry (1: the maps only)
 
 
 @dataclass
@@ -118,16 +120,23 @@ class Explanation:
         out["params"] = plain(self.params)
         out["image_ids"] = [str(i) for i in self.image_ids]
         out["maps"] = self.maps.detach().cpu().contiguous()
-        out["maps_sha256"] = _digest(out["maps"])
+        out["versions"] = plain(self.versions)
         out["format"], out["format_version"] = FORMAT, FORMAT_VERSION
+        out["sha256"] = _content_digest(out)
         return out
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "Explanation":
         if data.get("format") != FORMAT:
             raise ExplanationError(f"{source} is not an xaikit Explanation file (format={data.get('format')!r}).")
-        if _digest(data["maps"]) != data.get("maps_sha256"):
-            raise ExplanationError(f"{source} is damaged: its maps do not match the stored checksum; recompute it.")
+        missing = [f.name for f in fields(cls) if f.name not in data]
+        if missing:
+            raise ExplanationError(f"{source} is damaged or incomplete: it lacks {missing}; recompute it.")
+        if data.get("format_version") == 1:
+            _check_v1(data, source)
+        elif "sha256" not in data or _content_digest(data) != data["sha256"]:
+            raise ExplanationError(f"{source} is damaged: its contents do not match the checksum (SHA-256) stored at save "
+                                   "time (maps, probabilities, targets, ids or provenance changed). Recompute it.")
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
     def save(self, path: str | os.PathLike) -> None:
@@ -156,10 +165,47 @@ def _digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
+def _check_v1(data: dict, source: str) -> None:
+    """Files of format 1 checksummed only their maps: verify those and say the rest cannot be."""
+    if _digest(data["maps"]) != data.get("maps_sha256"):
+        raise ExplanationError(f"{source} is damaged: its maps do not match the stored checksum; recompute it.")
+    warnings.warn(f"{source} is an Explanation file of format 1, whose checksum covers the maps only; "
+                  "probabilities, targets and provenance cannot be verified. Save it again to upgrade.",
+                  stacklevel=4)
+
+
+def _content_digest(data: dict) -> str:
+    """SHA-256 over every entry except the checksum itself, in a canonical encoding (key order, dtype,
+    shape and bytes of tensors, type of every scalar)."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in data.items() if k not in ("sha256", "maps_sha256")})
+    return h.hexdigest()
+
+
+def _feed(h: "hashlib._Hash", obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}|".encode())
+        for key in sorted(obj, key=str):
+            _feed(h, str(key))
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}|".encode())
+        for item in obj:
+            _feed(h, item)
+    else:
+        h.update(f"{type(obj).__name__}|{obj!r}|".encode())
+
+
 def plain(obj: Any) -> Any:
     """Convert ``obj`` to types ``torch.load(weights_only=True)`` accepts (others become their repr)."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
+    if obj is None or isinstance(obj, (bool, int, float)):
         return obj
+    if isinstance(obj, str):
+        return str(obj)  # str subclasses (torch.__version__) are not loadable with weights_only
     if isinstance(obj, (np.integer, np.floating, np.bool_)):
         return obj.item()
     if isinstance(obj, torch.Tensor):

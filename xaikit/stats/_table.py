@@ -32,14 +32,29 @@ def require(df: Any, columns: Iterable[str], where: str) -> pd.DataFrame:
     return df
 
 
-def drop_nan(df: pd.DataFrame, columns: Sequence[str], where: str, label: Sequence[str] = ()) -> pd.DataFrame:
-    """Rows with NaN in ``columns`` removed, with a warning saying how many and which."""
+def numeric(df: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
+    """``df`` with ``column`` as float; a StatsError naming the column when some cell is not a number."""
+    values = pd.to_numeric(df[column], errors="coerce")
+    text = values.isna() & df[column].notna()
+    if text.any():
+        raise StatsError(f"{where}: column {column!r} holds values that are not numbers "
+                         f"({df.loc[text, column].astype(str).unique()[:5].tolist()}); convert or drop them first.")
+    values = values.astype(float)
+    return df.assign(**{column: values.where(~np.isinf(values))})  # +-inf is no score: excluded like NaN
+
+
+def drop_nan(df: pd.DataFrame, columns: Sequence[str], where: str, label: Sequence[str] = (),
+             value: str | None = None) -> pd.DataFrame:
+    """Rows with NaN in ``columns`` removed, with a warning saying how many and which; ``value`` is first
+    checked to be numeric (:func:`numeric`)."""
+    if value is not None:
+        df = numeric(df, value, where)
     bad = df[list(columns)].isna().any(axis=1).to_numpy()
     if bad.any():
         keys = [c for c in ("image_id", *label) if c in df.columns]
         shown = df.loc[bad, keys].astype(str).agg("/".join, axis=1).tolist() if keys else []
         more = f" ({', '.join(shown[:8])}{' ...' if len(shown) > 8 else ''})" if shown else ""
-        warnings.warn(f"{where}: excluded {int(bad.sum())} of {len(df)} rows with NaN in {list(columns)}{more}.",
+        warnings.warn(f"{where}: excluded {int(bad.sum())} of {len(df)} rows with NaN (or infinite) in {list(columns)}{more}.",
                       stacklevel=3)
     return df.loc[~bad]
 

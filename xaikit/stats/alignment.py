@@ -47,7 +47,7 @@ def alignment(scores: pd.DataFrame, expert: pd.DataFrame | pd.Series, *, value: 
     folds = (fold,) if fold else ()
     require(scores, ["region", value, *by, *folds], "alignment")
     experts = _expert_table(expert, expert_value, fold)
-    data = drop_nan(scores, [value], "alignment", label=("region",))
+    data = drop_nan(scores, [value], "alignment", label=("region",), value=value)
     per_region = data.groupby([*by, *folds, "region"], observed=True)[value].mean().rename("model").reset_index()
     keys_on = ["region", *([fold] if fold and fold in experts.columns else [])]
     merged = per_region.merge(experts, on=keys_on, how="inner")

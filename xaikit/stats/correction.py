@@ -54,6 +54,11 @@ def correct(tests: pd.DataFrame, method: str = "holm", alpha: float = 0.05,
         raise StatsError(f"correct: alpha must be in (0, 1); got {alpha}.")
     out = tests.copy()
     p = pd.to_numeric(out["p_raw"], errors="coerce").to_numpy(dtype=float)
+    text = np.flatnonzero(np.isnan(p) & out["p_raw"].notna().to_numpy())
+    if text.size:
+        raise StatsError(f"correct: p_raw holds values that are not numbers (rows {text[:6].tolist()}: "
+                         f"{out['p_raw'].iloc[text[:6]].tolist()}); a p-value is a probability in [0, 1].")
+    _check_range(out, p)
     _warn_nan(out, p)
     if np.isnan(p).all():
         raise StatsError("correct: the family has no test with a p-value (all p_raw are NaN); nothing to correct.")
@@ -89,6 +94,17 @@ def _holm(p: np.ndarray) -> np.ndarray:
     out = np.empty_like(p)
     out[order] = np.minimum(stepped, 1.0)
     return out
+
+
+def _check_range(tests: pd.DataFrame, p: np.ndarray) -> None:
+    """A p-value outside [0, 1] is a bug upstream; adjusting it would flag a negative p as significant."""
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isnan(p) & ((p < 0) | (p > 1))
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise StatsError(f"correct: {bad.sum()} p_raw values lie outside [0, 1] (rows {rows[:6].tolist()}"
+                         f"{' ...' if rows.size > 6 else ''}: {p[rows[:6]].tolist()}); a p-value is a probability. "
+                         "Fix the test that produced them before correcting.")
 
 
 def _warn_nan(tests: pd.DataFrame, p: np.ndarray) -> None:

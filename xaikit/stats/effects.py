@@ -11,16 +11,35 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["EFFECTS", "cohen_d", "hedges_g", "rank_biserial", "paired_rank_biserial", "cohen_dz", "kendall_w"]
+__all__ = ["EFFECTS", "cohen_d", "hedges_g", "rank_biserial", "paired_rank_biserial", "cohen_dz", "kendall_w",
+           "no_spread"]
+
+#: An SD at most this fraction of the data's magnitude is rounding noise, not variation: a standardised
+#: difference divided by it would be +-inf or ~1e16 (groups constant within, e.g. a 0/1 ``pointing`` column).
+SPREAD_RTOL = 1e-12
+
+
+def no_spread(sd: np.ndarray, *samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    """True where ``sd`` is zero or rounding noise relative to the largest absolute value of ``samples``."""
+    scale = np.maximum.reduce([np.max(np.abs(np.asarray(s, float)), axis=axis) for s in samples])
+    return np.asarray(sd) <= SPREAD_RTOL * scale
+
+
+def _standardised(diff: np.ndarray, sd: np.ndarray, degenerate: np.ndarray) -> np.ndarray:
+    """``diff / sd``, NaN where the SD is degenerate (a standardised effect is undefined there)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.asarray(diff / sd, dtype=float)
+    return np.where(degenerate, np.nan, out) if out.ndim else (np.nan if degenerate else float(out))
 
 
 def cohen_d(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    """(mean_a - mean_b) / pooled SD (ddof 1)."""
+    """(mean_a - mean_b) / pooled SD (ddof 1); NaN when neither group varies (see :func:`no_spread`)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     na, nb = a.shape[axis], b.shape[axis]
-    pooled = ((na - 1) * a.var(axis=axis, ddof=1) + (nb - 1) * b.var(axis=axis, ddof=1)) / (na + nb - 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (a.mean(axis=axis) - b.mean(axis=axis)) / np.sqrt(pooled)
+        pooled = ((na - 1) * a.var(axis=axis, ddof=1) + (nb - 1) * b.var(axis=axis, ddof=1)) / (na + nb - 2)
+    sd = np.sqrt(pooled)
+    return _standardised(a.mean(axis=axis) - b.mean(axis=axis), sd, no_spread(sd, a, b, axis=axis))
 
 
 def hedges_g(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -47,10 +66,11 @@ def paired_rank_biserial(d: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def cohen_dz(d: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Mean / SD (ddof 1) of one sample (or of paired differences)."""
+    """Mean / SD (ddof 1) of one sample (or of paired differences); NaN when ``d`` does not vary."""
     d = np.asarray(d, float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return d.mean(axis=axis) / d.std(axis=axis, ddof=1)
+        sd = d.std(axis=axis, ddof=1)
+    return _standardised(d.mean(axis=axis), sd, no_spread(sd, d, axis=axis))
 
 
 def kendall_w(chi2: float, n: int, k: int) -> float:

@@ -12,7 +12,7 @@ from ..errors import StatsError
 from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
 from .bootstrap import bootstrap_ci
 from .correction import correct
-from .effects import cohen_dz, paired_rank_biserial
+from .effects import cohen_dz, no_spread, paired_rank_biserial
 
 __all__ = ["ONE_SAMPLE_TESTS", "region_enrichment"]
 
@@ -67,7 +67,7 @@ def region_enrichment(scores: pd.DataFrame, *, value: str = "density_ratio",
     run, effect, effect_name = ONE_SAMPLE_TESTS[test]
     rows = []
     for keys, sub in groups_of(data, by):
-        x = sub["log_ratio"].to_numpy(float)
+        x = np.sort(sub["log_ratio"].to_numpy(float))  # sorted: results do not depend on row order
         if len(x) < 2:
             raise StatsError(f"region_enrichment: cell ({cell_name(keys, by)}) has {len(x)} observation(s); "
                              "at least 2 are needed.")
@@ -81,7 +81,7 @@ def _log_ratios(scores: pd.DataFrame, value: str, by: tuple[str, ...], floor: fl
     require(scores, [value, *by] + (["patient_id"] if aggregate else []), "region_enrichment")
     if aggregate not in (None, "patient"):
         raise StatsError(f"region_enrichment: aggregate accepts None or 'patient'; got {aggregate!r}.")
-    data = drop_nan(scores, [value], "region_enrichment", label=("region",))
+    data = drop_nan(scores, [value], "region_enrichment", label=("region",), value=value)
     ratio = data[value].to_numpy(float)
     if (ratio < 0).any():
         raise StatsError(f"region_enrichment: {value!r} has negative values; density ratios of signed maps are "
@@ -102,6 +102,10 @@ def _one(x: np.ndarray, run: Any, effect: Any, effect_name: str, test: str, alte
         stat, p = np.nan, np.nan
         warnings.warn("region_enrichment: every log ratio of a cell is 0; the test is undefined (p NaN).",
                       stacklevel=4)
+    elif test == "t" and no_spread(np.std(x, ddof=1), x):
+        stat, p = np.nan, np.nan
+        warnings.warn(f"region_enrichment: every log ratio of a cell equals {x[0]:.4g}; a t-test (and d_z) is "
+                      "undefined without variation (p NaN). test='wilcoxon' is defined for such data.", stacklevel=4)
     else:
         res = run(x, alternative)
         stat, p = float(res.statistic), float(res.pvalue)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -13,7 +14,7 @@ from ..errors import StatsError
 from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
 from .bootstrap import bootstrap_ci, cluster_bootstrap, percentile_ci
 from .correction import correct
-from .effects import EFFECTS
+from .effects import EFFECTS, no_spread
 
 __all__ = ["TWO_SAMPLE_TESTS", "compare_groups", "two_sample"]
 
@@ -23,12 +24,22 @@ def _mannwhitney(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float,
     return float(res.statistic), float(res.pvalue)
 
 
+def _no_variance(a: np.ndarray, b: np.ndarray) -> bool:
+    """Both groups constant (up to rounding): a t statistic would be +-inf or ~1e16 and p ~ 0, a lie."""
+    sds = np.array([np.std(a, ddof=1), np.std(b, ddof=1)])
+    return bool(no_spread(sds, a, b).all()) if min(len(a), len(b)) > 1 else False
+
+
 def _welch(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float]:
+    if _no_variance(a, b):
+        return np.nan, np.nan
     res = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
     return float(res.statistic), float(res.pvalue)
 
 
 def _student(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float]:
+    if _no_variance(a, b):
+        return np.nan, np.nan
     res = stats.ttest_ind(a, b, equal_var=True, alternative=alternative)
     return float(res.statistic), float(res.pvalue)
 
@@ -91,12 +102,7 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
     -1.0
     """
     by = as_tuple(by)
-    if test not in TWO_SAMPLE_TESTS:
-        raise StatsError(f"compare_groups: unknown test {test!r}; choose one of {sorted(TWO_SAMPLE_TESTS)}.")
-    fn, auto_effect = TWO_SAMPLE_TESTS[test]
-    effect = auto_effect if effect == "auto" else effect
-    if effect not in EFFECTS:
-        raise StatsError(f"compare_groups: unknown effect {effect!r}; choose 'auto' or one of {sorted(EFFECTS)}.")
+    fn, effect = _test_and_effect(test, effect, "compare_groups")
     data = _prepare(scores, group, value, by, aggregate, bootstrap)
     levels = _pairs(data[group], pairs)
     rows = []
@@ -104,6 +110,8 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
         for a_level, b_level in levels:
             a, b = (sub.loc[sub[group] == lv] for lv in (a_level, b_level))
             _check_sizes(a, b, keys, by, group, a_level, b_level)
+            if bootstrap:
+                _check_clusters(a, b, keys, by, group, a_level, b_level)
             row = _one_test(a, b, value, fn, effect, bootstrap, n_boot, ci, seed, alternative)
             row.update(dict(zip(by, keys)), family="compare_groups", test=test + ("+patient_bootstrap" if bootstrap else ""),
                        group_a=str(a_level), group_b=str(b_level), value=value, group=group)
@@ -114,10 +122,19 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
 def two_sample(a: np.ndarray, b: np.ndarray, test: str = "mannwhitney", effect: str = "auto", *,
                n_boot: int = 2000, ci: float = 0.95, seed: int = 0, alternative: str = "two-sided") -> dict[str, Any]:
     """One two-sample test on arrays: ``{statistic, p_raw, effect_size, effect_name, ci_low, ci_high, n_a, n_b}``."""
-    fn, auto_effect = TWO_SAMPLE_TESTS[test]
-    effect = auto_effect if effect == "auto" else effect
+    fn, effect = _test_and_effect(test, effect, "two_sample")
     frame = lambda x: pd.DataFrame({"v": np.asarray(x, float)})  # noqa: E731
     return _one_test(frame(a), frame(b), "v", fn, effect, None, n_boot, ci, seed, alternative)
+
+
+def _test_and_effect(test: str, effect: str, where: str) -> tuple[Callable, str]:
+    if test not in TWO_SAMPLE_TESTS:
+        raise StatsError(f"{where}: unknown test {test!r}; choose one of {sorted(TWO_SAMPLE_TESTS)}.")
+    fn, auto_effect = TWO_SAMPLE_TESTS[test]
+    effect = auto_effect if effect == "auto" else effect
+    if effect not in EFFECTS:
+        raise StatsError(f"{where}: unknown effect {effect!r}; choose 'auto' or one of {sorted(EFFECTS)}.")
+    return fn, effect
 
 
 def _prepare(scores: pd.DataFrame, group: str, value: str, by: tuple[str, ...], aggregate: str | None,
@@ -129,7 +146,7 @@ def _prepare(scores: pd.DataFrame, group: str, value: str, by: tuple[str, ...], 
                          f"got aggregate={aggregate!r}, bootstrap={bootstrap!r}.")
     if aggregate and bootstrap:
         raise StatsError("compare_groups: use aggregate='patient' or bootstrap='patient', not both.")
-    data = drop_nan(scores, [value, group], "compare_groups", label=("region",))
+    data = drop_nan(scores, [value, group], "compare_groups", label=("region",), value=value)
     if aggregate:
         _warn_shared_patients(data, group)
         return data.groupby([*by, group, "patient_id"], observed=True, sort=True)[value].mean().reset_index()
@@ -170,27 +187,62 @@ def _check_sizes(a: pd.DataFrame, b: pd.DataFrame, keys: tuple, by: tuple[str, .
 
 def _one_test(a: pd.DataFrame, b: pd.DataFrame, value: str, fn: Callable, effect: str, bootstrap: str | None,
               n_boot: int, ci: float, seed: int, alternative: str) -> dict[str, Any]:
-    xa, xb = a[value].to_numpy(float), b[value].to_numpy(float)
+    # sorted: the result (bootstrap CI included) does not depend on the order of the rows
+    xa, xb = np.sort(a[value].to_numpy(float)), np.sort(b[value].to_numpy(float))
     statistic, p = fn(xa, xb, alternative)
+    if np.isnan(p):
+        warnings.warn(f"compare_groups: {value!r} is constant within both groups ({_few(xa)} vs {_few(xb)}); "
+                      "a t-test is undefined there, p is NaN. Use test='mannwhitney' for such data.", stacklevel=3)
     eff = EFFECTS[effect]
     size = float(eff(xa, xb))
+    if np.isnan(size):
+        warnings.warn(f"compare_groups: effect size {effect} is undefined for {value!r} ({_few(xa)} vs "
+                      f"{_few(xb)}: no variation within the groups); reported as NaN. rank_biserial is "
+                      "defined for such data.", stacklevel=3)
     if bootstrap:
-        reps = cluster_bootstrap(lambda u, v: float(eff(u, v)), [_clusters(a, value), _clusters(b, value)],
-                                 n_boot=n_boot, seed=seed)
-        (lo, hi), p = percentile_ci(reps, ci), _bootstrap_p(reps)
+        clusters = [_clusters(a, value), _clusters(b, value)]
+        if n_boot:
+            reps = cluster_bootstrap(lambda u, v: float(eff(u, v)), clusters, n_boot=n_boot, seed=seed)
+            (lo, hi), p = percentile_ci(reps, ci), _bootstrap_p(reps, [len(c) for c in clusters])
+        else:
+            lo = hi = p = np.nan
     else:
         lo, hi = bootstrap_ci(eff, (xa, xb), n_boot=n_boot, ci=ci, seed=seed)
     return {"n_a": len(xa), "n_b": len(xb), "statistic": statistic, "p_raw": p, "effect_size": size,
             "effect_name": effect, "ci_low": lo, "ci_high": hi}
 
 
+def _few(x: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in x[:4]) + (", ...]" if len(x) > 4 else "]")
+
+
 def _clusters(df: pd.DataFrame, value: str) -> list[np.ndarray]:
-    return [g[value].to_numpy(float) for _, g in df.groupby("patient_id", observed=True)]
+    return [np.sort(g[value].to_numpy(float)) for _, g in df.groupby("patient_id", observed=True)]
 
 
-def _bootstrap_p(reps: np.ndarray) -> float:
-    """Two-sided p of 'effect = 0' by inverting the percentile interval: 2 min(P(rep <= 0), P(rep >= 0))."""
+#: Fewest patients per group for a patient bootstrap: with fewer, resampling patients explores almost
+#: no distinct data sets and the percentile p collapses to 0 (2 vs 2 patients gave p = 0, "significant").
+MIN_CLUSTERS = 3
+
+
+def _check_clusters(a: pd.DataFrame, b: pd.DataFrame, keys: tuple, by: tuple[str, ...], group: str,
+                    a_level: Any, b_level: Any) -> None:
+    n_a, n_b = a["patient_id"].nunique(), b["patient_id"].nunique()
+    if min(n_a, n_b) < MIN_CLUSTERS:
+        raise StatsError(f"compare_groups: bootstrap='patient' in cell ({cell_name(keys, by)}): {group}={a_level} "
+                         f"has {n_a} and {group}={b_level} has {n_b} patients; resampling patients needs at least "
+                         f"{MIN_CLUSTERS} per group, with fewer its CI and p are undefined. Use "
+                         "aggregate='patient' (an exact test on patient means) or more patients.")
+
+
+def _bootstrap_p(reps: np.ndarray, n_clusters: Sequence[int]) -> float:
+    """Two-sided p of 'effect = 0' by inverting the percentile interval: 2 min(P(rep <= 0), P(rep >= 0)),
+    counted as (k + 1) / (B + 1) (Davison & Hinkley 1997, eq. 4.11) and never below the smallest two-sided p an
+    exact permutation test on the patient means could reach, 2 / C(n_a + n_b, n_a): a bootstrap of few
+    patients must not claim more than the patients can show."""
     reps = reps[np.isfinite(reps)]
     if not reps.size:
         return np.nan
-    return float(min(1.0, 2 * min(np.mean(reps <= 0), np.mean(reps >= 0))))
+    tail = min(np.sum(reps <= 0), np.sum(reps >= 0))
+    floor = 2.0 / math.comb(sum(n_clusters), n_clusters[0])
+    return float(min(1.0, max(2 * (tail + 1) / (reps.size + 1), floor)))

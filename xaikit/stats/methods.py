@@ -40,7 +40,7 @@ def compare_paired(scores: pd.DataFrame, within: str, *, by: str | Sequence[str]
     """
     by = as_tuple(by)
     require(scores, [within, subject, value, *by], "compare_paired")
-    data = drop_nan(scores, [value], "compare_paired", label=(within,))
+    data = drop_nan(scores, [value], "compare_paired", label=(within,), value=value)
     rows = []
     for keys, sub in groups_of(data, by):
         wide = _wide(sub, within, subject, value, keys, by)

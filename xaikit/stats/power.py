@@ -48,6 +48,9 @@ def detectable_effect(n_a: int, n_b: int | None = None, *, test: str = "t", alph
     0.91
     """
     level = _check(test, alpha, power, n_tests)
+    for name, n in (("n_a", n_a), ("n_b", n_b)):
+        if n is not None and (not np.isfinite(n) or n < 2):
+            raise StatsError(f"detectable_effect: {name}={n}; a test needs at least 2 images per group (or pairs).")
     eff_n = n_a * _ARE[test]
     if test in _PAIRED:
         return float(TTestPower().solve_power(nobs=eff_n, alpha=level, power=power, alternative=alternative))
@@ -66,6 +69,11 @@ def required_n(effect: float, *, test: str = "t", alpha: float = 0.05, power: fl
     64
     """
     level = _check(test, alpha, power, n_tests)
+    if not np.isfinite(effect):
+        raise StatsError(f"required_n: effect={effect} is not a finite Cohen's d; give the smallest effect worth "
+                         "detecting, e.g. 0.5.")
+    if not (np.isfinite(ratio) and ratio > 0):
+        raise StatsError(f"required_n: ratio={ratio} must be a positive group-size ratio n_b / n_a.")
     if effect == 0:
         raise StatsError("required_n: an effect of 0 cannot be detected with any number of images.")
     if test in _PAIRED:

@@ -12,6 +12,7 @@ table, with ``p_adj = min(1, k p)`` and the per-test threshold in ``alpha_per_te
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -21,6 +22,7 @@ from scipy import stats
 from ..errors import StatsError
 from ._table import drop_nan, finish, groups_of, require
 from .effects import cohen_d
+from .groups import _no_variance
 
 __all__ = ["PROTOCOLS", "register_protocol", "nimanui", "sumer2023", "run_protocol"]
 
@@ -74,7 +76,7 @@ def sumer2023(scores: pd.DataFrame, group: str = "label", value: str = "mean", a
 def _per_method(scores: pd.DataFrame, group: str, value: str, alpha: float, choose: Callable,
                 name: str) -> pd.DataFrame:
     require(scores, ["method", "region", group, value], name)
-    data = drop_nan(scores, [value, group], name, label=("region",))
+    data = drop_nan(scores, [value, group], name, label=("region",), value=value)
     levels = sorted(data[group].unique().tolist(), key=str)
     if len(levels) != 2:
         raise StatsError(f"{name}: the protocol compares exactly two groups; {group!r} has levels {levels}.")
@@ -88,10 +90,18 @@ def _per_method(scores: pd.DataFrame, group: str, value: str, alpha: float, choo
                 raise StatsError(f"{name}: method={method}, region={region} has {len(a)} and {len(b)} images per "
                                  "group; Shapiro-Wilk needs at least 3.")
             test, res, eff, eff_name = choose(a, b)
-            p = float(res.pvalue)
+            statistic, p = float(res.statistic), float(res.pvalue)
+            if test.endswith("_t") and _no_variance(a, b):
+                warnings.warn(f"{name}: method={method}, region={region}: {value!r} is constant within both groups; "
+                              "the t-test is undefined there (p NaN, not significant).", stacklevel=3)
+                statistic, p = np.nan, np.nan
+            if eff_name != "none" and np.isnan(eff):
+                warnings.warn(f"{name}: method={method}, region={region}: {eff_name} is undefined ({value!r} does "
+                              "not vary within the groups); reported as NaN.", stacklevel=3)
+            p_adj = min(1.0, p * k) if not np.isnan(p) else np.nan
             rows.append({"family": name, "test": test, "method": method, "region": region, "group_a": str(levels[0]),
-                         "group_b": str(levels[1]), "n_a": len(a), "n_b": len(b), "statistic": float(res.statistic),
-                         "p_raw": p, "p_adj": min(1.0, p * k), "correction": "bonferroni", "effect_size": eff,
-                         "effect_name": eff_name, "significant": p < alpha / k, "alpha": alpha,
+                         "group_b": str(levels[1]), "n_a": len(a), "n_b": len(b), "statistic": statistic,
+                         "p_raw": p, "p_adj": p_adj, "correction": "bonferroni", "effect_size": eff,
+                         "effect_name": eff_name, "significant": bool(p < alpha / k), "alpha": alpha,
                          "alpha_per_test": alpha / k, "family_size": k, "value": value})
     return finish(rows)

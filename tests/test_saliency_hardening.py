@@ -1,0 +1,160 @@
+"""Inputs checked before the libraries see them (issue 15): method parameters, input tensors, model outputs, layers."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from xaikit.errors import ExplanationError, ModelError, XaikitError
+from xaikit.saliency import METHODS, explain
+from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def model():
+    return tiny_cnn()
+
+
+@pytest.fixture
+def x():
+    return tiny_inputs(2)
+
+
+BAD_PARAMS = [
+    ("integrated_gradients", {"n_steps": 0}, "n_steps=0"),
+    ("integrated_gradients", {"n_steps": -3}, "an integer from 1 to 2000"),
+    ("integrated_gradients", {"n_steps": 2.5}, "an integer from 1"),
+    ("integrated_gradients", {"n_steps": True}, "an integer from 1"),
+    ("integrated_gradients", {"n_steps": 10**12}, "n x n matrix"),
+    ("integrated_gradients", {"integration": "simpson"}, "integration='simpson'"),
+    ("integrated_gradients", {"baseline": "zeros"}, "baseline='zeros'"),
+    ("integrated_gradients", {"baseline": float("nan")}, "finite number"),
+    ("deeplift", {"baseline": "zeros"}, "baseline='zeros'"),
+    ("layer_deeplift", {"baseline": [0.0]}, "finite number"),
+    ("smoothgrad", {"n_samples": 0}, "n_samples=0"),
+    ("smoothgrad_sq", {"noise_level": -0.1}, ">= 0"),
+    ("vargrad", {"noise_level": float("inf")}, ">= 0"),
+    ("gradient_shap", {"n_samples": 0}, "n_samples=0"),
+    ("gradient_shap", {"stdevs": -1.0}, ">= 0"),
+    ("occlusion", {"window": 0}, "window=0"),
+    ("occlusion", {"window": 9}, "at most the image size"),
+    ("occlusion", {"window": 4, "stride": 0}, "stride=0"),
+    ("occlusion", {"window": 4, "baseline": "zeros"}, "baseline='zeros'"),
+    ("feature_ablation", {"n_segments": 0}, "n_segments=0"),
+    ("feature_ablation", {"compactness": 0}, "> 0"),
+    ("lime", {"n_segments": 0}, "n_segments=0"),
+    ("lime", {"n_samples": 0}, "n_samples=0"),
+    ("kernel_shap", {"n_segments": -1}, "an integer from 1"),
+    ("occlusion", {"window": 2, "stride": 3}, "stride=3 is larger than window=2"),
+]
+
+
+@pytest.mark.parametrize("method,params,match", BAD_PARAMS, ids=[f"{m}-{list(p)[-1]}" for m, p, _ in BAD_PARAMS])
+def test_bad_method_parameters_are_explanation_errors(model, x, method, params, match):
+    before = snapshot(model)
+    with pytest.raises(ExplanationError) as info:
+        explain(model, x, method, **params)
+    message = str(info.value)
+    assert match in message and repr(method) in message, message
+    assert_unchanged(model, before)
+
+
+def test_every_registered_method_with_a_rule_accepts_its_defaults():
+    for name, info in METHODS.items():
+        for param in getattr(info.fn, "param_rules", {}):
+            assert param in info.defaults or param == "_all", (name, param)
+
+
+def test_good_parameters_still_work(model, x):
+    exp = explain(model, x, "occlusion", window=8, stride=8, baseline=0)
+    assert exp.maps.shape == (2, 8, 8)
+    exp = explain(model, x, "integrated_gradients", n_steps=2, integration="riemann_trapezoid",
+                  baseline=torch.tensor(0.5, dtype=torch.float64))
+    assert torch.isfinite(exp.maps).all()
+
+
+def test_checks_run_before_captum_and_without_assert(model, x, monkeypatch):
+    """captum's own guards are ``assert`` statements (gone under ``python -O``): ours must fire first, and be
+    real ``raise`` statements."""
+    import xaikit.saliency.captum_methods as cm
+
+    class Reached:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("captum was reached with a bad parameter")
+
+    monkeypatch.setattr(cm, "IntegratedGradients", Reached)
+    monkeypatch.setattr(cm, "Occlusion", Reached)
+    with pytest.raises(ExplanationError, match="n_steps=0"):
+        explain(model, x, "integrated_gradients", n_steps=0)
+    with pytest.raises(ExplanationError, match="window=0"):
+        explain(model, x, "occlusion", window=0)
+    for module in ("params.py", "engine.py"):
+        tree = ast.parse((ROOT / "xaikit" / "saliency" / module).read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Assert)], module
+
+
+class _Wrapped(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.net, self.kind = tiny_cnn(), kind
+
+    def forward(self, x):
+        logits = self.net(x)
+        return {"tuple": (logits, logits), "dict": {"logits": logits}, "flat": logits[:, 0]}[self.kind]
+
+
+@pytest.mark.parametrize("kind,match", [("tuple", "returns a tuple"), ("dict", "returns a dict"),
+                                        ("flat", "returns shape (1,)")])
+def test_models_that_do_not_return_logits(x, kind, match):
+    model = _Wrapped(kind)
+    before = snapshot(model)
+    with pytest.raises(ModelError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        explain(model, x, "gradient")
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_input_dtype_must_match_the_weights(model, dtype):
+    with pytest.raises(ExplanationError, match=f"inputs are {dtype} but the model's weights are torch.float64"):
+        explain(model, tiny_inputs(1).to(dtype), "gradient")
+
+
+def test_channel_count_must_match_the_model(model):
+    with pytest.raises(ExplanationError, match="inputs have 3 channel.*first convolution takes 2"):
+        explain(model, torch.rand(1, 3, 8, 8, dtype=torch.float64), "gradient")
+
+
+def test_a_2d_model_given_a_volume(model):
+    with pytest.raises(ExplanationError, match="built for 2D images"):
+        explain(model, torch.rand(1, 2, 4, 8, 8, dtype=torch.float64), "gradient")
+
+
+def test_a_model_that_cannot_take_the_input_size(x):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 16 * 16, 2)).double()
+    with pytest.raises(ModelError, match="cannot run on inputs of shape"):
+        explain(model, x, "gradient")
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam", "layer_deeplift"])
+def test_cam_layer_naming_a_linear_layer(model, x, method):
+    before = snapshot(model)
+    with pytest.raises(ModelError, match=r"layer 'fc' \(Linear\) outputs shape \(1, 3\).*e.g. 'pool'"):
+        explain(model, x, method, layer="fc")
+    assert_unchanged(model, before)
+
+
+def test_all_errors_are_xaikit_errors():
+    assert issubclass(ExplanationError, XaikitError) and issubclass(ModelError, XaikitError)
