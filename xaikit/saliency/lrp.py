@@ -65,6 +65,16 @@ def lrp(ctx, rules: Mapping | None = None, composite: Composite | None = None, b
     the divisions of every rule except ``epsilon`` finite (``"sign"``: zennit's, ``"zero"``: iNNvestigate's
     safe divide). Or pass a ready zennit ``composite=`` (then ``rules``, ``bias`` and the stabiliser are
     not used; its class name is recorded).
+
+    Examples
+    --------
+    >>> import torch, torchvision
+    >>> from xaikit.saliency import explain
+    >>> net = torchvision.models.vgg11(num_classes=2).eval()
+    >>> exp = explain(net, torch.rand(1, 3, 32, 32), "lrp", rules={"first": "flat", "dense": "epsilon",
+    ...               "conv": ("alpha_beta", {"alpha": 2, "beta": 1})})  # doctest: +SKIP
+    >>> exp.params["rules"]["conv"]  # doctest: +SKIP
+    ['alpha_beta', {'alpha': 2, 'beta': 1}]
     """
     if composite is not None:
         if rules is not None:
