@@ -23,6 +23,7 @@ from .params import (checked, int_between, non_negative, one_of, positive, posit
 _STEPS = int_between(1, 2000, " (Gauss-Legendre nodes need an n x n matrix; 50-300 steps are usual)")
 _SAMPLES = int_between(1, 100_000, " (sampling error falls as 1/sqrt(n); 20-200 are usual)")
 from .registry import register
+from .targets import check_relevance_init
 
 __all__: list[str] = []  # methods are reached through METHODS
 
@@ -164,18 +165,34 @@ def deeplift_shap(ctx):
     return torch.cat(parts)
 
 
+def _init_head(ctx, relevance_init: str):
+    """``ctx.head`` of this chunk with its backward starting from ``relevance_init`` (one-hot x logit, ...).
+
+    Guided backprop and deconvnet are not scale-free (a ReLU acts on the backward signal, so a negative logit
+    flips what passes), so the initial signal is injected, not multiplied onto the result afterwards.
+    """
+    ctx.head.spec = ctx.spec.scaled(check_relevance_init(relevance_init))
+    return ctx.head
+
+
 @register("guided_backprop", family="gradient", library="captum", cost=1, clean_forward=True, private_copy=True,
-          supports_3d=True)
-def guided_backprop(ctx):
-    """Guided backpropagation: only positive gradients through ReLUs (Springenberg et al. 2015)."""
-    return GuidedBackprop(ctx.head).attribute(ctx.inputs, target=ctx.target)
+          supports_3d=True, defaults={"relevance_init": "one_hot"})
+def guided_backprop(ctx, relevance_init="one_hot"):
+    """Guided backpropagation: only positive gradients through ReLUs (Springenberg et al. 2015).
+
+    ``relevance_init="logit"`` starts from one-hot x logit as iNNvestigate does (default: captum's one-hot).
+    """
+    return GuidedBackprop(_init_head(ctx, relevance_init)).attribute(ctx.inputs, target=ctx.target)
 
 
 @register("deconvnet", family="gradient", library="captum", cost=1, clean_forward=True, private_copy=True,
-          supports_3d=True)
-def deconvnet(ctx):
-    """DeconvNet: ReLU applied to the backward signal (Zeiler & Fergus 2014)."""
-    return Deconvolution(ctx.head).attribute(ctx.inputs, target=ctx.target)
+          supports_3d=True, defaults={"relevance_init": "one_hot"})
+def deconvnet(ctx, relevance_init="one_hot"):
+    """DeconvNet: ReLU applied to the backward signal (Zeiler & Fergus 2014).
+
+    ``relevance_init="logit"`` starts from one-hot x logit as iNNvestigate does (default: captum's one-hot).
+    """
+    return Deconvolution(_init_head(ctx, relevance_init)).attribute(ctx.inputs, target=ctx.target)
 
 
 @register("guided_gradcam", family="cam", library="captum", cost=1.5, needs_layer=True, clean_forward=True,

@@ -5,6 +5,19 @@ __all__ = ["PRESETS"]
 
 _EPS = {"epsilon": 1e-6}
 
+# iNNvestigate 2.1.2 (Alber et al. 2019): relevance starts at one-hot x logit, every division but epsilon's is
+# its safe_divide (exact zeros -> Keras epsilon 1e-7), sums/average pooling use the z-rule, ReLUs pass,
+# max pooling routes to the arg-max, conv/dense layers get the analyzer's rule (see xaikit.saliency.rules).
+_INN = {"method": "lrp", "stabilizer": 1e-7, "stabilizer_kind": "zero", "relevance_init": "logit"}
+
+
+def _inn(rules: dict, bias: bool = True) -> dict:
+    return {**_INN, "rules": rules, "bias": bias}
+
+
+_A1B0, _A2B1 = ("alpha_beta", {"alpha": 1, "beta": 0}), ("alpha_beta", {"alpha": 2, "beta": 1})
+_DENSE_EPS = ("epsilon", {"epsilon": 0.1})
+
 PRESETS: dict[str, dict[str, dict]] = {
     # Sümer et al. 2023, "Explainable AI for medical imaging ... (the 15 methods compared)": zennit gradient
     # family and LRP composites (epsilon 1e-6, ResNet canonizer chosen automatically), captum DeepLift, guided
@@ -34,5 +47,31 @@ PRESETS: dict[str, dict[str, dict]] = {
         "gradcam": {"method": "gradcam"},
         "lrp_epsilon_plus": {"method": "lrp_epsilon_plus", **_EPS},
         "sobel": {"method": "sobel"},
+    },
+    # iNNvestigate 2.1.2's analyzers with their default parameters, keyed by its names (docs/coming_from.md).
+    # "lrp.epsilon_IB" is 2.1.2's lrp.epsilon with bias=False (1.x's LRPEpsilonIgnoreBias). BatchNorm: xaikit
+    # merges it into the preceding conv (canonizer) where iNNvestigate has its own BatchNorm rules.
+    "innvestigate": {
+        "gradient": {"method": "gradient"},
+        "input_t_gradient": {"method": "input_x_gradient"},
+        "deconvnet": {"method": "deconvnet", "relevance_init": "logit"},
+        "guided_backprop": {"method": "guided_backprop", "relevance_init": "logit"},
+        "integrated_gradients": {"method": "integrated_gradients", "n_steps": 64, "integration": "riemann_left",
+                                 "baseline": 0.0},
+        "lrp.z": _inn({"linear": "z"}),
+        "lrp.epsilon": _inn({"linear": ("epsilon", {"epsilon": 1e-7})}),
+        "lrp.epsilon_IB": _inn({"linear": ("epsilon", {"epsilon": 1e-7})}, bias=False),
+        "lrp.w_square": _inn({"linear": "wsquare"}),
+        "lrp.flat": _inn({"linear": "flat"}),
+        "lrp.alpha_1_beta_0": _inn({"linear": _A1B0}),
+        "lrp.alpha_1_beta_0_IB": _inn({"linear": _A1B0}, bias=False),
+        "lrp.alpha_2_beta_1": _inn({"linear": _A2B1}),
+        "lrp.alpha_2_beta_1_IB": _inn({"linear": _A2B1}, bias=False),
+        "lrp.z_plus": _inn({"linear": "zplus"}),
+        "lrp.z_plus_fast": _inn({"linear": "zplus_fast"}),
+        "lrp.sequential_preset_a": _inn({"conv": _A1B0, "dense": _DENSE_EPS}),
+        "lrp.sequential_preset_b": _inn({"conv": _A2B1, "dense": _DENSE_EPS}),
+        "lrp.sequential_preset_a_flat": _inn({"first": "flat", "conv": _A1B0, "dense": _DENSE_EPS}),
+        "lrp.sequential_preset_b_flat": _inn({"first": "flat", "conv": _A2B1, "dense": _DENSE_EPS}),
     },
 }

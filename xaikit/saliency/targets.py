@@ -3,6 +3,12 @@
 A target resolves to a :class:`TargetSpec` that turns logits into one scalar per sample. Index targets
 (``"label"``, an int, a tensor) are passed to captum as ``target=``; ``"pred"`` and callables are folded into
 the forward function so the arg-max is taken inside the method's own forward pass (no extra forward).
+
+Relevance initialisation (:data:`RELEVANCE_INITS`): what a method that propagates a signal backwards (LRP,
+guided backprop, deconvnet) puts on the output before propagating. ``"logit"``: the target score times
+d(score)/d(logits) (one-hot x logit: iNNvestigate's convention for LRP, deconvnet and guided backprop, and
+what makes relevance sum to the logit); ``"one_hot"``: d(score)/d(logits) alone (captum's convention,
+zennit's examples); ``"softmax"``: one-hot x the softmax probability of the target class.
 """
 from __future__ import annotations
 
@@ -13,9 +19,20 @@ import torch
 
 from ..errors import ExplanationError
 
-__all__ = ["TargetSpec", "resolve_target", "Target"]
+__all__ = ["TargetSpec", "resolve_target", "Target", "RELEVANCE_INITS", "check_relevance_init"]
 
 Target = Union[str, int, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+
+RELEVANCE_INITS = ("logit", "one_hot", "softmax")
+
+
+def check_relevance_init(init: str) -> str:
+    """``init`` if it is one of :data:`RELEVANCE_INITS`, else an :class:`ExplanationError`."""
+    if init not in RELEVANCE_INITS:
+        raise ExplanationError(
+            f"relevance_init={init!r} is not known; use one of {list(RELEVANCE_INITS)} (\"logit\": one-hot x "
+            "logit as iNNvestigate, \"one_hot\": as captum, \"softmax\": one-hot x probability).")
+    return init
 
 
 @dataclass
@@ -31,11 +48,15 @@ class TargetSpec:
         and for callables.
     fn : callable or None
         For callables: logits ``N x K`` -> scores ``N``.
+    head_init : str
+        Relevance initialisation applied by :meth:`head` (``"one_hot"``: none): a gradient backward through
+        ``head`` then starts from ``init_scale x d(score)/d(logits)`` (see :meth:`scaled`).
     """
 
     policy: str
     indices: torch.Tensor | None = None
     fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    head_init: str = "one_hot"
 
     @property
     def folded(self) -> bool:
@@ -56,8 +77,34 @@ class TargetSpec:
         return logits.gather(1, idx.to(logits.device).view(-1, 1)).squeeze(1)
 
     def head(self, logits: torch.Tensor) -> torch.Tensor:
-        """What the forward handed to captum returns: logits for index targets, scores otherwise."""
-        return self.score(logits) if self.folded else logits
+        """What the forward handed to captum returns: logits for index targets, scores otherwise.
+
+        Multiplied by the detached :meth:`init_scale` for ``head_init`` (a constant per sample, so the
+        gradient of the output is ``init_scale x`` the one-hot gradient).
+        """
+        out = self.score(logits) if self.folded else logits
+        if self.head_init == "one_hot":
+            return out
+        scale = self.init_scale(logits.detach(), self.head_init)
+        return out * (scale if self.folded else scale[:, None])
+
+    def scaled(self, init: str) -> "TargetSpec":
+        """This target with :meth:`head` scaled for relevance initialisation ``init``."""
+        return TargetSpec(self.policy, self.indices, self.fn, check_relevance_init(init))
+
+    def init_scale(self, logits: torch.Tensor, init: str) -> torch.Tensor:
+        """Per-sample factor of the initial relevance: the score (``"logit"``), 1 or the target's probability."""
+        check_relevance_init(init)
+        if init == "one_hot":
+            return torch.ones(logits.shape[0], dtype=logits.dtype, device=logits.device)
+        if init == "logit":
+            return self.score(logits.detach())
+        if self.fn is not None:
+            raise ExplanationError(
+                'relevance_init="softmax" needs a class target ("pred", "label", an index); a callable target has '
+                'no class probability. Use relevance_init="logit" or "one_hot".')
+        idx = self.indices if self.indices is not None else logits.argmax(1)
+        return torch.softmax(logits.detach(), 1).gather(1, idx.to(logits.device).view(-1, 1)).squeeze(1)
 
     def captum_target(self) -> torch.Tensor | None:
         return self.indices
@@ -72,13 +119,13 @@ class TargetSpec:
             (grad,) = torch.autograd.grad(self.score(leaf).sum(), leaf)
         return grad
 
-    def relevance(self, logits: torch.Tensor) -> torch.Tensor:
-        """Initial LRP relevance at the output: d(score)/d(logits) scaled by the score (one-hot x logit)."""
-        return self.one_hot_grad(logits) * self.score(logits.detach())[:, None]
+    def relevance(self, logits: torch.Tensor, init: str = "logit") -> torch.Tensor:
+        """Initial LRP relevance at the output: d(score)/d(logits) times :meth:`init_scale` (default one-hot x logit)."""
+        return self.one_hot_grad(logits) * self.init_scale(logits, init)[:, None]
 
     def subset(self, sl: slice) -> "TargetSpec":
         idx = None if self.indices is None else self.indices[sl]
-        return TargetSpec(self.policy, idx, self.fn)
+        return TargetSpec(self.policy, idx, self.fn, self.head_init)
 
 
 def resolve_target(

@@ -1,0 +1,222 @@
+"""LRP rules by name, and a zennit composite that assigns them by layer name, position and type.
+
+A rule specification is a name, ``(name, {params})`` or a zennit ``Hook`` instance; a rule map assigns rules
+to *selectors*: ``"first"`` (the first conv/dense layer in ``model.named_modules()`` order, the input layer
+of iNNvestigate), a dotted module name, or a layer type: ``"conv"``, ``"dense"``, ``"linear"`` (both, used
+where ``"conv"``/``"dense"`` are not given), ``"avgpool"``, ``"sum"`` (zennit's residual-sum module),
+``"activation"``, ``"batchnorm"``. Priority: module name, then ``"first"``, then type. Layers no rule
+covers (max pooling, flatten, ...) pass relevance as the gradient does (max pooling: to the arg-max).
+
+Rules are zennit's where zennit computes what iNNvestigate 2.1.2 (Alber et al. 2019) does, and small
+custom zennit rules where the two differ (all checked against iNNvestigate maps in
+``tests/test_lrp_innvestigate.py``):
+
+* ``alpha_beta``: iNNvestigate's. The positive part sees ``x+ W+ + b+`` and ``x- W- + b-``, so *its
+  denominator holds the full bias* ``b`` (likewise the negative part); zennit's ``AlphaBeta`` puts only
+  ``b+`` (``b-``) in the positive (negative) denominator. ``bias=False`` is iNNvestigate's "IB" variant.
+* ``zplus``: iNNvestigate's z+ = alpha1-beta0 *without bias* (inputs of both signs); zennit's ``ZPlus``
+  keeps the positive bias in the denominator.
+* ``zplus_fast``: positive weights on the unclamped input, no bias (iNNvestigate's ``ZPlusFastRule``).
+* ``wsquare``: squared weights *without bias* (zennit's ``WSquare`` also squares the bias).
+* ``epsilon``: ``z + epsilon * sign(z)`` with ``sign(0) = +1`` in both libraries; ``epsilon`` is the rule's
+  own parameter and never the stabiliser of other layers.
+* ``z`` (LRP-0), ``flat``, ``gamma``, ``zbox``, ``norm`` (sum/average pooling), ``pass``: zennit's, with
+  the composite's stabiliser.
+
+Two stabilisers keep divisions finite in every rule but ``epsilon``: ``"sign"`` (zennit's default,
+``z + eps * sign(z)``) and ``"zero"`` (iNNvestigate's ``safe_divide``: only exact zeros become ``eps``;
+iNNvestigate uses Keras' ``epsilon() = 1e-7``).
+
+Bach et al. 2015 (LRP, alpha-beta); Montavon et al. 2017 (deep Taylor: z+, w-square, z-box); Lapuschkin
+et al. 2019 (flat); Montavon et al. 2019 (epsilon, gamma); Alber et al. 2019 (iNNvestigate).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+from zennit.core import BasicHook, Composite, Hook, Stabilizer
+from zennit.layer import Sum
+from zennit.rules import ClampMod, Epsilon, Flat, Gamma, Norm, Pass, WSquare, ZBox
+from zennit.types import Activation, AvgPool, BatchNorm, Convolution, Linear
+
+from ..errors import ExplanationError
+
+__all__ = ["SafeDivide", "AlphaBetaFullBias", "ZPlusFast", "RULES", "STABILIZERS", "RuleComposite",
+           "stabilizer_fn", "rule_composite"]
+
+
+class SafeDivide:
+    """iNNvestigate's ``safe_divide`` as a zennit stabiliser: exact zeros become ``eps``, nothing else moves."""
+
+    def __init__(self, eps: float = 1e-7):
+        self.eps = float(eps)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return z + self.eps * (z == 0).to(z)
+
+    def __repr__(self) -> str:
+        return f"SafeDivide({self.eps:g})"
+
+
+STABILIZERS: dict[str, Callable[[float], Callable]] = {"sign": Stabilizer, "zero": SafeDivide}
+
+
+def stabilizer_fn(value: float, kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The stabiliser callable of ``kind`` (``"sign"`` or ``"zero"``) with size ``value``."""
+    if kind not in STABILIZERS:
+        raise ExplanationError(f"stabilizer_kind={kind!r} is not known; use one of {sorted(STABILIZERS)}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ExplanationError(f"stabilizer must be a positive number (e.g. 1e-6); got {value!r}.")
+    return STABILIZERS[kind](float(value))
+
+
+def _bias(bias: bool) -> list[str] | None:
+    return None if bias else ["bias"]
+
+
+class AlphaBetaFullBias(BasicHook):
+    """alpha-beta rule as iNNvestigate computes it: the full bias in both denominators (Bach et al. 2015).
+
+    ``R_i = alpha * (x+_i W+ + x-_i W-) R / (z+ + b) - beta * (x+_i W- + x-_i W+) R / (z- + b)`` with
+    ``z+ = x+ W+ + x- W-``, ``z- = x+ W- + x- W+`` and ``b = b+ + b-`` (``b = 0`` for ``bias=False``).
+    """
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: Any = 1e-6, bias: bool = True):
+        if alpha < 0 or beta < 0 or alpha - beta != 1:
+            raise ValueError(f"alpha and beta must be >= 0 and alpha - beta must be 1 (got alpha={alpha:g}, "
+                             f"beta={beta:g}); LRP conserves relevance only then")
+        stab = Stabilizer.ensure(stabilizer)
+        pos, neg = ClampMod(min=0.0, zero_params=_bias(bias)), ClampMod(max=0.0, zero_params=_bias(bias))
+        super().__init__(
+            input_modifiers=[lambda x: x.clamp(min=0), lambda x: x.clamp(max=0)] * 2,
+            param_modifiers=[pos, neg, neg, pos],
+            output_modifiers=[lambda z: z] * 4,
+            gradient_mapper=lambda g, zs: [g / stab(zs[0] + zs[1])] * 2 + [g / stab(zs[2] + zs[3])] * 2,
+            reducer=lambda xs, gs: (alpha * (xs[0] * gs[0] + xs[1] * gs[1])
+                                    - beta * (xs[2] * gs[2] + xs[3] * gs[3])),
+        )
+
+
+class ZPlusFast(BasicHook):
+    """iNNvestigate's z+ "fast": positive weights, no bias, on the unclamped input (assumes ``x >= 0``)."""
+
+    def __init__(self, stabilizer: Any = 1e-6):
+        stab = Stabilizer.ensure(stabilizer)
+        super().__init__(
+            input_modifiers=[lambda x: x],
+            param_modifiers=[ClampMod(min=0.0, zero_params=["bias"])],
+            output_modifiers=[lambda z: z],
+            gradient_mapper=lambda g, zs: g / stab(zs[0]),
+            reducer=lambda xs, gs: xs[0] * gs[0],
+        )
+
+
+def _zbox(stab, bias, low=0.0, high=1.0):
+    return ZBox(low=float(low), high=float(high), stabilizer=stab, zero_params=_bias(bias))
+
+
+# name -> builder(stabilizer, bias, **params) -> zennit Hook
+RULES: dict[str, Callable[..., Hook]] = {
+    "epsilon": lambda stab, bias, epsilon=1e-6: Epsilon(epsilon=float(epsilon), zero_params=_bias(bias)),
+    "z": lambda stab, bias: Epsilon(epsilon=stab, zero_params=_bias(bias)),
+    "alpha_beta": lambda stab, bias, alpha=2.0, beta=1.0: AlphaBetaFullBias(float(alpha), float(beta), stab, bias),
+    "zplus": lambda stab, bias: AlphaBetaFullBias(1.0, 0.0, stab, bias=False),
+    "zplus_fast": lambda stab, bias: ZPlusFast(stab),
+    "flat": lambda stab, bias: Flat(stabilizer=stab),
+    "wsquare": lambda stab, bias: WSquare(stabilizer=stab, zero_params=["bias"]),
+    "gamma": lambda stab, bias, gamma=0.25: Gamma(gamma=float(gamma), stabilizer=stab, zero_params=_bias(bias)),
+    "zbox": _zbox,
+    "norm": lambda stab, bias: Norm(stabilizer=stab),
+    "pass": lambda stab, bias: Pass(),
+}
+
+# selector -> module types (checked in this order after names and "first")
+TYPE_SELECTORS: dict[str, tuple] = {
+    "conv": (Convolution,), "dense": (nn.Linear,), "linear": (Linear,), "avgpool": (AvgPool,), "sum": (Sum,),
+    "activation": (Activation,), "batchnorm": (BatchNorm,),
+}
+DEFAULT_RULES: dict[str, Any] = {"avgpool": "norm", "sum": "norm", "activation": "pass", "batchnorm": "pass"}
+
+
+class RuleComposite(Composite):
+    """A zennit composite from resolved ``{selector: Hook}``: module names, then ``"first"``, then types."""
+
+    def __init__(self, hooks: Mapping[str, Hook], canonizers: list | None = None):
+        self.hooks = dict(hooks)
+        super().__init__(module_map=self._map, canonizers=canonizers)
+
+    def _map(self, ctx: dict, name: str, module: nn.Module) -> Hook | None:
+        first = isinstance(module, Linear) and not ctx.get("seen_linear")
+        if first:
+            ctx["seen_linear"] = True
+        if name in self.hooks and name not in TYPE_SELECTORS and name != "first":
+            return self.hooks[name]
+        if first and "first" in self.hooks:
+            return self.hooks["first"]
+        for selector, types in TYPE_SELECTORS.items():
+            if selector in self.hooks and isinstance(module, types):
+                return self.hooks[selector]
+        return None
+
+
+def _parse(spec: Any, selector: str) -> tuple[str | None, dict]:
+    """A rule spec -> (name, params); (None, {}) for a zennit Hook instance."""
+    if isinstance(spec, Hook):
+        return None, {}
+    if isinstance(spec, str):
+        name, params = spec, {}
+    elif isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], Mapping):
+        name, params = spec[0], dict(spec[1])
+    else:
+        raise ExplanationError(
+            f"rules[{selector!r}] = {spec!r} is not a rule; give a name ({sorted(RULES)}), a (name, {{params}}) "
+            "pair, e.g. ('alpha_beta', {'alpha': 2, 'beta': 1}), or a zennit Hook instance.")
+    if name not in RULES:
+        raise ExplanationError(f"rules[{selector!r}]: unknown rule {name!r}; known rules: {sorted(RULES)}.")
+    return name, params
+
+
+def _build(name: str, params: dict, stab, bias: bool, selector: str) -> Hook:
+    params = dict(params)
+    bias = bool(params.pop("bias", bias))
+    try:
+        return RULES[name](stab, bias, **params)
+    except TypeError as err:  # unknown keyword for this rule: say which rule and which keywords it takes
+        raise ExplanationError(f"rules[{selector!r}]: rule {name!r} does not accept parameters {sorted(params)} "
+                               f"({err}); see xaikit.saliency.rules.RULES.") from None
+    except ValueError as err:
+        raise ExplanationError(f"rules[{selector!r}]: rule {name!r} with {params}: {err}") from None
+
+
+def _check_selector(selector: Any, model: nn.Module, names: set) -> None:
+    if not isinstance(selector, str):
+        raise ExplanationError(f"rules keys must be strings (a selector or a module name); got {selector!r}.")
+    if selector in TYPE_SELECTORS or selector == "first" or selector in names:
+        return
+    near = sorted(n for n in names if n)[:12]
+    raise ExplanationError(
+        f"rules key {selector!r} is neither a selector ({['first', *TYPE_SELECTORS]}) nor a module of "
+        f"{type(model).__name__} (names include {near}).")
+
+
+def rule_composite(model: nn.Module, rules: Mapping | None, bias: bool, stabilizer: float,
+                   stabilizer_kind: str) -> tuple[RuleComposite, dict]:
+    """Build the composite for ``rules`` on ``model``; also return the rules as plain data for the record.
+
+    ``rules`` is merged over :data:`DEFAULT_RULES` (sums and average pooling: ``norm``; activations and
+    unmerged BatchNorms: ``pass``).
+    """
+    if rules is not None and not isinstance(rules, Mapping):
+        raise ExplanationError(f"rules must be a dict {{selector: rule}}; got {type(rules).__name__}.")
+    stab = stabilizer_fn(stabilizer, stabilizer_kind)
+    names = {n for n, _ in model.named_modules()}
+    merged = {**DEFAULT_RULES, **dict(rules or {})}
+    hooks, record = {}, {}
+    for selector, spec in merged.items():
+        _check_selector(selector, model, names)
+        name, params = _parse(spec, selector)
+        hooks[selector] = spec if name is None else _build(name, params, stab, bias, selector)
+        record[selector] = type(spec).__name__ if name is None else [name, params]
+    return RuleComposite(hooks), record
