@@ -17,10 +17,12 @@ def _magnitudes(ctx: EvalContext) -> np.ndarray:
 def sparseness(ctx: EvalContext):
     """Gini index of |map| (1: all relevance in one pixel, 0: uniform). Chalasani et al. 2020 (ICML).
 
-    Computed exactly as Quantus does, including its ``+1e-7`` added to every magnitude (which keeps an all-zero
-    map defined: it scores 0).
+    Computed exactly as Quantus does: |map| scaled to a maximum of 1, plus ``1e-7`` on every pixel (which keeps
+    an all-zero map defined: it scores 0).
     """
-    a = np.sort(_magnitudes(ctx) + 1e-7, axis=1)
+    a = _magnitudes(ctx)
+    peak = a.max(1, keepdims=True)
+    a = np.sort(a / np.where(peak > 0, peak, 1.0) + 1e-7, axis=1)
     p = a.shape[1]
     rank = np.arange(1, p + 1)
     return [({}, ((2 * rank - p - 1) * a).sum(1) / (p * a.sum(1)))]
