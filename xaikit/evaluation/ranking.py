@@ -17,11 +17,16 @@ from .core import CONTROLS
 __all__ = ["summarise", "rank_methods", "sanity_verdicts", "KEYS"]
 
 #: Columns that tell one score apart from another besides the image and the method.
-KEYS = ("metric", "layer", "similarity")
+KEYS = ("metric", "layer", "layer_index", "similarity")
 
 
 def _keys(table: pd.DataFrame) -> list[str]:
     return [k for k in KEYS if k in table.columns]
+
+
+def _filled(values: pd.Series) -> pd.Series:
+    """Key column as strings with ``"-"`` where a metric has no such key (NaN would drop the rows from groupby)."""
+    return values.astype(object).where(values.notna(), "-").astype(str)
 
 
 def _require(table: pd.DataFrame, cols: Sequence[str], who: str) -> None:
@@ -48,7 +53,7 @@ def summarise(table: pd.DataFrame, *, n_boot: int = 2000, ci: float = 0.95, seed
                      "higher_is_better": bool(sub["higher_is_better"].iloc[0])})
     out = pd.DataFrame(rows)
     signed = np.where(out["higher_is_better"], -out["mean"], out["mean"])
-    out["rank"] = pd.Series(signed).groupby([out[k].astype(str) for k in keys]).rank(method="min").to_numpy()
+    out["rank"] = pd.Series(signed).groupby([_filled(out[k]) for k in keys]).rank(method="min").to_numpy()
     return out
 
 
@@ -64,7 +69,7 @@ def rank_methods(table: pd.DataFrame, *, correction: str = "holm", n_boot: int =
     keys = _keys(table)
     data = table.copy()
     for k in keys:
-        data[k] = data[k].astype(str)
+        data[k] = _filled(data[k])
     tests = compare_paired(data, "method", by=keys, subject="image_id", value="value", n_boot=n_boot, seed=seed,
                            correction=correction, alpha=alpha)
     higher = table.groupby("metric")["higher_is_better"].first()
