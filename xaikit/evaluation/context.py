@@ -48,8 +48,9 @@ class EvalContext:
         What :func:`xaikit.saliency.explain` needs to recompute the maps (``None`` for plain tensors).
     masks : numpy.ndarray or None
         Ground-truth masks ``N x H x W`` (bool).
-    batch : int
-        Inputs per forward pass (the engine's memory plan).
+    memory_budget : int or None
+        Bytes for activations; :attr:`batch` (inputs per forward pass) comes from the engine's memory plan,
+        probed on first use only (metrics that run no model never probe it).
     seed : int
         Seed of the metric's own random draws.
     shared, cache : dict
@@ -68,7 +69,7 @@ class EvalContext:
     method: str
     explain_kwargs: dict | None
     masks: np.ndarray | None
-    batch: int
+    memory_budget: int | None
     seed: int
     shared: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
@@ -76,6 +77,16 @@ class EvalContext:
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    @property
+    def batch(self) -> int:
+        """Inputs per forward pass: the saliency engine's memory plan for this model and input size."""
+        from ..saliency.memory import plan
+
+        key = ("batch", self.memory_budget, tuple(self.inputs.shape[1:]))
+        if key not in self.shared:
+            self.shared[key] = plan(self.model, self.inputs, self.memory_budget, "evaluation").max_batch
+        return self.shared[key]
 
     # ------------------------------------------------------------------ model outputs
     def outputs(self, chunks: Iterable[tuple[torch.Tensor, torch.Tensor]], output: str = "logit",
@@ -151,13 +162,10 @@ def make_context(model: nn.Module, inputs: Any, explanation: Any, *, target: Any
     x = _check_inputs(inputs)
     maps, meta = _unpack_explanation(explanation, x)
     targets = _targets(model, x, target, meta, shared if shared is not None else {})
-    from ..saliency.memory import plan
-
-    memory = plan(model, x, memory_budget, "evaluation")
     return EvalContext(model=model, inputs=x, maps=maps, targets=targets, image_ids=meta["image_ids"],
                        labels=meta["labels"], preds=meta["preds"], method=meta["method"],
                        explain_kwargs=_explain_kwargs(meta["explanation"], memory_budget),
-                       masks=_check_masks(masks, maps), batch=memory.max_batch, seed=int(seed),
+                       masks=_check_masks(masks, maps), memory_budget=memory_budget, seed=int(seed),
                        shared=shared if shared is not None else {})
 
 
