@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, EvaluationError
 from ..saliency.safety import guarded
 from .context import EvalContext, make_context
 from .registry import METRICS, MetricInfo, get_metric
@@ -166,7 +166,8 @@ def run_metric(info: MetricInfo, ctx: EvalContext, params: dict) -> pd.DataFrame
 def _frame(info: MetricInfo, ctx: EvalContext, params: dict, extra: dict, values: Any) -> pd.DataFrame:
     values = np.asarray(values, dtype=float).reshape(-1)
     if values.shape[0] != len(ctx):
-        raise AssertionError(f"metric {info.name!r} returned {values.shape[0]} values for {len(ctx)} images")
+        raise EvaluationError(f"metric {info.name!r} returned {values.shape[0]} values for {len(ctx)} images; a "
+                              "registered metric must return one value per image (a bug in the metric).")
     cols: dict[str, Any] = {
         "image_id": list(ctx.image_ids), "label": _ints(ctx.labels, len(ctx)), "pred": _ints(ctx.preds, len(ctx)),
         "target": ctx.targets.numpy().astype(int), "method": ctx.method, "metric": info.name,

@@ -82,18 +82,18 @@ def sweep(ctx: EvalContext, kind: str, patch: int, steps: int, baseline: Any, ou
     if key in ctx.cache:
         return ctx.cache[key]
     n_cells = _check_sweep(ctx, patch, steps, output)
-    ranks, _ = patch_ranks(ctx.maps, patch)
-    counts = torch.from_numpy(np.rint(np.linspace(0, n_cells, steps + 1)).astype(np.int64))
     x, base = ctx.inputs, _baseline(ctx.inputs, baseline)
+    ranks = patch_ranks(ctx.maps, patch)[0].to(x.device)
+    counts = torch.from_numpy(np.rint(np.linspace(0, n_cells, steps + 1)).astype(np.int64))
     inner = torch.arange(1, steps)  # step 0 and the last step are the clean / all-baseline inputs
     pairs = torch.cartesian_prod(torch.arange(len(x)), inner) if steps > 1 else torch.empty(0, 2, dtype=torch.long)
 
     def make(pos: torch.Tensor):
         img, step = pairs[pos, 0], pairs[pos, 1]
-        removed = ranks[img] < counts[step][:, None, None]
+        removed = ranks[img.to(x.device)] < counts[step].to(x.device)[:, None, None]
         if kind == "kept":
             removed = ~removed
-        return torch.where(removed[:, None], base[img], x[img]), img
+        return torch.where(removed[:, None], base[img.to(x.device)], x[img.to(x.device)]), img
 
     inner_out = ctx.outputs(ctx.chunked(len(pairs), make), output).reshape(len(x), -1)
     clean, empty = ctx.clean_outputs(output), _all_baseline(ctx, base, baseline, output)
@@ -287,7 +287,8 @@ def faithfulness_correlation(ctx: EvalContext, n_runs: int = 100, subset_size: i
         img, run = pairs[pos, 0], pairs[pos, 1]
         removed = torch.zeros(len(pos), h * w, dtype=torch.bool)
         removed.scatter_(1, subsets[img, run], True)
-        return torch.where(removed.view(-1, 1, h, w), base[img], x[img]), img
+        on = img.to(x.device)
+        return torch.where(removed.view(-1, 1, h, w).to(x.device), base[on], x[on]), img
 
     perturbed = ctx.outputs(ctx.chunked(len(pairs), make), output).reshape(n, n_runs).numpy()
     drops = ctx.clean_outputs(output).numpy()[:, None] - perturbed
@@ -320,7 +321,7 @@ def _per_batch(ctx: EvalContext, n_samples: int) -> int:
 
 def _attributions(ctx: EvalContext) -> torch.Tensor:
     c = ctx.inputs.shape[1]
-    return (ctx.maps[:, None] / c).expand(-1, c, -1, -1).to(ctx.inputs.dtype)
+    return (ctx.maps[:, None] / c).expand(-1, c, -1, -1).to(device=ctx.inputs.device, dtype=ctx.inputs.dtype)
 
 
 @register_metric("infidelity", family="faithfulness", higher_is_better=False, quantus="Infidelity",
@@ -339,7 +340,7 @@ def infidelity(ctx: EvalContext, noise_std: float = 0.1, n_samples: int = 16):
     gen = torch.Generator().manual_seed(ctx.seed)
 
     def perturb(inputs: torch.Tensor):
-        noise = torch.randn(inputs.shape, generator=gen, dtype=inputs.dtype) * noise_std
+        noise = (torch.randn(inputs.shape, generator=gen, dtype=inputs.dtype) * noise_std).to(inputs.device)
         return noise, inputs - noise
 
     with torch.random.fork_rng(devices=[]):
@@ -366,14 +367,14 @@ def sensitivity_max(ctx: EvalContext, radius: float = 0.02, n_samples: int = 10)
 
     def perturb(inputs: torch.Tensor) -> torch.Tensor:
         noise = (torch.rand(inputs.shape, generator=gen, dtype=inputs.dtype) * 2 - 1) * radius
-        return inputs + noise
+        return inputs + noise.to(inputs.device)
 
     def explanation_func(*args):
         inputs = args[0][0] if isinstance(args[0], tuple) else args[0]  # captum may pass its tuple form
         if inputs is ctx.inputs:  # captum's first call: the maps being scored, no need to recompute them
-            return (ctx.maps.to(inputs.dtype)[:, None],)
+            return (ctx.maps.to(device=inputs.device, dtype=inputs.dtype)[:, None],)
         index = torch.arange(n).repeat_interleave(len(inputs) // n)  # captum repeats each input, image-major
-        return (ctx.explain(inputs, index).to(inputs.dtype)[:, None],)
+        return (ctx.explain(inputs, index).to(device=inputs.device, dtype=inputs.dtype)[:, None],)
 
     values = captum_sensitivity(explanation_func, ctx.inputs, perturb_func=perturb, n_perturb_samples=n_samples,
                                 max_examples_per_batch=n * n_samples)
