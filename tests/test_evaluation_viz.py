@@ -4,7 +4,6 @@ from __future__ import annotations
 import warnings
 
 import pytest
-import torch
 
 from evaluation_helpers import inputs, tiny_cnn
 from xaikit.errors import ArgumentError

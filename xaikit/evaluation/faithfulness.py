@@ -8,7 +8,7 @@
   imputation from their neighbours, which leaks no information about the removed shape.
 - ``faithfulness_correlation`` (Bhatt et al. 2020): correlation, over random pixel subsets, between the
   relevance removed and the output drop.
-- ``infidelity`` and ``sensitivity_max`` (Yeh et al. 2019): captum's implementations.
+- ``infidelity`` (Yeh et al. 2019): captum's implementation.
 
 Perturbed copies are built in torch, ``ctx.batch`` at a time, and each chunk is one forward pass.
 """
@@ -347,35 +347,4 @@ def infidelity(ctx: EvalContext, noise_std: float = 0.1, n_samples: int = 16):
         values = captum_infidelity(_forward(ctx), perturb, ctx.inputs, _attributions(ctx), target=ctx.targets,
                                    n_perturb_samples=n_samples, max_examples_per_batch=_per_batch(ctx, n_samples),
                                    normalize=True)
-    return [({}, values.detach().double().numpy())]
-
-
-@register_metric("sensitivity_max", family="robustness", higher_is_better=False, reexplains=True,
-                 quantus="MaxSensitivity", defaults={"radius": 0.02, "n_samples": 10})
-def sensitivity_max(ctx: EvalContext, radius: float = 0.02, n_samples: int = 10):
-    """captum's maximum sensitivity: largest relative change of the map under uniform noise in ``±radius``.
-
-    ``captum.metrics.sensitivity_max`` (Frobenius norm of the map difference over the norm of the map),
-    recomputing maps of all noisy copies through one explanation function. Yeh et al. 2019 (NeurIPS).
-    """
-    from captum.metrics import sensitivity_max as captum_sensitivity
-
-    if radius <= 0 or n_samples < 1:
-        raise ArgumentError(f"radius={radius} must be > 0 and n_samples={n_samples} >= 1.")
-    gen = torch.Generator().manual_seed(ctx.seed)
-    n = len(ctx)
-
-    def perturb(inputs: torch.Tensor) -> torch.Tensor:
-        noise = (torch.rand(inputs.shape, generator=gen, dtype=inputs.dtype) * 2 - 1) * radius
-        return inputs + noise.to(inputs.device)
-
-    def explanation_func(*args):
-        inputs = args[0][0] if isinstance(args[0], tuple) else args[0]  # captum may pass its tuple form
-        if inputs is ctx.inputs:  # captum's first call: the maps being scored, no need to recompute them
-            return (ctx.maps.to(device=inputs.device, dtype=inputs.dtype)[:, None],)
-        index = torch.arange(n).repeat_interleave(len(inputs) // n)  # captum repeats each input, image-major
-        return (ctx.explain(inputs, index).to(device=inputs.device, dtype=inputs.dtype)[:, None],)
-
-    values = captum_sensitivity(explanation_func, ctx.inputs, perturb_func=perturb, n_perturb_samples=n_samples,
-                                max_examples_per_batch=n * n_samples)
     return [({}, values.detach().double().numpy())]
