@@ -18,7 +18,7 @@ Examples
 >>> from xaikit.evaluation import score
 >>> net = build_model("small_cnn", num_classes=2).eval()
 >>> x = torch.rand(2, 1, 32, 32)
->>> score("sparseness", net, x, explain(net, x, "gradient"))["value"].between(0, 1).all()
+>>> bool(score("sparseness", net, x, explain(net, x, "gradient"))["value"].between(0, 1).all())
 True
 """
 from . import complexity, faithfulness, localisation, randomisation, robustness  # noqa: F401  (fill the registry)
