@@ -139,10 +139,12 @@ def test_score_many_shares_passes_and_ranks_with_one_family():
     exps = {"gradient": explain(model, x, "gradient"), "saliency_ig": explain(model, x, "integrated_gradients",
                                                                                n_steps=4)}
     table = score_many(model, x, exps, {"deletion": {"steps": 8}, "insertion": {"steps": 8},
-                                        "deletion_lerf": {"steps": 8}, "sparseness": {}},
+                                        "deletion_lerf": {"steps": 8}, "max_sensitivity": {"n_samples": 1}},
                        masks=lesion_masks(6), progress=False)
     assert set(table["method"]) == {"gradient", "saliency_ig", "random", "sobel"}
     assert len(table) == 4 * 4 * 6 and table["steps"].dropna().eq(8).all()
+    # the labels name the rows; the method behind each label is what gets re-explained
+    assert table.loc[(table["method"] == "saliency_ig") & (table["metric"] == "max_sensitivity"), "value"].gt(0).all()
     summary = summarise(table, n_boot=200)
     assert {"mean", "ci_low", "ci_high", "rank"} <= set(summary.columns)
     assert (summary["ci_low"] <= summary["mean"] + 1e-12).all() and (summary["mean"] <= summary["ci_high"] + 1e-12).all()

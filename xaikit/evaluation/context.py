@@ -43,7 +43,9 @@ class EvalContext:
         long ``N``: the class each map explains.
     image_ids, labels, preds : per-image metadata for the table.
     method : str
-        Saliency method name (``"unknown"`` for plain tensors).
+        Saliency method name (``"unknown"`` for plain tensors): what :meth:`explain` recomputes.
+    label : str
+        Name of the maps in the table (``score_many``'s dict key; the method name by default).
     explain_kwargs : dict or None
         What :func:`xaikit.saliency.explain` needs to recompute the maps (``None`` for plain tensors).
     masks : numpy.ndarray or None
@@ -74,6 +76,10 @@ class EvalContext:
     shared: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.method
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -107,8 +113,8 @@ class EvalContext:
         bad = ~torch.isfinite(out)
         if bool(bad.any()):
             raise EvaluationError(
-                f"the model returned non-finite outputs (NaN/inf) on {int(bad.sum())} perturbed inputs of method "
-                f"{self.method!r}; the perturbation (baseline, noise) drives the model out of range. Use a baseline "
+                f"the model returned non-finite outputs (NaN/inf) on {int(bad.sum())} perturbed inputs of "
+                f"{self.label!r}; the perturbation (baseline, noise) drives the model out of range. Use a baseline "
                 "inside the image intensity range or smaller noise.")
         return out
 
@@ -155,7 +161,8 @@ def _target_key(targets: torch.Tensor) -> tuple:
 
 # ---------------------------------------------------------------------------------------- building
 def make_context(model: nn.Module, inputs: Any, explanation: Any, *, target: Any = None, masks: Any = None,
-                 seed: int = 0, memory_budget: int | None = None, shared: dict | None = None) -> EvalContext:
+                 seed: int = 0, memory_budget: int | None = None, shared: dict | None = None,
+                 label: str | None = None) -> EvalContext:
     """Check the arguments and build an :class:`EvalContext` (see :func:`xaikit.evaluation.score`)."""
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module returning logits N x K; got {type(model).__name__}.")
@@ -166,7 +173,7 @@ def make_context(model: nn.Module, inputs: Any, explanation: Any, *, target: Any
                        labels=meta["labels"], preds=meta["preds"], method=meta["method"],
                        explain_kwargs=_explain_kwargs(meta["explanation"], memory_budget),
                        masks=_check_masks(masks, maps), memory_budget=memory_budget, seed=int(seed),
-                       shared=shared if shared is not None else {})
+                       shared=shared if shared is not None else {}, label=label or "")
 
 
 def _check_inputs(inputs: Any) -> torch.Tensor:

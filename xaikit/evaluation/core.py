@@ -73,8 +73,9 @@ def score(metric: str, model: nn.Module, inputs: torch.Tensor, explanation: Any,
     """
     info = get_metric(metric)
     params = check_params(info, params)
-    ctx = make_context(model, inputs, explanation, target=target, masks=masks, seed=seed, memory_budget=memory_budget)
-    with guarded(model):
+    with guarded(model):  # also around make_context: target="pred" runs the model (in eval mode)
+        ctx = make_context(model, inputs, explanation, target=target, masks=masks, seed=seed,
+                           memory_budget=memory_budget)
         return run_metric(info, ctx, params)
 
 
@@ -109,8 +110,7 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
     with guarded(model), tqdm(total=len(jobs) * len(explanations), desc="evaluate", disable=not progress) as bar:
         for label, exp in explanations.items():
             ctx = make_context(model, inputs, exp, target=target, masks=masks, seed=seed,
-                               memory_budget=memory_budget, shared=shared)
-            ctx.method = str(label)
+                               memory_budget=memory_budget, shared=shared, label=str(label))
             for info, params in jobs:
                 bar.set_postfix_str(f"{label}: {info.name}")
                 tables.append(run_metric(info, ctx, params))
@@ -159,7 +159,7 @@ def run_metric(info: MetricInfo, ctx: EvalContext, params: dict) -> pd.DataFrame
     parts = info.fn(ctx, **params)
     frames = [_frame(info, ctx, params, extra, values) for extra, values in parts]
     table = pd.concat(frames, ignore_index=True)
-    _warn_nan(table, info.name, ctx.method)
+    _warn_nan(table, info.name, ctx.label)
     return table
 
 
@@ -170,7 +170,7 @@ def _frame(info: MetricInfo, ctx: EvalContext, params: dict, extra: dict, values
                               "registered metric must return one value per image (a bug in the metric).")
     cols: dict[str, Any] = {
         "image_id": list(ctx.image_ids), "label": _ints(ctx.labels, len(ctx)), "pred": _ints(ctx.preds, len(ctx)),
-        "target": ctx.targets.numpy().astype(int), "method": ctx.method, "metric": info.name,
+        "target": ctx.targets.numpy().astype(int), "method": ctx.label, "metric": info.name,
         "family": info.family, "value": values, "higher_is_better": info.higher_is_better}
     cols.update(extra)
     cols.update({k: _cell(v) for k, v in params.items()})
@@ -208,8 +208,8 @@ def curves(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, An
     frames = []
     with guarded(model):
         for label, exp in explanations.items():
-            ctx = make_context(model, inputs, exp, target=target, memory_budget=memory_budget, shared=shared)
-            ctx.method = str(label)
+            ctx = make_context(model, inputs, exp, target=target, memory_budget=memory_budget, shared=shared,
+                               label=str(label))
             frames.append(perturbation_curves(ctx, kinds, patch=patch, steps=steps, baseline=baseline, output=output))
     return pd.concat(frames, ignore_index=True)
 
@@ -224,8 +224,8 @@ def randomised_maps(model: nn.Module, inputs: torch.Tensor, explanation: Any, *,
     if order not in ("cascading", "independent"):
         raise ArgumentError(f'order={order!r} must be "cascading" or "independent".')
     info = get_metric(f"{order}_randomisation")
-    ctx = make_context(model, inputs, explanation, seed=seed, memory_budget=memory_budget)
     with guarded(model):
+        ctx = make_context(model, inputs, explanation, seed=seed, memory_budget=memory_budget)
         table = run_metric(info, ctx, check_params(info, {"layers": layers}))
     maps = {"original": ctx.maps.numpy(), **ctx.cache[("randomised_maps", order, seed)]}
     return maps, table

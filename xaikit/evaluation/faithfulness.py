@@ -155,7 +155,7 @@ def perturbation_curves(ctx: EvalContext, curves=("deletion", "insertion"), *, p
         x, values = curve(ctx, name, patch, steps, baseline, output)
         n, k = values.shape
         rows.append(pd.DataFrame({"image_id": np.repeat(np.asarray(ctx.image_ids, dtype=object), k),
-                                  "method": ctx.method, "curve": name, "fraction": np.tile(x, n),
+                                  "method": ctx.label, "curve": name, "fraction": np.tile(x, n),
                                   "output": values.ravel()}))
     return pd.concat(rows, ignore_index=True)
 
