@@ -1,7 +1,7 @@
 """xaikit: explain deep-learning models on medical images, from Jupyter.
 
 Submodules (imported on first use, so ``import xaikit`` stays fast): ``io``, ``phantom``, ``data``, ``models``,
-``train``, ``checkpoint``, ``saliency``, ``regions``, ``stats``, ``viz``, ``widgets``, ``report``, ``samples``,
+``train``, ``checkpoint``, ``saliency``, ``regions``, ``stats``, ``evaluation``, ``viz``, ``widgets``, ``report``, ``samples``,
 ``demo``.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from .errors import __all__ as _errors_all
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "io", "phantom", "data", "models", "train", "checkpoint", "saliency", "regions", "stats", "viz", "widgets",
+    "io", "phantom", "data", "models", "train", "checkpoint", "saliency", "regions", "stats", "evaluation", "viz", "widgets",
     "report", "samples", "demo",
 }
 

@@ -22,6 +22,7 @@ __all__ = [
     "MemoryBudgetError",
     "RegionError",
     "StatsError",
+    "EvaluationError",
 ]
 
 
@@ -79,3 +80,7 @@ class RegionError(XaikitError, ValueError):
 
 class StatsError(XaikitError, ValueError):
     """A statistical analysis cannot be run on the data given (too few samples, NaN, empty family)."""
+
+
+class EvaluationError(XaikitError, ValueError):
+    """An explanation-quality metric cannot be computed as asked (non-finite scores, nothing to randomise...)."""

@@ -1,0 +1,65 @@
+"""Evaluation figures and widgets: built from real score tables, with the traces the reader needs."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from evaluation_helpers import inputs, tiny_cnn
+from xaikit.errors import ArgumentError
+from xaikit.evaluation import curves, randomised_maps, score_many, summarise
+from xaikit.saliency import explain
+from xaikit.viz.evaluation import (metric_forest, perturbation_curves, randomisation_curves, randomisation_maps,
+                                   rank_heatmap)
+
+
+@pytest.fixture(scope="module")
+def results():
+    model, x = tiny_cnn(), inputs(5)
+    exps = {"gradient": explain(model, x, "gradient")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = score_many(model, x, exps, {"deletion": {"steps": 4}, "cascading_randomisation":
+                                            {"similarities": ["spearman_abs"]}}, progress=False)
+    return model, x, exps, table, summarise(table, n_boot=50)
+
+
+def test_randomisation_figures(results):
+    model, x, exps, table, summary = results
+    maps, sims = randomised_maps(model, x[:2], exps["gradient"].select([0, 1]))
+    assert list(maps)[0] == "original" and len(maps) == 1 + sims["layer"].nunique()
+    fig = randomisation_maps(maps, 1)
+    assert len(fig.data) == len(maps)
+    curves_fig = randomisation_curves(summary)
+    assert {t.name for t in curves_fig.data} == {"gradient", "random", "sobel"}
+    assert list(curves_fig.data[0].x) == table.drop_duplicates("layer_index").dropna(subset=["layer_index"]) \
+        .sort_values("layer_index")["layer"].tolist()
+    with pytest.raises(ArgumentError, match="no maps for stages"):
+        randomisation_maps(maps, layers=["nope"])
+
+
+def test_curves_forest_and_ranks(results):
+    model, x, exps, table, summary = results
+    c = curves(model, x, exps, steps=4)
+    fig = perturbation_curves(c)
+    assert len(fig.data) == 2 and list(fig.data[0].x) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    forest = metric_forest(summary, "deletion")
+    assert sorted(forest.data[0].y) == ["gradient", "random", "sobel"]
+    with pytest.raises(ArgumentError, match="several rows per method"):
+        metric_forest(summary, "cascading_randomisation")
+    heat = rank_heatmap(summary)
+    assert heat.data[0].z.shape == (3, 2)
+
+
+def test_widgets_wire_the_figures(results):
+    from xaikit.widgets.evaluation import metric_explorer, randomisation_explorer
+
+    model, x, exps, table, summary = results
+    maps, _ = randomised_maps(model, x[:1], exps["gradient"].select([0]))
+    box = randomisation_explorer({"gradient": maps})
+    dropdown, slider, _ = box.children[0].children
+    slider.value = 1
+    assert len(box.children[1].data) == 2
+    explorer = metric_explorer(summary)
+    explorer.children[0].value = "cascading_randomisation"
+    assert len(explorer.children[1].data[0].y) == 3

@@ -1,0 +1,36 @@
+"""Which map can I trust? Explanation-quality metrics, scored randomisation sanity checks and method rankings.
+
+One call shape for every metric in :data:`METRICS` (faithfulness, robustness, randomisation, localisation,
+complexity)::
+
+    score(metric, model, inputs, explanation, *, target=None, masks=None, **params) -> tidy DataFrame
+
+one row per image x method x metric (per layer and similarity for the randomisation checks), parameters
+recorded as columns. :func:`score_many` scores many methods (plus the ``random`` and ``sobel`` controls) on
+many metrics with model passes shared; :func:`summarise` and :func:`rank_methods` turn the table into means
+with bootstrap CIs and paired tests in one multiplicity family (:mod:`xaikit.stats`).
+
+Examples
+--------
+>>> import torch
+>>> from xaikit.models import build_model
+>>> from xaikit.saliency import explain
+>>> from xaikit.evaluation import score
+>>> net = build_model("small_cnn", num_classes=2).eval()
+>>> x = torch.rand(2, 1, 32, 32)
+>>> bool(score("sparseness", net, x, explain(net, x, "gradient"))["value"].between(0, 1).all())
+True
+"""
+from . import complexity, faithfulness, localisation, randomisation, robustness  # noqa: F401  (fill the registry)
+from .context import EvalContext, make_context
+from .core import CONTROLS, SCORE_COLUMNS, curves, randomised_maps, score, score_many
+from .faithfulness import noisy_linear_imputation, patch_ranks
+from .randomisation import SIMILARITIES, randomisable_layers, similarity
+from .ranking import rank_methods, sanity_verdicts, summarise
+from .registry import FAMILIES, METRICS, MetricInfo, get_metric, register_metric
+
+__all__ = [
+    "score", "score_many", "METRICS", "MetricInfo", "FAMILIES", "register_metric", "get_metric", "CONTROLS",
+    "SCORE_COLUMNS", "EvalContext", "make_context", "summarise", "rank_methods", "sanity_verdicts", "curves",
+    "randomised_maps", "SIMILARITIES", "similarity", "randomisable_layers", "patch_ranks", "noisy_linear_imputation",
+]

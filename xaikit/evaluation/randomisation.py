@@ -1,0 +1,165 @@
+"""Randomisation sanity checks (Adebayo et al. 2018), scored: does the map change when the model does?
+
+Layers are randomised top layer first on a *copy* of the model, the way Quantus' ``MPRT`` does it
+(``reset_parameters()`` after ``torch.manual_seed(seed + 1)`` for every module that has it, so both give the
+same weights): *cascading* randomises every layer from the top down to the current one, *independent* only the
+current one. Each stage's maps are compared with the original maps per image by four similarities:
+``spearman_abs`` (rank correlation of |map|; Quantus' MPRT default), ``spearman`` (signed), ``ssim`` (of |map|
+scaled to [0, 1], scikit-image) and ``hog`` (Pearson correlation of HOG features of |map|, scikit-image).
+A method whose maps stay similar after the weights are destroyed does not explain the model (lower is better).
+
+Each stage costs one batch explanation of the inputs; the per-layer random weights are drawn once and serve
+both orders and every method of a :func:`score_many` call.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from ..errors import ArgumentError, ModelError
+from .context import EvalContext
+from .registry import register_metric
+
+__all__ = ["SIMILARITIES", "randomisable_layers", "similarity"]
+
+SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog")
+
+
+def randomisable_layers(model: nn.Module) -> list[str]:
+    """Names of the modules that ``reset_parameters()`` re-initialises, top (output) layer first."""
+    names = [name for name, m in model.named_modules() if hasattr(m, "reset_parameters")
+             and any(True for _ in m.parameters(recurse=False))]
+    if not names:
+        raise ModelError(f"model {type(model).__name__} has no layer with parameters to randomise (no module with "
+                         "reset_parameters() and weights); randomisation checks need a trainable model.")
+    return names[::-1]
+
+
+def _random_states(ctx: EvalContext, seed: int) -> dict[str, dict]:
+    """Per layer, the re-initialised parameters and buffers (drawn once per model and seed)."""
+    key = ("random_states", seed)
+    if key not in ctx.shared:
+        states = {}
+        for name in randomisable_layers(ctx.model):
+            module = copy.deepcopy(ctx.model.get_submodule(name))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 1)
+                module.reset_parameters()
+            states[name] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        ctx.shared[key] = states
+    return ctx.shared[key]
+
+
+def _stage_model(ctx: EvalContext, randomised: Sequence[str], states: dict) -> nn.Module:
+    model = copy.deepcopy(ctx.model)
+    with torch.no_grad():
+        for name in randomised:
+            model.get_submodule(name).load_state_dict(states[name])
+    return model
+
+
+def _stages(ctx: EvalContext, order: str, layers: Sequence[str] | None, include_original: bool):
+    names = randomisable_layers(ctx.model)
+    chosen = names if layers is None else list(layers)
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        raise ArgumentError(f"layers={unknown} are not randomisable layers of the model; choose from {names}.")
+    chosen = [n for n in names if n in chosen]  # always top-down
+    stages = [("none", 0, [])] if include_original else []
+    for name in chosen:
+        k = names.index(name)
+        stages.append((name, k + 1, names[: k + 1] if order == "cascading" else [name]))
+    return stages
+
+
+def similarity(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
+    """Per-row similarity of two stacks of maps ``N x H x W`` (see the module docstring for the kinds)."""
+    n = len(a)
+    if kind in ("spearman_abs", "spearman"):
+        fa, fb = a.reshape(n, -1), b.reshape(n, -1)
+        if kind == "spearman_abs":
+            fa, fb = np.abs(fa), np.abs(fb)
+        return _pearson(stats.rankdata(fa, axis=1), stats.rankdata(fb, axis=1))
+    if kind == "ssim":
+        from skimage.metrics import structural_similarity
+
+        return np.array([structural_similarity(x, y, data_range=1.0) if np.isfinite(x).all() and np.isfinite(y).all()
+                         else np.nan for x, y in zip(_unit(a), _unit(b))])
+    if kind == "hog":
+        return np.array([_hog_similarity(x, y) for x, y in zip(_unit(a), _unit(b))])
+    raise ArgumentError(f"similarity {kind!r} is not one of {SIMILARITIES}.")
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+
+
+def _unit(maps: np.ndarray) -> np.ndarray:
+    mag = np.abs(maps)
+    peak = mag.reshape(len(maps), -1).max(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return mag / np.where(peak > 0, peak, np.nan)[:, None, None]
+
+
+def _hog_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.feature import hog
+
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return np.nan
+    cell = max(4, min(a.shape) // 16)
+    ha = hog(a, pixels_per_cell=(cell, cell), cells_per_block=(2, 2))
+    hb = hog(b, pixels_per_cell=(cell, cell), cells_per_block=(2, 2))
+    return float(_pearson(ha[None], hb[None])[0])
+
+
+def _randomisation(ctx: EvalContext, order: str, similarities, layers, include_original: bool, seed: int | None):
+    kinds = tuple(similarities)
+    bad = [k for k in kinds if k not in SIMILARITIES]
+    if bad or not kinds:
+        raise ArgumentError(f"similarities={list(kinds)} must be a non-empty list from {SIMILARITIES}.")
+    seed = ctx.seed if seed is None else int(seed)
+    states = _random_states(ctx, seed)
+    original = ctx.maps.numpy()
+    index = torch.arange(len(ctx))
+    parts = []
+    for name, position, randomised in _stages(ctx, order, layers, include_original):
+        maps = ctx.explain(ctx.inputs, index, model=_stage_model(ctx, randomised, states)).numpy()
+        ctx.cache.setdefault(("randomised_maps", order, seed), {})[name] = maps
+        for kind in kinds:
+            parts.append(({"layer": name, "layer_index": position, "similarity": kind},
+                          similarity(original, maps, kind)))
+    return parts
+
+
+_RANDOM_DEFAULTS = {"similarities": SIMILARITIES, "layers": None, "include_original": False}
+
+
+@register_metric("cascading_randomisation", family="randomisation", higher_is_better=False, reexplains=True,
+                 quantus="MPRT", defaults=dict(_RANDOM_DEFAULTS))
+def cascading_randomisation(ctx: EvalContext, similarities=SIMILARITIES, layers=None, include_original: bool = False):
+    """Similarity of the maps to the original after randomising the model from the top layer down to each layer.
+
+    One row per image, layer and similarity. ``layers`` limits the stages reported (the cascade still randomises
+    every layer above each); ``include_original=True`` adds stage ``"none"`` (nothing randomised: similarity 1
+    up to the method's own randomness). Adebayo et al. 2018 (NeurIPS), cascading model-parameter randomisation.
+    """
+    return _randomisation(ctx, "cascading", similarities, layers, include_original, None)
+
+
+@register_metric("independent_randomisation", family="randomisation", higher_is_better=False, reexplains=True,
+                 quantus="MPRT", defaults=dict(_RANDOM_DEFAULTS))
+def independent_randomisation(ctx: EvalContext, similarities=SIMILARITIES, layers=None,
+                              include_original: bool = False):
+    """Similarity of the maps to the original after randomising one layer at a time (the others kept).
+
+    Adebayo et al. 2018 (NeurIPS), independent model-parameter randomisation.
+    """
+    return _randomisation(ctx, "independent", similarities, layers, include_original, None)
