@@ -2,7 +2,7 @@
 
 Submodules (imported on first use, so ``import xaikit`` stays fast): ``io``, ``phantom``, ``data``, ``models``,
 ``train``, ``checkpoint``, ``saliency``, ``regions``, ``stats``, ``viz``, ``widgets``, ``report``, ``samples``,
-``demo``.
+``demo``, and the front doors ``inference``, ``cli``, ``service`` (needs fastapi), ``cluster`` (needs distributed).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "io", "phantom", "data", "models", "train", "checkpoint", "saliency", "regions", "stats", "viz", "widgets",
-    "report", "samples", "demo",
+    "report", "samples", "demo", "inference", "cli", "service", "cluster",
 }
 
 __all__ = ["__version__", *_errors_all, *sorted(_SUBMODULES)]

@@ -45,7 +45,11 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from ..service import ServiceConfig, serve as run_service
+    try:
+        from ..service import ServiceConfig, serve as run_service
+    except ImportError as exc:
+        raise ArgumentError(f"xaikit serve needs FastAPI and uvicorn ({exc}): pip install 'xaikit[service]' "
+                            "(fastapi, uvicorn, python-multipart).") from exc
 
     token = os.environ.get(args.token_env) or None
     config = ServiceConfig(max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout,
