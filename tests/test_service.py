@@ -179,3 +179,33 @@ def test_load_every_request_is_answered(url):
     with ThreadPoolExecutor(8) as pool:
         codes = [c for batch in pool.map(client, [10] * 8) for c in batch]
     assert len(codes) == 80 and set(codes) == {200}
+
+
+def test_xaikit_serve_runs_the_service_from_the_command_line():
+    """``xaikit serve`` in a subprocess: loopback by default, the token taken from XAIKIT_TOKEN."""
+    import os
+    import subprocess
+    import sys
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XAIKIT_TOKEN": "t0ken", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "xaikit", "serve", str(MODEL), "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "xaikit serve did not come up"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(base + "/health").status_code == 200:
+                    break
+            time.sleep(0.2)
+        assert httpx.get(base + "/methods").status_code == 401
+        ok = _post(base, "/predict", PNG, name="Doe^John_P0094.png", headers={"Authorization": "Bearer t0ken"})
+        assert ok.status_code == 200 and set(ok.json()["prediction"]["probabilities"]) == {"normal", "pneumonia"}
+    finally:
+        proc.terminate()
+        log = proc.communicate(timeout=30)[0]
+    assert f"Uvicorn running on http://127.0.0.1:{port}" in log
+    assert "/predict" in log and "Doe" not in log and "P0094" not in log  # the upload's name is in no log line
