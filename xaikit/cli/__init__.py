@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
-from ..errors import (ArgumentError, CheckpointError, ExplanationError, ImageReadError, ManifestError, ModelError,
-                      PreprocessMismatchError, XaikitError, DatasetError)
+from ..errors import (ArgumentError, CheckpointError, DatasetError, ExplanationError, ImageReadError, ManifestError,
+                      ModelError, PreprocessMismatchError, XaikitError)
 
 __all__ = ["main", "parser", "exit_code", "EXIT_CODES"]
 
@@ -157,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CODES["ok"]
     from . import commands
 
-    warnings.simplefilter("default")  # show each warning once, on stderr
     try:
         return getattr(commands, args.command)(args)
     except XaikitError as err:
