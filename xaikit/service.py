@@ -35,7 +35,7 @@ import os
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
@@ -76,14 +76,15 @@ class ServiceConfig:
     max_upload_bytes: int = 32 * 2**20
     timeout_s: float = 60.0
     queue_size: int = 8
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a repr, log or error message
     retry_after_s: int = 2
     upload_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1 or self.queue_size < 1 or not self.timeout_s > 0 or self.retry_after_s < 0:
             raise ArgumentError(f"ServiceConfig: max_upload_bytes, queue_size and timeout_s must be positive and "
-                                f"retry_after_s >= 0; got {self}.")
+                                f"retry_after_s >= 0; got {self.max_upload_bytes}, {self.queue_size}, "
+                                f"{self.timeout_s}, {self.retry_after_s}.")
 
 
 class _TooLarge(Exception):
@@ -295,6 +296,10 @@ def _options(method: str, target: str, params: str, n_classes: int) -> dict:
         raise HTTPException(422, f"params is not valid JSON ({exc.msg}); send an object like {{\"n_steps\": 16}}.")
     if not isinstance(parsed, dict):
         raise HTTPException(422, "params must be a JSON object of method parameters.")
+    unknown = sorted(set(parsed) - set(METHODS[method].defaults))
+    if unknown:  # only the method's own parameters: a client must not set memory budgets, layers or seeds
+        raise HTTPException(422, f"params {unknown} are not parameters of {method}; it takes "
+                                 f"{sorted(METHODS[method].defaults)} (GET /methods).")
     return {"method": method, "target": "pred" if target == "pred" else int(target), "params": parsed}
 
 
