@@ -10,7 +10,7 @@ more cores and more machines.
 
 Usage::
 
-    python benchmarks/bench_cluster.py                 # 32 images x (gradcam, gradient, integrated_gradients)
+    python benchmarks/bench_cluster.py                 # 16 images x (gradcam, gradient, integrated_gradients)
     python benchmarks/bench_cluster.py --images 64 --rounds 3
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from xaikit.saliency import explain_many
 
 MODEL = "data_samples/models/phantom_small_cnn.pt"
 METHODS = {"gradcam": {"method": "gradcam"}, "gradient": {"method": "gradient"},
-           "integrated_gradients": {"method": "integrated_gradients", "n_steps": 16}}
+           "integrated_gradients": {"method": "integrated_gradients", "n_steps": 8}}
 BUDGET = 512 * 2**20
 
 
@@ -38,7 +38,7 @@ def _peak_rss_mib() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
@@ -48,7 +48,7 @@ def main() -> None:
     kw = dict(batch_size=args.batch_size, progress=False, memory_budget=BUDGET)
     tic = time.perf_counter()
     with local_cluster(1, 1) as one, local_cluster(2, 1) as two:
-        print(f"start-up of both clusters: {time.perf_counter() - tic:.1f} s (not counted below)")
+        print(f"start-up of both clusters: {time.perf_counter() - tic:.1f} s (not counted below)", flush=True)
         runs = {"local loop": None, "1 worker": one, "2 workers": two}
         times: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(args.rounds):
@@ -56,6 +56,7 @@ def main() -> None:
                 tic = time.perf_counter()
                 explain_many(model, x, METHODS, executor=client, **kw)
                 times[name].append(time.perf_counter() - tic)
+                print(f"  round {len(times[name])}: {name:10s} {times[name][-1]:7.2f} s", flush=True)
         peaks = {**one.run(_peak_rss_mib), **two.run(_peak_rss_mib)}
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{args.images} images x {len(METHODS)} methods = {n_maps} maps, batch {args.batch_size}, "

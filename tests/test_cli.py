@@ -181,3 +181,29 @@ def test_a_folder_is_searched_and_non_images_are_counted(tmp_path, capsys):
         assert main(["predict", str(MODEL), str(tmp_path), "--no-progress"]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert len(table) == 3 and table["source_sha256"].nunique() == 1 and table["item"].nunique() == 3
+
+
+def test_overlay_is_transparent_at_zero_and_sits_on_the_original_grid():
+    from xaikit.data import Preprocess
+    from xaikit.inference import overlay_rgb
+
+    image = xaikit.io.MedicalImage(np.linspace(0, 1, 60 * 90, dtype=np.float32).reshape(60, 90), window=(0.5, 1.0))
+    pre = Preprocess(size=32, mode="letterbox")
+    grey = np.repeat((image.display() * 255).round()[..., None], 3, axis=2)
+    np.testing.assert_array_equal(overlay_rgb(image, np.zeros((32, 32)), pre), grey.astype(np.uint8))
+    hot = overlay_rgb(image, np.ones((32, 32)), pre, alpha=1.0)  # a flat positive map: fully opaque reds
+    assert hot.shape == (60, 90, 3) and (hot[..., 0] > hot[..., 2]).all()
+
+
+def test_planes_of_a_volume():
+    from xaikit.errors import ArgumentError
+    from xaikit.inference import planes
+
+    volume = read_image(VOLUME)
+    assert [k for k, _ in planes(volume)] == [12]
+    assert [k for k, _ in planes(volume, "all")] == list(range(24))
+    (k, plane), = planes(volume, 3)
+    np.testing.assert_array_equal(plane.array, volume.array[3])
+    assert plane.window == volume.window and plane.spacing == volume.spacing[1:]
+    with pytest.raises(ArgumentError, match="slice index 0..23"):
+        planes(volume, 24)
