@@ -116,7 +116,9 @@ class _Boxed:
 
 def _run_on(executor, model, jobs, batches, target, cache, kwargs, bar) -> dict[str, Explanation]:
     dask = hasattr(executor, "scatter") and hasattr(executor, "gather")
-    model_ref = executor.scatter(_Boxed(model), broadcast=True) if dask else model
+    # hash=False: a fresh key per call; with content keys, a previous call's release of the same key could
+    # delete the model from the workers while this call's tasks still need it ("computation on lost data")
+    model_ref = executor.scatter(_Boxed(model), broadcast=True, hash=False) if dask else model
     extra = {"pure": False} if dask else {}
     futures = {}
     for label, (method, params) in jobs.items():
