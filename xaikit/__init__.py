@@ -1,8 +1,8 @@
 """xaikit: explain deep-learning models on medical images, from Jupyter.
 
 Submodules (imported on first use, so ``import xaikit`` stays fast): ``io``, ``phantom``, ``data``, ``models``,
-``train``, ``checkpoint``, ``saliency``, ``regions``, ``stats``, ``evaluation``, ``viz``, ``widgets``, ``report``, ``samples``,
-``demo``.
+``train``, ``checkpoint``, ``saliency``, ``regions``, ``stats``, ``evaluation``, ``viz``, ``widgets``, ``report``,
+``samples``, ``demo``, and the front doors ``inference``, ``cli``, ``service`` (needs fastapi), ``cluster`` (needs distributed).
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from .errors import __all__ as _errors_all
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "io", "phantom", "data", "models", "train", "checkpoint", "saliency", "regions", "stats", "evaluation", "viz", "widgets",
-    "report", "samples", "demo",
+    "io", "phantom", "data", "models", "train", "checkpoint", "saliency", "regions", "stats", "evaluation", "viz",
+    "widgets", "report", "samples", "demo", "inference", "cli", "service", "cluster",
 }
 
 __all__ = ["__version__", *_errors_all, *sorted(_SUBMODULES)]

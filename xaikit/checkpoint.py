@@ -157,8 +157,9 @@ def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: 
 
     Parameters
     ----------
-    path : path-like
-        The checkpoint file.
+    path : path-like or str
+        The checkpoint file, or an MLflow artifact URI such as ``"runs:/<run_id>/model.pt"`` (a run logged by
+        ``fit(..., tracking="mlflow")``; needs ``mlflow-skinny``; the current MLflow tracking URI is used).
     preprocess : Preprocess or dict, optional
         The preprocessing you intend to use; if it differs from the saved one,
         :class:`~xaikit.errors.PreprocessMismatchError` lists the differing keys.
@@ -175,6 +176,8 @@ def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: 
     Checkpoint
         ``model`` in eval mode with ``xaikit_preprocess``, ``xaikit_classes``, ``xaikit_arch`` set.
     """
+    if isinstance(path, str) and path.startswith(_TRACKED_SCHEMES):
+        return _load_tracked(path, preprocess=preprocess, device=device)
     path = Path(path)
     payload = _read(path)
     state = payload["state_dict"]
@@ -343,3 +346,29 @@ def _plain(obj: Any, what: str) -> Any:
         return obj
     raise ArgumentError(f"{what} must hold plain values (numbers, strings, lists, dicts); "
                         f"got {type(obj).__name__}: {obj!r:.80}")
+
+
+# ------------------------------------------------------------------------------------------- tracked runs
+
+_TRACKED_SCHEMES = ("runs:/", "models:/")
+
+
+def _load_tracked(uri: str, **kwargs: Any) -> Checkpoint:
+    """Download an MLflow artifact into a temporary folder, load it like a file, and delete the copy."""
+    import tempfile
+
+    try:
+        import mlflow
+    except ImportError as exc:
+        raise CheckpointError(f"{uri} is an MLflow artifact URI; loading it needs MLflow: "
+                              "pip install mlflow-skinny (or mlflow).") from exc
+    with tempfile.TemporaryDirectory(prefix="xaikit-run-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        except mlflow.exceptions.MlflowException as exc:
+            raise CheckpointError(f"{uri}: MLflow cannot fetch this artifact from {mlflow.get_tracking_uri()} "
+                                  f"({exc.message}). Check the run id and the tracking URI "
+                                  "(MLFLOW_TRACKING_URI or xaikit.train.tracking.load_run_checkpoint).") from exc
+        ckpt = load_checkpoint(local, **kwargs)
+    ckpt.path = Path(uri)
+    return ckpt

@@ -4,12 +4,19 @@ The cache holds one file per (model weights, method, parameters, target, image i
 that key (image ids never appear in file names). A rerun loads what is done and computes the rest. Each
 file carries a checksum of its maps (see :class:`Explanation`); an unreadable or damaged file is reported
 with a warning, deleted and recomputed, never trusted.
+
+With ``executor=`` the (method, batch) tasks run elsewhere: a Dask ``distributed.Client`` (see
+:mod:`xaikit.cluster`; the model is scattered once to every worker) or any ``concurrent.futures`` executor.
+Results are the same as the local loop's (per-image random streams do not depend on where a batch runs), and
+a cache folder that every worker can reach makes a rerun, or a task retried after a worker died, reuse all
+finished maps.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -38,6 +45,7 @@ def explain_many(
     image_ids: Sequence[str] | None = None,
     labels: torch.Tensor | Sequence[int] | None = None,
     progress: bool = True,
+    executor: Any = None,
     **explain_kwargs: Any,
 ) -> dict[str, Explanation]:
     """Explain every image with every method; returns ``{label: Explanation}`` in image order.
@@ -56,6 +64,10 @@ def explain_many(
         Directory of the disk cache; ``None`` disables caching.
     progress : bool
         Show a ``tqdm.auto`` bar (notebook or terminal).
+    executor : distributed.Client or concurrent.futures.Executor, optional
+        Run the (method, batch) tasks there instead of in this process. A Dask client gets the model once per
+        worker (``scatter(broadcast=True)``); tasks in one process take turns on the model (a lock), so use
+        one thread per worker and more workers. ``None`` (default): the local loop.
     **explain_kwargs
         Passed to :func:`explain` (``layer``, ``memory_budget``, ``seed``, ``reduction``, ...).
 
@@ -74,12 +86,62 @@ def explain_many(
     cache = _Cache(Path(cache_dir), model_fingerprint(model)) if cache_dir is not None else None
     results = {}
     with tqdm(total=len(jobs) * n_images, desc="explain", unit="map", disable=not progress) as bar:
+        if executor is not None:
+            return _run_on(executor, model, jobs, batches, target, cache, explain_kwargs, bar)
         for label, (method, params) in jobs.items():
             bar.set_postfix_str(label)
             parts = [_run_batch(model, batch, method, params, target, cache, explain_kwargs, bar)
                      for batch in batches]
             results[label] = Explanation.concat(parts)
     return results
+
+
+_MODEL_LOCK = threading.Lock()  # explain scopes hooks on the model: one task at a time per process
+
+
+def _task(model, batch, method, params, target, cache, kwargs) -> Explanation:
+    """One (method, batch) task, run by an executor's worker."""
+    model = model.model if isinstance(model, _Boxed) else model
+    with _MODEL_LOCK:
+        return _run_batch(model, batch, method, params, target, cache, kwargs, None)
+
+
+class _Boxed:
+    """The model in a plain box, so Dask ships it with pickle: its own torch serializer rebuilds a module's
+    hook dicts as plain dicts, on which the next ``register_forward_hook`` fails (weak references)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+
+def _run_on(executor, model, jobs, batches, target, cache, kwargs, bar) -> dict[str, Explanation]:
+    dask = hasattr(executor, "scatter") and hasattr(executor, "gather")
+    # hash=False: a fresh key per call; with content keys, a previous call's release of the same key could
+    # delete the model from the workers while this call's tasks still need it ("computation on lost data")
+    model_ref = executor.scatter(_Boxed(model), broadcast=True, hash=False) if dask else model
+    extra = {"pure": False} if dask else {}
+    futures = {}
+    for label, (method, params) in jobs.items():
+        for b, batch in enumerate(batches):
+            fut = executor.submit(_task, model_ref, batch, method, params, target, cache, kwargs, **extra)
+            futures[fut] = (label, b, len(batch[2]))
+    parts: dict[str, list] = {label: [None] * len(batches) for label in jobs}
+    for fut in _as_completed(list(futures), dask):
+        label, b, n = futures[fut]
+        parts[label][b] = fut.result()
+        bar.set_postfix_str(label)
+        bar.update(n)
+    return {label: Explanation.concat(p) for label, p in parts.items()}
+
+
+def _as_completed(futures: list, dask: bool):
+    if dask:
+        from distributed import as_completed
+
+        return as_completed(futures)
+    from concurrent.futures import as_completed
+
+    return as_completed(futures)
 
 
 def _run_batch(model, batch, method, params, target, cache, kwargs, bar) -> Explanation:
@@ -97,7 +159,8 @@ def _run_batch(model, batch, method, params, target, cache, kwargs, bar) -> Expl
             found[i] = exp.select([j])
             if cache:
                 cache.save(keys[i], found[i])
-    bar.update(len(ids))
+    if bar is not None:
+        bar.update(len(ids))
     return Explanation.concat(found)
 
 

@@ -57,6 +57,7 @@ class FitResult:
     device: str
     seconds: float
     params: dict = field(default_factory=dict)
+    tracking_run_id: str | None = None
 
     def history_wide(self) -> pd.DataFrame:
         """One row per epoch, one column per ``<split>_<metric>`` (e.g. ``train_loss``, ``val_roc_auc``)."""
@@ -102,6 +103,9 @@ def fit(
     checkpoint_path: str | os.PathLike | None = None,
     preprocess: Any = None,
     progress: bool = True,
+    tracking: str | None = None,
+    tracking_uri: str | os.PathLike | None = None,
+    experiment: str = "xaikit",
 ) -> FitResult:
     """Train ``model`` on ``train``, validate on ``val`` after every epoch, restore the best epoch's weights.
 
@@ -149,6 +153,14 @@ def fit(
         fine-tuning a loaded checkpoint, ``model.xaikit_preprocess`` (else ``PreprocessMismatchError``).
     progress : bool
         Show a tqdm progress bar.
+    tracking : {"mlflow", None}
+        Log the run to MLflow (optional dependency ``mlflow-skinny``): parameters, per-epoch metrics, the best
+        epoch's evaluation, and the checkpoint as artifact ``model.pt`` (see :mod:`xaikit.train.tracking`);
+        ``FitResult.tracking_run_id`` names the run, ``load_checkpoint("runs:/<id>/model.pt")`` loads it back.
+    tracking_uri : str or path, optional
+        MLflow tracking URI or folder (default ``MLFLOW_TRACKING_URI``, else ``./mlruns``).
+    experiment : str
+        MLflow experiment name.
 
     Returns
     -------
@@ -177,6 +189,37 @@ def fit(
                   scheduler=scheduler, class_weight=class_weight, sampler=sampler, seed=seed, amp=amp,
                   n_train=len(y_train), n_val=len(y_val))
     run = _Run(model, classes, device, amp, monitor, checkpoint_path, preprocess, params)
+    tracker = _tracker(tracking, tracking_uri, experiment, params)
+    callbacks = [*callbacks, tracker] if tracker is not None else callbacks
+    try:
+        result = _train(model, run, train, val, deterministic, device, seed, batch_size, num_workers, sampler, y_train,
+                        classes, class_weight, optimizer, lr, weight_decay, scheduler, epochs, monitor, stop_metric,
+                        patience, callbacks, progress)
+    except BaseException:
+        if tracker is not None:
+            tracker.close("FAILED")
+        raise
+    if tracker is not None:
+        result.tracking_run_id = tracker.run_id
+        tracker.finish(result, model, classes, preprocess)
+    return result
+
+
+def _tracker(tracking, tracking_uri, experiment, params):
+    if tracking is None:
+        return None
+    from .tracking import TRACKERS, MlflowRun
+
+    if tracking not in TRACKERS:
+        raise ArgumentError(f"tracking={tracking!r}: use one of {list(TRACKERS)} or None.")
+    tracker = MlflowRun(tracking_uri, experiment)
+    tracker.log_params(params)
+    return tracker
+
+
+def _train(model, run, train, val, deterministic, device, seed, batch_size, num_workers, sampler, y_train, classes,
+           class_weight, optimizer, lr, weight_decay, scheduler, epochs, monitor, stop_metric, patience, callbacks,
+           progress) -> FitResult:
     was_training = model.training
     with determinism(deterministic, device):
         try:

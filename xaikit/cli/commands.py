@@ -1,0 +1,134 @@
+"""One function per subcommand: ``predict``, ``explain``, ``serve``, ``demo``, ``samples`` (each returns an exit code)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from ..errors import ArgumentError
+from ..inference import SLICE_POLICIES, load_model, predict as predict_probs, to_batch
+from .inputs import collect_sources, load_items
+from .outputs import prediction_table, write_gallery, write_maps, write_table
+
+
+def predict(args: argparse.Namespace) -> int:
+    ckpt, items = _prepare(args)
+    probs = predict_probs(ckpt.model, to_batch(ckpt, [it.image for it in items]), args.batch_size)
+    table = prediction_table(items, probs, ckpt.classes)
+    if args.out is None:
+        table.to_csv(sys.stdout, index=False, lineterminator="\n")
+    else:
+        print(f"predictions written: {write_table(table, args.out / 'predictions.csv')}")
+    return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    from ..saliency import explain_many
+
+    methods = _methods(args.method, args.preset)
+    ckpt, items = _prepare(args)
+    x = to_batch(ckpt, [it.image for it in items])
+    probs = predict_probs(ckpt.model, x, args.batch_size)
+    labels = _labels(items, args.target)
+    results = explain_many(ckpt.model, x, methods, target=_target(args.target, len(ckpt.classes)),
+                           batch_size=args.batch_size, cache_dir=args.out / ".cache",
+                           image_ids=[it.image_id for it in items], labels=labels, progress=not args.no_progress)
+    predictions = prediction_table(items, probs, ckpt.classes)
+    write_table(predictions, args.out / "predictions.csv")
+    table = write_maps(args.out, items, results, ckpt.preprocess, predictions)
+    write_table(table, args.out / "explanations.csv")
+    index = write_gallery(args.out, table, list(results), ckpt.classes)
+    print(f"{len(items)} image(s) x {len(results)} method(s) explained: {index.resolve()}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        from ..service import ServiceConfig, serve as run_service
+    except ImportError as exc:
+        raise ArgumentError(f"xaikit serve needs FastAPI and uvicorn ({exc}): pip install 'xaikit[service]' "
+                            "(fastapi, uvicorn, python-multipart).") from exc
+
+    token = os.environ.get(args.token_env) or None
+    config = ServiceConfig(max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout,
+                           queue_size=args.queue, token=token)
+    run_service(args.model, host=args.host, port=args.port, config=config)
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    index = run_demo(args.out, samples_dir=args.samples, smoke=args.smoke, stages=args.stages)
+    print(f"report written: {index.resolve()}")
+    return 0
+
+
+def samples(args: argparse.Namespace) -> int:
+    from ..samples import build_samples
+
+    written = build_samples(args.out, models=not args.no_models)
+    print(f"sample data written: {written}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _prepare(args: argparse.Namespace):
+    if args.batch_size < 1:
+        raise ArgumentError(f"--batch-size {args.batch_size}: must be at least 1.")
+    ckpt = load_model(args.model)
+    sources = collect_sources(args.inputs, ckpt.classes)
+    items, bad = load_items(sources, slices=_slices(args.slices), skip_bad=args.skip_bad,
+                            progress=not args.no_progress)
+    for path, reason in bad:
+        print(f"xaikit: skipped unreadable input {path}: {reason}", file=sys.stderr)
+    return ckpt, items
+
+
+def _slices(value: str) -> str | int:
+    if value in SLICE_POLICIES:
+        return value
+    if value.isdigit():
+        return int(value)
+    raise ArgumentError(f"--slices {value!r}: use 'middle', 'all' or a slice index (0, 1, ...).")
+
+
+def _methods(names: list[str], preset: str | None) -> dict[str, dict]:
+    from ..saliency import METHODS, PRESETS
+
+    if not names and preset is None:
+        raise ArgumentError("name at least one --method (e.g. --method gradcam) or a --preset "
+                            f"({', '.join(sorted(PRESETS))}).")
+    jobs: dict[str, dict] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ArgumentError(f"--preset {preset!r} is not known; use one of {sorted(PRESETS)}.")
+        jobs.update({label: dict(spec) for label, spec in PRESETS[preset].items()})
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ArgumentError(f"--method {', '.join(unknown)}: not known. Known methods: {', '.join(sorted(METHODS))}.")
+    jobs.update({m: {"method": m} for m in names if m not in jobs})
+    return jobs
+
+
+def _target(value: str, n_classes: int) -> str | int:
+    if value in ("pred", "label"):
+        return value
+    if value.lstrip("-").isdigit() and 0 <= int(value) < n_classes:
+        return int(value)
+    raise ArgumentError(f"--target {value!r}: use pred, label or a class index 0..{n_classes - 1}.")
+
+
+def _labels(items, target: str) -> torch.Tensor | None:
+    known = [it.label for it in items]
+    if all(lab is not None for lab in known):
+        return torch.tensor(known, dtype=torch.long)
+    if target == "label":
+        missing = sum(lab is None for lab in known)
+        raise ArgumentError(f"--target label: {missing} of {len(items)} image(s) have no label; labels come from "
+                            "a manifest CSV (image_path,label,...). Use --target pred or a class index instead.")
+    return None
