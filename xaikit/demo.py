@@ -231,8 +231,10 @@ def _statistics_stage(ctx: DemoContext, report: Report) -> None:
                  max_rows=60)
     report.figure(forest_plot(family[family["family"] == "compare_groups"]), "statistics_forest",
                   caption="Class comparison per method and zone: effect with CI; filled = significant after Holm.")
-    report.figure(effect_heatmap(enrichment), "statistics_heatmap",
-                  caption="Enrichment effect (rank-biserial) per method and zone; marks from the per-table Holm p.")
+    # the marks come from the one family above (the table's p_adj), never from a per-table correction
+    report.figure(effect_heatmap(family[family["family"] == "region_enrichment"]), "statistics_heatmap",
+                  caption=f"Enrichment effect (rank-biserial) per method and zone; marks (* p_adj < .05, ** < .01, "
+                  f"*** < .001) from the Holm family of all {len(family)} tests, as in the table.")
 
 
 @register_stage("shortcut")
