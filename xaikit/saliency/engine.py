@@ -172,6 +172,9 @@ def explain(
     x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
     _check_tensor(x, info)
     _check_model(model)
+    from ..domain import check_domain  # a checkpoint's model warns when x is far from its training data
+
+    check_domain(model, x, where="explain")
     if preprocess is not None:
         from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
 
