@@ -69,8 +69,11 @@ def _data_stage(ctx: DemoContext, report: Report) -> None:
     for name, fig in audit_figures(table, dataset).items():
         report.figure(fig, f"audit_{name}")
     dicom = read_image(ctx.samples / "dicom" / "cxr_monochrome1.dcm")
+    (h, w), (sy, sx) = dicom.shape, dicom.spacing[-2:]
     report.figure(image_figure(dicom, title="DICOM MONOCHROME1, default window (inverted on read)"), "dicom_example",
-                  caption=f"{dicom!r}; de-identified metadata keys: {sorted(dicom.meta)[:12]}")
+                  caption=f"A {dicom.modality} DICOM file of {w} x {h} pixels ({sx:.2f} x {sy:.2f} mm each), shown "
+                  f"with its default window (centre {dicom.window[0]:.4g}, width {dicom.window[1]:.4g}); its "
+                  f"de-identified metadata keys include {', '.join(sorted(dicom.meta)[:8])}.")
 
 
 def _shipped_model(ctx: DemoContext, name: str = "clean"):
