@@ -254,7 +254,8 @@ def _shortcut_stage(ctx: DemoContext, report: Report) -> None:
         "The shortcut sample model was trained on phantoms where 90% of pneumonia and 5% of normal images carry "
         "a corner marker. Both models are explained on the same held-out pneumonia images that all carry it; "
         "regions come from each image's ground truth. Enrichment, lesion-lung vs other-lung and model-vs-model "
-        "tests form one Holm family.",
+        "tests form one Holm family. The clean model may warn that some of these images are outside its training "
+        "domain (OutOfDomainWarning): it never saw a marker, which is the point of the comparison.",
     )
     summary = pd.concat([lab.summary("marker"), lab.summary("lesion_lung")], ignore_index=True)
     report.table(summary, "shortcut_summary",
