@@ -174,3 +174,25 @@ def test_readable_tables():
                                "converged": [False, True], "effect_size": [0.123456, -1.0]}))
     assert t.to_dict("list") == {"n_a": ["3", "—"], "p_raw": ["< 1e-4", "0.5000"], "significant": ["yes", "no"],
                                  "converged": ["no", "yes"], "effect_size": [0.1235, -1.0]}
+
+
+def test_readme_explain_my_image_snippet_runs(tmp_path, monkeypatch):
+    """The README's five lines, as written (one import line), on a shipped phantom: an overlay file, no warning."""
+    import re
+    from pathlib import Path
+
+    from xaikit.domain import OutOfDomainWarning
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    code = re.search(r"## Explain my image\s+```python\n(.*?)```", readme, re.S).group(1)
+    lines = code.strip().splitlines()
+    assert len(lines) == 5 and sum(line.startswith(("import ", "from ")) for line in lines) == 1
+    monkeypatch.chdir(root)
+    code = code.replace('"my_overlay"', repr(str(tmp_path / "my_overlay")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        namespace: dict = {}
+        exec(code, namespace)
+    assert (tmp_path / "my_overlay.html").stat().st_size > 0
+    assert namespace["exp"].maps.shape[-2:] == namespace["ckpt"].prepare(namespace["image"]).shape[-2:]
