@@ -133,13 +133,17 @@ def _saliency_stage(ctx: DemoContext, report: Report) -> None:
     rows = test.table.index[test.labels == 1][: 2 if ctx.smoke else 4]
     samples = [test[int(i)] for i in rows]
     x = torch.stack([s["image"] for s in samples])
-    results = explain_many(ckpt.model, x, "quick", image_ids=[s["id"] for s in samples], progress=False)
+    results = explain_many(ckpt.model, x, "quick", image_ids=[s["id"] for s in samples],
+                           labels=[s["label"] for s in samples], progress=False)
     ctx.results["saliency"] = (x, results)
     report.section(
         "3. Saliency: the quick preset on pneumonia test images",
-        "Signed maps (red: for the predicted class, blue: against), normalised for display only.",
+        "Signed maps (red: for the predicted class, blue: against; transparent where the map is zero), "
+        "normalised for display only.",
     )
-    report.figure(method_grid(x, results), "method_grid", caption="Rows: images; columns: methods.")
+    report.figure(method_grid(x, results, class_names=ckpt.classes), "method_grid",
+                  caption="Rows: images (id, true class, predicted class and its probability); columns: methods. "
+                  "Opacity follows |relevance|; Grad-CAM-like maps without negative values get a one-sided scale.")
     prov = [{"method": k, "target_policy": e.target_policy, "reduction": e.reduction,
              "params": ", ".join(f"{p}={v}" for p, v in e.params.items() if not isinstance(v, (dict, list)))}
             for k, e in results.items()]
