@@ -16,9 +16,10 @@ from .image import plotly_z
 
 __all__ = ["REGION_COLORS", "region_overlay", "region_value_map", "region_gallery", "region_explorer_figure"]
 
-#: Qualitative colours cycled over regions (Plotly's D3 palette).
+#: Qualitative colours cycled over regions (Plotly's D3 palette, then darker tones: lung zones with heart,
+#: mediastinum, border and corners are 12 regions, and two regions of one colour cannot be told apart).
 REGION_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                 "#bcbd22", "#17becf")
+                 "#bcbd22", "#17becf", "#393b79", "#637939", "#843c39", "#7b4173", "#8c6d31", "#3182bd")
 
 
 def _plane(image: Any) -> np.ndarray:
