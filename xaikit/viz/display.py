@@ -77,6 +77,8 @@ def _start_png_server() -> None:
     """Keep one headless browser for PNG export: ~0.2 s per figure instead of ~2 s for a browser per figure."""
     import kaleido
 
+    if not hasattr(kaleido, "start_sync_server"):  # Kaleido < 1 keeps its own process between calls
+        return
     kaleido.start_sync_server(silence_warnings=True)
     atexit.register(kaleido.stop_sync_server, silence_warnings=True)
     # Plotly passes its browser options on every call; a running server ignores them (harmlessly) and says so
