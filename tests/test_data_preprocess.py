@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -103,3 +104,16 @@ def test_augment_defaults_do_not_flip():
     assert Augment().flip is False
     with pytest.raises(ArgumentError, match="scale"):
         Augment(scale=(1.2, 0.8))
+
+
+def test_resize_warns_when_it_changes_the_aspect_ratio():
+    from xaikit.data.preprocess import AspectRatioWarning
+
+    radiograph = np.random.default_rng(0).random((65, 103))  # the 650 x 1028 shape of a real radiograph, scaled
+    with pytest.warns(AspectRatioWarning, match="mode='letterbox'"):
+        Preprocess(size=32)(radiograph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AspectRatioWarning)
+        Preprocess(size=32, mode="letterbox")(radiograph)  # keeps the ratio: silent
+        Preprocess(size=32)(radiograph[:, :66])  # within 5 %: silent
+        Preprocess(size=(32, 48))(radiograph[:, :98])  # the same ratio as the size: silent

@@ -48,3 +48,20 @@ def test_tables_hold_real_results(report):
     assert lab.loc[("shortcut", "marker"), "p_adj"] < 0.01
     clean = lab.loc[("clean", "marker")]
     assert not (clean["significant"] and clean["effect_size"] > 0)  # never enriched (it may be depleted)
+
+
+def test_heatmap_marks_agree_with_the_family_table(report):
+    """One significance truth: the heatmap's marks are those of the one Holm family in the table above it."""
+    import re
+
+    from xaikit.viz.stats import significance_mark
+
+    out, index = report
+    page = index.read_text()
+    body = page.split("</nav>", 1)[1]
+    heatmap = body[body.index("5. Statistics"):]
+    shown = re.findall(r'"(-?\d\.\d\d) (\*{1,3}|ns)"', heatmap.split("6. The shortcut lab")[0])
+    tests = pd.read_csv(out / "statistics_tests.csv")
+    enrichment = tests[tests["family"] == "region_enrichment"]
+    expected = sorted((f"{e:.2f}", significance_mark(p)) for e, p in zip(enrichment["effect_size"], enrichment["p_adj"]))
+    assert sorted(shown) == expected

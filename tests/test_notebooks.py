@@ -88,6 +88,26 @@ def test_executes_in_smoke_mode(path, tmp_path):
             None,
         )
         pytest.fail(f"{path.name}: cell {failing} failed:\n{str(err)[-3000:]}")
+    _assert_figures_render_statically(nb, path.name)
+
+
+def _assert_figures_render_statically(nb, name: str) -> None:
+    """Every Plotly figure the executed notebook shows also carries a PNG, and nbconvert's HTML shows it."""
+    from nbconvert import HTMLExporter
+
+    from xaikit.viz.export import png_export_available
+
+    outputs = [o for c in _code_cells(nb) for o in c.get("outputs", []) if "data" in o]
+    plotly = [o for o in outputs if "application/vnd.plotly.v1+json" in o["data"]]
+    if not png_export_available():
+        assert not any("image/png" in o["data"] for o in plotly)
+        pytest.skip("no Chrome/Chromium for Kaleido: figures are interactive only (see .ci/browser-deps)")
+    without = sum("image/png" not in o["data"] for o in plotly)
+    assert without == 0, f"{name}: {without} of {len(plotly)} Plotly figures were stored without a static PNG"
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    images = body.count('src="data:image/png;base64,')
+    pngs = sum("image/png" in o["data"] for o in outputs)
+    assert images == pngs >= len(plotly), f"{name}: the HTML shows {images} images for {pngs} PNG outputs"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

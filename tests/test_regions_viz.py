@@ -14,7 +14,8 @@ from xaikit.viz.regions import region_explorer_figure, region_gallery, region_ov
 def test_region_overlay_one_trace_per_region(rng):
     image, regions = rng.random((12, 9)), grid(1, 3, (12, 9))
     fig = region_overlay(image, regions.expand(2), index=1)
-    assert [t.name for t in fig.data] == ["image", "col0", "col1", "col2"]
+    assert [t.name for t in fig.data if t.type == "heatmap"] == ["image", "col0", "col1", "col2"]
+    assert [t.name for t in fig.data if t.showlegend] == ["col0", "col1", "col2"]  # swatches in the legend
     np.testing.assert_array_equal(np.asarray(fig.data[2].z).astype(bool), regions["col1"])
     assert fig.data[2].colorscale[0][1] == "rgba(0,0,0,0)"  # outside the region is transparent, not NaN
     with pytest.raises(ArgumentError, match="share a plane"):
@@ -38,9 +39,13 @@ def test_region_gallery_panels_follow_their_own_masks(rng):
     images = rng.random((3, 10, 8))
     per_image = grid(2, 1, (10, 8)).expand(3)
     fig = region_gallery(images, per_image, titles=["a", "b", "c"], ncols=2)
-    assert len(fig.data) == 3 * 3  # image + two regions per panel
-    assert [t.showlegend for t in fig.data if t.name == "row0"] == [True, False, False]  # one legend entry
-    np.testing.assert_array_equal(np.asarray(fig.data[4].z).astype(bool), per_image.as_dict(1)["row0"])
+    assert len(fig.data) == 3 * 3 + 2  # image + two regions per panel, and one legend swatch per region
+    # one legend entry per region: a swatch in the region's own colour (a heatmap's legend item is not)
+    assert [t.showlegend for t in fig.data if t.name == "row0"] == [False, True, False, False]
+    swatch, heat = next(t for t in fig.data if t.name == "row0" and t.showlegend), fig.data[1]
+    assert swatch.marker.color == heat.colorscale[1][1] and swatch.legendgroup == heat.legendgroup
+    assert "patient's left" in fig.layout.legend.title.text
+    np.testing.assert_array_equal(np.asarray(fig.data[6].z).astype(bool), per_image.as_dict(1)["row0"])
     assert [a.text for a in fig.layout.annotations] == ["a", "b", "c"]
     with pytest.raises(ArgumentError, match="2 region sets for 3 images"):
         region_gallery(images, [grid(1, 2, (10, 8))] * 2)

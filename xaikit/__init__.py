@@ -2,7 +2,16 @@
 
 Submodules (imported on first use, so ``import xaikit`` stays fast): ``io``, ``phantom``, ``data``, ``models``,
 ``train``, ``checkpoint``, ``saliency``, ``regions``, ``stats``, ``evaluation``, ``viz``, ``widgets``, ``report``,
-``samples``, ``demo``, and the front doors ``inference``, ``cli``, ``service`` (needs fastapi), ``cluster`` (needs distributed).
+``samples``, ``demo``, ``domain``, and the front doors ``inference``, ``cli``, ``service`` (needs fastapi),
+``cluster`` (needs distributed).
+
+The front door, also imported on first use: explain one image in five lines.
+
+>>> from xaikit import read_image, load_checkpoint, explain, overlay, save_figure  # doctest: +SKIP
+>>> image = read_image("my_radiograph.jpeg")  # doctest: +SKIP
+>>> ckpt = load_checkpoint("data_samples/models/phantom_small_cnn.pt")  # doctest: +SKIP
+>>> exp = explain(ckpt.model, ckpt.prepare(image), "gradcam")  # doctest: +SKIP
+>>> save_figure(overlay(image, exp.maps[0], preprocess=ckpt.preprocess), "my_overlay")  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -15,13 +24,21 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "io", "phantom", "data", "models", "train", "checkpoint", "saliency", "regions", "stats", "evaluation", "viz",
-    "widgets", "report", "samples", "demo", "inference", "cli", "service", "cluster",
+    "widgets", "report", "samples", "demo", "domain", "inference", "cli", "service", "cluster",
 }
 
-__all__ = ["__version__", *_errors_all, *sorted(_SUBMODULES)]
+#: What a user needs to explain one image, re-exported from where it lives (imported on first use).
+_FRONT_DOOR = {
+    "read_image": "io", "load_checkpoint": "checkpoint", "explain": "saliency", "overlay": "viz.saliency",
+    "save_figure": "viz.export", "Preprocess": "data", "evaluate": "train",
+}
+
+__all__ = ["__version__", *_errors_all, *sorted(_SUBMODULES), *sorted(_FRONT_DOOR)]
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _FRONT_DOOR:
+        return getattr(importlib.import_module(f".{_FRONT_DOOR[name]}", __name__), name)
     raise AttributeError(f"module 'xaikit' has no attribute {name!r}")

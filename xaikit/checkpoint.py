@@ -67,6 +67,21 @@ class Checkpoint:
     sha256: str = ""
 
     @property
+    def card(self) -> dict:
+        """The model card (``summary["model_card"]``): training data, image statistics, intended use; ``{}``
+        when the checkpoint has none."""
+        return dict(self.summary.get("model_card", {}))
+
+    def prepare(self, images) -> torch.Tensor:
+        """The ``N x C x H x W`` input of the model for one image or a list (MedicalImage or 2D array), through
+        the checkpoint's own :attr:`preprocess`."""
+        if self.preprocess is None:
+            raise ArgumentError("Checkpoint.prepare: this checkpoint stores no Preprocess; preprocess the images "
+                                "yourself with the one the model was trained with.")
+        many = isinstance(images, (list, tuple))
+        return torch.stack([self.preprocess(im)[0] for im in (images if many else [images])])
+
+    @property
     def preprocess(self):
         """The :class:`xaikit.data.Preprocess` the model was trained with (``None`` if none was saved)."""
         if self.preprocess_dict is None:
@@ -193,6 +208,7 @@ def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: 
     model.eval().to(device)
     model.xaikit_classes = list(meta["classes"])
     model.xaikit_preprocess = meta["preprocess"]
+    model.xaikit_domain = meta["summary"].get("domain")  # training domain: explain/evaluate warn far from it
     ckpt = Checkpoint(model, meta["arch"], meta["arch_kwargs"], list(meta["classes"]), meta["preprocess"],
                       meta["summary"], path, digest)
     if preprocess is not None:

@@ -69,8 +69,11 @@ def _data_stage(ctx: DemoContext, report: Report) -> None:
     for name, fig in audit_figures(table, dataset).items():
         report.figure(fig, f"audit_{name}")
     dicom = read_image(ctx.samples / "dicom" / "cxr_monochrome1.dcm")
+    (h, w), (sy, sx) = dicom.shape, dicom.spacing[-2:]
     report.figure(image_figure(dicom, title="DICOM MONOCHROME1, default window (inverted on read)"), "dicom_example",
-                  caption=f"{dicom!r}; de-identified metadata keys: {sorted(dicom.meta)[:12]}")
+                  caption=f"A {dicom.modality} DICOM file of {w} x {h} pixels ({sx:.2f} x {sy:.2f} mm each), shown "
+                  f"with its default window (centre {dicom.window[0]:.4g}, width {dicom.window[1]:.4g}); its "
+                  f"de-identified metadata keys include {', '.join(sorted(dicom.meta)[:8])}.")
 
 
 def _shipped_model(ctx: DemoContext, name: str = "clean"):
@@ -130,13 +133,17 @@ def _saliency_stage(ctx: DemoContext, report: Report) -> None:
     rows = test.table.index[test.labels == 1][: 2 if ctx.smoke else 4]
     samples = [test[int(i)] for i in rows]
     x = torch.stack([s["image"] for s in samples])
-    results = explain_many(ckpt.model, x, "quick", image_ids=[s["id"] for s in samples], progress=False)
+    results = explain_many(ckpt.model, x, "quick", image_ids=[s["id"] for s in samples],
+                           labels=[s["label"] for s in samples], progress=False)
     ctx.results["saliency"] = (x, results)
     report.section(
         "3. Saliency: the quick preset on pneumonia test images",
-        "Signed maps (red: for the predicted class, blue: against), normalised for display only.",
+        "Signed maps (red: for the predicted class, blue: against; transparent where the map is zero), "
+        "normalised for display only.",
     )
-    report.figure(method_grid(x, results), "method_grid", caption="Rows: images; columns: methods.")
+    report.figure(method_grid(x, results, class_names=ckpt.classes), "method_grid",
+                  caption="Rows: images (id, true class, predicted class and its probability); columns: methods. "
+                  "Opacity follows |relevance|; Grad-CAM-like maps without negative values get a one-sided scale.")
     prov = [{"method": k, "target_policy": e.target_policy, "reduction": e.reduction,
              "params": ", ".join(f"{p}={v}" for p, v in e.params.items() if not isinstance(v, (dict, list)))}
             for k, e in results.items()]
@@ -231,8 +238,10 @@ def _statistics_stage(ctx: DemoContext, report: Report) -> None:
                  max_rows=60)
     report.figure(forest_plot(family[family["family"] == "compare_groups"]), "statistics_forest",
                   caption="Class comparison per method and zone: effect with CI; filled = significant after Holm.")
-    report.figure(effect_heatmap(enrichment), "statistics_heatmap",
-                  caption="Enrichment effect (rank-biserial) per method and zone; marks from the per-table Holm p.")
+    # the marks come from the one family above (the table's p_adj), never from a per-table correction
+    report.figure(effect_heatmap(family[family["family"] == "region_enrichment"]), "statistics_heatmap",
+                  caption=f"Enrichment effect (rank-biserial) per method and zone; marks (* p_adj < .05, ** < .01, "
+                  f"*** < .001) from the Holm family of all {len(family)} tests, as in the table.")
 
 
 @register_stage("shortcut")
@@ -249,7 +258,8 @@ def _shortcut_stage(ctx: DemoContext, report: Report) -> None:
         "The shortcut sample model was trained on phantoms where 90% of pneumonia and 5% of normal images carry "
         "a corner marker. Both models are explained on the same held-out pneumonia images that all carry it; "
         "regions come from each image's ground truth. Enrichment, lesion-lung vs other-lung and model-vs-model "
-        "tests form one Holm family.",
+        "tests form one Holm family. The clean model may warn that some of these images are outside its training "
+        "domain (OutOfDomainWarning): it never saw a marker, which is the point of the comparison.",
     )
     summary = pd.concat([lab.summary("marker"), lab.summary("lesion_lung")], ignore_index=True)
     report.table(summary, "shortcut_summary",

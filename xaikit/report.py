@@ -29,6 +29,7 @@ import plotly.graph_objects as go
 from ._util import atomic_write
 from .errors import ArgumentError
 from .viz.export import png_export_available, save_figures_png, save_png
+from .viz.tables import readable
 
 __all__ = ["Report"]
 
@@ -113,13 +114,14 @@ class Report:
         )
 
     def table(self, df: pd.DataFrame, name: str, *, caption: str = "", max_rows: int = 40, digits: int = 4) -> None:
-        """Write ``<name>.csv`` (all rows, full precision) and show the first ``max_rows`` rounded for display."""
+        """Write ``<name>.csv`` (all rows, full precision) and show the first ``max_rows`` for reading
+        (:func:`xaikit.viz.tables.readable`: p-values as ``< 1e-4``, counts as integers, flags as words)."""
         slug = self._unique(name)
         path = self.out_dir / f"{slug}.csv"
         with atomic_write(path, "w") as fh:
             df.to_csv(fh, index=False)
         self.files.append(path)
-        shown = df.head(max_rows).round(digits)
+        shown = readable(df.head(max_rows), digits)
         more = (
             f'<p class="note">Showing {max_rows} of {len(df)} rows; all rows in <a href="{path.name}">{path.name}</a>.</p>'
             if len(df) > max_rows

@@ -225,7 +225,43 @@ def build_models(out: Path, *, seed: int = 0, epochs: int = 40) -> dict[str, Pat
                        preprocess=pre, seed=seed, epochs=epochs, deterministic=True)
     split["train"].transform = None
     finish_model(path, split["train"], split["val"], split["test"], seed=seed)
+    add_model_card(path, split["train"], data=CLEAN_DATA)
     return {"clean": path, "shortcut": build_shortcut_model(out, seed=seed)}
+
+
+#: What the sample models were trained on, in words (model cards and out-of-domain warnings quote it).
+CLEAN_DATA = ("synthetic phantom chest radiographs drawn by xaikit.phantom (data_samples/manifest.csv, train split), "
+              "no corner markers")
+SHORTCUT_DATA = ("synthetic phantom chest radiographs (xaikit.samples.SHORTCUT) where a corner marker predicts the "
+                 "label: 90% of pneumonia and 5% of normal images carry it")
+INTENDED_USE = ("teaching and testing explanation methods and region statistics on phantoms with ground truth; "
+                "not a diagnostic model: it has never seen a real radiograph and must not be used on patients")
+
+
+def add_model_card(path: Path, train, *, data: str) -> dict:
+    """Store a model card and the training domain (:func:`xaikit.domain.fit_domain` on ``train``, without
+    augmentation) in the checkpoint at ``path``; the weights are untouched. Return the card.
+
+    Deterministic, so a rebuild of ``data_samples/`` still writes byte-identical checkpoints.
+    """
+    import torch
+
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .domain import IMAGE_STATS, fit_domain
+
+    ckpt = load_checkpoint(path)
+    x = torch.stack([train[i]["image"] for i in range(len(train))])
+    domain = fit_domain(ckpt.model, x, description=data)
+    card = {"data": data, "n_train_images": len(train), "classes": list(ckpt.classes),
+            "input": f"{ckpt.preprocess.to_dict()}", "intended_use": INTENDED_USE,
+            "image_statistics": {f"mean_{k}": round(v, 4) for k, v in zip(IMAGE_STATS, domain["image_stats_mean"])},
+            "test_metrics": ckpt.summary.get("test_metrics", {}),
+            "out_of_domain_check": f"{domain['method']} (xaikit.domain): explain and evaluate warn when an input's "
+                                   "image statistics or penultimate features lie beyond 1.2 times the farthest "
+                                   "training image"}
+    save_checkpoint(path, ckpt.model, classes=ckpt.classes, preprocess=ckpt.preprocess,
+                    summary={**ckpt.summary, "model_card": card, "domain": domain})
+    return card
 
 
 def shortcut_datasets(spec: SampleSpec = SHORTCUT, preprocess=None):
@@ -290,4 +326,5 @@ def build_shortcut_model(out: str | os.PathLike, *, spec: SampleSpec = SHORTCUT,
             "marker_rate_pos": spec.marker_rate_pos, "marker_rate_neg": spec.marker_rate_neg}
     save_checkpoint(path, ckpt.model, classes=ckpt.classes, preprocess=ckpt.preprocess,
                     summary={**summary, "training_data": data})
+    add_model_card(path, split["train"], data=SHORTCUT_DATA)
     return path

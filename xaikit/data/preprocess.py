@@ -20,6 +20,7 @@ Order of operations (fixed, so it is the same everywhere):
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -30,12 +31,19 @@ from skimage.transform import resize
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
 
-__all__ = ["Preprocess", "Geometry", "MODES", "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Preprocess", "Geometry", "AspectRatioWarning", "MODES", "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 MODES = ("resize", "letterbox")
 NORMALIZATIONS = ("percentile", "window", "imagenet", "none")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: ``mode="resize"`` warns when it changes an image's aspect ratio by more than this fraction.
+ASPECT_TOLERANCE = 0.05
+
+
+class AspectRatioWarning(UserWarning):
+    """``Preprocess(mode="resize")`` stretched an image to a different aspect ratio."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ class Preprocess:
     Examples
     --------
     >>> pre = Preprocess(size=64, channels=3)
-    >>> x, masks = pre(np.random.default_rng(0).random((100, 80)), {"lung": np.ones((100, 80), bool)})
+    >>> x, masks = pre(np.random.default_rng(0).random((100, 100)), {"lung": np.ones((100, 100), bool)})
     >>> tuple(x.shape), tuple(masks["lung"].shape)
     ((3, 64, 64), (64, 64))
     >>> Preprocess.from_dict(pre.to_dict()) == pre
@@ -178,6 +186,7 @@ class Preprocess:
         if len(in_shape) != 2 or min(in_shape) < 1:
             raise ArgumentError(f"Preprocess.geometry needs a 2D shape (h, w) with positive sides; got {shape}.")
         if self.mode == "resize":
+            _warn_if_stretched(in_shape, self.size)
             return Geometry(in_shape, self.size, self.size, (0, 0))
         scale = min(self.size[0] / in_shape[0], self.size[1] / in_shape[1])
         resized = tuple(min(out, max(1, round(s * scale))) for s, out in zip(in_shape, self.size))
@@ -238,6 +247,15 @@ class Preprocess:
         if self.channels == 1:
             mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
         return (tensor - mean[:, None, None]) / std[:, None, None]
+
+
+def _warn_if_stretched(in_shape: tuple[int, int], out_shape: tuple[int, int]) -> None:
+    ratio = (in_shape[1] / in_shape[0]) / (out_shape[1] / out_shape[0])
+    if abs(np.log(ratio)) > np.log1p(ASPECT_TOLERANCE):
+        # one constant message, so Python's warning filter shows it once per place rather than once per image
+        warnings.warn("Preprocess(mode='resize') stretches images whose aspect ratio (width / height) differs from "
+                      "its size (e.g. a 1028 x 650 radiograph to a square), which distorts anatomy; use "
+                      "mode='letterbox' to keep the aspect ratio and pad.", AspectRatioWarning, stacklevel=4)
 
 
 def _plane(image: MedicalImage | np.ndarray) -> tuple[np.ndarray, tuple[float, float] | None]:

@@ -175,6 +175,9 @@ def explain(
     _check_tensor(x, info)
     check_params(info.fn, params, info.name, x)
     _check_model(model, x)
+    from ..domain import check_domain  # a checkpoint's model warns when x is far from its training data
+
+    check_domain(model, x, where="explain")
     if preprocess is not None:
         from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
 

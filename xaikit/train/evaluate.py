@@ -147,8 +147,11 @@ def evaluate(
     loader = make_loader(dataset, batch_size, collate=collate_eval, num_workers=num_workers, device=device)
     model_device = next(model.parameters()).device
     model.to(device)
+    from ..domain import watch_domain  # a checkpoint's model warns when the data are far from its training data
+
     try:
-        logits, labels, (ids, patients) = infer(model, loader, device, amp)
+        with watch_domain(model, where="evaluate"):
+            logits, labels, (ids, patients) = infer(model, loader, device, amp)
     finally:
         model.to(model_device)
     prob = torch.softmax(logits.double(), dim=1).numpy()

@@ -10,6 +10,8 @@ from plotly.subplots import make_subplots
 
 from ..errors import ArgumentError
 
+_CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+
 __all__ = ["audit_figures", "class_balance_figure", "audit_effects_figure", "feature_figure"]
 
 
@@ -58,9 +60,12 @@ def feature_figure(features: pd.DataFrame, names: list[str]) -> go.Figure:
         raise ArgumentError("feature_figure: give at least one feature name.")
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
     for col, name in enumerate(names, start=1):
-        for label, sub in features.groupby("label"):
+        for k, (label, sub) in enumerate(features.groupby("label")):
+            # one colour per class in every panel (Plotly would cycle colours over traces, so panels after the
+            # first would not match the legend)
             fig.add_trace(go.Box(y=sub[name], name=str(label), boxpoints="all", jitter=0.4, pointpos=0,
-                                 marker_size=3, legendgroup=str(label), showlegend=col == 1), row=1, col=col)
+                                 marker_size=3, marker_color=_CLASS_COLORS[k % len(_CLASS_COLORS)],
+                                 legendgroup=str(label), showlegend=col == 1), row=1, col=col)
     fig.update_layout(title="Per-image features by class", height=380, width=max(420, 260 * len(names)))
     return fig
 

@@ -1,6 +1,7 @@
 """Static exports of figures and images, so results show where widget state is not saved.
 
-Plotly figures are written as self-contained HTML (plotly.js inlined or shared, no network needed) and as PNG
+Plotly figures are written as HTML that loads ``plotly.min.js`` from its own folder (written there once, no
+network needed) and as PNG
 when Kaleido can find a Chrome/Chromium (Kaleido >= 1 renders through one; Debian's ``chromium`` package works).
 Images (arrays in [0, 1], or RGB) are written as PNG with Pillow, which needs no browser.
 """
@@ -43,7 +44,7 @@ def save_figure(
     fig : plotly Figure
     path : path without suffix (a suffix, if given, is replaced)
     html : bool
-        Write the self-contained HTML file (plotly.js inlined).
+        Write the HTML file (it loads ``plotly.min.js``, written once into the same folder).
     png : bool, optional
         ``True`` requires PNG (error if impossible), ``False`` skips it, ``None`` (default) writes it when possible.
 
@@ -56,8 +57,10 @@ def save_figure(
     written = []
     if html:
         written.append(stem.with_suffix(".html"))
+        _plotlyjs_beside(written[0])
         with atomic_write(written[0], "w") as fh:
-            fh.write(fig.to_html(include_plotlyjs=True, full_html=True))
+            # plotly.js (~4.7 MB) once per folder, not inlined in every figure's file
+            fh.write(fig.to_html(include_plotlyjs="directory", full_html=True))
     want_png = png_export_available() if png is None else png
     if want_png:
         if not png_export_available():
@@ -70,6 +73,17 @@ def save_figure(
                             height=fig.layout.height or 500)
         written.append(stem.with_suffix(".png"))
     return written
+
+
+def _plotlyjs_beside(html: Path) -> None:
+    """Write ``plotly.min.js`` next to ``html`` once (the HTML loads it from there: works offline)."""
+    from plotly.offline import get_plotlyjs
+
+    js = html.parent / "plotly.min.js"
+    if not js.exists():
+        js.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(js, "w") as fh:
+            fh.write(get_plotlyjs())
 
 
 def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, scale: float = 1.0) -> list[Path]:

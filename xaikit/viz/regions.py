@@ -16,9 +16,10 @@ from .image import plotly_z
 
 __all__ = ["REGION_COLORS", "region_overlay", "region_value_map", "region_gallery", "region_explorer_figure"]
 
-#: Qualitative colours cycled over regions (Plotly's D3 palette).
+#: Qualitative colours cycled over regions (Plotly's D3 palette, then darker tones: lung zones with heart,
+#: mediastinum, border and corners are 12 regions, and two regions of one colour cannot be told apart).
 REGION_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                 "#bcbd22", "#17becf")
+                 "#bcbd22", "#17becf", "#393b79", "#637939", "#843c39", "#7b4173", "#8c6d31", "#3182bd")
 
 
 def _plane(image: Any) -> np.ndarray:
@@ -69,14 +70,31 @@ def region_overlay(image: Any, regions: RegionSet, index: int = 0, names: Sequen
     for i, name in enumerate(names or regions.names):
         color = REGION_COLORS[i % len(REGION_COLORS)]
         fig.add_trace(_mask_trace(masks[name], color, opacity, name, showlegend=True))
+    for i, name in enumerate(names or regions.names):
+        fig.add_trace(_swatch(REGION_COLORS[i % len(REGION_COLORS)], opacity, name))
+    fig.update_layout(legend_title_text=LEGEND_NOTE)
     return fig
 
 
+#: Legend title of every region figure: how to read sides and overlaps.
+LEGEND_NOTE = ("regions<br><sub>radiological view: the patient's left<br>is on the image's right; overlapping<br>"
+               "regions mix their colours</sub>")
+
+
 def _mask_trace(mask: np.ndarray, color: str, opacity: float, name: str, showlegend: bool) -> go.Heatmap:
-    # 0/1 bytes with a transparent zero rather than NaN gaps: strict JSON in widget state, compact typed arrays
+    # 0/1 bytes with a transparent zero rather than NaN gaps: strict JSON in widget state, compact typed arrays.
+    # A heatmap's own legend item is not the colour drawn, so the legend entry is a swatch (_swatch) instead.
     return go.Heatmap(z=mask.astype(np.uint8), colorscale=[[0, "rgba(0,0,0,0)"], [1, color]], zmin=0, zmax=1,
-                      showscale=False, opacity=opacity, name=name, legendgroup=name, showlegend=showlegend,
+                      showscale=False, opacity=opacity, name=name, legendgroup=name, showlegend=False,
                       hovertemplate=f"{name}<extra></extra>")
+
+
+def _swatch(color: str, opacity: float, name: str) -> go.Scatter:
+    """A legend entry in the region's colour and opacity (on white, as over a mid-grey image); clicking it
+    toggles the region in every panel (same ``legendgroup``)."""
+    return go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup=name, showlegend=True,
+                      marker=dict(symbol="square", size=14, color=color, opacity=max(opacity, 0.6)),
+                      hoverinfo="skip")
 
 
 def region_value_map(image: Any, regions: RegionSet, scores: pd.DataFrame, value: str = "density_ratio",
@@ -101,7 +119,7 @@ def region_value_map(image: Any, regions: RegionSet, scores: pd.DataFrame, value
     for name, mask in regions.as_dict(index).items():
         if name in rows.index:
             z[mask] = rows.loc[name]
-    fig = _base(img, f"{value} per region")
+    fig = _base(img, f"{value} per region (overlapping regions: the later one on top)")
     fig.add_trace(go.Heatmap(z=plotly_z(z), colorscale="Viridis", opacity=opacity, name=value,
                              colorbar=dict(title=value), hovertemplate=f"{value}: %{{z:.3g}}<extra></extra>"))
     return fig
@@ -130,8 +148,8 @@ def region_gallery(images: Sequence[Any], regions: RegionSet | Sequence[RegionSe
     >>> import numpy as np
     >>> from xaikit.regions import grid
     >>> fig = region_gallery([np.zeros((8, 8))] * 2, grid(1, 2, (8, 8)), titles=["a", "b"])
-    >>> len(fig.data)  # per panel: the image and two regions
-    6
+    >>> len(fig.data)  # per panel: the image and two regions; once: a legend swatch per region
+    8
     """
     from plotly.subplots import make_subplots
 
@@ -148,8 +166,10 @@ def region_gallery(images: Sequence[Any], regions: RegionSet | Sequence[RegionSe
         _add_panel(fig, _plane(image), rs, index, names, opacity, row + 1, col + 1, first=k == 0)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_layout(height=panel_px * nrows + 60, width=panel_px * min(ncols, len(images)) + 160,
-                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"))
+    fig.update_annotations(font_size=11)
+    fig.update_layout(height=panel_px * nrows + 60, width=panel_px * min(ncols, len(images)) + 220,
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant", title_text=LEGEND_NOTE),
+                      plot_bgcolor="white")
     return fig
 
 
@@ -175,6 +195,8 @@ def _add_panel(fig: go.Figure, img: np.ndarray, regions: RegionSet, index: int, 
     for i, name in enumerate(names or regions.names):
         color = REGION_COLORS[i % len(REGION_COLORS)]
         fig.add_trace(_mask_trace(masks[name], color, opacity, name, showlegend=first), row=row, col=col)
+        if first:
+            fig.add_trace(_swatch(color, opacity, name), row=row, col=col)
     axis = fig.get_subplot(row, col)
     fig.update_yaxes(scaleanchor=axis.xaxis.plotly_name.replace("axis", ""), row=row, col=col)
 

@@ -2,8 +2,11 @@
 
 Pure functions returning Plotly figures. Maps are stored raw and signed; normalisation happens only here,
 for display: signed maps on a diverging scale centred at zero (divided by the max-abs or a percentile of
-|map|), positive or absolute views on sequential scales. A percentile threshold hides weak values. The
-image is drawn in grey with its DICOM window when it is a :class:`~xaikit.io.MedicalImage`.
+|map|), non-negative maps (Grad-CAM) and positive or absolute views on one-sided scales (``sign="auto"``
+picks). The overlay's opacity follows |relevance|: zero relevance is transparent, so the image shows where
+the map says nothing. A percentile threshold hides weak values. The image is drawn in grey with its DICOM
+window when it is a :class:`~xaikit.io.MedicalImage`; with the model's ``Preprocess`` a map is laid over the
+original image at its own resolution (:meth:`Preprocess.geometry` ``.inverse``).
 """
 from __future__ import annotations
 
@@ -17,10 +20,10 @@ from plotly.subplots import make_subplots
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
 from .export import save_figure
-from .image import plotly_z
+from .image import MAX_DISPLAY_SIDE, display_stride, plotly_z
 
 __all__ = ["SIGN_MODES", "display_image", "display_map", "overlay", "overlay_traces", "method_grid", "gallery",
-           "save_figure"]
+           "save_figure", "resolve_sign", "alpha_colorscale", "map_on_image"]
 
 SIGN_MODES = {
     "signed": "RdBu_r",  # diverging, zero in the middle: red = for the target, blue = against
@@ -29,12 +32,40 @@ SIGN_MODES = {
 }
 
 
+def resolve_sign(sign: str, saliency_map=None) -> str:
+    """``"auto"`` becomes ``"positive"`` for a map without negative values (Grad-CAM), else ``"signed"``."""
+    if sign == "auto":
+        m = _numpy(saliency_map) if saliency_map is not None else np.zeros(1)
+        return "positive" if np.nanmin(m) >= 0 else "signed"
+    if sign not in SIGN_MODES:
+        raise ArgumentError(f"sign={sign!r} is not known; use 'auto' or one of {sorted(SIGN_MODES)}.")
+    return sign
+
+
+def alpha_colorscale(sign: str, steps: int = 11) -> list[list]:
+    """The colour scale of ``sign`` with opacity rising with |value|: transparent where the map is zero.
+
+    Plotly interpolates the alpha channel of ``rgba`` colour scales, so one heatmap trace shows a per-pixel
+    opacity; the trace's ``opacity`` (the alpha slider) then scales it as a whole.
+    """
+    from plotly.colors import get_colorscale, sample_colorscale
+
+    pos = np.linspace(0.0, 1.0, steps)
+    rgb = sample_colorscale(get_colorscale(SIGN_MODES[resolve_sign(sign)]), list(pos), colortype="tuple")
+    weight = np.abs(2 * pos - 1) if sign == "signed" else pos
+    return [[float(p), f"rgba({r * 255:.0f},{g * 255:.0f},{b * 255:.0f},{w:.3f})"]
+            for p, (r, g, b), w in zip(pos, rgb, weight)]
+
+
+def _numpy(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
 def display_image(image, window: tuple[float, float] | None = None) -> np.ndarray:
     """Grey values in [0, 1] for an image: MedicalImage (its window or ``window``), array or C x H x W tensor."""
     if isinstance(image, MedicalImage):
         return image.display(window)
-    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    arr = arr.astype(np.float64)
+    arr = _numpy(image).astype(np.float64)
     if arr.ndim == 3:
         arr = arr.mean(0)  # channels of a grey image replicated for an RGB network
     if arr.ndim != 2:
@@ -53,16 +84,15 @@ def display_map(saliency_map, sign: str = "signed", clip_pct: float | None = 99.
     Parameters
     ----------
     saliency_map : array or tensor H x W
-    sign : {"signed", "positive", "absolute"}
+    sign : {"signed", "positive", "absolute", "auto"}
+        ``"auto"``: ``"positive"`` for a map without negative values, else ``"signed"``.
     clip_pct : float or None
         Scale by this percentile of |map| (values beyond are clipped); ``None`` scales by the max-abs.
     threshold_pct : float
         Hide values whose magnitude is below this percentile of the shown magnitudes (0 shows all).
     """
-    if sign not in SIGN_MODES:
-        raise ArgumentError(f"sign={sign!r} is not known; use one of {sorted(SIGN_MODES)}.")
-    m = saliency_map.detach().cpu().numpy() if isinstance(saliency_map, torch.Tensor) else np.asarray(saliency_map)
-    m = m.astype(np.float64)
+    m = _numpy(saliency_map).astype(np.float64)
+    sign = resolve_sign(sign, m)
     if m.ndim != 2:
         raise ArgumentError(f"saliency map must be H x W; got shape {m.shape}.")
     m = {"signed": m, "positive": np.clip(m, 0, None), "absolute": np.abs(m)}[sign]
@@ -75,30 +105,84 @@ def display_map(saliency_map, sign: str = "signed", clip_pct: float | None = 99.
     return z
 
 
-def overlay_traces(image, saliency_map, *, alpha: float = 0.5, threshold_pct: float = 0.0, sign: str = "signed",
-                   window=None, clip_pct: float | None = 99.5, show_scale: bool = True) -> list[go.Heatmap]:
-    """The two heatmap traces of an overlay: grey image, then the map with opacity ``alpha``."""
+def map_on_image(saliency_map, image_shape: tuple[int, int], preprocess=None) -> np.ndarray:
+    """The map on the image's grid: unchanged when the shapes agree, else sent back through ``preprocess``.
+
+    A map is explained on the model's input (e.g. 128 x 128); ``preprocess.geometry(image_shape).inverse``
+    crops a letterbox's padding away and resamples the rest onto the original image (e.g. 650 x 1028).
+    """
+    m = _numpy(saliency_map).astype(np.float32)
+    if m.shape == tuple(image_shape):
+        return m
+    if preprocess is None:
+        raise ArgumentError(f"map shape {m.shape} differs from image shape {tuple(image_shape)}: pass the "
+                            "model's Preprocess (preprocess=ckpt.preprocess) to lay the map over the original "
+                            "image, or pass the preprocessed image.")
+    return preprocess.geometry(tuple(image_shape)).inverse(m)
+
+
+def overlay_traces(image, saliency_map, *, alpha: float = 0.7, threshold_pct: float = 0.0, sign: str = "auto",
+                   window=None, clip_pct: float | None = 99.5, show_scale: bool = True, preprocess=None,
+                   max_side: int = MAX_DISPLAY_SIDE, colorbar: dict | None = None,
+                   compact: bool = False) -> list[go.Heatmap]:
+    """The two traces of an overlay: grey image, then the map as a heatmap, its opacity following |relevance|
+    (at most ``alpha``). Both are subsampled to at most ``max_side`` pixels a side for the browser (the axes
+    stay in image pixels). ``compact`` sends the grey image as a PNG (``go.Image``, about 6x smaller than a
+    float heatmap; grids and galleries repeat it in every cell) instead of a heatmap a widget can update."""
     grey = display_image(image, window)
-    z = display_map(saliency_map, sign, clip_pct, threshold_pct)
-    if z.shape != grey.shape:
-        raise ArgumentError(f"map shape {z.shape} differs from image shape {grey.shape}.")
+    m = map_on_image(saliency_map, grey.shape, preprocess)
+    sign = resolve_sign(sign, m)
+    z = display_map(m, sign, clip_pct, threshold_pct)
+    step = display_stride(grey.shape, max_side)
     lo = -1.0 if sign == "signed" else 0.0
+    bar = {"title": {"text": "relevance" if sign == "signed" else sign}, "thickness": 12, **(colorbar or {})}
+    base = _png_trace(grey[::step, ::step], step) if compact else go.Heatmap(
+        z=grey[::step, ::step].astype(np.float32), colorscale="gray", zmin=0, zmax=1, showscale=False,
+        hoverinfo="skip", name="image", dx=step, dy=step)
     return [
-        go.Heatmap(z=grey, colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip", name="image"),
-        go.Heatmap(z=plotly_z(z), colorscale=SIGN_MODES[sign], zmin=lo, zmax=1.0, opacity=float(alpha), showscale=show_scale,
-                   name="saliency", colorbar={"title": {"text": sign}}),
+        base,
+        go.Heatmap(z=plotly_z(z[::step, ::step].astype(np.float32)), colorscale=alpha_colorscale(sign), zmin=lo,
+                   zmax=1.0, opacity=float(alpha), showscale=show_scale, name="saliency", colorbar=bar, dx=step,
+                   dy=step, hovertemplate="x=%{x}, y=%{y}<br>relevance %{z:.2f}<extra></extra>"),
     ]
 
 
+def _png_trace(grey: np.ndarray, step: int) -> go.Image:
+    """A grey [0, 1] plane as an embedded PNG image trace, pixel centres at the heatmap's coordinates."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(grey, 0, 1) * 255).round().astype(np.uint8), mode="L").convert("RGB").save(buf, "PNG")
+    return go.Image(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), x0=0, y0=0,
+                    dx=step, dy=step, name="image", hoverinfo="skip")
+
+
 def _square(fig: go.Figure) -> None:
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
-    fig.update_xaxes(showticklabels=False, constrain="domain")
+    """Image axes: square pixels, row 0 at the top, no ticks, grid lines, zero lines or background."""
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_xaxes(showticklabels=False, constrain="domain", showgrid=False, zeroline=False)
+    fig.update_layout(plot_bgcolor="white")
 
 
-def overlay(image, saliency_map, *, alpha: float = 0.5, threshold_pct: float = 0.0, sign: str = "signed",
+def overlay(image, saliency_map, *, alpha: float = 0.7, threshold_pct: float = 0.0, sign: str = "auto",
             window: tuple[float, float] | None = None, clip_pct: float | None = 99.5,
-            title: str | None = None) -> go.Figure:
-    """Image with the saliency map blended on top.
+            title: str | None = None, preprocess=None) -> go.Figure:
+    """Image with the saliency map blended on top (transparent where the map is zero).
+
+    Parameters
+    ----------
+    image : MedicalImage, array H x W or tensor C x H x W
+        The original image (with ``preprocess``) or the model's input.
+    saliency_map : array or tensor
+        A map of an :class:`~xaikit.saliency.Explanation` (``explanation.maps[i]``).
+    preprocess : Preprocess, optional
+        The model's preprocessing (``ckpt.preprocess``): lays a map of the model's input size over the
+        original image at the original's resolution.
+    sign : {"auto", "signed", "positive", "absolute"}
+        ``"auto"``: a one-sided scale for maps without negative values, else a diverging one.
 
     Examples
     --------
@@ -106,57 +190,112 @@ def overlay(image, saliency_map, *, alpha: float = 0.5, threshold_pct: float = 0
     >>> [t.name for t in fig.data]
     ['image', 'saliency']
     """
-    fig = go.Figure(overlay_traces(image, saliency_map, alpha=alpha, threshold_pct=threshold_pct, sign=sign,
-                                   window=window, clip_pct=clip_pct))
-    fig.update_layout(title=title, width=460, height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    traces = overlay_traces(image, saliency_map, alpha=alpha, threshold_pct=threshold_pct, sign=sign,
+                            window=window, clip_pct=clip_pct, preprocess=preprocess)
+    h, w = np.shape(traces[0].z)
+    fig = go.Figure(traces)
+    side = 420
+    fig.update_layout(title=title, width=int(side * min(2.0, w / h)) + 110, height=side + (50 if title else 20),
+                      margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10})
     _square(fig)
     return fig
+
+
+def _class_name(class_names: Sequence[str] | None, k: int) -> str:
+    return class_names[k] if class_names is not None and 0 <= k < len(class_names) else f"class {k}"
+
+
+def row_label(explanation, i: int, class_names: Sequence[str] | None = None) -> str:
+    """``image id · true class · predicted class and its probability`` of image ``i`` (never patient ids)."""
+    parts = [str(explanation.image_ids[i])] if explanation.image_ids else [f"image {i}"]
+    if explanation.labels is not None:
+        parts.append(f"true {_class_name(class_names, int(explanation.labels[i]))}")
+    pred = int(explanation.preds[i])
+    parts.append(f"pred {_class_name(class_names, pred)} {float(explanation.probs[i, pred]):.2f}")
+    return "<br>".join(parts)
+
+
+def _column_sign(sign: str, maps) -> str:
+    return resolve_sign(sign, _numpy(maps)) if sign == "auto" else resolve_sign(sign)
+
+
+def _colorbars(signs: Sequence[str]) -> dict[str, dict]:
+    """One colour bar per sign mode shown, stacked on the right without overlapping."""
+    kinds = list(dict.fromkeys(signs))
+    n = len(kinds)
+    return {k: {"y": 1 - (j + 0.5) / n, "len": 0.9 / n, "yanchor": "middle"} for j, k in enumerate(kinds)}
 
 
 def method_grid(images, explanations: Mapping[str, object], *, indices: Sequence[int] | None = None,
-                alpha: float = 0.5, threshold_pct: float = 0.0, sign: str = "signed", clip_pct: float | None = 99.5,
-                cell: int = 180) -> go.Figure:
-    """Rows = images, columns = methods; each cell an overlay. ``explanations`` maps label -> Explanation."""
+                alpha: float = 0.7, threshold_pct: float = 0.0, sign: str = "auto", clip_pct: float | None = 99.5,
+                cell: int = 180, class_names: Sequence[str] | None = None) -> go.Figure:
+    """Rows = images, columns = methods; each cell an overlay. ``explanations`` maps label -> Explanation.
+
+    Each row is labelled with the image id, true class (when the explanation has labels) and the predicted
+    class with its probability; with ``sign="auto"`` each method gets a one-sided scale when all its maps are
+    non-negative (Grad-CAM) and a diverging one otherwise. Maps are sent at the cell's display resolution.
+    """
     labels = list(explanations)
     if not labels:
         raise ArgumentError("method_grid needs at least one explanation.")
-    n = len(next(iter(explanations.values())).maps)
+    first = explanations[labels[0]]
+    n = len(first.maps)
     rows = list(range(n)) if indices is None else list(indices)
-    fig = make_subplots(rows=len(rows), cols=len(labels), column_titles=labels, horizontal_spacing=0.01,
-                        vertical_spacing=0.01, row_titles=[f"image {r}" for r in rows])
+    signs = {label: _column_sign(sign, explanations[label].maps) for label in labels}
+    bars = _colorbars(list(signs.values()))
+    titles = [_wrap(label) for label in labels]
+    fig = make_subplots(rows=len(rows), cols=len(labels), column_titles=titles, horizontal_spacing=0.004,
+                        vertical_spacing=0.01)
+    shown: set[str] = set()
     for i, r in enumerate(rows):
         for j, label in enumerate(labels):
+            s = signs[label]
             traces = overlay_traces(_image(images, r), explanations[label].maps[r], alpha=alpha,
-                                    threshold_pct=threshold_pct, sign=sign, clip_pct=clip_pct,
-                                    show_scale=(i == 0 and j == len(labels) - 1))
+                                    threshold_pct=threshold_pct, sign=s, clip_pct=clip_pct,
+                                    show_scale=s not in shown, max_side=cell, colorbar=bars[s], compact=True)
+            shown.add(s)
             for t in traces:
                 fig.add_trace(t, row=i + 1, col=j + 1)
-    fig.update_layout(width=cell * len(labels) + 80, height=cell * len(rows) + 60,
-                      margin={"l": 10, "r": 40, "t": 40, "b": 10})
+        fig.update_yaxes(title_text=row_label(first, r, class_names), title_font_size=11, row=i + 1, col=1)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(width=cell * len(labels) + 230, height=cell * len(rows) + 80,
+                      margin={"l": 130, "r": 10, "t": 60, "b": 10})
     _square(fig)
     return fig
 
 
-def gallery(images, explanation, *, n_cols: int = 4, max_images: int = 16, alpha: float = 0.5,
-            threshold_pct: float = 0.0, sign: str = "signed", clip_pct: float | None = 99.5,
+def _wrap(label: str, width: int = 14) -> str:
+    """A long method name on two lines (at an underscore) so neighbouring column titles never overlap."""
+    if len(label) <= width or "_" not in label:
+        return label
+    cut = min((i for i, ch in enumerate(label) if ch == "_"), key=lambda i: abs(i - len(label) / 2))
+    return label[:cut] + "<br>" + label[cut + 1:]
+
+
+def gallery(images, explanation, *, n_cols: int = 4, max_images: int = 16, alpha: float = 0.7,
+            threshold_pct: float = 0.0, sign: str = "auto", clip_pct: float | None = 99.5,
             class_names: Sequence[str] | None = None, cell: int = 200) -> go.Figure:
-    """One method over many images; titles show predicted and explained class (never image ids)."""
+    """One method over many images; each title gives the image id, true and predicted class with its
+    probability, and the explained class (never patient identifiers)."""
     n = min(len(explanation.maps), max_images)
     n_rows = max(1, -(-n // n_cols))
-    name = (lambda k: class_names[k] if class_names is not None and 0 <= k < len(class_names) else str(k))
-    titles = [f"pred {name(int(explanation.preds[i]))} / target {name(int(explanation.targets[i]))}"
-              for i in range(n)]
-    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.01,
-                        vertical_spacing=0.05)
+    titles = [row_label(explanation, i, class_names).replace("<br>", " · ", 1)
+              + f"<br>explains {_class_name(class_names, int(explanation.targets[i]))}" for i in range(n)]
+    s = _column_sign(sign, explanation.maps[:n])
+    title_px = 54  # three lines of 11 px titles above every row
+    height = (cell + title_px) * n_rows + 60
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=min(0.3, title_px / height) if n_rows > 1 else 0.0)
     for i in range(n):
         for t in overlay_traces(_image(images, i), explanation.maps[i], alpha=alpha, threshold_pct=threshold_pct,
-                                sign=sign, clip_pct=clip_pct, show_scale=(i == 0)):
+                                sign=s, clip_pct=clip_pct, show_scale=(i == 0), max_side=cell, compact=True):
             fig.add_trace(t, row=i // n_cols + 1, col=i % n_cols + 1)
-    fig.update_layout(title=explanation.method, width=cell * n_cols + 60, height=cell * n_rows + 80,
-                      margin={"l": 10, "r": 40, "t": 60, "b": 10})
+    fig.update_annotations(font_size=11)
+    fig.update_layout(title=explanation.method, width=(cell + 10) * n_cols + 90, height=height,
+                      margin={"l": 10, "r": 10, "t": 110, "b": 10})
     _square(fig)
     return fig
 
 
 def _image(images, i: int):
-    return images[i] if not isinstance(images, torch.Tensor) else images[i]
+    return images[i]

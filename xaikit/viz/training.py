@@ -20,6 +20,8 @@ from plotly.subplots import make_subplots
 __all__ = ["history_figure", "confusion_figure", "roc_figure", "pr_figure", "reliability_figure"]
 
 _COLORS = qualitative.Plotly
+_LEGEND_BELOW = {"legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0},
+                 "margin": {"l": 60, "r": 20, "t": 60, "b": 40}}
 
 
 def history_figure(history: pd.DataFrame, metrics: Sequence[str] | None = None) -> go.Figure:
@@ -99,15 +101,20 @@ def reliability_figure(calibration: pd.DataFrame, metrics: pd.DataFrame | None =
     fig = go.Figure([
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                    line={"dash": "dash", "color": "grey"}),
-        go.Scatter(x=calibration["mean_predicted"], y=calibration["fraction_positive"], mode="lines+markers",
-                   name="model", marker={"size": size}, customdata=calibration["count"],
-                   hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f}<br>%{customdata} images"),
+        # markers without a connecting line, each labelled with its image count: a bin of one image can only
+        # read 0 or 1, and a line through such bins draws a zigzag that looks like a finding
+        go.Scatter(x=calibration["mean_predicted"], y=calibration["fraction_positive"], mode="markers+text",
+                   name="model (marker size and label: images in the bin)", marker={"size": size},
+                   text=[f"n={int(c)}" for c in calibration["count"]], textposition="top center",
+                   textfont={"size": 10}, customdata=calibration["count"],
+                   hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f}<br>%{customdata} images<extra></extra>"),
     ])
     title = "reliability diagram"
     if metrics is not None and "ece" in set(metrics["metric"]):
         title += f" (ECE {_with_ci(metrics, 'ece')})"
-    fig.update_layout(xaxis={"title": "mean predicted probability", "range": [0, 1]},
-                      yaxis={"title": "observed frequency", "range": [0, 1]}, title=title, height=400, width=460)
+    fig.update_layout(xaxis={"title": "mean predicted probability", "range": [-0.02, 1.02]},
+                      yaxis={"title": "observed frequency", "range": [-0.05, 1.1]}, title=title, height=480, width=460,
+                      **_LEGEND_BELOW)
     return fig
 
 
@@ -123,7 +130,10 @@ def _curve_figure(table: pd.DataFrame, x: str, y: str, auc: str, metrics: pd.Dat
         fig.add_trace(go.Scatter(x=band_x, y=band_y, fill="toself", fillcolor=color, opacity=0.2, mode="lines",
                                  line={"width": 0}, name=f"{name} 95% band", hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=block[x], y=block[y], mode="lines", name=label, line={"color": color}))
-    fig.update_layout(xaxis={"range": [0, 1]}, yaxis={"range": [0, 1.02]}, height=420, width=520)
+    # the legend below the square plot: at the side, a long AUC label squeezed the curve to ~120 px
+    fig.update_layout(xaxis={"range": [0, 1], "constrain": "domain"},
+                      yaxis={"range": [0, 1.02], "scaleanchor": "x", "constrain": "domain"}, height=560, width=480,
+                      **_LEGEND_BELOW)
     return fig
 
 

@@ -13,7 +13,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from ..viz.image import plotly_z
-from ..viz.saliency import SIGN_MODES, display_image, display_map, overlay
+from ..viz.saliency import SIGN_MODES, alpha_colorscale, display_image, display_map, overlay
 
 __all__ = ["SaliencyExplorer"]
 
@@ -81,7 +81,7 @@ class SaliencyExplorer:
                 self.figure.data[0].z = self._grey(i)
                 self._shown = i
             self.figure.data[1].z = plotly_z(z)
-            self.figure.data[1].colorscale = SIGN_MODES[sign]
+            self.figure.data[1].colorscale = alpha_colorscale(sign)  # transparent where the map is zero
             self.figure.data[1].zmin = -1.0 if sign == "signed" else 0.0
         self.timings.append(time.perf_counter() - start)
 

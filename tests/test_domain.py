@@ -1,0 +1,123 @@
+"""Model card and out-of-domain warning: measured on real radiographs (fires) and held-out phantoms (silent)."""
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xaikit.checkpoint import load_checkpoint, save_checkpoint
+from xaikit.domain import OutOfDomainWarning, check_domain, domain_distance, domain_features, fit_domain, watch_domain
+from xaikit.models import build_model
+from xaikit.samples import CLEAN_DATA, MODELS, sample_dir
+
+REAL_CXR = Path(__file__).resolve().parents[2] / "shared" / "real_cxr"
+CLEAN = sample_dir() / "models" / MODELS["clean"]
+needs_model = pytest.mark.skipif(not CLEAN.is_file(), reason="sample models not built (python -m xaikit samples)")
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return load_checkpoint(CLEAN)
+
+
+def _split(ckpt, split):
+    from xaikit.data import ManifestDataset
+
+    data = ManifestDataset(sample_dir() / "manifest.csv", split=split, preprocess=ckpt.preprocess)
+    return data, torch.stack([data[i]["image"] for i in range(len(data))])
+
+
+@pytest.fixture(scope="module")
+def train_x(clean):
+    return _split(clean, "train")[1]
+
+
+@needs_model
+def test_shipped_checkpoint_carries_a_model_card(clean):
+    card = clean.card
+    assert card["data"] == CLEAN_DATA and "not a diagnostic model" in card["intended_use"]
+    assert set(card["image_statistics"]) == {"mean_mean", "mean_std", "mean_dark_fraction", "mean_bright_fraction",
+                                             "mean_laplacian", "mean_asymmetry"}
+    assert clean.model.xaikit_domain["threshold"] > 0 and clean.model.xaikit_domain["n_images"] == card["n_train_images"]
+
+
+@needs_model
+def test_model_card_is_rebuilt_byte_for_byte(clean, train_x, tmp_path):
+    """`python -m xaikit samples` writes the card with add_model_card: on the same weights it gives the same file."""
+    from xaikit.samples import add_model_card
+
+    copy = tmp_path / CLEAN.name
+    shutil.copy(CLEAN, copy)
+    assert add_model_card(copy, [{"image": t} for t in train_x], data=CLEAN_DATA) == clean.card
+    assert copy.read_bytes() == CLEAN.read_bytes()
+
+
+@needs_model
+def test_held_out_phantoms_are_in_domain(clean):
+    test, x = _split(clean, "test")
+    from xaikit.saliency import explain
+    from xaikit.train import evaluate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        dist = check_domain(clean.model, x)
+        explain(clean.model, x[:4], "gradient")
+        evaluate(clean.model, test, n_boot=0)
+    assert dist.max() < 1.0  # measured: 0.44-0.81 for the 52 test phantoms
+
+
+@pytest.mark.skipif(not REAL_CXR.is_dir(), reason=f"{REAL_CXR} (real radiographs) not present")
+@needs_model
+def test_real_radiographs_are_out_of_domain(clean):
+    from xaikit.io import read_image
+    from xaikit.saliency import explain
+
+    paths = sorted(REAL_CXR.glob("NORMAL/*.jpeg"))  # the 20 normal radiographs the model calls pneumonia
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the aspect-ratio warning of the model's resize Preprocess
+        x = clean.prepare([read_image(p) for p in paths])
+    dist = domain_distance(clean.model.xaikit_domain, domain_features(clean.model, x))
+    # measured: 1.1-2.5 for all 40 real radiographs (xaikit/domain.py); held-out phantoms stay below 0.81
+    assert len(paths) == 20 and (dist > 1.0).all(), f"only {(dist > 1).sum()} of 20 flagged; distances {dist.round(2)}"
+    with pytest.warns(OutOfDomainWarning, match=r"explain: 4 of 4 input\(s\) are far .*trained on synthetic phantom"):
+        explain(clean.model, x[:4], "gradient")
+
+
+def test_fit_domain_flags_shifted_inputs_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=2).eval()
+    rng = np.random.default_rng(0)
+    train = torch.from_numpy(rng.uniform(0.2, 0.8, (40, 1, 32, 32)).astype(np.float32))
+    shifted = torch.from_numpy(rng.uniform(0.0, 0.1, (8, 1, 32, 32)).astype(np.float32))  # dark, flat images
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    domain = fit_domain(model, train, n_components=4)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model._forward_hooks and not model.classifier._forward_hooks  # hooks removed
+    model.eval()
+    # identity: the farthest training image sits at exactly 1 / margin of the threshold
+    np.testing.assert_allclose(domain_distance(domain, domain_features(model, train)).max(), 1 / 1.2)
+    model.xaikit_domain = domain
+    with pytest.warns(OutOfDomainWarning, match="8 of 8"):
+        check_domain(model, shifted, where="test")
+    with pytest.warns(OutOfDomainWarning, match="evaluate: 8 of 8"):
+        with watch_domain(model, where="evaluate"):
+            model(shifted[:4]), model(shifted[4:])
+    assert not model._forward_pre_hooks and not model.classifier._forward_hooks
+    del model.xaikit_domain
+    assert check_domain(model, shifted) is None  # a model without a card is not checked
+
+
+def test_domain_survives_a_weights_only_checkpoint(tmp_path):
+    model = build_model("small_cnn", num_classes=2).eval()
+    x = torch.rand(12, 1, 32, 32)
+    domain = fit_domain(model, x, n_components=4, description="noise")
+    path = save_checkpoint(tmp_path / "m.pt", model, classes=["a", "b"], preprocess={"size": 32},
+                           summary={"domain": domain})
+    loaded = load_checkpoint(path)
+    assert loaded.model.xaikit_domain == domain and loaded.card == {}
+    np.testing.assert_allclose(check_domain(loaded.model, x), domain_distance(domain, domain_features(model, x)))

@@ -1,0 +1,207 @@
+"""Does an input look like the model's training data? A measured out-of-domain check carried by the checkpoint.
+
+A model trained on phantom radiographs calls every real radiograph "pneumonia" with p > 0.99, silently. The
+checkpoint therefore stores its training domain (:func:`fit_domain`, in ``summary["domain"]``) and the entry
+points (:func:`xaikit.saliency.explain`, :func:`xaikit.train.evaluate`) call :func:`check_domain`, which warns
+with an :class:`OutOfDomainWarning` when inputs are far from it.
+
+The features of one input are six image statistics of what the model sees (mean, standard deviation, fractions
+of pixels below 0.05 and above 0.95, mean |Laplacian| for texture, left-right asymmetry) and the model's penultimate-layer
+activations (the input of its last ``nn.Linear``). They are standardised with the training mean and standard
+deviation and projected on the first ``n_components`` principal components of the training set. Two distances: the root
+mean square of the whitened projections (a Mahalanobis distance in that subspace; Lee et al., "A simple
+unified framework for detecting out-of-distribution samples and adversarial attacks", NeurIPS 2018, use
+penultimate features the same way) and the RMS residual outside the subspace (what the training data never
+varied). Each has a threshold of ``margin`` times its largest training value; an input is out of domain when
+either is exceeded (:func:`domain_distance` > 1). The residual matters: the whitened distance alone missed
+6 of 40 real radiographs on the shortcut sample model and its result swung with ``n_components``.
+
+Measured on the shipped sample models (8 components, margin 1.2): held-out test phantoms flagged 0 of 52
+(clean) and 0 of 51 (shortcut), the 40 real radiographs of ``shared/real_cxr`` 40 of 40 for both; the same
+held with 6 to 24 components. ``tests/test_domain.py`` checks both sides.
+
+Everything stored is plain lists and numbers, so it travels in a ``weights_only`` checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ArgumentError
+
+__all__ = ["OutOfDomainWarning", "IMAGE_STATS", "domain_features", "fit_domain", "domain_distance", "check_domain",
+           "watch_domain"]
+
+#: The image statistics in a domain's feature vector, in order.
+IMAGE_STATS = ("mean", "std", "dark_fraction", "bright_fraction", "laplacian", "asymmetry")
+DOMAIN_METHOD = "pca_whitened_and_residual/v1"
+
+
+class OutOfDomainWarning(UserWarning):
+    """Inputs are far from the training data of the model: its outputs on them are not trustworthy."""
+
+
+def _last_linear(model: nn.Module) -> nn.Linear | None:
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return last
+
+
+def _image_stats(x: torch.Tensor) -> torch.Tensor:
+    plane = x.detach().float().mean(1)  # channel mean: grey images replicated for RGB networks
+    flat = plane.flatten(1)
+    lap = (4 * plane[:, 1:-1, 1:-1] - plane[:, :-2, 1:-1] - plane[:, 2:, 1:-1] - plane[:, 1:-1, :-2]
+           - plane[:, 1:-1, 2:]).abs().mean((1, 2))
+    asym = (plane - plane.flip(-1)).abs().mean((1, 2))
+    dark, bright = (flat < 0.05).float().mean(1), (flat > 0.95).float().mean(1)
+    return torch.stack([flat.mean(1), flat.std(1), dark, bright, lap, asym], 1)
+
+
+@contextlib.contextmanager
+def _penultimate(model: nn.Module) -> Iterator[list]:
+    """Record the input of the model's last ``nn.Linear`` during forward passes; the hook is always removed."""
+    layer, seen = _last_linear(model), []
+    handle = None if layer is None else layer.register_forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0].detach().flatten(1).float().cpu()))
+    try:
+        yield seen
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+def domain_features(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """``N x F`` features of inputs ``x`` (``N x C x H x W``, preprocessed as the model sees them): the image
+    statistics :data:`IMAGE_STATS`, then the penultimate activations. The model's mode is restored."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ArgumentError(f"domain_features needs an N x C x H x W tensor; got {getattr(x, 'shape', type(x))}.")
+    was_training = model.training
+    device = next(model.parameters()).device
+    parts = []
+    try:
+        model.eval()
+        with torch.no_grad(), _penultimate(model) as seen:
+            for start in range(0, len(x), batch_size):
+                chunk = x[start:start + batch_size]
+                seen.clear()
+                model(chunk.to(device))
+                stats = _image_stats(chunk).cpu()
+                parts.append(torch.cat([stats, seen[-1]], 1) if seen else stats)
+    finally:
+        model.train(was_training)
+    return torch.cat(parts).double().numpy()
+
+
+def fit_domain(model: nn.Module, x: torch.Tensor, *, n_components: int = 8, margin: float = 1.2,
+               description: str = "") -> dict[str, Any]:
+    """The training domain of ``model`` from its training inputs ``x`` (preprocessed), as plain values.
+
+    Parameters
+    ----------
+    model : nn.Module
+    x : tensor N x C x H x W
+        The training images as the model sees them (no augmentation).
+    n_components : int
+        Principal components of the standardised training features kept.
+    margin : float
+        Each threshold is ``margin`` times the largest value of a training image.
+    description : str
+        What the data were, in words (shown in the warning).
+
+    Returns
+    -------
+    dict
+        Store it in the checkpoint summary as ``"domain"``.
+    """
+    feats = domain_features(model, x)
+    if len(feats) <= n_components:
+        raise ArgumentError(f"fit_domain needs more than n_components={n_components} images; got {len(feats)}.")
+    mean, std = feats.mean(0), feats.std(0)
+    # a floor for features (almost) constant in training, e.g. no dark pixels at all: without it one pixel of an
+    # in-domain image would count as hundreds of standard deviations
+    std = np.maximum(std, 0.05 * np.median(std) + 1e-6)
+    z = (feats - mean) / std
+    _, s, vt = np.linalg.svd(z, full_matrices=False)
+    domain = {"method": DOMAIN_METHOD, "description": description, "n_images": len(feats),
+              "image_stats": list(IMAGE_STATS), "feature_mean": mean.tolist(), "feature_std": std.tolist(),
+              "components": vt[:n_components].tolist(),
+              "variances": (s[:n_components] ** 2 / (len(z) - 1)).tolist(), "margin": float(margin),
+              "image_stats_mean": mean[:len(IMAGE_STATS)].tolist()}
+    within, outside = _distances(domain, feats)
+    domain["threshold"] = float(margin * within.max())
+    domain["residual_threshold"] = float(margin * outside.max())
+    return domain
+
+
+def _distances(domain: dict[str, Any], features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whitened distance inside the principal subspace, and the RMS residual outside it."""
+    mean, std = np.asarray(domain["feature_mean"]), np.asarray(domain["feature_std"])
+    if features.shape[1] != len(mean):
+        raise ArgumentError(f"the domain was fitted on {len(mean)} features but the inputs give {features.shape[1]}: "
+                            "the model differs from the one the domain was fitted with.")
+    z = (features - mean) / std
+    components = np.asarray(domain["components"])
+    proj = z @ components.T
+    within = np.sqrt((proj ** 2 / np.asarray(domain["variances"])).mean(1))
+    outside = np.sqrt(((z - proj @ components) ** 2).mean(1))
+    return within, outside
+
+
+def domain_distance(domain: dict[str, Any], features: np.ndarray) -> np.ndarray:
+    """Distance of each row of ``features`` (:func:`domain_features`) from the stored domain, in units of its
+    thresholds: the larger of (whitened distance in the principal subspace / its threshold) and (residual
+    outside it / its threshold). Above 1 is out of domain."""
+    within, outside = _distances(domain, features)
+    return np.maximum(within / domain["threshold"], outside / domain["residual_threshold"])
+
+
+def check_domain(model: nn.Module, x: torch.Tensor, *, where: str = "xaikit", stacklevel: int = 3) -> np.ndarray | None:
+    """Warn (:class:`OutOfDomainWarning`) when inputs ``x`` are far from the model's training domain.
+
+    Does nothing (returns ``None``) for a model without a stored domain (``model.xaikit_domain``, set by
+    :func:`xaikit.checkpoint.load_checkpoint`); otherwise returns :func:`domain_distance` of each input.
+    """
+    domain = getattr(model, "xaikit_domain", None)
+    if not domain:
+        return None
+    dist = domain_distance(domain, domain_features(model, x))
+    _warn(domain, dist, where, stacklevel + 1)
+    return dist
+
+
+@contextlib.contextmanager
+def watch_domain(model: nn.Module, *, where: str = "xaikit") -> Iterator[None]:
+    """Check every input the model sees inside the block (no extra forward pass); warn at the end as
+    :func:`check_domain` does. Hooks are always removed; nothing is checked when the block raised."""
+    domain = getattr(model, "xaikit_domain", None)
+    if not domain:
+        yield
+        return
+    stats: list[torch.Tensor] = []
+    handle = model.register_forward_pre_hook(lambda module, args: stats.append(_image_stats(args[0]).cpu()))
+    try:
+        with _penultimate(model) as seen:
+            yield
+    finally:
+        handle.remove()
+    if stats:
+        feats = torch.cat([torch.cat(stats), torch.cat(seen)], 1) if seen else torch.cat(stats)
+        _warn(domain, domain_distance(domain, feats.double().numpy()), where, 4)
+
+
+def _warn(domain: dict, dist: np.ndarray, where: str, stacklevel: int) -> None:
+    far = dist > 1.0
+    if far.any():
+        what = domain.get("description") or "its training data"
+        warnings.warn(
+            f"{where}: {int(far.sum())} of {len(dist)} input(s) are far from the model's training domain "
+            f"({dist[far].min():.1f} to {dist[far].max():.1f} times the threshold; trained on {what}). Its "
+            "predictions and saliency maps on these inputs are not trustworthy; use a model trained on data like "
+            "yours (see Checkpoint.card).", OutOfDomainWarning, stacklevel=stacklevel)
