@@ -11,7 +11,7 @@ from xaikit.data import VolumePreprocess, preprocess_from_dict
 from xaikit.data.volume import VolumeGeometry
 from xaikit.errors import ArgumentError
 from xaikit.io import MedicalImage
-from xaikit.models import build_model, is_volume_model
+from xaikit.models import VOLUME_ARCHITECTURES, build_model, classifier_layer, is_volume_model
 from xaikit.phantom import VOLUME_WINDOW, VolumeSetDataset, draw_volume, draw_volume_set
 
 
@@ -142,11 +142,15 @@ def test_volume_set_is_deterministic_and_grouped_by_patient():
     assert ("lesion" in s["masks"]) == bool(s["label"])
 
 
-@pytest.mark.parametrize("arch", ["small_cnn3d", "r3d_18"])
+@pytest.mark.parametrize("arch", VOLUME_ARCHITECTURES)
 def test_3d_models(arch):
     torch.manual_seed(0)
     model = build_model(arch, num_classes=3, in_channels=1).eval()
     assert is_volume_model(model) is True
     with torch.no_grad():
         assert model(torch.rand(2, 1, 16, 16, 16)).shape == (2, 3)
+    assert model.xaikit_arch == arch and model.get_submodule(classifier_layer(model)).out_features == 3
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first.in_channels == 1
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
     assert is_volume_model(build_model("small_cnn", num_classes=2)) is False

@@ -29,6 +29,7 @@ __all__ = [
     "build_model",
     "SmallCNN",
     "SmallCNN3D",
+    "VOLUME_ARCHITECTURES",
     "is_volume_model",
     "freeze_backbone",
     "unfreeze",
@@ -330,6 +331,9 @@ def unfreeze(model: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------------------- 3D models
+
+#: Architectures for ``N x C x D x H x W`` volumes (the others take ``N x C x H x W`` images).
+VOLUME_ARCHITECTURES = ("small_cnn3d", "r3d_18")
 
 
 class SmallCNN3D(nn.Module):
