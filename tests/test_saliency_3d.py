@@ -142,3 +142,50 @@ def test_r3d_resnet_lrp_canonized_and_conserving():
         logit = model(x)[0, 1]
     assert float(exp.maps.sum()) == pytest.approx(float(logit), rel=1e-4)
     assert_unchanged(model, before)
+
+
+class LocalSum(nn.Module):
+    """Fully convolutional, summed over the volume: a local, additive score with receptive-field radius 2."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.body = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 2, 3, padding=1))
+
+    def forward(self, x):
+        return self.body(x).sum((2, 3, 4))
+
+
+@pytest.mark.parametrize("method, blend", [("gradient", "gaussian"), ("input_x_gradient", "constant"),
+                                           ("integrated_gradients", "gaussian")])
+def test_patchwise_equals_whole_volume_for_a_local_score(method, blend):
+    from xaikit.saliency import explain_patches
+
+    model = LocalSum().double().eval()
+    x = torch.rand(2, 1, 16, 14, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    params = {"n_steps": 4} if method == "integrated_gradients" else {}
+    whole = explain(model, x, method, target=1, **params)
+    # gradients at a voxel depend on inputs within 4 voxels (two 3^3 convs, then back): margin 4, overlap 8
+    patched = explain_patches(model, x, method, target=1, patch=12, overlap=8, margin=4, blend=blend, **params)
+    assert patched.params["patches"]["n_patches"] == 12
+    assert torch.allclose(patched.maps.double(), whole.maps.double(), atol=1e-6 * float(whole.maps.abs().max()))
+    # without the interior margin the patch borders are wrong: the test can fail
+    naive = explain_patches(model, x, method, target=1, patch=12, overlap=8, margin=0, blend=blend, **params)
+    assert not torch.allclose(naive.maps.double(), whole.maps.double(), atol=1e-3 * float(whole.maps.abs().max()))
+
+
+def test_patchwise_one_patch_is_the_whole_volume_and_errors():
+    from xaikit.errors import MemoryBudgetError
+    from xaikit.saliency import explain_patches
+
+    model, x = tiny_cnn3d(), volumes()
+    whole = explain(model, x, "gradient")
+    one = explain_patches(model, x, "gradient", patch=32)
+    assert torch.equal(one.maps, whole.maps) and torch.equal(one.targets, whole.preds)
+    assert one.params["patches"]["n_patches"] == 1
+    with pytest.raises(ExplanationError, match="2 x margin"):
+        explain_patches(model, x, "gradient", patch=4, overlap=1, margin=1)
+    with pytest.raises(MemoryBudgetError, match=r"even one patch of \(8, 8, 8\)"):
+        explain_patches(model, x, "gradient", patch=8, memory_budget=1000)
+    with pytest.raises(ExplanationError, match="N x C x D x H x W"):
+        explain_patches(model, torch.rand(1, 1, 8, 8), "gradient")
