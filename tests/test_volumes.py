@@ -154,3 +154,74 @@ def test_3d_models(arch):
     assert first.in_channels == 1
     assert not any(getattr(m, "inplace", False) for m in model.modules())
     assert is_volume_model(build_model("small_cnn", num_classes=2)) is False
+
+
+# ------------------------------------------------------------------------------------- maps written back
+def _linear_world(aff, shape):
+    """f(world) = x + 2y - 0.5z + 3 at every voxel of a grid (trilinear interpolation reproduces it exactly)."""
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    world = idx @ aff[:3, :3].T + aff[:3, 3]
+    return (world @ np.array([1.0, 2.0, -0.5]) + 3.0).reshape(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("source_kind", ["nifti_oblique_las", "dicom_series"])
+def test_map_written_back_lands_on_the_source_world_coordinates(tmp_path, source_kind):
+    import nibabel as nib
+
+    from xaikit.io import read_nifti, read_volume, write_dicom_series, write_map_nifti
+
+    vol = draw_volume(5, shape=(20, 24, 28))
+    if source_kind == "nifti_oblique_las":
+        # a file in LAS voxel order with a rotated affine, written with nibabel directly (not through xaikit)
+        xyz = np.ascontiguousarray(vol.image.transpose(2, 1, 0))
+        aff = _oblique_affine((1.5, 1.25, 2.0), angle=0.2)
+        aff[:, 0] *= -1
+        src_file = tmp_path / "scan.nii.gz"
+        nib.save(nib.Nifti1Image(xyz, aff), src_file)
+        source = read_volume(src_file)
+    else:
+        write_dicom_series(vol.as_image(), tmp_path / "series", uid_seed="test-series")
+        source = read_volume(tmp_path / "series")
+        # slices are stacked along the slice normal: the phantom's d runs the other way (superior -> inferior)
+        flip = np.eye(4)
+        flip[0, 0], flip[0, 3] = -1.0, vol.image.shape[0] - 1
+        assert np.allclose(source.affine, vol.affine @ flip, atol=1e-4) and source.shape == vol.image.shape
+        assert np.allclose(source.array, vol.image[::-1], atol=0.02)
+    pre = VolumePreprocess(shape=(16, 16, 16), spacing=2.5 if source_kind.startswith("nifti") else 16.0,
+                           window=VOLUME_WINDOW)
+    geo = pre.geometry(source)
+    model_map = _linear_world(geo.out_affine, geo.out_shape)  # a "map" defined by world position
+    out = pre.write_map(model_map, source, tmp_path / "map.nii.gz")
+    back = read_volume(out)
+    assert np.allclose(back.affine, source.affine, atol=1e-5) and back.shape == source.shape
+    expected = _linear_world(source.affine, source.shape)
+    # voxels well inside the model's field of view (trilinear interpolation is exact there)
+    inside = geo.inverse(np.ones(geo.out_shape, np.float32)) > 0.999
+    assert inside.sum() > 2000
+    assert np.allclose(back.array[inside], expected[inside], atol=1e-3)
+    if source_kind == "nifti_oblique_las":
+        raw_src, raw_map = nib.load(src_file), nib.load(out)
+        assert raw_map.shape == raw_src.shape and np.allclose(raw_map.affine, raw_src.affine)
+        assert raw_map.header["descrip"].item() == b""
+
+
+def test_bad_volume_files(tmp_path):
+    import nibabel as nib
+
+    from xaikit.io import read_volume, write_dicom_series
+
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8, 3), np.float32), np.eye(4)), tmp_path / "fmri.nii.gz")
+    with pytest.raises(ArgumentError, match=r"fmri\.nii\.gz is a 4-D NIfTI holding 3 volumes.*frame="):
+        read_volume(tmp_path / "fmri.nii.gz")
+    assert read_volume(tmp_path / "fmri.nii.gz", frame=2).shape == (8, 8, 8)
+    vol = draw_volume(1, shape=(16, 16, 16))
+    paths = write_dicom_series(vol.as_image(), tmp_path / "gap", uid_seed="gap")
+    paths[7].unlink()
+    with pytest.raises(XaikitError, match=r"gap.*not evenly spaced"):
+        read_volume(tmp_path / "gap")
+    image = vol.as_image()
+    with pytest.raises(ArgumentError, match=r"map has shape \(4, 4, 4\)"):
+        from xaikit.io import write_map_nifti
+
+        write_map_nifti(np.zeros((4, 4, 4)), image, tmp_path / "m.nii.gz")
+    assert not (tmp_path / "m.nii.gz").exists()

@@ -258,21 +258,17 @@ class VolumePreprocess:
         """Write a map on the model grid (``D x H x W``) as NIfTI on the *source* grid, with the source affine.
 
         The map is resampled back with :meth:`VolumeGeometry.inverse` (voxels outside the model's field of
-        view are 0), so it overlays the original scan voxel for voxel in any NIfTI viewer.
+        view are 0) and written by :func:`xaikit.io.volume.write_map_nifti` (the source NIfTI file's own voxel
+        order, affine and qform/sform), so it overlays the original scan voxel for voxel in any NIfTI viewer.
         """
-        from ..io.nifti import write_nifti
+        from ..io.volume import write_map_nifti
 
         if not isinstance(source, MedicalImage) or source.ndim != 3:
             raise ArgumentError("write_map: source must be the 3D MedicalImage the map was computed from "
-                                f"(its affine is written); got {type(source).__name__}.")
+                                f"(its geometry is written); got {type(source).__name__}.")
         arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         arr = arr[0] if arr.ndim == 4 and arr.shape[0] == 1 else arr
-        geo = self.geometry(source)
-        back = geo.inverse(arr)
-        affine = source.affine if source.affine is not None else dhw_to_ras(source.spacing)
-        hi = float(np.abs(back).max()) or 1.0
-        out = MedicalImage(back, spacing=source.spacing, affine=affine, window=(0.0, 2.0 * hi), modality="OT")
-        return write_nifti(out, path)
+        return write_map_nifti(self.geometry(source).inverse(arr), source, path)
 
     def _intensity(self, volume: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
         if self.normalize == "none":
