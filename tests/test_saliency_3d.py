@@ -189,3 +189,15 @@ def test_patchwise_one_patch_is_the_whole_volume_and_errors():
         explain_patches(model, x, "gradient", patch=8, memory_budget=1000)
     with pytest.raises(ExplanationError, match="N x C x D x H x W"):
         explain_patches(model, torch.rand(1, 1, 8, 8), "gradient")
+
+
+def test_volume_preset_runs_on_volumes():
+    from xaikit.saliency import PRESETS
+
+    model, x = tiny_cnn3d(), volumes(1)
+    for label, spec in PRESETS["volume"].items():
+        params = {k: v for k, v in spec.items() if k != "method"}
+        if spec["method"] == "occlusion":
+            params.update(window=4, stride=4)  # 8^3 test volume
+        exp = explain(model, x, spec["method"], **params)
+        assert METHODS[spec["method"]].supports_3d and exp.maps.shape == (1, 8, 8, 8), label

@@ -80,8 +80,9 @@ class VolumePhantom:
         return MedicalImage(self.image, spacing=self.spacing, window=VOLUME_WINDOW, affine=self.affine, modality="CT")
 
     def masks(self) -> dict[str, np.ndarray]:
-        """One boolean ``(D, H, W)`` mask per named structure except the background."""
-        return {name: self.labels == value for value, name in self.names.items() if value != 0}
+        """One boolean ``(D, H, W)`` mask per structure of :data:`VOLUME_LABELS` except the background (the
+        ``lesion`` mask is empty in a volume without one, so every volume has the same keys)."""
+        return {name: self.labels == value for value, name in VOLUME_LABELS.items() if value != 0}
 
 
 def _grid(shape: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
@@ -127,7 +128,8 @@ def _add_lesion(out: np.ndarray, grid: tuple[np.ndarray, ...], p: dict[str, floa
     out[_ellipsoid(z, y, x, centre, (p["lesion_r"],) * 3) & (out == value)] = 6
 
 
-def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion: bool = True) -> VolumePhantom:
+def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion: bool = True,
+                lesion_scale: float = 1.0) -> VolumePhantom:
     """Draw a chest-like CT volume with body, lungs, heart, spine and (optionally) a lesion.
 
     Parameters
@@ -138,6 +140,9 @@ def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion
         ``(D, H, W)``, each at least 16.
     lesion : bool
         Put a rounded opacity (label 6) in one lung.
+    lesion_scale : float
+        Multiplies the drawn lesion radius (the random draws are unchanged, so ``1.0`` gives the same volume as
+        before this parameter existed).
 
     Returns
     -------
@@ -156,6 +161,9 @@ def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion
         raise ArgumentError(f"shape must be three ints >= 16 (D, H, W); got {shape!r}.")
     rng = np.random.default_rng([int(seed), 3])
     params = _draw_params(rng)
+    if not 0.0 < float(lesion_scale) <= 3.0:
+        raise ArgumentError(f"lesion_scale must lie in (0, 3]; got {lesion_scale!r}.")
+    params["lesion_r"] *= float(lesion_scale)
     labels = _labels(tuple(int(s) for s in shape), params, rng, lesion)
     hu = np.array([_HU[k] for k in sorted(_HU)])[labels]
     image = ndimage.gaussian_filter(hu, 0.7) + rng.normal(0.0, 12.0, labels.shape)
@@ -176,23 +184,24 @@ class VolumeSet:
         ``(D, H, W)`` of every volume.
     """
 
-    def __init__(self, table: pd.DataFrame, shape: tuple[int, int, int]):
+    def __init__(self, table: pd.DataFrame, shape: tuple[int, int, int], lesion_scale: float = 1.0):
         self.table = table
         self.shape = shape
+        self.lesion_scale = float(lesion_scale)
 
     def __len__(self) -> int:
         return len(self.table)
 
     def __getitem__(self, i: int) -> VolumePhantom:
         row = self.table.iloc[int(i)]
-        return draw_volume(int(row["seed"]), shape=self.shape, lesion=bool(row["label"]))
+        return draw_volume(int(row["seed"]), shape=self.shape, lesion=bool(row["label"]), lesion_scale=self.lesion_scale)
 
     def __repr__(self) -> str:
         return f"VolumeSet(n={len(self)}, lesions={int(self.table['label'].sum())}, shape={self.shape})"
 
 
 def draw_volume_set(n: int, *, seed: int = 0, shape: tuple[int, int, int] = (32, 32, 32), prevalence: float = 0.5,
-                    n_patients: int | None = None) -> VolumeSet:
+                    n_patients: int | None = None, lesion_scale: float = 1.0) -> VolumeSet:
     """Plan ``n`` phantom CT volumes, a share ``prevalence`` of them with a lesion (label 1).
 
     Each volume has its own anatomy seed; ``n_patients`` (default ``n``) groups volumes into patients (every
@@ -218,7 +227,7 @@ def draw_volume_set(n: int, *, seed: int = 0, shape: tuple[int, int, int] = (32,
     seeds = rng.integers(0, 2**31 - 1, n)
     table = pd.DataFrame({"image_id": [f"vol{i:04d}" for i in range(n)],
                           "patient_id": [f"vpat{p:04d}" for p in patients], "label": labels, "seed": seeds})
-    return VolumeSet(table, tuple(int(s) for s in shape))
+    return VolumeSet(table, tuple(int(s) for s in shape), lesion_scale)
 
 
 class VolumeSetDataset(Dataset):
