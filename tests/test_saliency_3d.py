@@ -182,7 +182,10 @@ def test_patchwise_one_patch_is_the_whole_volume_and_errors():
     whole = explain(model, x, "gradient")
     one = explain_patches(model, x, "gradient", patch=32)
     assert torch.equal(one.maps, whole.maps) and torch.equal(one.targets, whole.preds)
-    assert one.params["patches"]["n_patches"] == 1
+    assert one.params["patches"]["n_patches"] == 1 and one.target_policy == "pred"
+    labels = torch.tensor([2, 0])
+    by_label = explain_patches(model, x, "gradient", target="label", labels=labels, patch=6, overlap=4, margin=1)
+    assert torch.equal(by_label.targets, labels) and by_label.target_policy == "label"
     with pytest.raises(ExplanationError, match="2 x margin"):
         explain_patches(model, x, "gradient", patch=4, overlap=1, margin=1)
     with pytest.raises(MemoryBudgetError, match=r"even one patch of \(8, 8, 8\)"):

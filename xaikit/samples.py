@@ -341,7 +341,7 @@ def volume_datasets(spec: VolumeSpec = VOLUMES, preprocess=None):
             for name in ("train", "val", "test")}
 
 
-def build_volume_model(out: str | os.PathLike, *, spec: VolumeSpec = VOLUMES, seed: int = 0, epochs: int = 20) -> Path:
+def build_volume_model(out: str | os.PathLike, *, spec: VolumeSpec = VOLUMES, seed: int = 0, epochs: int = 12) -> Path:
     """Train the 3D sample model (``small_cnn3d``: lesion or not, phantom CT) and write ``out/models/<VOLUME_MODEL>``.
 
     Same recipe as the 2D sample models (:func:`~xaikit.train.train_sample_model`, deterministic, best epoch

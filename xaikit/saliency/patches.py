@@ -137,20 +137,18 @@ def explain_patches(model: nn.Module, inputs: torch.Tensor, method: str, target:
         weight[sl] += w
         first = exp if first is None else first
     maps = (total / weight).float()
-    return _assemble(model, inputs, first, maps, target, {**record, "n_patches": len(starts)})
+    return _assemble(model, inputs, first, maps, {**record, "n_patches": len(starts)})
 
 
-def _assemble(model, inputs, first: Explanation, maps: torch.Tensor, target, record: dict) -> Explanation:
+def _assemble(model, inputs, first: Explanation, maps: torch.Tensor, record: dict) -> Explanation:
     """The first patch's provenance with the blended maps and the whole-volume predictions."""
     with torch.no_grad():
         logits = model(inputs).float()
     probs = torch.softmax(logits, 1).cpu()
-    targets = first.targets if first.target_policy == "callable" else torch.as_tensor(target).long().reshape(-1)
-    if targets.numel() == 1 and len(inputs) > 1:
-        targets = targets.expand(len(inputs)).clone()
+    policy = "pred" if "target" in record else first.target_policy  # "pred" was fixed once on the whole volumes
     params = {k: v for k, v in first.params.items() if k not in ("max_batch", "per_sample_bytes")}
     return Explanation(maps=maps, method=first.method, params={**params, "patches": record},
-                       target_policy=first.target_policy, targets=targets, preds=logits.argmax(1).cpu(), probs=probs,
+                       target_policy=policy, targets=first.targets, preds=logits.argmax(1).cpu(), probs=probs,
                        image_ids=first.image_ids, labels=first.labels, raw=None, reduction=first.reduction,
                        versions=first.versions)
 
