@@ -99,3 +99,13 @@ def test_regionset_3d_basics():
         rs.resize((2, 2))
     with pytest.raises(RegionError, match="D x H x W"):
         RegionSet(["a"], np.zeros((4, 5), bool), ndim=3)
+
+
+def test_regionset_apply_with_a_volume_geometry_matches_label_regions():
+    vol = draw_volume(6, shape=(20, 24, 24))
+    image = vol.as_image()
+    pre = VolumePreprocess(shape=12, spacing=25.0, window=VOLUME_WINDOW)
+    source_regions = label_regions(vol.labels, vol.names, image=image)
+    moved = source_regions.apply(pre.geometry(image))
+    direct = label_regions(vol.labels, vol.names, image=image, preprocess=pre)
+    assert moved == direct and moved.spacing == pytest.approx(direct.spacing)
