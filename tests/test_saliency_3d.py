@@ -204,3 +204,14 @@ def test_volume_preset_runs_on_volumes():
             params.update(window=4, stride=4)  # 8^3 test volume
         exp = explain(model, x, spec["method"], **params)
         assert METHODS[spec["method"]].supports_3d and exp.maps.shape == (1, 8, 8, 8), label
+
+
+def test_volume_explanation_files_and_patch_provenance_roundtrip(tmp_path):
+    from xaikit.saliency import Explanation, explain_patches
+
+    model, x = tiny_cnn3d(), volumes()
+    for exp in (explain(model, x, "gradcam"), explain_patches(model, x, "gradient", patch=6, overlap=4, margin=1)):
+        exp.save(tmp_path / "e.pt")
+        back = Explanation.load(tmp_path / "e.pt")
+        assert torch.equal(back.maps, exp.maps) and back.maps.shape == (2, 8, 8, 8) and back.params == exp.params
+        assert (back.raw is None) == (exp.raw is None)
