@@ -11,12 +11,15 @@ on the same batch. For each method we report
 Goals (issue 4): gradient <= 1.05x, Grad-CAM <= 0.55x, IG <= 1.05x per step, LRP <= 2.0x, overhead <= 5%.
 Also: DenseNet-121 at 224 px with integrated gradients at 200 steps under the default 2 GiB budget
 (``--densenet``), and the SaliencyExplorer's Python time per slider move (``--widget``).
+``--volumes``: every 3D-capable method on a 3D network (``r3d_18`` or ``small_cnn3d``, ``--volume-size`` voxels per
+side), each timed interleaved with the 3D physical limit (ratio per pass) and its peak memory.
 
 Usage::
 
     python benchmarks/bench_saliency.py --quick            # subset, batch 2, 5 methods
     python benchmarks/bench_saliency.py                    # all methods, resnet18, 224 px, batch 8
     python benchmarks/bench_saliency.py --densenet --widget
+    python benchmarks/bench_saliency.py --no-methods --volumes --volume-arch small_cnn3d --volume-size 32
 """
 from __future__ import annotations
 
@@ -199,6 +202,32 @@ def bench_widget(args) -> None:
           f"95th percentile {ms[int(0.95 * len(ms))]:.1f} ms, max {ms[-1]:.1f} ms (Python time per callback)")
 
 
+def bench_volumes(args) -> None:
+    """3D methods on a 3D network: explain() time over the 3D physical limit, measured interleaved (A, B, A, B)."""
+    from xaikit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(args.volume_arch, num_classes=2).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    n = args.volume_size
+    x = torch.rand(args.volume_batch, 1, n, n, n)
+    limit_fn = physical_limit(model, x)
+    names = args.methods or sorted(m for m, info in METHODS.items() if info.supports_3d)
+    print(f"{args.volume_arch}, batch {args.volume_batch}, {n}^3 voxels, {torch.get_num_threads()} threads")
+    print(f"{'method':32s} {'ms':>9s} {'limit ms':>9s} {'passes':>7s} {'ratio/pass':>10s} {'peak MiB':>9s}")
+    for name in names:
+        params = {**SETTINGS.get(name, {}), **({"window": n // 4, "stride": n // 4} if name == "occlusion" else {})}
+        passes = max(METHODS[name].passes({**params, "input_size": n, "spatial_dims": 3}), 1e-9)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with PeakRSS() as mem:
+                explain(model, x, name, **params)
+            t, limit = paired(lambda: explain(model, x, name, **params), limit_fn, args.repeats)
+        ratio = t / limit / (passes if passes >= 1 else 1)
+        print(f"{name:32s} {t * 1e3:9.0f} {limit * 1e3:9.0f} {passes:7.1f} {ratio:10.2f} {mem.mib:9.0f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="5 methods, batch 2")
@@ -211,6 +240,10 @@ def main() -> None:
     ap.add_argument("--densenet-steps", type=int, default=200)
     ap.add_argument("--widget", action="store_true", help="SaliencyExplorer callback time")
     ap.add_argument("--no-methods", action="store_true")
+    ap.add_argument("--volumes", action="store_true", help="3D methods on a 3D network")
+    ap.add_argument("--volume-arch", default="r3d_18", help="small_cnn3d or r3d_18")
+    ap.add_argument("--volume-size", type=int, default=32)
+    ap.add_argument("--volume-batch", type=int, default=1)
     args = ap.parse_args()
     args.batch = args.batch or (2 if args.quick else 8)
     if args.threads:
@@ -221,6 +254,8 @@ def main() -> None:
         bench_widget(args)
     if args.densenet:
         bench_densenet(args)
+    if args.volumes:
+        bench_volumes(args)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def test_channel_count_must_match_the_model(model):
 
 
 def test_a_2d_model_given_a_volume(model):
-    with pytest.raises(ExplanationError, match="built for 2D images"):
+    with pytest.raises(ModelError, match="2-D model.*volume"):
         explain(model, torch.rand(1, 2, 4, 8, 8, dtype=torch.float64), "gradient")
 
 

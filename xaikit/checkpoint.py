@@ -83,12 +83,13 @@ class Checkpoint:
 
     @property
     def preprocess(self):
-        """The :class:`xaikit.data.Preprocess` the model was trained with (``None`` if none was saved)."""
+        """The :class:`xaikit.data.Preprocess` (or ``VolumePreprocess``) the model was trained with (``None`` if
+        none was saved)."""
         if self.preprocess_dict is None:
             return None
-        from .data import Preprocess
+        from .data import preprocess_from_dict  # Preprocess or VolumePreprocess, by the dict's "kind"
 
-        return Preprocess.from_dict(self.preprocess_dict)
+        return preprocess_from_dict(self.preprocess_dict)
 
 
 def preprocess_dict(preprocess: Any) -> dict | None:

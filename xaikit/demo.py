@@ -329,6 +329,51 @@ def _evaluation_stage(ctx: DemoContext, report: Report) -> None:
     report.figure(rank_heatmap(summary), "evaluation_ranks", caption="Rank of each method on each metric.")
 
 
+@register_stage("volumes")
+def _volumes_stage(ctx: DemoContext, report: Report) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from .checkpoint import load_checkpoint
+    from .io import read_volume
+    from .regions import label_regions, region_scores
+    from .saliency import PRESETS, explain
+    from .samples import VOLUME_MODEL
+    from .viz.volume import mip_figure, three_plane_figure
+
+    path = ctx.samples / "models" / VOLUME_MODEL
+    if not path.is_file():
+        raise DatasetError(f"{path}: the 3D sample model is missing. Run `python -m xaikit samples` to train it.")
+    ckpt = load_checkpoint(path)
+    pre, nifti = ckpt.preprocess, ctx.samples / "nifti"
+    ct = read_volume(nifti / "volume.nii.gz")
+    x, _ = pre(ct)
+    methods = {k: v for k, v in PRESETS["volume"].items() if not ctx.smoke or k in ("gradient", "gradcam")}
+    exps = {label: explain(ckpt.model, x[None], target=1, preprocess=pre, **spec) for label, spec in methods.items()}
+    metrics = pd.DataFrame(ckpt.summary["test_metrics"], index=["value", "ci_low", "ci_high"]).T
+    report.section(
+        "8. Volumes: a 3D classifier explained in three planes",
+        f"The shipped {ckpt.arch} (lesion or not, phantom CT, {pre.to_dict()['shape']} voxels of "
+        f"{pre.to_dict()['spacing']} mm) explained on the sample NIfTI volume with the 3D preset; maps scored per "
+        "anatomical label and written back as NIfTI on the scan's own grid.",
+    )
+    report.table(metrics.reset_index(names="metric"), "volume_model_metrics",
+                 caption="3D sample model, test split (value, 95% patient-bootstrap CI).")
+    spacing = pre.geometry(ct).out_spacing
+    report.figure(three_plane_figure(x[0], exps["gradcam"].maps[0], sign="positive", spacing=spacing,
+                                     title="Grad-CAM, three planes"), "volume_gradcam_planes")
+    report.figure(mip_figure(exps["gradient"].maps[0], sign="absolute", volume=x[0], spacing=spacing,
+                             title="Gradient, maximum-intensity projections"), "volume_gradient_mip")
+    regions = label_regions(nifti / "volume_labels.nii.gz", nifti / "labels.csv", image=ct, preprocess=pre)
+    scores = pd.concat([region_scores(e, regions, sign="positive") for e in exps.values()])
+    report.table(scores[["method", "region", "n_voxels", "volume_mm3", "mass_frac", "density_ratio"]],
+                 "volume_region_scores", caption="Relevance per anatomical label (voxels, mm^3, mass, density).")
+    written = [pre.write_map(e.maps[0], ct, report.out_dir / f"volume_{label}.nii.gz") for label, e in exps.items()]
+    same = all(np.allclose(read_volume(p).affine, ct.affine) for p in written)
+    report.text(f"Maps written as NIfTI over the source scan ({', '.join(p.name for p in written)}); "
+                f"source affine kept: {same}.")
+
+
 def run_demo(
     out_dir: str | os.PathLike = "xaikit-demo",
     *,

@@ -28,6 +28,9 @@ __all__ = [
     "register_architecture",
     "build_model",
     "SmallCNN",
+    "SmallCNN3D",
+    "VOLUME_ARCHITECTURES",
+    "is_volume_model",
     "freeze_backbone",
     "unfreeze",
     "last_conv_layer",
@@ -325,3 +328,79 @@ def unfreeze(model: nn.Module) -> nn.Module:
     for param in model.parameters():
         param.requires_grad_(True)
     return model
+
+
+# ---------------------------------------------------------------------------------------------- 3D models
+
+#: Architectures for ``N x C x D x H x W`` volumes (the others take ``N x C x H x W`` images).
+VOLUME_ARCHITECTURES = ("small_cnn3d", "r3d_18")
+
+
+class SmallCNN3D(nn.Module):
+    """The 3D sibling of :class:`SmallCNN` for ``N x C x D x H x W`` volumes: conv-BN-ReLU-maxpool blocks with
+    3 x 3 x 3 kernels, global average pooling, one linear layer.
+
+    With the default widths ``(8, 16, 32)`` it has about 19 K parameters (a ~0.1 MB checkpoint) and trains on a
+    few hundred 32^3 volumes in a minute or two on 2 CPU cores. Each Conv3d is directly followed by its
+    BatchNorm3d inside an ``nn.Sequential`` (zennit's ``SequentialMergeBatchNorm`` folds them for LRP).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 1, widths=(8, 16, 32), dropout: float = 0.0):
+        super().__init__()
+        chans = [in_channels, *widths]
+        self.features = nn.Sequential(*(_conv_block3d(a, b) for a, b in zip(chans[:-1], chans[1:])))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten())
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(chans[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pool(self.features(x))))
+
+
+def _conv_block3d(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm3d(c_out),
+        nn.ReLU(inplace=False),
+        nn.MaxPool3d(2),
+    )
+
+
+@register_architecture("small_cnn3d")
+def _small_cnn3d(num_classes: int, in_channels: int, pretrained: bool | str, widths=(8, 16, 32),
+                 dropout: float = 0.0) -> nn.Module:
+    if pretrained:
+        raise ModelError("small_cnn3d has no pretrained weights; use pretrained=False (it trains fast from scratch)")
+    return SmallCNN3D(num_classes, in_channels, widths=tuple(widths), dropout=float(dropout))
+
+
+@register_architecture("r3d_18")
+def _r3d_18(num_classes: int, in_channels: int, pretrained: bool | str) -> nn.Module:
+    """torchvision's 3D ResNet-18 (``r3d_18``, Tran et al. 2018) with an ``in_channels`` stem, random weights.
+
+    The Kinetics-400 weights are video weights (RGB frames over time), not CT/MRI; they are not offered.
+    """
+    import torchvision
+
+    if pretrained:
+        raise ModelError("r3d_18 is offered with random weights only (its torchvision weights are Kinetics-400 "
+                         "video weights, not medical volumes); use pretrained=False")
+    model = torchvision.models.video.r3d_18(weights=None, num_classes=num_classes)
+    stem = model.stem[0]
+    model.stem[0] = nn.Conv3d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding,
+                              bias=stem.bias is not None)
+    for module in model.modules():  # fresh ReLUs that are not in-place (captum's hooks and LRP want that)
+        for name, child in module.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(module, name, nn.ReLU(inplace=False))
+    return model
+
+
+def is_volume_model(model: nn.Module) -> bool | None:
+    """True when ``model`` convolves volumes (Conv3d), False for images (Conv2d), None when it has neither."""
+    kinds = {type(m) for m in model.modules()}
+    if any(issubclass(k, nn.Conv3d) for k in kinds):
+        return True
+    if any(issubclass(k, nn.Conv2d) for k in kinds):
+        return False
+    return None

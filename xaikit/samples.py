@@ -10,9 +10,11 @@ committed copy). Layout::
       masks/img00000_<name>.png    1-bit ground-truth masks (left_lung, right_lung, heart, lesion, marker, body)
       dicom/                       phantom radiographs as DICOM (MONOCHROME2, MONOCHROME1) and a CT-like slice
                                    with a rescale slope, plus a multi-frame volume
+      dicom/ct_series/slice0000.dcm ...  a phantom CT as a DICOM series (one file per slice)
       nifti/volume.nii.gz, nifti/volume_labels.nii.gz, nifti/labels.csv
       models/                      sample checkpoints (see :mod:`xaikit.train`): the clean model, and the
-                                   shortcut model trained on :data:`SHORTCUT` (drawn in memory, no files)
+                                   shortcut model trained on :data:`SHORTCUT` (drawn in memory, no files), and
+                                   the 3D model ``phantom_cnn3d.pt`` trained on :data:`VOLUMES` (in memory)
 """
 from __future__ import annotations
 
@@ -27,7 +29,9 @@ from ._util import atomic_write
 from .errors import ArgumentError
 
 __all__ = ["SAMPLES", "SHORTCUT", "MODELS", "SampleSpec", "sample_dir", "build_samples", "build_phantom_images",
-           "build_dicom", "build_nifti", "build_models", "build_shortcut_model", "shortcut_datasets"]
+           "build_dicom", "build_nifti", "build_models", "build_shortcut_model", "shortcut_datasets",
+           "VOLUMES", "VolumeSpec", "VOLUME_PREPROCESS", "VOLUME_MODEL", "DICOM_SERIES", "volume_datasets",
+           "build_volume_model", "build_dicom_series", "build_volume_samples"]
 
 #: Masks written for every phantom image, in manifest column order.
 MASKS = ("left_lung", "right_lung", "heart", "lesion", "marker", "body")
@@ -161,6 +165,7 @@ def build_samples(out: str | os.PathLike | None = None, *, models: bool = True, 
     build_nifti(out)
     if models:
         build_models(out)
+    build_volume_samples(out, models=models)
     return out
 
 
@@ -328,3 +333,89 @@ def build_shortcut_model(out: str | os.PathLike, *, spec: SampleSpec = SHORTCUT,
                     summary={**summary, "training_data": data})
     add_model_card(path, split["train"], data=SHORTCUT_DATA)
     return path
+
+
+# ----------------------------------------------------------------------------------------------- volumes
+@dataclass(frozen=True)
+class VolumeSpec:
+    """The phantom CT set behind the shipped 3D sample model (drawn in memory, never written as files)."""
+
+    n_volumes: int = 240
+    n_patients: int = 200
+    shape: tuple[int, int, int] = (40, 40, 40)
+    seed: int = 2026
+    prevalence: float = 0.5
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    lesion_scale: float = 1.75  # lesions of 3-4 voxels radius on the model's 10 mm grid
+
+
+VOLUMES = VolumeSpec()
+#: Preprocessing of the 3D sample model: 10 mm isotropic voxels, 32^3 (320 mm), lung CT window.
+VOLUME_PREPROCESS = {"shape": 32, "spacing": 10.0, "normalize": "window", "window": (-600.0, 1500.0)}
+#: The 3D sample checkpoint in ``data_samples/models/`` (small_cnn3d, lesion vs normal phantom CT).
+VOLUME_MODEL = "phantom_cnn3d.pt"
+#: The DICOM series folder in ``data_samples/dicom/`` (one phantom CT, one file per slice).
+DICOM_SERIES = "ct_series"
+
+
+def volume_datasets(spec: VolumeSpec = VOLUMES, preprocess=None):
+    """The train/val/test splits of the phantom CT set as :class:`~xaikit.phantom.VolumeSetDataset` objects.
+
+    Split by patient (:func:`~xaikit.data.patient_split`), stratified by label; volumes go through
+    ``preprocess`` (default the 3D sample model's ``VolumePreprocess(**VOLUME_PREPROCESS)``).
+    Returns ``{"train": ..., "val": ..., "test": ...}``.
+    """
+    from .data.splits import patient_split
+    from .data.volume import VolumePreprocess
+    from .phantom.volume import VolumeSetDataset, draw_volume_set
+
+    pre = preprocess if preprocess is not None else VolumePreprocess(**VOLUME_PREPROCESS)
+    volumes = draw_volume_set(spec.n_volumes, seed=spec.seed, shape=spec.shape, prevalence=spec.prevalence,
+                              n_patients=spec.n_patients, lesion_scale=spec.lesion_scale)
+    plan = patient_split(volumes.table, fractions=spec.fractions, seed=spec.seed)
+    return {name: VolumeSetDataset(volumes, pre, indices=plan.index[plan["split"] == name].to_numpy(),
+                                   classes=("normal", "lesion"))
+            for name in ("train", "val", "test")}
+
+
+def build_volume_model(out: str | os.PathLike, *, spec: VolumeSpec = VOLUMES, seed: int = 0, epochs: int = 12) -> Path:
+    """Train the 3D sample model (``small_cnn3d``: lesion or not, phantom CT) and write ``out/models/<VOLUME_MODEL>``.
+
+    Same recipe as the 2D sample models (:func:`~xaikit.train.train_sample_model`, deterministic, best epoch
+    by validation ROC AUC; :func:`finish_model` recalibrates BatchNorm, picks the threshold on val and stores
+    the test metrics with patient-bootstrap CIs in the summary). About 1-2 minutes on 2 CPU cores.
+    """
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .train import train_sample_model
+
+    split = volume_datasets(spec)
+    pre = split["train"].preprocess
+    path = Path(out) / "models" / VOLUME_MODEL
+    train_sample_model(split["train"], split["val"], path, classes=["normal", "lesion"], preprocess=pre,
+                       arch="small_cnn3d", seed=seed, epochs=epochs, batch_size=8, lr=3e-3, deterministic=True)
+    summary = finish_model(path, split["train"], split["val"], split["test"], seed=seed)
+    ckpt = load_checkpoint(path)
+    data = {"source": "xaikit.samples.VOLUMES, drawn in memory", "seed": spec.seed, "n_volumes": spec.n_volumes,
+            "n_patients": spec.n_patients, "shape": list(spec.shape), "lesion_scale": spec.lesion_scale}
+    save_checkpoint(path, ckpt.model, classes=ckpt.classes, preprocess=ckpt.preprocess,
+                    summary={**summary, "training_data": data})
+    return path
+
+
+def build_dicom_series(out: str | os.PathLike, seed: int = 13) -> list[Path]:
+    """A phantom CT (with a lesion) as a DICOM series: one file per slice with Image Position/Orientation."""
+    from .io.volume import write_dicom_series
+    from .phantom import draw_volume
+
+    vol = draw_volume(seed, shape=(24, 48, 48))
+    return write_dicom_series(vol.as_image(), Path(out) / "dicom" / DICOM_SERIES, uid_seed="xaikit-ct-series",
+                              description="phantom CT, one file per slice")
+
+
+def build_volume_samples(out: str | os.PathLike | None = None, *, models: bool = True) -> list[Path]:
+    """The volume part of the sample data: the DICOM series and (with ``models``) the 3D sample model."""
+    out = Path(out) if out is not None else sample_dir()
+    written = build_dicom_series(out)
+    if models:
+        written.append(build_volume_model(out))
+    return written

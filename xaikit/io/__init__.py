@@ -11,6 +11,7 @@ from .privacy import deidentify
 from .raster import read_npy, read_raster, write_png
 from .reader import SUPPORTED_EXTENSIONS, image_format, read_image
 from .secondary_capture import write_dicom
+from .volume import read_dicom_series, read_volume, write_dicom_series, write_map_nifti
 
 __all__ = [
     "MedicalImage",
@@ -25,4 +26,8 @@ __all__ = [
     "write_nifti",
     "write_png",
     "deidentify",
+    "read_volume",
+    "read_dicom_series",
+    "write_dicom_series",
+    "write_map_nifti",
 ]

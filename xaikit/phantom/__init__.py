@@ -24,12 +24,16 @@ from .cohort import ChestSet, draw_chest_set
 from .dataset import PhantomDataset
 from .grid import grid_image, write_grid
 from .marker import MARKER_CORNERS
-from .volume import VOLUME_LABELS, VolumePhantom, draw_volume
+from .volume import VOLUME_LABELS, VOLUME_WINDOW, VolumePhantom, VolumeSet, VolumeSetDataset, draw_volume, draw_volume_set
 
 __all__ = [
     "MASK_NAMES",
     "MARKER_CORNERS",
     "VOLUME_LABELS",
+    "VOLUME_WINDOW",
+    "VolumeSet",
+    "VolumeSetDataset",
+    "draw_volume_set",
     "ChestPhantom",
     "ChestSet",
     "PhantomDataset",

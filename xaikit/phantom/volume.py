@@ -1,15 +1,28 @@
-"""A simple 3D chest-like phantom in Hounsfield units with an integer label map (for NIfTI samples)."""
+"""A simple 3D chest-like phantom in Hounsfield units with an integer label map, and labelled sets of them.
+
+:func:`draw_volume` draws one volume; :func:`draw_volume_set` plans a set of volumes with a lesion in a given
+share of them, grouped by patient (so splits can be made per patient), and :class:`VolumeSetDataset` serves
+such a set as a torch dataset of sample dicts (``image`` ``1 x D x H x W``) through a
+:class:`~xaikit.data.VolumePreprocess`, drawing each volume on first use.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import torch
 from scipy import ndimage
+from torch.utils.data import Dataset
 
 from ..errors import ArgumentError
 
-__all__ = ["VOLUME_LABELS", "VolumePhantom", "draw_volume"]
+__all__ = ["VOLUME_LABELS", "VOLUME_WINDOW", "VolumePhantom", "VolumeSet", "VolumeSetDataset", "draw_volume",
+           "draw_volume_set"]
+
+#: CT display/normalisation window (center, width) in HU that shows lungs, lesion and soft tissue.
+VOLUME_WINDOW = (-600.0, 1500.0)
 
 #: Label values of :attr:`VolumePhantom.labels` and their names.
 VOLUME_LABELS = {0: "background", 1: "body", 2: "right_lung", 3: "left_lung", 4: "heart", 5: "spine", 6: "lesion"}
@@ -60,6 +73,17 @@ class VolumePhantom:
         aff[:3, 3] = -aff[:3, :3] @ ((np.array(self.labels.shape) - 1) / 2)
         return aff
 
+    def as_image(self):
+        """The volume as a CT :class:`~xaikit.io.MedicalImage` (spacing, affine, lung window)."""
+        from ..io.image import MedicalImage
+
+        return MedicalImage(self.image, spacing=self.spacing, window=VOLUME_WINDOW, affine=self.affine, modality="CT")
+
+    def masks(self) -> dict[str, np.ndarray]:
+        """One boolean ``(D, H, W)`` mask per structure of :data:`VOLUME_LABELS` except the background (the
+        ``lesion`` mask is empty in a volume without one, so every volume has the same keys)."""
+        return {name: self.labels == value for value, name in VOLUME_LABELS.items() if value != 0}
+
 
 def _grid(shape: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
     axes = [(np.arange(n) + 0.5) / n * 2 - 1 for n in shape]
@@ -104,7 +128,8 @@ def _add_lesion(out: np.ndarray, grid: tuple[np.ndarray, ...], p: dict[str, floa
     out[_ellipsoid(z, y, x, centre, (p["lesion_r"],) * 3) & (out == value)] = 6
 
 
-def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion: bool = True) -> VolumePhantom:
+def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion: bool = True,
+                lesion_scale: float = 1.0) -> VolumePhantom:
     """Draw a chest-like CT volume with body, lungs, heart, spine and (optionally) a lesion.
 
     Parameters
@@ -115,6 +140,9 @@ def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion
         ``(D, H, W)``, each at least 16.
     lesion : bool
         Put a rounded opacity (label 6) in one lung.
+    lesion_scale : float
+        Multiplies the drawn lesion radius (the random draws are unchanged, so ``1.0`` gives the same volume as
+        before this parameter existed).
 
     Returns
     -------
@@ -133,6 +161,9 @@ def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion
         raise ArgumentError(f"shape must be three ints >= 16 (D, H, W); got {shape!r}.")
     rng = np.random.default_rng([int(seed), 3])
     params = _draw_params(rng)
+    if not 0.0 < float(lesion_scale) <= 3.0:
+        raise ArgumentError(f"lesion_scale must lie in (0, 3]; got {lesion_scale!r}.")
+    params["lesion_r"] *= float(lesion_scale)
     labels = _labels(tuple(int(s) for s in shape), params, rng, lesion)
     hu = np.array([_HU[k] for k in sorted(_HU)])[labels]
     image = ndimage.gaussian_filter(hu, 0.7) + rng.normal(0.0, 12.0, labels.shape)
@@ -140,3 +171,125 @@ def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion
     spacing = tuple(float(f / s) for f, s in zip(_FOV_MM, shape))
     meta = {"seed": int(seed), "lesion": bool(lesion), "params": params}
     return VolumePhantom(image.astype(np.float32), labels, names, spacing, meta)
+
+
+class VolumeSet:
+    """A planned set of phantom volumes: who is who, which have a lesion; volumes drawn on demand.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        ``image_id, patient_id, label, seed`` (label 1: lesion).
+    shape : tuple of int
+        ``(D, H, W)`` of every volume.
+    """
+
+    def __init__(self, table: pd.DataFrame, shape: tuple[int, int, int], lesion_scale: float = 1.0):
+        self.table = table
+        self.shape = shape
+        self.lesion_scale = float(lesion_scale)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int) -> VolumePhantom:
+        row = self.table.iloc[int(i)]
+        return draw_volume(int(row["seed"]), shape=self.shape, lesion=bool(row["label"]), lesion_scale=self.lesion_scale)
+
+    def __repr__(self) -> str:
+        return f"VolumeSet(n={len(self)}, lesions={int(self.table['label'].sum())}, shape={self.shape})"
+
+
+def draw_volume_set(n: int, *, seed: int = 0, shape: tuple[int, int, int] = (32, 32, 32), prevalence: float = 0.5,
+                    n_patients: int | None = None, lesion_scale: float = 1.0) -> VolumeSet:
+    """Plan ``n`` phantom CT volumes, a share ``prevalence`` of them with a lesion (label 1).
+
+    Each volume has its own anatomy seed; ``n_patients`` (default ``n``) groups volumes into patients (every
+    patient gets at least one volume, the rest go to random patients), so :func:`xaikit.data.patient_split`
+    keeps a patient's volumes in one split. Lesion labels are drawn independently of the patient.
+
+    Examples
+    --------
+    >>> vs = draw_volume_set(6, seed=1, shape=(16, 16, 16), n_patients=4)
+    >>> len(vs), vs.table["patient_id"].nunique(), vs[0].image.shape
+    (6, 4, (16, 16, 16))
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ArgumentError(f"draw_volume_set: n must be a positive int; got {n!r}.")
+    if not 0.0 <= float(prevalence) <= 1.0:
+        raise ArgumentError(f"draw_volume_set: prevalence must lie in [0, 1]; got {prevalence!r}.")
+    n_patients = int(n) if n_patients is None else n_patients
+    if isinstance(n_patients, bool) or not isinstance(n_patients, (int, np.integer)) or not 1 <= n_patients <= n:
+        raise ArgumentError(f"draw_volume_set: n_patients must be an int between 1 and n={n}; got {n_patients!r}.")
+    rng = np.random.default_rng([int(seed), 31])
+    patients = rng.permutation(np.concatenate([np.arange(n_patients), rng.integers(0, n_patients, n - n_patients)]))
+    labels = (rng.permutation(n) < round(float(prevalence) * n)).astype(np.int64)
+    seeds = rng.integers(0, 2**31 - 1, n)
+    table = pd.DataFrame({"image_id": [f"vol{i:04d}" for i in range(n)],
+                          "patient_id": [f"vpat{p:04d}" for p in patients], "label": labels, "seed": seeds})
+    return VolumeSet(table, tuple(int(s) for s in shape), lesion_scale)
+
+
+class VolumeSetDataset(Dataset):
+    """Sample dicts of a :class:`VolumeSet` (or a subset), preprocessed and cached.
+
+    Each item is ``{"image": 1 x D x H x W float tensor, "label", "id", "patient_id", "masks", "meta"}``, with one
+    boolean mask per structure (``body, right_lung, left_lung, heart, spine`` and ``lesion`` when present).
+
+    Parameters
+    ----------
+    volumes : VolumeSet
+    preprocess : VolumePreprocess
+        Applied to each volume (as a CT :class:`~xaikit.io.MedicalImage`) and its masks.
+    indices : sequence of int, optional
+        Volumes to keep (e.g. one split); default all.
+    classes : sequence of str
+        Class names in label order.
+    """
+
+    def __init__(self, volumes: VolumeSet, preprocess: Any, *, indices: Any = None,
+                 classes: tuple[str, ...] = ("normal", "lesion"), cache: bool = True):
+        if not isinstance(volumes, VolumeSet):
+            raise ArgumentError(f"VolumeSetDataset needs a VolumeSet from draw_volume_set; got {type(volumes).__name__}.")
+        self.volumes, self.preprocess = volumes, preprocess
+        self.indices = np.arange(len(volumes)) if indices is None else np.asarray(indices, dtype=int).reshape(-1)
+        self.table = volumes.table.iloc[self.indices].reset_index(drop=True)
+        self.classes = [str(c) for c in classes]
+        self.transform = None
+        self._cache: dict[int, tuple] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.table["label"].to_numpy(dtype=np.int64)
+
+    @property
+    def patient_ids(self) -> np.ndarray:
+        return self.table["patient_id"].to_numpy(dtype=object)
+
+    @property
+    def ids(self) -> list[str]:
+        return self.table["image_id"].tolist()
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise ArgumentError(f"VolumeSetDataset index must be an int; got {type(index).__name__}.")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} is out of range for a dataset of {len(self)} volumes")
+        i = int(index) % len(self)
+        if self._cache is not None and i in self._cache:
+            image, masks = self._cache[i]
+        else:
+            phantom = self.volumes[int(self.indices[i])]
+            image, masks = self.preprocess(phantom.as_image(), phantom.masks())
+            if self._cache is not None:
+                self._cache[i] = (image, masks)
+        if self.transform is not None:
+            image, masks = self.transform(image, masks)
+        return {"image": image, "label": int(self.labels[i]), "id": self.ids[i], "patient_id": str(self.patient_ids[i]),
+                "masks": dict(masks), "meta": {}}
+
+    def __repr__(self) -> str:
+        return f"VolumeSetDataset(n={len(self)}, classes={self.classes}, lesions={int(self.labels.sum())})"

@@ -6,9 +6,10 @@ from .builders import boxes, from_labelmap, from_masks, grid, lung_zones, polygo
 from .lungs import SEGMENTERS, LungSegmentation, dice, register_segmenter, segment_lungs
 from .regionset import RegionSet
 from .scores import NORMALISATIONS, SCORE_COLUMNS, SIGN_POLICIES, region_scores
+from .volume import label_regions, stack_regions
 
 __all__ = [
     "RegionSet", "grid", "from_masks", "lung_zones", "from_labelmap", "boxes", "polygons",
     "LungSegmentation", "SEGMENTERS", "register_segmenter", "segment_lungs", "dice",
-    "region_scores", "SCORE_COLUMNS", "SIGN_POLICIES", "NORMALISATIONS",
+    "region_scores", "SCORE_COLUMNS", "SIGN_POLICIES", "NORMALISATIONS", "label_regions", "stack_regions",
 ]

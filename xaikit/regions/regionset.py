@@ -1,7 +1,8 @@
 """RegionSet: named boolean masks that follow each image.
 
 A region set holds ``R`` named regions as boolean masks, either one set shared by every image
-(``R x H x W``) or one set per image (``N x R x H x W``). Per-image sets are the normal case: regions
+(``R x H x W``) or one set per image (``N x R x H x W``); for volumes (``ndim=3``) the masks are
+``R x D x H x W`` or ``N x R x D x H x W`` and ``spacing`` (mm) gives region volumes in mm^3. Per-image sets are the normal case: regions
 come from each image's own anatomy (its lung masks, its marker) and go through the same geometric
 preprocessing as the image, so a region always covers the same anatomy — unlike a fixed grid laid
 over randomly cropped images.
@@ -33,7 +34,12 @@ class RegionSet:
         One unique, non-empty name per region.
     masks
         Boolean array (anything ``np.asarray`` accepts, torch tensors included) of shape
-        ``R x H x W`` (shared by all images) or ``N x R x H x W`` (one set per image).
+        ``R x H x W`` (shared by all images) or ``N x R x H x W`` (one set per image); with ``ndim=3``
+        ``R x D x H x W`` or ``N x R x D x H x W``.
+    ndim
+        Spatial dimensions: 2 for images, 3 for volumes.
+    spacing
+        Voxel size in mm per spatial axis (volumes: region volumes in mm^3 in :func:`region_scores`).
 
     Examples
     --------
@@ -43,20 +49,34 @@ class RegionSet:
     ((4, 4), True, ('top', 'bottom'))
     """
 
-    def __init__(self, names: Sequence[str], masks: Any):
+    def __init__(self, names: Sequence[str], masks: Any, *, ndim: int = 2, spacing: Sequence[float] | None = None):
+        if ndim not in (2, 3):
+            raise RegionError(f"ndim={ndim!r}: a region set lives on 2-D images or 3-D volumes.")
+        self.ndim = int(ndim)
         self.names = _check_names(names)
-        self.masks = _check_masks(as_numpy(masks), len(self.names))
+        self.masks = _check_masks(as_numpy(masks), len(self.names), self.ndim)
+        self.spacing = None if spacing is None else tuple(float(v) for v in spacing)
+        if self.spacing is not None and (len(self.spacing) != self.ndim or min(self.spacing) <= 0):
+            raise RegionError(f"spacing={spacing!r}: give {self.ndim} positive voxel sizes in mm.")
+
+    def _like(self, names: Sequence[str], masks: Any) -> RegionSet:
+        return RegionSet(names, masks, ndim=self.ndim, spacing=self.spacing)
+
+    @property
+    def _axis(self) -> int:
+        """Axis of the regions in :attr:`masks` (counted from the end)."""
+        return -(self.ndim + 1)
 
     # ------------------------------------------------------------------ shape
     @property
     def shared(self) -> bool:
         """True when one set of masks serves every image."""
-        return self.masks.ndim == 3
+        return self.masks.ndim == self.ndim + 1
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """Image plane ``(H, W)`` the masks live on."""
-        return tuple(self.masks.shape[-2:])
+    def shape(self) -> tuple[int, ...]:
+        """Image plane ``(H, W)`` (volume ``(D, H, W)``) the masks live on."""
+        return tuple(self.masks.shape[-self.ndim:])
 
     @property
     def n_images(self) -> int | None:
@@ -71,13 +91,13 @@ class RegionSet:
         return f"RegionSet({list(self.names)}, {kind}, shape={self.shape})"
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, RegionSet) and self.names == other.names
+        return (isinstance(other, RegionSet) and self.names == other.names and self.ndim == other.ndim
                 and self.masks.shape == other.masks.shape and bool(np.array_equal(self.masks, other.masks)))
 
     # ----------------------------------------------------------------- access
     def __getitem__(self, name: str) -> np.ndarray:
-        """Mask(s) of one region: ``H x W`` if shared, else ``N x H x W``."""
-        return self.masks[..., self._index(name), :, :]
+        """Mask(s) of one region: ``H x W`` if shared, else ``N x H x W`` (plus ``D`` for volumes)."""
+        return np.take(self.masks, self._index(name), axis=self._axis)
 
     def _index(self, name: str) -> int:
         try:
@@ -87,7 +107,7 @@ class RegionSet:
 
     def image(self, i: int) -> RegionSet:
         """The shared ``R x H x W`` set of image ``i`` (a shared set returns itself)."""
-        return self if self.shared else RegionSet(self.names, self.masks[i])
+        return self if self.shared else self._like(self.names, self.masks[i])
 
     def as_dict(self, i: int = 0) -> dict[str, np.ndarray]:
         """``{name: H x W mask}`` of image ``i``."""
@@ -97,11 +117,11 @@ class RegionSet:
     def select(self, names: Iterable[str]) -> RegionSet:
         """A new set with only ``names``, in that order."""
         names = list(names)
-        return RegionSet(names, self.masks[..., [self._index(n) for n in names], :, :])
+        return self._like(names, np.take(self.masks, [self._index(n) for n in names], axis=self._axis))
 
     def area_fractions(self) -> np.ndarray:
         """Share of the image covered by each region: ``R`` (shared) or ``N x R`` (per image)."""
-        return self.masks.mean(axis=(-2, -1))
+        return self.masks.mean(axis=tuple(range(-self.ndim, 0)))
 
     def expand(self, n: int) -> RegionSet:
         """A per-image set for ``n`` images (a shared set repeated; a per-image set must already have ``n``)."""
@@ -109,17 +129,17 @@ class RegionSet:
             if self.n_images != n:
                 raise RegionError(f"Region set has masks for {self.n_images} images, not {n}.")
             return self
-        return RegionSet(self.names, np.broadcast_to(self.masks, (n, *self.masks.shape)))
+        return self._like(self.names, np.broadcast_to(self.masks, (n, *self.masks.shape)))
 
     def __or__(self, other: RegionSet) -> RegionSet:
         """Concatenate two sets on the same plane (names must stay unique)."""
-        if self.shape != other.shape:
+        if self.shape != other.shape or self.ndim != other.ndim:
             raise RegionError(f"Cannot join region sets on planes {self.shape} and {other.shape}.")
         a, b = self.masks, other.masks
         if self.shared != other.shared:
             n = self.n_images or other.n_images
             a, b = self.expand(n).masks, other.expand(n).masks
-        return RegionSet(self.names + other.names, np.concatenate([a, b], axis=-3))
+        return self._like(self.names + other.names, np.concatenate([a, b], axis=self._axis))
 
     # -------------------------------------------------------------- geometry
     def resize(self, shape: Sequence[int]) -> RegionSet:
@@ -130,6 +150,9 @@ class RegionSet:
         """
         from skimage.transform import resize
 
+        if self.ndim != 2:
+            raise RegionError("resize() is for 2-D region sets; send volume label maps through the volume's "
+                              "VolumePreprocess geometry instead (xaikit.regions.label_regions(..., preprocess=)).")
         shape = tuple(int(s) for s in shape)
         if len(shape) != 2 or min(shape) < 1:
             raise RegionError(f"resize(shape) needs (H, W) with positive sides; got {shape}.")
@@ -147,14 +170,18 @@ class RegionSet:
             A :class:`xaikit.data.Preprocess` (its ``apply_masks`` mask path is used, so the regions get
             exactly the image's resize/letterbox), any object with ``to_dict()`` called as
             ``preprocess(image, masks) -> (tensor, masks)``, or a plain callable mapping one ``H x W``
-            boolean mask to another.
+            boolean mask to another. Volumes: a :class:`xaikit.data.volume.VolumeGeometry` (its nearest-neighbour
+            ``labels`` path; the result gets the model grid's spacing) or a callable.
         """
         per_image = [self._apply_one(preprocess, self.image(i).masks) for i in range(self.n_images or 1)]
         out = per_image[0] if self.shared else np.stack(per_image)
-        return RegionSet(self.names, out)
+        spacing = getattr(preprocess, "out_spacing", None) if self.ndim == 3 else None
+        return RegionSet(self.names, out, ndim=self.ndim, spacing=spacing or self.spacing)
 
     def _apply_one(self, preprocess: Callable, masks: np.ndarray) -> np.ndarray:
         named = {n: m for n, m in zip(self.names, masks)}
+        if self.ndim == 3 and hasattr(preprocess, "labels") and hasattr(preprocess, "inverse"):
+            return np.stack([preprocess.labels(m) for m in masks]).astype(bool)
         if hasattr(preprocess, "apply_masks"):
             mapped = preprocess.apply_masks(named, self.shape)
         elif hasattr(preprocess, "to_dict"):
@@ -182,14 +209,16 @@ def _check_names(names: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _check_masks(masks: np.ndarray, n_regions: int) -> np.ndarray:
-    if masks.ndim not in (3, 4):
-        raise RegionError(f"masks must be R x H x W (shared) or N x R x H x W (per image); "
+def _check_masks(masks: np.ndarray, n_regions: int, ndim: int = 2) -> np.ndarray:
+    if masks.ndim not in (ndim + 1, ndim + 2):
+        plane = "H x W" if ndim == 2 else "D x H x W"
+        raise RegionError(f"masks must be R x {plane} (shared) or N x R x {plane} (per image); "
                           f"got shape {masks.shape}.")
-    if masks.shape[-3] != n_regions:
-        raise RegionError(f"masks hold {masks.shape[-3]} regions (axis -3 of shape {masks.shape}) "
+    axis = -(ndim + 1)
+    if masks.shape[axis] != n_regions:
+        raise RegionError(f"masks hold {masks.shape[axis]} regions (axis {axis} of shape {masks.shape}) "
                           f"but {n_regions} names were given.")
-    if min(masks.shape[-2:]) < 1:
+    if min(masks.shape[-ndim:]) < 1:
         raise RegionError(f"masks have an empty image plane: shape {masks.shape}.")
     if masks.dtype != bool:
         if not np.isin(masks, (0, 1)).all():

@@ -3,7 +3,11 @@
 One row per (image, region) with the columns of the region-scores contract::
 
     image_id, [patient_id,] label, pred, correct, method, region, area_frac, mass_frac, mean, sum, max,
-    density_ratio, topk_overlap, pointing, sign, normalisation
+    density_ratio, topk_overlap, pointing, sign, normalisation[, n_voxels, volume_mm3]
+
+Volumes (a :class:`RegionSet` with ``ndim=3`` and maps ``N x D x H x W``) give the same columns (pixels read
+voxels) plus ``n_voxels`` and ``volume_mm3`` (NaN when the region set has no spacing), so the statistics
+module works on them unchanged.
 
 - ``sum``, ``mean`` (Sümer et al. 2023's c_r = sum over the region of S / |region|) and ``max`` are in
   the units of the map after the sign policy and the per-image normalisation (both recorded in the
@@ -81,12 +85,30 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
     ([0.0, 0.0, 1.0], [0.0, 0.0, 3.0])
     """
     _check_options(sign, normalise, topk)
-    maps, meta = _unpack(explanations, labels, image_ids, patient_ids, preds, method)
     regions = regions if isinstance(regions, RegionSet) else _from_mapping(regions)
+    maps, meta = _unpack(explanations, labels, image_ids, patient_ids, preds, method, regions.ndim)
     _check_alignment(maps, regions)
-    values = _compute(maps, regions, sign, normalise, topk)
+    values = _compute(*_as_planes(maps, regions), sign, normalise, topk)
     _warn_degenerate(values, regions, meta["image_id"])
-    return _tidy(values, regions, meta, sign, normalise)
+    table = _tidy(values, regions, meta, sign, normalise)
+    return _with_volumes(table, values, regions) if regions.ndim == 3 else table
+
+
+def _as_planes(maps: np.ndarray, regions: RegionSet) -> tuple[np.ndarray, RegionSet]:
+    """Volumes as ``(D*H) x W`` planes: every statistic here is a function of the voxel set, not of the layout."""
+    if regions.ndim == 2:
+        return maps, regions
+    n, d, h, w = maps.shape
+    return maps.reshape(n, d * h, w), RegionSet(regions.names, regions.masks.reshape(*regions.masks.shape[:-3], d * h, w))
+
+
+def _with_volumes(table: pd.DataFrame, values: dict[str, np.ndarray], regions: RegionSet) -> pd.DataFrame:
+    """Volume tables get ``n_voxels`` and (with the region set's spacing) ``volume_mm3`` of each region."""
+    table = table.copy()
+    table["n_voxels"] = np.rint(values["area_frac"].ravel() * np.prod(regions.shape)).astype(np.int64)
+    voxel = float(np.prod(regions.spacing)) if regions.spacing is not None else np.nan
+    table["volume_mm3"] = table["n_voxels"] * voxel
+    return table
 
 
 def _check_options(sign: str, normalise: str, topk: float) -> None:
@@ -107,7 +129,7 @@ def _from_mapping(regions: Any) -> RegionSet:
 
 
 def _unpack(expl: Any, labels: Any, image_ids: Any, patient_ids: Any, preds: Any,
-            method: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+            method: str | None, ndim: int = 2) -> tuple[np.ndarray, dict[str, Any]]:
     if hasattr(expl, "maps"):
         maps = as_numpy(expl.maps)
         labels = labels if labels is not None else getattr(expl, "labels", None)
@@ -116,10 +138,11 @@ def _unpack(expl: Any, labels: Any, image_ids: Any, patient_ids: Any, preds: Any
         method = method if method is not None else getattr(expl, "method", None)
     else:
         maps = as_numpy(expl)
-    if maps.ndim == 2:
+    if maps.ndim == ndim:
         maps = maps[None]
-    if maps.ndim != 3 or not np.issubdtype(maps.dtype, np.number):
-        raise ArgumentError(f"maps must be a numeric N x H x W array; got shape {maps.shape}, dtype {maps.dtype}.")
+    if maps.ndim != ndim + 1 or not np.issubdtype(maps.dtype, np.number):
+        plane = "H x W" if ndim == 2 else "D x H x W (volume regions)"
+        raise ArgumentError(f"maps must be a numeric N x {plane} array; got shape {maps.shape}, dtype {maps.dtype}.")
     n = maps.shape[0]
     ids = [str(i) for i in range(n)] if image_ids is None else [str(i) for i in image_ids]
     meta = {"image_id": ids, "label": _optional(labels, n, "labels"), "pred": _optional(preds, n, "preds"),
@@ -150,8 +173,8 @@ def _check_length(values: Any, n: int, name: str) -> None:
 def _check_alignment(maps: np.ndarray, regions: RegionSet) -> None:
     if maps.shape[1:] != regions.shape:
         raise RegionError(
-            f"Maps are {maps.shape[1]} x {maps.shape[2]} but the regions are {regions.shape[0]} x "
-            f"{regions.shape[1]}. Build the regions through the same Preprocess as the images "
+            f"Maps are {' x '.join(map(str, maps.shape[1:]))} but the regions are "
+            f"{' x '.join(map(str, regions.shape))}. Build the regions through the same Preprocess as the images "
             f"(RegionSet.apply / dataset masks), or resize them with regions.resize({maps.shape[1:]}) "
             f"if the images were plainly resized.")
     if not regions.shared and regions.n_images != maps.shape[0]:

@@ -20,6 +20,7 @@ from .batch import explain_many
 from .canonizers import DenseNetCanonizer, canonized, canonizers_for
 from .engine import MethodContext, explain, find_cam_layer
 from .explanation import Explanation
+from .patches import explain_patches
 from .presets import PRESETS
 from .registry import METHODS, MethodInfo, register
 from .safety import guarded, private_copy
@@ -27,6 +28,7 @@ from .safety import guarded, private_copy
 __all__ = [
     "explain",
     "explain_many",
+    "explain_patches",
     "Explanation",
     "METHODS",
     "MethodInfo",

@@ -4,6 +4,8 @@
   sum as a module so LRP rules apply to it), with an exact merge (:class:`ExactMerge`).
 * torchvision VGG and other plain sequential models: zennit's ``SequentialMergeBatchNorm`` (what its
   ``VGGCanonizer`` is), with the exact merge.
+* torchvision 3D ResNet (``r3d_18``): :class:`VideoResNetCanonizer` (BatchNorm3d merged exactly, residual sums
+  as zennit ``Sum`` modules; zennit has no canonizer for the video ResNets).
 * torchvision DenseNet: :class:`DenseNetCanonizer` (zennit has none). A dense layer is
   ``norm1 -> relu1 -> conv1 -> norm2 -> relu2 -> conv2`` on the concatenation of all earlier features, so
   only the BatchNorms that *follow* a linear layer can be merged: ``features.norm0`` into ``features.conv0``
@@ -32,15 +34,17 @@ from torch import nn
 from torchvision.models.densenet import DenseNet, _DenseLayer
 from torchvision.models.resnet import ResNet
 from torchvision.models.vgg import VGG
+from torchvision.models.video.resnet import BasicBlock as VideoBasicBlock, VideoResNet
 from zennit.canonizers import AttributeCanonizer, Canonizer, CompositeCanonizer, MergeBatchNorm
 from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.core import RemovableHandleList
+from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 from zennit.types import BatchNorm
 
 from .safety import state_fingerprint
 
-__all__ = ["DenseNetCanonizer", "ExactResNetCanonizer", "ExactSequentialMergeBatchNorm", "canonizers_for", "canonized", "TOLERANCE"]
+__all__ = ["DenseNetCanonizer", "VideoResNetCanonizer", "ExactResNetCanonizer", "ExactSequentialMergeBatchNorm", "canonizers_for", "canonized", "TOLERANCE"]
 
 TOLERANCE = 1e-5
 
@@ -118,6 +122,38 @@ class DenseNetForwardCanonizer(AttributeCanonizer):
         return new
 
 
+class VideoResNetBlockCanonizer(AttributeCanonizer):
+    """The residual sum of torchvision's 3D ResNet blocks (``r3d_18``: ``torchvision.models.video.resnet.BasicBlock``,
+    whose ``conv1``/``conv2`` are ``Sequential(conv, BatchNorm3d[, ReLU])``) as a zennit ``Sum`` module, exactly as
+    zennit's ``ResNetBasicBlockCanonizer`` does for the 2D blocks; without it relevance is not split at the sum
+    and doubles per block."""
+
+    def __init__(self) -> None:
+        super().__init__(self._attribute_map)
+
+    @classmethod
+    def _attribute_map(cls, name: str, module: nn.Module):
+        if isinstance(module, VideoBasicBlock):
+            return {"forward": cls._forward.__get__(module), "canonizer_sum": Sum()}
+        return None
+
+    def copy(self) -> "VideoResNetBlockCanonizer":
+        return VideoResNetBlockCanonizer()
+
+    @staticmethod
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.canonizer_sum(torch.stack([identity, self.conv2(self.conv1(x))], dim=-1))
+        return self.relu(out)
+
+
+class VideoResNetCanonizer(CompositeCanonizer):
+    """Canonizer for torchvision's 3D ResNets: BatchNorm3d merged into the preceding Conv3d, residual sums as modules."""
+
+    def __init__(self) -> None:
+        super().__init__((ExactSequentialMergeBatchNorm(), VideoResNetBlockCanonizer()))
+
+
 class DenseNetCanonizer(CompositeCanonizer):
     """Canonizer for torchvision DenseNets (see the module docstring for what is and is not merged)."""
 
@@ -132,6 +168,8 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
         return [DenseNetCanonizer()]
     if any(issubclass(k, ResNet) for k in kinds):
         return [ExactResNetCanonizer()]
+    if any(issubclass(k, VideoResNet) for k in kinds):
+        return [VideoResNetCanonizer()]
     if any(issubclass(k, VGG) for k in kinds) or any(isinstance(m, BatchNorm) for m in model.modules()):
         return [ExactSequentialMergeBatchNorm()]  # zennit's VGGCanonizer is exactly this merge
     return []

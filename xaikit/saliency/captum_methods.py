@@ -34,8 +34,8 @@ def _per_eval(ctx) -> int:
 
 
 def _windows(p: dict) -> float:
-    size = p.get("input_size", 224)
-    return ((size - p["window"]) // p["stride"] + 1) ** 2 / 3 + 1  # forward-only passes count ~1/3
+    size, dims = p.get("input_size", 224), p.get("spatial_dims", 2)
+    return ((size - p["window"]) // p["stride"] + 1) ** dims / 3 + 1  # forward-only passes count ~1/3
 
 
 # --- gradients ---------------------------------------------------------------------------------------
@@ -144,14 +144,15 @@ def gradient_shap(ctx, n_samples=20, stdevs=0.0):
 
 
 # --- DeepLIFT and modified-ReLU backprop (private copy with fresh ReLUs) ------------------------------
-@register("deeplift", family="gradient", library="captum", cost=2, private_copy=True, defaults={"baseline": 0.0})
+@register("deeplift", family="gradient", library="captum", cost=2, private_copy=True, defaults={"baseline": 0.0},
+          supports_3d=True)
 @checked(baseline=real_number)
 def deeplift(ctx, baseline=0.0):
     """DeepLIFT rescale rule from a constant baseline (Shrikumar et al. 2017)."""
     return DeepLift(ctx.head).attribute(ctx.inputs, baselines=float(baseline), target=ctx.target)
 
 
-@register("deeplift_shap", family="sampling", library="captum", cost=4, private_copy=True)
+@register("deeplift_shap", family="sampling", library="captum", cost=4, private_copy=True, supports_3d=True)
 def deeplift_shap(ctx):
     """DeepLIFT averaged over baselines {zeros, seeded noise} (DeepSHAP, Lundberg & Lee 2017)."""
     baselines = _baseline_set(ctx)
@@ -196,14 +197,15 @@ def deconvnet(ctx, relevance_init="one_hot"):
 
 
 @register("guided_gradcam", family="cam", library="captum", cost=1.5, needs_layer=True, clean_forward=True,
-          private_copy=True)
+          private_copy=True, supports_3d=True)
 def guided_gradcam(ctx):
     """Guided backprop times the upsampled Grad-CAM of the layer (Selvaraju et al. 2017)."""
-    return GuidedGradCam(ctx.head, ctx.layer).attribute(ctx.inputs, target=ctx.target, interpolate_mode="bilinear")
+    mode = "bilinear" if ctx.inputs.ndim == 4 else "trilinear"
+    return GuidedGradCam(ctx.head, ctx.layer).attribute(ctx.inputs, target=ctx.target, interpolate_mode=mode)
 
 
 @register("layer_deeplift", family="cam", library="captum", cost=2, needs_layer=True, private_copy=True,
-          defaults={"baseline": 0.0})
+          defaults={"baseline": 0.0}, supports_3d=True)
 @checked(baseline=real_number)
 def layer_deeplift(ctx, baseline=0.0):
     """DeepLIFT attribution of the layer's output, summed over channels and upsampled (Sümer et al. 2023)."""
@@ -213,19 +215,22 @@ def layer_deeplift(ctx, baseline=0.0):
 
 
 # --- perturbation ------------------------------------------------------------------------------------
-@register("occlusion", family="perturbation", library="captum", cost=_windows, supports_3d=False,
+@register("occlusion", family="perturbation", library="captum", cost=_windows, supports_3d=True,
           defaults={"window": 15, "stride": 8, "baseline": 0.0})
 @checked(window=window_size, stride=positive_int, baseline=real_number, _all=stride_within_window)
 def occlusion(ctx, window=15, stride=8, baseline=0.0):
-    """Drop in target score when a window x window patch is set to the baseline (Zeiler & Fergus 2014)."""
-    c = ctx.inputs.shape[1]
+    """Drop in target score when a window x window patch (a window^3 cube for volumes) is set to the baseline
+    (Zeiler & Fergus 2014)."""
+    c, dims = ctx.inputs.shape[1], ctx.inputs.ndim - 2
     return Occlusion(ctx.head).attribute(
-        ctx.inputs, sliding_window_shapes=(c, int(window), int(window)), strides=(c, int(stride), int(stride)),
+        ctx.inputs, sliding_window_shapes=(c, *[int(window)] * dims), strides=(c, *[int(stride)] * dims),
         baselines=float(baseline), target=ctx.target, perturbations_per_eval=_per_eval(ctx))
 
 
 def superpixels(x: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
-    """SLIC superpixels (scikit-image) per image: long ``N x 1 x H x W`` feature mask, labels from 0."""
+    """SLIC superpixels (scikit-image) per image: long ``N x 1 x H x W`` feature mask, labels from 0.
+
+    Volumes (``N x C x D x H x W``) get SLIC supervoxels (``N x 1 x D x H x W``)."""
     from skimage.segmentation import slic
 
     masks = []
@@ -245,9 +250,9 @@ def superpixels(x: torch.Tensor, n_segments: int, compactness: float) -> torch.T
 
 
 def _grid(shape: tuple[int, ...], n_segments: int) -> np.ndarray:
-    side = max(1, int(round(np.sqrt(np.prod(shape) / n_segments))))
-    rows, cols = np.arange(shape[0]) // side, np.arange(shape[1]) // side
-    return rows[:, None] * (cols.max() + 1) + cols[None, :]
+    side = max(1, int(round((np.prod(shape) / n_segments) ** (1 / len(shape)))))
+    cells = [np.arange(n) // side for n in shape]
+    return np.ravel_multi_index(np.meshgrid(*cells, indexing="ij"), [int(c.max()) + 1 for c in cells])
 
 
 _SP = {"n_segments": 50, "compactness": 10.0}
@@ -255,7 +260,7 @@ _SP_RULES = {"n_segments": int_between(1, 100_000), "compactness": positive}
 
 
 @register("feature_ablation", family="perturbation", library="captum", cost=lambda p: p["n_segments"] / 3 + 1,
-          defaults={**_SP, "baseline": 0.0})
+          defaults={**_SP, "baseline": 0.0}, supports_3d=True)
 @checked(**_SP_RULES, baseline=real_number)
 def feature_ablation(ctx, n_segments=50, compactness=10.0, baseline=0.0):
     """Drop in target score when one SLIC superpixel is set to the baseline."""
@@ -276,7 +281,7 @@ def _per_sample(ctx, explainer, n_samples, mask):
 
 
 @register("lime", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3,
-          defaults={**_SP, "n_samples": 100})
+          defaults={**_SP, "n_samples": 100}, supports_3d=True)
 @checked(**_SP_RULES, n_samples=_SAMPLES)
 def lime(ctx, n_segments=50, compactness=10.0, n_samples=100):
     """LIME on SLIC superpixels with captum's default Lasso surrogate (Ribeiro et al. 2016)."""
@@ -284,7 +289,7 @@ def lime(ctx, n_segments=50, compactness=10.0, n_samples=100):
 
 
 @register("kernel_shap", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3,
-          defaults={**_SP, "n_samples": 100})
+          defaults={**_SP, "n_samples": 100}, supports_3d=True)
 @checked(**_SP_RULES, n_samples=_SAMPLES)
 def kernel_shap(ctx, n_segments=50, compactness=10.0, n_samples=100):
     """Kernel SHAP on SLIC superpixels (Lundberg & Lee 2017)."""

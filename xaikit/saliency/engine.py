@@ -367,8 +367,10 @@ def _check_tensor(x: torch.Tensor, info: MethodInfo) -> None:
     ndims = (4, 5) if info.supports_3d else (4,)
     if x.ndim not in ndims:
         shape = "N x C x H x W" + (" or N x C x D x H x W" if info.supports_3d else "")
+        volume_hint = "" if info.supports_3d or x.ndim != 5 else (
+            f" {info.name!r} does not run on volumes; 3D methods: {', '.join(_methods_3d())}.")
         raise ExplanationError(
-            f"inputs must have shape {shape} for {info.name!r}; got shape {tuple(x.shape)}. "
+            f"inputs must have shape {shape} for {info.name!r}; got shape {tuple(x.shape)}.{volume_hint} "
             "Add the batch axis with x[None] or the channel axis with x[:, None]."
         )
     if not x.dtype.is_floating_point:
@@ -379,6 +381,27 @@ def _check_tensor(x: torch.Tensor, info: MethodInfo) -> None:
         raise ExplanationError("inputs contain NaN or inf values; clean the images before explaining them.")
 
 
+def _methods_3d() -> list[str]:
+    from .registry import METHODS
+
+    return sorted(name for name, m in METHODS.items() if m.supports_3d)
+
+
+def _check_dims(model: nn.Module, x: torch.Tensor) -> None:
+    """A 2-D model (Conv2d only) given volumes, or a 3-D model (Conv3d) given images: say so before running."""
+    kinds = {type(m) for m in model.modules()}
+    has3d, has2d = any(issubclass(k, nn.Conv3d) for k in kinds), any(issubclass(k, nn.Conv2d) for k in kinds)
+    if x.ndim == 5 and has2d and not has3d:
+        raise ModelError(
+            f"{type(model).__name__} is a 2-D model (Conv2d layers) but the inputs are a volume batch "
+            f"{tuple(x.shape)} (N x C x D x H x W). Explain slices (x[:, :, k]) with it, or use a 3D model "
+            "(xaikit.models.build_model('small_cnn3d' or 'r3d_18')).")
+    if x.ndim == 4 and has3d and not has2d:
+        raise ModelError(
+            f"{type(model).__name__} is a 3-D model (Conv3d layers) but the inputs are images {tuple(x.shape)}; "
+            "give it volumes N x C x D x H x W (e.g. from xaikit.data.VolumePreprocess).")
+
+
 def _check_model(model: nn.Module, x: torch.Tensor) -> None:
     """The model can take ``x`` and returns logits ``N x K``: dtype, channels, then one probe forward."""
     if not isinstance(model, nn.Module):
@@ -387,15 +410,12 @@ def _check_model(model: nn.Module, x: torch.Tensor) -> None:
     if weight is not None and weight.dtype != x.dtype:
         raise ExplanationError(f"inputs are {x.dtype} but the model's weights are {weight.dtype}; convert one to "
                                f"the other, e.g. x.to({weight.dtype}).")
+    _check_dims(model, x)
     conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
     if conv is not None and conv.in_channels != x.shape[1]:
         raise ExplanationError(f"inputs have {x.shape[1]} channel(s) (shape {tuple(x.shape)}) but the model's first "
                                f"convolution takes {conv.in_channels}; use the Preprocess the model was trained "
                                "with (channel handling), e.g. x.mean(1, keepdim=True) or x.expand(-1, 3, ...).")
-    if conv is not None and conv.weight.ndim != x.ndim:
-        kind = {4: "2D images N x C x H x W", 5: "3D volumes N x C x D x H x W"}.get(conv.weight.ndim, "other")
-        raise ExplanationError(f"inputs have shape {tuple(x.shape)} but the model is built for {kind}; explain "
-                               "slices with a 2D model one by one, or use a 3D model for volumes.")
     _check_output(model, x)
 
 

@@ -74,4 +74,13 @@ PRESETS: dict[str, dict[str, dict]] = {
         "lrp.sequential_preset_a_flat": _inn({"first": "flat", "conv": _A1B0, "dense": _DENSE_EPS}),
         "lrp.sequential_preset_b_flat": _inn({"first": "flat", "conv": _A2B1, "dense": _DENSE_EPS}),
     },
+    # Volumes (N x C x D x H x W): gradient, a short path integral, Grad-CAM (trilinear), one LRP composite and
+    # occlusion with 8^3 cubes (stride 4: 343 windows on a 32^3 input), for notebook 07 and the demo.
+    "volume": {
+        "gradient": {"method": "gradient"},
+        "integrated_gradients": {"method": "integrated_gradients", "n_steps": 16},
+        "gradcam": {"method": "gradcam"},
+        "lrp_epsilon_plus": {"method": "lrp_epsilon_plus", **_EPS},
+        "occlusion": {"method": "occlusion", "window": 8, "stride": 4, "baseline": 0.0},
+    },
 }
