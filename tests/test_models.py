@@ -17,7 +17,7 @@ def test_registry_holds_the_documented_architectures():
     assert EXPECTED <= set(ARCHITECTURES)
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", sorted(set(ARCHITECTURES) - {"unet"}))  # unet: segmentation, tests/test_unet.py
 def test_every_architecture_takes_grey_images_and_returns_logits(arch):
     torch.manual_seed(0)
     model = build_model(arch, num_classes=3, in_channels=1).eval()

@@ -325,3 +325,6 @@ def unfreeze(model: nn.Module) -> nn.Module:
     for param in model.parameters():
         param.requires_grad_(True)
     return model
+
+
+from . import unet as _unet  # noqa: E402,F401  (registers "unet"; the module imports register_architecture)

@@ -133,6 +133,8 @@ def explain(
     target : "pred", "label", int, torch.Tensor or callable
         What to explain: the predicted class, the true label (needs ``labels``), a class index, one index
         per input, or a callable mapping logits ``N x K`` to one score per input.
+        Segmentation models (outputs ``N x K x H x W``): ``targets.segmentation(class_index, mask=...)``
+        (:mod:`xaikit.saliency.seg_targets`); detectors: ``targets.detection(...)``.
     labels, image_ids : optional
         Stored in the Explanation (taken from sample dicts when given).
     layer : str, optional
@@ -172,6 +174,7 @@ def explain(
     x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
     _check_tensor(x, info)
     _check_model(model)
+    model = target.prepare(model) if _bindable(target) else model  # detection: a wrapper with tensor outputs
     if preprocess is not None:
         from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
 
@@ -184,16 +187,25 @@ def explain(
 
 def _run(model, x, info, target, labels, image_ids, layer_name, budget, seed, reduction, keep_raw, params):
     memory = plan(model, x, budget, info.name)
-    spec = resolve_target(target, len(x), memory.n_classes, labels, needs_indices=not info.clean_forward)
     pre_logits = None
+    if _bindable(target):  # mask/box targets: fixed on the clean outputs, one image per chunk
+        pre_logits = _logits(model, x, memory.max_batch)
+        target = target.bind(pre_logits)
+    elif memory.output_ndim != 2:
+        raise ExplanationError(
+            f"{type(model).__name__} returns outputs of {memory.output_ndim} dimensions, not logits N x K; "
+            "explain a segmentation model with target=targets.segmentation(class_index, mask=...) and a detector "
+            "with target=targets.detection(...) (from xaikit.saliency import targets).")
+    spec = resolve_target(target, len(x), memory.n_classes, labels, needs_indices=not info.clean_forward)
     if spec.policy == "pred" and not info.clean_forward:
         pre_logits = _logits(model, x, memory.max_batch)
         spec = TargetSpec("pred", pre_logits.argmax(1))
     streams = torch.tensor([zlib.crc32(i.encode()) for i in image_ids])  # per-image random streams
     run_model, run_layer = _model_for(model, info, layer_name, x[: min(len(x), 2)])
     attrs, raws, logits, record = [], [], [], {}
-    for start in range(0, len(x), memory.max_batch):
-        sl = slice(start, start + memory.max_batch)
+    step = 1 if getattr(spec.fn, "per_image", False) else memory.max_batch
+    for start in range(0, len(x), step):
+        sl = slice(start, start + step)
         chunk = x[sl].detach().clone()
         store: dict = {}
         ctx = MethodContext(run_model, _Head(run_model, spec.subset(sl), chunk, store), chunk, spec.subset(sl),
@@ -221,6 +233,11 @@ def _call(info: MethodInfo, ctx: MethodContext, params: dict, seed: int):
         torch.manual_seed(seed)
         out = info.fn(ctx, **params)
     return out if isinstance(out, tuple) else (out, None)
+
+
+def _bindable(target: Any) -> bool:
+    """Mask and box targets (:mod:`.seg_targets`, :mod:`.detection`) resolve against the clean outputs."""
+    return hasattr(target, "bind") and hasattr(target, "prepare")
 
 
 def _logits(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -261,13 +278,15 @@ def _build(x, info, spec, logits, attrs, raws, labels, image_ids, layer_name, me
     else:
         maps = REDUCTIONS[reduction](attr)
     _check_finite(maps, info.name, image_ids)
-    preds = logits.argmax(1).cpu()
+    classify = logits.ndim == 2  # segmentation / detection outputs have no per-image class or probabilities
+    preds = logits.argmax(1).cpu() if classify else torch.full((len(x),), -1, dtype=torch.long)
+    probs = torch.softmax(logits.float(), 1).cpu() if classify else torch.zeros(len(x), 0)
     targets = _targets(spec, preds)
     record = {**params, "layer": layer_name, "seed": seed, "memory_budget": memory.budget,
               "max_batch": memory.max_batch, "per_sample_bytes": memory.per_sample}
     return Explanation(
         maps=maps.float().cpu(), method=info.name, params=plain(record), target_policy=spec.policy,
-        targets=targets, preds=preds, probs=torch.softmax(logits.float(), 1).cpu(), image_ids=list(image_ids),
+        targets=targets, preds=preds, probs=probs, image_ids=list(image_ids),
         labels=labels, raw=(raw if raw is not None else attr).cpu() if keep_raw else None, reduction=reduction,
         versions=_versions(),
     )
@@ -275,7 +294,7 @@ def _build(x, info, spec, logits, attrs, raws, labels, image_ids, layer_name, me
 
 def _targets(spec: TargetSpec, preds: torch.Tensor) -> torch.Tensor:
     if spec.fn is not None:
-        return torch.full_like(preds, -1)
+        return getattr(spec.fn, "targets", torch.full_like(preds, -1)).cpu().long()
     return preds.clone() if spec.indices is None else spec.indices.cpu().long()
 
 

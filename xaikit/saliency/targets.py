@@ -74,11 +74,14 @@ class TargetSpec:
 
     def relevance(self, logits: torch.Tensor) -> torch.Tensor:
         """Initial LRP relevance at the output: d(score)/d(logits) scaled by the score (one-hot x logit)."""
+        if hasattr(self.fn, "relevance"):  # mask/box targets bring their own (masked logits)
+            return self.fn.relevance(logits)
         return self.one_hot_grad(logits) * self.score(logits.detach())[:, None]
 
     def subset(self, sl: slice) -> "TargetSpec":
         idx = None if self.indices is None else self.indices[sl]
-        return TargetSpec(self.policy, idx, self.fn)
+        fn = self.fn.subset(sl) if hasattr(self.fn, "subset") else self.fn  # per-image mask/box targets
+        return TargetSpec(self.policy, idx, fn)
 
 
 def resolve_target(
@@ -103,7 +106,7 @@ def resolve_target(
             f'target must be "pred", "label", a class index, a tensor of N indices or a callable; got {target!r}.'
         )
     if callable(target) and not isinstance(target, torch.Tensor):
-        return TargetSpec("callable", fn=target)
+        return TargetSpec(getattr(target, "policy", "callable"), fn=target)
     if isinstance(target, bool):
         raise ExplanationError(f"target must be a class index, not a bool ({target!r}).")
     if isinstance(target, int):
@@ -128,3 +131,6 @@ def _check_indices(idx: torch.Tensor, n: int, n_classes: int | None, what: str) 
             f"but the model has {n_classes} outputs (valid: 0..{n_classes - 1})."
         )
     return idx
+
+
+from .seg_targets import segmentation  # noqa: E402  (targets.segmentation(...): the named helpers live there)
