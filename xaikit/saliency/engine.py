@@ -174,7 +174,7 @@ def explain(
     x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
     _check_tensor(x, info)
     _check_model(model)
-    model = target.prepare(model) if _bindable(target) else model  # detection: a wrapper with tensor outputs
+    model = target.prepare(model, info) if _bindable(target) else model  # detection: a wrapper, tensor outputs
     if preprocess is not None:
         from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
 
@@ -406,6 +406,8 @@ def _layer_name(model: nn.Module, info: MethodInfo, layer: str | None, x: torch.
     if layer is not None:
         resolve_layer(model, layer)
         return layer
+    if hasattr(model, "cam_layer"):  # wrappers (detection) name the backbone layer that fed their outputs
+        return model.cam_layer(x[:1])
     return find_cam_layer(model, x[:1])
 
 

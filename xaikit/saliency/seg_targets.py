@@ -75,8 +75,8 @@ class SegmentationTarget:
     reduce: str = "sum"
     policy = "segmentation"
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """The module to explain: the segmentation model itself."""
+    def prepare(self, model: nn.Module, info: Any = None) -> nn.Module:
+        """The module to explain: the segmentation model itself (every method supports mask targets)."""
         return model
 
     def bind(self, logits: torch.Tensor) -> "MaskedLogits":

@@ -133,4 +133,5 @@ def _check_indices(idx: torch.Tensor, n: int, n_classes: int | None, what: str) 
     return idx
 
 
-from .seg_targets import segmentation  # noqa: E402  (targets.segmentation(...): the named helpers live there)
+from .detection import detection  # noqa: E402  (targets.detection(...) and targets.segmentation(...):
+from .seg_targets import segmentation  # noqa: E402  the named helpers live in their own modules)
