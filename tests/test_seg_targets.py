@@ -175,3 +175,17 @@ def test_segmentation_target_on_a_classifier_is_refused():
     net = nn.Sequential(nn.Flatten(), nn.Linear(2 * 16 * 16, 3)).eval()
     with pytest.raises(ExplanationError, match=r"returns shape \(2, 3\), not N x K x H x W"):
         explain(net, inputs(), "gradient", targets.segmentation(1))
+
+
+def test_explain_many_splits_per_image_masks_by_batch_and_does_not_cache_them(tmp_path):
+    from xaikit.saliency import explain_many
+
+    net, x, masks = tiny_unet(), inputs(3), gt_masks(3)
+    target = targets.segmentation(1, mask=masks)
+    with pytest.warns(UserWarning, match="does not cache results for a callable, mask or box target"):
+        many = explain_many(net, x, "gradient", target=target, batch_size=2, cache_dir=tmp_path, progress=False)
+    one = explain(net, x, "gradient", target)
+    torch.testing.assert_close(many["gradient"].maps, one.maps)
+    boxes = torch.tensor([[0, 0, 8, 8], [4, 4, 12, 12], [8, 8, 16, 16]])
+    many = explain_many(net, x, "gradient", target=targets.segmentation(1, box=boxes), batch_size=2, progress=False)
+    torch.testing.assert_close(many["gradient"].maps, explain(net, x, "gradient", targets.segmentation(1, box=boxes)).maps)

@@ -15,7 +15,7 @@ for the detector's post-processing (top-k, NMS, box decoding).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -80,7 +80,7 @@ def detection(index: int | None = None, *, box: Any = None, label: int | None = 
     return DetectionTarget(index, box, label, output, float(iou_threshold), int(max_detections))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DetectionTarget:
     """An unbound detection target (see :func:`detection`)."""
 
@@ -111,6 +111,13 @@ class DetectionTarget:
         return BoxTarget(torch.stack([outputs[i, j, :4] for i, j in enumerate(picked)]),
                          torch.stack([outputs[i, j, 5] for i, j in enumerate(picked)]).long(), self.output,
                          self.iou_threshold)
+
+    def select(self, index) -> "DetectionTarget":
+        """The target for a subset of the images (``explain_many`` batches): per-image boxes are indexed."""
+        if self.box is None:
+            return self
+        boxes = torch.as_tensor(self.box, dtype=torch.float64).reshape(-1, 4)
+        return replace(self, box=boxes if len(boxes) == 1 else boxes[torch.as_tensor(index, dtype=torch.long)])
 
     def _pick(self, i: int, det: torch.Tensor) -> int:
         valid = det[:, 5] >= 0

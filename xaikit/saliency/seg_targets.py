@@ -14,7 +14,7 @@ relevance is the masked logits themselves (``d score / d logits x logits``), so 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,7 @@ def segmentation(class_index: int, mask: Any = "pred", *, region: str | None = N
     return SegmentationTarget(int(class_index), mask, region, box, reduce)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SegmentationTarget:
     """An unbound segmentation target (see :func:`segmentation`); the engine binds it with :meth:`bind`."""
 
@@ -114,6 +114,18 @@ class SegmentationTarget:
         if type(self.mask).__name__ == "RegionSet":  # duck-typed: regions sit downstream of saliency
             return _region_masks(self.mask, self.region)
         return _bool_tensor(self.mask, "mask")
+
+    def select(self, index) -> "SegmentationTarget":
+        """The target for a subset of the images (``explain_many`` batches): per-image masks/boxes are indexed."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        if self.box is not None:
+            boxes = torch.as_tensor(np.asarray(self.box, dtype=np.float64)).reshape(-1, 4)
+            return replace(self, box=boxes if len(boxes) == 1 else boxes[index])
+        if isinstance(self.mask, str):
+            return self
+        masks = _region_masks(self.mask, self.region) if type(self.mask).__name__ == "RegionSet" else \
+            _bool_tensor(self.mask, "mask")
+        return replace(self, mask=masks if len(masks) == 1 else masks[index], region=None)
 
     def _describe(self) -> str:
         if self.box is not None:
