@@ -13,6 +13,15 @@ from xaikit.train.segmentation import (dice_iou, fit_segmentation, hd95, predict
                                        segmentation_scores)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two OpenMP threads wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _disc(shape, center, radius):
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
