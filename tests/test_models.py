@@ -7,8 +7,9 @@ import torchvision
 from torch import nn
 
 from xaikit.errors import ArgumentError, ModelError, XaikitError
-from xaikit.models import (ARCHITECTURES, VOLUME_ARCHITECTURES, SmallCNN, _adapt_conv, _densenet_legacy_keys, build_model,
-                           classifier_layer, freeze_backbone, last_conv_layer, pretrained_weights_path, unfreeze)
+from xaikit.models import (ARCHITECTURES, VOLUME_ARCHITECTURES, SmallCNN, _adapt_conv, _densenet_legacy_keys,
+                           build_model, classifier_layer, freeze_backbone, last_conv_layer, pretrained_weights_path,
+                           unfreeze)
 
 EXPECTED = {"small_cnn", "resnet18", "resnet50", "densenet121", "efficientnet_b0", "vgg11_bn"}
 
@@ -17,7 +18,8 @@ def test_registry_holds_the_documented_architectures():
     assert EXPECTED <= set(ARCHITECTURES)
 
 
-@pytest.mark.parametrize("arch", sorted(set(ARCHITECTURES) - set(VOLUME_ARCHITECTURES)))  # 3D: test_volumes.py
+# 3D models: tests/test_volumes.py; unet (segmentation): tests/test_unet.py
+@pytest.mark.parametrize("arch", sorted(set(ARCHITECTURES) - set(VOLUME_ARCHITECTURES) - {"unet"}))
 def test_every_architecture_takes_grey_images_and_returns_logits(arch):
     torch.manual_seed(0)
     model = build_model(arch, num_classes=3, in_channels=1).eval()

@@ -404,3 +404,6 @@ def is_volume_model(model: nn.Module) -> bool | None:
     if any(issubclass(k, nn.Conv2d) for k in kinds):
         return False
     return None
+
+
+from . import unet as _unet  # noqa: E402,F401  (registers "unet"; the module imports register_architecture)

@@ -18,6 +18,7 @@ committed copy). Layout::
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,9 @@ from .errors import ArgumentError
 __all__ = ["SAMPLES", "SHORTCUT", "MODELS", "SampleSpec", "sample_dir", "build_samples", "build_phantom_images",
            "build_dicom", "build_nifti", "build_models", "build_shortcut_model", "shortcut_datasets",
            "VOLUMES", "VolumeSpec", "VOLUME_PREPROCESS", "VOLUME_MODEL", "DICOM_SERIES", "volume_datasets",
-           "build_volume_model", "build_dicom_series", "build_volume_samples"]
+           "build_volume_model", "build_dicom_series", "build_volume_samples",
+           "SEG_CLASSES", "SEG_PREPROCESS", "segmentation_arrays", "build_unet_model", "BOX_OUTPUTS",
+           "build_box_model"]
 
 #: Masks written for every phantom image, in manifest column order.
 MASKS = ("left_lung", "right_lung", "heart", "lesion", "marker", "body")
@@ -165,6 +168,8 @@ def build_samples(out: str | os.PathLike | None = None, *, models: bool = True, 
     build_nifti(out)
     if models:
         build_models(out)
+        build_unet_model(out)
+        build_box_model(out)
     build_volume_samples(out, models=models)
     return out
 
@@ -335,6 +340,130 @@ def build_shortcut_model(out: str | os.PathLike, *, spec: SampleSpec = SHORTCUT,
     return path
 
 
+#: Classes of the sample UNet (label-map values 0, 1, 2): both lungs are one class, the heart wins overlaps.
+SEG_CLASSES = ("background", "lung", "heart")
+#: Preprocessing of the sample UNet and box model (64 px: trains in about a minute on 2 CPU cores).
+SEG_PREPROCESS = {"size": 64}
+
+
+def segmentation_arrays(out: str | os.PathLike | None = None, split: str = "train", preprocess=None) -> dict:
+    """Images, label maps (:data:`SEG_CLASSES`), heart boxes and ids of one split of the shipped phantom set.
+
+    Returns ``{"images": N x 1 x H x W, "labelmaps": N x H x W long, "boxes": N x 4 float (x0, y0, x1, y1),
+    "image_ids": [...], "patient_ids": [...], "masks": {name: N x H x W bool}}`` at ``preprocess``
+    (default ``Preprocess(**SEG_PREPROCESS)``).
+    """
+    import torch
+
+    from .data.manifest import ManifestDataset
+    from .data.preprocess import Preprocess
+
+    pre = preprocess if preprocess is not None else Preprocess(**SEG_PREPROCESS)
+    ds = ManifestDataset(Path(out or sample_dir()) / "manifest.csv", split=split, preprocess=pre)
+    samples = [ds[i] for i in range(len(ds))]
+    masks = {name: torch.stack([s["masks"][name] for s in samples]) for name in ("left_lung", "right_lung", "heart")}
+    labelmaps = (masks["left_lung"] | masks["right_lung"]).long()
+    labelmaps[masks["heart"]] = 2
+    return {"images": torch.stack([s["image"] for s in samples]), "labelmaps": labelmaps,
+            "boxes": torch.stack([_box(m) for m in masks["heart"]]), "masks": masks,
+            "image_ids": [s["id"] for s in samples], "patient_ids": [s["patient_id"] for s in samples]}
+
+
+def _box(mask):
+    """Tight pixel box ``(x0, y0, x1, y1)``, end exclusive, of a non-empty boolean mask."""
+    import torch
+
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    return torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
+
+
+MODELS["unet"] = "phantom_unet.pt"
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Train the small segmentation/box models on one intra-op thread: the float sums then do not depend on the
+    machine's thread count (same bytes everywhere the kernels agree), and on a shared 2-core machine two threads
+    of these tiny convolutions mostly wait on each other (measured: a test run 50 s -> 3 s)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def build_unet_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30, n_boot: int = 1000) -> Path:
+    """Train the sample UNet (lungs + heart) on the shipped train split; write ``out/models/phantom_unet.pt``.
+
+    :func:`~xaikit.train.segmentation.fit_segmentation` (cross-entropy + soft Dice, AdamW, one-cycle) on the
+    64 px train split from seeded initial weights; the checkpoint's summary holds the test-split Dice, IoU and
+    HD95 per class with patient-bootstrap 95% CIs (``test_metrics[class][metric] = [value, ci_low, ci_high]``).
+    """
+    import torch
+
+    from .checkpoint import save_checkpoint
+    from .models import build_model
+    from .train.segmentation import fit_segmentation, predict_labelmaps, segmentation_scores
+
+    train, test = segmentation_arrays(out, "train"), segmentation_arrays(out, "test")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model("unet", num_classes=len(SEG_CLASSES), widths=(8, 16, 32))
+    with _one_thread():
+        history = fit_segmentation(model, train["images"], train["labelmaps"], epochs=epochs, seed=seed)
+    _, summary = segmentation_scores(predict_labelmaps(model, test["images"]), test["labelmaps"], SEG_CLASSES,
+                                     patient_ids=test["patient_ids"], n_boot=n_boot, seed=seed)
+    metrics = {c: {m: [round(float(v), 4) for v in row[["value", "ci_low", "ci_high"]]]
+                   for m, row in part.set_index("metric").iterrows()} for c, part in summary.groupby("class")}
+    path = Path(out) / "models" / MODELS["unet"]
+    save_checkpoint(path, model, classes=list(SEG_CLASSES), preprocess=SEG_PREPROCESS,
+                    summary={"task": "segmentation", "epochs": epochs, "seed": seed, "n_train": len(train["images"]),
+                             "final_train_loss": round(float(history["loss"].iloc[-1]), 4), "n_test": len(test["images"]),
+                             "test_metrics": metrics, "ci": "95% patient-bootstrap percentile",
+                             "hd95_unit": "pixels at 64 px"})
+    return path
+
+
+MODELS["heart_box"] = "phantom_heart_box.pt"
+#: Outputs of the heart box model: box corners in units of the image size.
+BOX_OUTPUTS = ("x0", "y0", "x1", "y1")
+
+
+def build_box_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30, n_boot: int = 1000) -> Path:
+    """Train the heart box model on the shipped train split; write ``out/models/phantom_heart_box.pt``.
+
+    A ``small_cnn`` with 4 outputs regresses the heart's box (``x0, y0, x1, y1`` in image-size units) with
+    :func:`~xaikit.train.detection.fit_boxes` on the 64 px split: one organ per image, so a regression head is an
+    honest detector that trains on a CPU. The summary holds the test-split mean IoU, hit rate (IoU >= 0.5) and
+    mAP@0.5 with patient-bootstrap 95% CIs (``test_metrics[metric] = [value, ci_low, ci_high]``).
+    """
+    import torch
+
+    from .checkpoint import save_checkpoint
+    from .models import build_model
+    from .train.detection import box_scores, fit_boxes, predict_boxes
+
+    train, test = segmentation_arrays(out, "train"), segmentation_arrays(out, "test")
+    size = float(train["images"].shape[-1])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model("small_cnn", num_classes=len(BOX_OUTPUTS), widths=(8, 16, 32, 64))
+    with _one_thread():
+        history = fit_boxes(model, train["images"], train["boxes"] / size, epochs=epochs, seed=seed)
+    _, summary = box_scores(predict_boxes(model, test["images"]), test["boxes"] / size,
+                            patient_ids=test["patient_ids"], n_boot=n_boot, seed=seed)
+    metrics = {row.metric: [round(float(v), 4) for v in (row.value, row.ci_low, row.ci_high)]
+               for row in summary.itertuples()}
+    path = Path(out) / "models" / MODELS["heart_box"]
+    save_checkpoint(path, model, classes=list(BOX_OUTPUTS), preprocess=SEG_PREPROCESS,
+                    summary={"task": "box regression (heart)", "epochs": epochs, "seed": seed,
+                             "n_train": len(train["images"]), "final_train_loss": round(float(history["loss"].iloc[-1]), 4),
+                             "n_test": len(test["images"]), "test_metrics": metrics,
+                             "ci": "95% patient-bootstrap percentile", "box_units": "fraction of the image size"})
+    return path
 # ----------------------------------------------------------------------------------------------- volumes
 @dataclass(frozen=True)
 class VolumeSpec:

@@ -16,6 +16,7 @@ torch.Size([1, 64, 64])
 from __future__ import annotations
 
 from . import cam, captum_methods, controls, lrp  # noqa: F401  (fill the registry)
+from . import targets
 from .batch import explain_many
 from .canonizers import DenseNetCanonizer, canonized, canonizers_for
 from .engine import MethodContext, explain, find_cam_layer
@@ -29,6 +30,7 @@ __all__ = [
     "explain",
     "explain_many",
     "explain_patches",
+    "targets",
     "Explanation",
     "METHODS",
     "MethodInfo",

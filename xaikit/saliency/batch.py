@@ -77,8 +77,9 @@ def explain_many(
     >>> results["gradcam"].maps.shape  # doctest: +SKIP
     """
     jobs = _jobs(methods)
-    if cache_dir is not None and callable(target) and not isinstance(target, (str, torch.Tensor)):
-        warnings.warn("explain_many does not cache results for a callable target (it has no stable key).",
+    stateful = callable(target) or hasattr(target, "select")  # callables, mask/box targets: no stable key
+    if cache_dir is not None and stateful and not isinstance(target, (str, torch.Tensor)):
+        warnings.warn("explain_many does not cache results for a callable, mask or box target (it has no stable key).",
                       stacklevel=2)
         cache_dir = None
     batches = list(_batches(data, batch_size, image_ids, labels))
@@ -147,12 +148,15 @@ def _as_completed(futures: list, dask: bool):
 def _run_batch(model, batch, method, params, target, cache, kwargs, bar) -> Explanation:
     x, labels, ids, positions = batch
     tgt = target[positions] if isinstance(target, torch.Tensor) and target.ndim else target
+    tgt = tgt.select(positions) if hasattr(tgt, "select") and not isinstance(tgt, torch.Tensor) else tgt
     keys = [cache.key(method, params, tgt if not isinstance(tgt, torch.Tensor) else tgt[i], i_id, kwargs)
             for i, i_id in enumerate(ids)] if cache else [None] * len(ids)
     found = [cache.load(k) if cache else None for k in keys]
     todo = [i for i, f in enumerate(found) if f is None]
     if todo:
         sub_target = tgt[todo] if isinstance(tgt, torch.Tensor) and tgt.ndim else tgt
+        sub_target = sub_target.select(todo) if hasattr(sub_target, "select") and not isinstance(
+            sub_target, torch.Tensor) else sub_target
         exp = explain(model, x[todo], method, sub_target, labels=None if labels is None else labels[todo],
                       image_ids=[ids[i] for i in todo], **kwargs, **params)
         for j, i in enumerate(todo):

@@ -134,6 +134,8 @@ def explain(
     target : "pred", "label", int, torch.Tensor or callable
         What to explain: the predicted class, the true label (needs ``labels``), a class index, one index
         per input, or a callable mapping logits ``N x K`` to one score per input.
+        Segmentation models (outputs ``N x K x H x W``): ``targets.segmentation(class_index, mask=...)``
+        (:mod:`xaikit.saliency.seg_targets`); detectors: ``targets.detection(...)``.
     labels, image_ids : optional
         Stored in the Explanation (taken from sample dicts when given).
     layer : str, optional
@@ -174,7 +176,9 @@ def explain(
     x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
     _check_tensor(x, info)
     check_params(info.fn, params, info.name, x)
-    _check_model(model, x)
+    if _bindable(target) and isinstance(model, nn.Module):
+        model = target.prepare(model, info)  # detection: a wrapper with tensor outputs
+    _check_model(model, x, logits=not _bindable(target))
     from ..domain import check_domain  # a checkpoint's model warns when x is far from its training data
 
     check_domain(model, x, where="explain")
@@ -190,16 +194,25 @@ def explain(
 
 def _run(model, x, info, target, labels, image_ids, layer_name, budget, seed, reduction, keep_raw, params):
     memory = plan(model, x, budget, info.name)
-    spec = resolve_target(target, len(x), memory.n_classes, labels, needs_indices=not info.clean_forward)
     pre_logits = None
+    if _bindable(target):  # mask/box targets: fixed on the clean outputs, one image per chunk
+        pre_logits = _logits(model, x, memory.max_batch)
+        target = target.bind(pre_logits)
+    elif memory.output_ndim != 2:
+        raise ExplanationError(
+            f"{type(model).__name__} returns outputs of {memory.output_ndim} dimensions, not logits N x K; "
+            "explain a segmentation model with target=targets.segmentation(class_index, mask=...) and a detector "
+            "with target=targets.detection(...) (from xaikit.saliency import targets).")
+    spec = resolve_target(target, len(x), memory.n_classes, labels, needs_indices=not info.clean_forward)
     if spec.policy == "pred" and not info.clean_forward:
         pre_logits = _logits(model, x, memory.max_batch)
         spec = TargetSpec("pred", pre_logits.argmax(1))
     streams = torch.tensor([zlib.crc32(i.encode()) for i in image_ids])  # per-image random streams
     run_model, run_layer = _model_for(model, info, layer_name, x[: min(len(x), 2)])
     attrs, raws, logits, record = [], [], [], {}
-    for start in range(0, len(x), memory.max_batch):
-        sl = slice(start, start + memory.max_batch)
+    step = 1 if getattr(spec.fn, "per_image", False) else memory.max_batch
+    for start in range(0, len(x), step):
+        sl = slice(start, start + step)
         chunk = x[sl].detach().clone()
         store: dict = {}
         ctx = MethodContext(run_model, _Head(run_model, spec.subset(sl), chunk, store), chunk, spec.subset(sl),
@@ -227,6 +240,11 @@ def _call(info: MethodInfo, ctx: MethodContext, params: dict, seed: int):
         torch.manual_seed(seed)
         out = info.fn(ctx, **params)
     return out if isinstance(out, tuple) else (out, None)
+
+
+def _bindable(target: Any) -> bool:
+    """Mask and box targets (:mod:`.seg_targets`, :mod:`.detection`) resolve against the clean outputs."""
+    return hasattr(target, "bind") and hasattr(target, "prepare")
 
 
 def _logits(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -267,13 +285,15 @@ def _build(x, info, spec, logits, attrs, raws, labels, image_ids, layer_name, me
     else:
         maps = REDUCTIONS[reduction](attr)
     _check_finite(maps, info.name, image_ids)
-    preds = logits.argmax(1).cpu()
+    classify = logits.ndim == 2  # segmentation / detection outputs have no per-image class or probabilities
+    preds = logits.argmax(1).cpu() if classify else torch.full((len(x),), -1, dtype=torch.long)
+    probs = torch.softmax(logits.float(), 1).cpu() if classify else torch.zeros(len(x), 0)
     targets = _targets(spec, preds)
     record = {**params, "layer": layer_name, "seed": seed, "memory_budget": memory.budget,
               "max_batch": memory.max_batch, "per_sample_bytes": memory.per_sample}
     return Explanation(
         maps=maps.float().cpu(), method=info.name, params=plain(record), target_policy=spec.policy,
-        targets=targets, preds=preds, probs=torch.softmax(logits.float(), 1).cpu(), image_ids=list(image_ids),
+        targets=targets, preds=preds, probs=probs, image_ids=list(image_ids),
         labels=labels, raw=(raw if raw is not None else attr).cpu() if keep_raw else None, reduction=reduction,
         versions=_versions(),
     )
@@ -281,7 +301,7 @@ def _build(x, info, spec, logits, attrs, raws, labels, image_ids, layer_name, me
 
 def _targets(spec: TargetSpec, preds: torch.Tensor) -> torch.Tensor:
     if spec.fn is not None:
-        return torch.full_like(preds, -1)
+        return getattr(spec.fn, "targets", torch.full_like(preds, -1)).cpu().long()
     return preds.clone() if spec.indices is None else spec.indices.cpu().long()
 
 
@@ -402,8 +422,9 @@ def _check_dims(model: nn.Module, x: torch.Tensor) -> None:
             "give it volumes N x C x D x H x W (e.g. from xaikit.data.VolumePreprocess).")
 
 
-def _check_model(model: nn.Module, x: torch.Tensor) -> None:
-    """The model can take ``x`` and returns logits ``N x K``: dtype, channels, then one probe forward."""
+def _check_model(model: nn.Module, x: torch.Tensor, logits: bool = True) -> None:
+    """The model can take ``x`` and returns logits ``N x K`` (any tensor with ``logits=False``: segmentation and
+    wrapped detection outputs, checked by their targets): dtype, channels, dimensions, then one probe forward."""
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module returning logits N x K; got {type(model).__name__}.")
     weight = next((p for p in model.parameters() if p.dtype.is_floating_point), None)
@@ -416,10 +437,10 @@ def _check_model(model: nn.Module, x: torch.Tensor) -> None:
         raise ExplanationError(f"inputs have {x.shape[1]} channel(s) (shape {tuple(x.shape)}) but the model's first "
                                f"convolution takes {conv.in_channels}; use the Preprocess the model was trained "
                                "with (channel handling), e.g. x.mean(1, keepdim=True) or x.expand(-1, 3, ...).")
-    _check_output(model, x)
+    _check_output(model, x, logits)
 
 
-def _check_output(model: nn.Module, x: torch.Tensor) -> None:
+def _check_output(model: nn.Module, x: torch.Tensor, logits: bool) -> None:
     try:
         with guarded(model), torch.no_grad():
             out = model(x[:1])
@@ -430,8 +451,14 @@ def _check_output(model: nn.Module, x: torch.Tensor) -> None:
     if not isinstance(out, torch.Tensor):
         raise ModelError(f"{type(model).__name__} returns a {type(out).__name__}, not a logits tensor N x K; wrap it "
                          "so that forward returns the logits only (e.g. a module whose forward is "
-                         "`return self.net(x)[0]` or `['logits']`).")
-    if out.ndim != 2 or out.shape[0] != 1:
+                         "`return self.net(x)[0]` or `['logits']`); explain a torchvision detector (a list of "
+                         "dicts) with target=targets.detection(...) (from xaikit.saliency import targets).")
+    if logits and out.ndim > 2 and out.shape[0] == 1:
+        raise ExplanationError(
+            f"{type(model).__name__} returns outputs of {out.ndim} dimensions, not logits N x K; explain a "
+            "segmentation model with target=targets.segmentation(class_index, mask=...) and a detector with "
+            "target=targets.detection(...) (from xaikit.saliency import targets).")
+    if logits and (out.ndim != 2 or out.shape[0] != 1):
         raise ModelError(f"{type(model).__name__} returns shape {tuple(out.shape)} for one input; saliency needs "
                          "logits N x K (one row per input, one column per class). Do not squeeze the batch axis; "
                          "for a single-logit binary model return N x 1.")
@@ -458,6 +485,8 @@ def _layer_name(model: nn.Module, info: MethodInfo, layer: str | None, x: torch.
     if layer is not None:
         _check_layer_output(model, resolve_layer(model, layer), layer, x)
         return layer
+    if hasattr(model, "cam_layer"):  # wrappers (detection) name the backbone layer that fed their outputs
+        return model.cam_layer(x[:1])
     return find_cam_layer(model, x[:1])
 
 

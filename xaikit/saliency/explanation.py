@@ -39,13 +39,14 @@ class Explanation:
     params : dict
         Resolved method parameters plus what the engine decided (layer, canonizers, chunking, seed).
     target_policy : str
-        ``"pred"``, ``"label"``, ``"index"`` or ``"callable"``.
+        ``"pred"``, ``"label"``, ``"index"``, ``"callable"``, ``"segmentation"`` or ``"detection"``.
     targets : torch.Tensor
-        long ``N``: explained class per input (``-1`` for callable targets).
+        long ``N``: explained class per input (``-1`` for callable targets; the mask's class or the
+        detection's label for segmentation/detection targets).
     preds : torch.Tensor
-        long ``N``: arg-max class of the model.
+        long ``N``: arg-max class of the model (``-1`` for segmentation and detection models).
     probs : torch.Tensor
-        float ``N x K``: softmax of the logits.
+        float ``N x K``: softmax of the logits (``N x 0`` for segmentation and detection models).
     image_ids : list of str
     labels : torch.Tensor or None
     raw : torch.Tensor or None

@@ -41,13 +41,16 @@ class MemoryPlan:
     max_batch : int
         Samples per forward+backward that fit the budget (>= 1).
     n_classes : int
-        Number of model outputs seen by the probe.
+        Number of model outputs seen by the probe (channels ``K`` of ``N x K x ...`` outputs).
+    output_ndim : int
+        Dimensions of the model output (2 for classifiers, 4 for 2D segmentation models).
     """
 
     budget: int
     per_sample: int
     max_batch: int
     n_classes: int
+    output_ndim: int = 2
 
 
 def default_budget(device: torch.device) -> int:
@@ -58,8 +61,8 @@ def default_budget(device: torch.device) -> int:
     return CPU_BUDGET
 
 
-def probe(model: nn.Module, sample: torch.Tensor) -> tuple[int, int]:
-    """(bytes saved for backward by one sample, number of outputs), measured with one forward.
+def probe(model: nn.Module, sample: torch.Tensor) -> tuple[int, int, int]:
+    """(bytes saved for backward by one sample, number of output channels, output ndim), from one forward.
 
     ``sample`` is a ``1 x C x H x W`` tensor; the model must already be in eval mode with frozen weights.
     """
@@ -79,7 +82,7 @@ def probe(model: nn.Module, sample: torch.Tensor) -> tuple[int, int]:
     x = sample.detach().clone().requires_grad_(True)
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = model(x)
-    result = (int(sum(seen.values())) + 2 * x.nelement() * x.element_size(), int(out.shape[-1]))
+    result = (int(sum(seen.values())) + 2 * x.nelement() * x.element_size(), int(out.shape[1]) if out.ndim > 1 else 1, out.ndim)
     cache[key] = result
     return result
 
@@ -87,7 +90,7 @@ def probe(model: nn.Module, sample: torch.Tensor) -> tuple[int, int]:
 def plan(model: nn.Module, inputs: torch.Tensor, budget: int | None, method: str) -> MemoryPlan:
     """Work out :class:`MemoryPlan` for ``inputs``; raise :class:`MemoryBudgetError` if one sample is too big."""
     budget = default_budget(inputs.device) if budget is None else int(budget)
-    saved, n_classes = probe(model, inputs[:1])
+    saved, n_classes, ndim = probe(model, inputs[:1])
     per_sample = int(saved * SAFETY)
     if per_sample > budget:
         raise MemoryBudgetError(
@@ -95,4 +98,4 @@ def plan(model: nn.Module, inputs: torch.Tensor, budget: int | None, method: str
             f"{tuple(inputs.shape[1:])} needs about {per_sample / 2**20:.1f} MiB for a forward+backward pass. "
             "Raise memory_budget, or use smaller images."
         )
-    return MemoryPlan(budget, per_sample, max(1, budget // per_sample), n_classes)
+    return MemoryPlan(budget, per_sample, max(1, budget // per_sample), n_classes, ndim)

@@ -120,12 +120,23 @@ class TargetSpec:
         return grad
 
     def relevance(self, logits: torch.Tensor, init: str = "logit") -> torch.Tensor:
-        """Initial LRP relevance at the output: d(score)/d(logits) times :meth:`init_scale` (default one-hot x logit)."""
+        """Initial LRP relevance at the output: d(score)/d(logits) times :meth:`init_scale` (default one-hot x logit).
+
+        Mask and box targets (:mod:`.seg_targets`, :mod:`.detection`) bring their own ``"logit"`` relevance: the
+        masked (weighted) outputs, which sum to the score; ``"one_hot"`` is then the mask (the score's gradient).
+        """
+        check_relevance_init(init)
+        if hasattr(self.fn, "relevance"):
+            if init == "logit":
+                return self.fn.relevance(logits)
+            if init == "one_hot":
+                return self.one_hot_grad(logits)
         return self.one_hot_grad(logits) * self.init_scale(logits, init)[:, None]
 
     def subset(self, sl: slice) -> "TargetSpec":
         idx = None if self.indices is None else self.indices[sl]
-        return TargetSpec(self.policy, idx, self.fn, self.head_init)
+        fn = self.fn.subset(sl) if hasattr(self.fn, "subset") else self.fn  # per-image mask/box targets
+        return TargetSpec(self.policy, idx, fn, self.head_init)
 
 
 def resolve_target(
@@ -150,7 +161,7 @@ def resolve_target(
             f'target must be "pred", "label", a class index, a tensor of N indices or a callable; got {target!r}.'
         )
     if callable(target) and not isinstance(target, torch.Tensor):
-        return TargetSpec("callable", fn=target)
+        return TargetSpec(getattr(target, "policy", "callable"), fn=target)
     if isinstance(target, bool):
         raise ExplanationError(f"target must be a class index, not a bool ({target!r}).")
     if isinstance(target, int):
@@ -175,3 +186,7 @@ def _check_indices(idx: torch.Tensor, n: int, n_classes: int | None, what: str) 
             f"but the model has {n_classes} outputs (valid: 0..{n_classes - 1})."
         )
     return idx
+
+
+from .detection import detection  # noqa: E402  (targets.detection(...) and targets.segmentation(...):
+from .seg_targets import segmentation  # noqa: E402  the named helpers live in their own modules)

@@ -5,12 +5,16 @@
 - :func:`evaluate` returns an :class:`Evaluation`: predictions, scikit-learn metrics with patient-level
   bootstrap CIs, confusion matrix, classification report, calibration, ROC/PR curves with bands.
 - :func:`train_sample_model` is the one-call recipe behind the kit's shipped sample model.
+- :mod:`.segmentation` and :mod:`.detection`: train a UNet / a box regressor and score them (Dice, IoU, HD95 per
+  class; box IoU, hit rate, mAP@0.5), with patient-bootstrap CIs.
 """
 from .batchnorm import recalibrate_batchnorm
 from .evaluate import Evaluation, evaluate, evaluate_predictions
 from .fit import MONITORS, OPTIMIZERS, SCHEDULERS, FitResult, fit
 from .metrics import choose_threshold, expected_calibration_error
+from .detection import box_scores, fit_boxes, predict_boxes
 from .recipes import train_sample_model
+from .segmentation import fit_segmentation, predict_labelmaps, segmentation_scores
 
 __all__ = [
     "fit",
@@ -22,6 +26,12 @@ __all__ = [
     "expected_calibration_error",
     "train_sample_model",
     "recalibrate_batchnorm",
+    "fit_segmentation",
+    "predict_labelmaps",
+    "segmentation_scores",
+    "fit_boxes",
+    "predict_boxes",
+    "box_scores",
     "MONITORS",
     "OPTIMIZERS",
     "SCHEDULERS",
