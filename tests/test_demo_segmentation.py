@@ -15,7 +15,7 @@ def test_segmentation_stage(tmp_path):
     assert "segmentation" in STAGES
     index = run_demo(tmp_path, smoke=True, stages=["segmentation"])
     page = index.read_text()
-    assert "7. Segmentation and boxes" in page
+    assert "9. Segmentation and boxes" in page
     seg = pd.read_csv(tmp_path / "segmentation_metrics.csv").set_index(["class", "metric"])
     assert seg.loc[("heart", "dice"), "value"] > 0.9 and seg.loc[("lung", "dice"), "value"] > 0.9
     assert (seg["ci_low"] <= seg["value"]).all() and (seg["value"] <= seg["ci_high"]).all()

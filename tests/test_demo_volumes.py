@@ -18,7 +18,7 @@ def test_volumes_stage_writes_its_section_and_maps(tmp_path):
     assert "volumes" in STAGES
     index = run_demo(tmp_path, smoke=True, stages=["volumes"])
     page = index.read_text()
-    assert "7. Volumes" in page and "volume_region_scores.csv" in page
+    assert "8. Volumes" in page and "volume_region_scores.csv" in page
     scores = pd.read_csv(tmp_path / "volume_region_scores.csv")
     assert set(scores["method"]) == {"gradient", "gradcam"} and (scores["volume_mm3"] > 0).all()
     metrics = pd.read_csv(tmp_path / "volume_model_metrics.csv").set_index("metric")
