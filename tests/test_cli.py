@@ -47,7 +47,7 @@ def manifest(tmp_path_factory) -> Path:
 def explained(tmp_path_factory, manifest) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("explained")
     proc = _run("explain", str(MODEL), str(manifest), str(DICOM), str(VOLUME), "--method", "gradcam",
-                "--method", "gradient", "--out", str(out), "--no-progress")
+                "--method", "gradient", "--out", str(out), "--no-progress", "--manifest-root", str(SAMPLES))
     return out, proc
 
 
@@ -114,10 +114,18 @@ def test_rerun_resumes_from_the_cache(explained, manifest):
     stamps = [p.stat().st_mtime_ns for p in cached]
     before = pd.read_csv(out / "explanations.csv")
     code = main(["explain", str(MODEL), str(manifest), str(DICOM), str(VOLUME), "--method", "gradcam",
-                 "--method", "gradient", "--out", str(out), "--no-progress"])
+                 "--method", "gradient", "--out", str(out), "--no-progress", "--trust-manifest"])
     assert code == 0
     assert [p.stat().st_mtime_ns for p in sorted((out / ".cache").rglob("*.pt"))] == stamps  # nothing recomputed
     pd.testing.assert_frame_equal(pd.read_csv(out / "explanations.csv"), before)
+
+
+def test_a_manifest_pointing_outside_its_folder_is_refused_with_the_flags_to_use(manifest, capsys):
+    code = main(["predict", str(MODEL), str(manifest), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "3 of 3 rows are bad" in err and "leaves the dataset root" in err
+    assert "--manifest-root DIR" in err and "--trust-manifest" in err
 
 
 def test_predict_prints_a_csv():

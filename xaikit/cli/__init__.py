@@ -80,6 +80,10 @@ def _common_inputs(p: argparse.ArgumentParser) -> None:
                    help="volumes (multi-frame DICOM, NIfTI): the middle slice (default), all slices, or slice N")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out unreadable inputs (listed on stderr) instead of stopping")
+    p.add_argument("--manifest-root", type=Path, default=None, metavar="DIR",
+                   help="folder every path in a manifest CSV must lie in (default: the CSV's folder)")
+    p.add_argument("--trust-manifest", action="store_true",
+                   help="accept manifest paths outside --manifest-root (only for manifests you wrote)")
     p.add_argument("--batch-size", type=int, default=16, help="images per model call (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -81,7 +81,8 @@ def _prepare(args: argparse.Namespace):
     if args.batch_size < 1:
         raise ArgumentError(f"--batch-size {args.batch_size}: must be at least 1.")
     ckpt = load_model(args.model)
-    sources = collect_sources(args.inputs, ckpt.classes)
+    sources = collect_sources(args.inputs, ckpt.classes, manifest_root=args.manifest_root,
+                              trust_manifest=args.trust_manifest)
     items, bad = load_items(sources, slices=_slices(args.slices), skip_bad=args.skip_bad,
                             progress=not args.no_progress)
     for path, reason in bad:

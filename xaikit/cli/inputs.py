@@ -15,7 +15,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from ..errors import ArgumentError, ImageReadError, XaikitError
+from ..errors import ArgumentError, ImageReadError, ManifestError, XaikitError
 from ..inference import content_id, planes
 from ..io import SUPPORTED_EXTENSIONS, image_format, read_image
 from ..io.image import MedicalImage
@@ -46,7 +46,8 @@ class Item:
     modality: str
 
 
-def collect_sources(inputs: Sequence[str | os.PathLike], classes: Sequence[str]) -> list[Source]:
+def collect_sources(inputs: Sequence[str | os.PathLike], classes: Sequence[str], *,
+                    manifest_root: str | os.PathLike | None = None, trust_manifest: bool = False) -> list[Source]:
     """Expand files, folders and manifest CSVs (``image_path,label`` ...) into image files, in order.
 
     A folder is searched recursively, in sorted order; hidden files and files that are not images (by extension
@@ -60,7 +61,7 @@ def collect_sources(inputs: Sequence[str | os.PathLike], classes: Sequence[str])
         if path.is_dir():
             sources += _folder(path)
         elif path.is_file() and path.name.lower().endswith(".csv"):
-            sources += _manifest(path, classes)
+            sources += _manifest(path, classes, manifest_root, trust_manifest)
         elif path.is_file():
             sources.append(Source(path))
         else:
@@ -94,10 +95,16 @@ def _is_image(path: Path) -> bool:
         return False
 
 
-def _manifest(csv_path: Path, classes: Sequence[str]) -> list[Source]:
+def _manifest(csv_path: Path, classes: Sequence[str], root, trust: bool) -> list[Source]:
     from ..data.manifest import ManifestDataset
 
-    ds = ManifestDataset(csv_path, classes=list(classes))
+    try:
+        ds = ManifestDataset(csv_path, classes=list(classes), root=root, allow_outside_root=trust)
+    except ManifestError as exc:
+        if "leaves the dataset root" not in str(exc):
+            raise
+        raise ManifestError(f"{exc}\nOn the command line: --manifest-root DIR (the folder holding the images) or "
+                            "--trust-manifest (accept any path in this manifest).") from exc
     return [Source(Path(p), int(lab)) for p, lab in zip(ds.table["path"], ds.labels)]
 
 
