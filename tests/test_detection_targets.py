@@ -18,12 +18,7 @@ from xaikit.saliency.detection import UNSUPPORTED, DetectionOutputs, supports
 from saliency_helpers import assert_unchanged, snapshot
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.lru_cache(maxsize=None)

@@ -20,12 +20,7 @@ from xaikit.stats import compare_groups, compare_paired, correct, region_enrichm
 from xaikit.stats.power import detectable_effect, required_n
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------- explain()

@@ -25,12 +25,7 @@ FAST = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, 
 NOT_REPEATABLE = {"gradient_shap"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def plain_cnn() -> nn.Module:

@@ -37,12 +37,7 @@ TARGETS = {"index1": 1, "max": "pred"}
 TOL64, TOL32 = 1e-4, 1e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _conv(ref, name: str, padding: int) -> nn.Conv2d:

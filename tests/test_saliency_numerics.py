@@ -12,12 +12,7 @@ from xaikit.saliency import explain
 from saliency_helpers import small_densenet, tiny_cnn, tiny_inputs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _logit(model, x, idx):

@@ -13,13 +13,7 @@ from xaikit.train.segmentation import (dice_iou, fit_segmentation, hd95, predict
                                        segmentation_scores)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _disc(shape, center, radius):
