@@ -184,3 +184,15 @@ def test_explain_many_splits_per_image_masks_by_batch_and_does_not_cache_them(tm
     boxes = torch.tensor([[0, 0, 8, 8], [4, 4, 12, 12], [8, 8, 16, 16]])
     many = explain_many(net, x, "gradient", target=targets.segmentation(1, box=boxes), batch_size=2, progress=False)
     torch.testing.assert_close(many["gradient"].maps, explain(net, x, "gradient", targets.segmentation(1, box=boxes)).maps)
+
+
+def test_method_grid_labels_rows_of_a_segmentation_explanation():
+    """No class prediction to show: the row names the segmentation target instead (notebook 08's grid)."""
+    from xaikit.viz.saliency import method_grid, row_label
+
+    net = tiny_unet()
+    x = inputs()
+    exp = explain(net, x, "gradient", targets.segmentation(2, mask=gt_masks()), image_ids=["a", "b"])
+    assert row_label(exp, 1, ["background", "lung", "heart"]) == "b<br>segmentation heart"
+    fig = method_grid(x, {"gradient": exp})
+    assert [a.title.text for a in (fig.layout.yaxis, )] == ["a<br>segmentation class 2"]

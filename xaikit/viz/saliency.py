@@ -211,7 +211,10 @@ def row_label(explanation, i: int, class_names: Sequence[str] | None = None) -> 
     if explanation.labels is not None:
         parts.append(f"true {_class_name(class_names, int(explanation.labels[i]))}")
     pred = int(explanation.preds[i])
-    parts.append(f"pred {_class_name(class_names, pred)} {float(explanation.probs[i, pred]):.2f}")
+    if pred >= 0 and explanation.probs.ndim == 2 and pred < explanation.probs.shape[1]:
+        parts.append(f"pred {_class_name(class_names, pred)} {float(explanation.probs[i, pred]):.2f}")
+    else:  # segmentation / detection targets: no class prediction, name what was explained
+        parts.append(f"{explanation.target_policy} {_class_name(class_names, int(explanation.targets[i]))}")
     return "<br>".join(parts)
 
 
