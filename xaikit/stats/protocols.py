@@ -74,7 +74,7 @@ def choose_test(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning)
         sw_a, sw_b = float(stats.shapiro(a).pvalue), float(stats.shapiro(b).pvalue)
         lev = float(stats.levene(a, b).pvalue)
-    normal = sw_a > PRETEST_ALPHA and sw_b > PRETEST_ALPHA  # NaN (constant group) is not evidence of normality
+    normal = sw_a > PRETEST_ALPHA and sw_b > PRETEST_ALPHA
     equal = lev > PRETEST_ALPHA
     if normal and equal:
         res, test = stats.ttest_ind(a, b, equal_var=True), "student_t"
