@@ -54,8 +54,8 @@ TWO_SAMPLE_TESTS: dict[str, tuple[Callable[..., tuple[float, float]], str]] = {
 
 def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "mass_frac",
                    by: str | Sequence[str] = ("method", "region"), test: str = "mannwhitney",
-                   effect: str = "auto", pairs: Sequence[tuple[Any, Any]] | None = None,
-                   reference: Any = None, aggregate: str | None = None, bootstrap: str | None = None, n_boot: int = 2000,
+                   effect: str = "auto", pairs: Sequence[tuple[Any, Any]] | None = None, reference: Any = None,
+                   aggregate: str | None = None, bootstrap: str | None = None, n_boot: int = 2000,
                    ci: float = 0.95, seed: int = 0, alternative: str = "two-sided", correction: str = "holm",
                    alpha: float = 0.05) -> pd.DataFrame:
     """Test whether ``value`` differs between groups, in every cell of ``by`` (e.g. method x region).
