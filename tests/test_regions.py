@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xaikit.errors import RegionError, XaikitError
-from xaikit.regions import RegionSet, boxes, from_labelmap, from_masks, grid, lung_zones, polygons
+from xaikit.regions import RegionSet, boxes, face_boxes, from_labelmap, from_masks, grid, lung_zones, polygons
 
 
 def _lungs(n: int = 1, h: int = 48, w: int = 48) -> dict[str, np.ndarray]:
@@ -133,6 +133,50 @@ def test_boxes_enclose_components_with_margin():
     assert not box[15, 15]
     frac = boxes({"lesion": m}, margin=0.5, min_area=2)["lesion_box"]
     assert np.flatnonzero(frac.any(1)).tolist() == list(range(3, 11))  # 0.5 x 4 rows = 2 each side
+
+
+def _face(shift=0):
+    """A 32 x 32 face-parsing label map (CelebAMask-HQ values): eyes, brows, nose, lips, skin around."""
+    lab = np.ones((32, 32), int)                              # skin
+    lab[6:8, 6 + shift:12 + shift], lab[6:8, 20 + shift:26 + shift] = 2, 3              # brows
+    lab[9:12, 7 + shift:11 + shift], lab[9:12, 21 + shift:25 + shift] = 4, 5            # eyes 3 x 4
+    lab[13:19, 14 + shift:18 + shift] = 10                    # nose 6 x 4
+    lab[22:24, 11 + shift:21 + shift], lab[24:25, 11 + shift:21 + shift] = 12, 13         # lips
+    lab[23, 13 + shift:19 + shift] = 11                       # mouth opening
+    return lab
+
+
+def _extent(mask):
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return rows[0], rows[-1], cols[0], cols[-1]
+
+
+def test_face_boxes_follow_each_face_with_margins():
+    lab = np.stack([_face(), _face(shift=3)])
+    rs = face_boxes(lab, margin=0.5)
+    assert rs.names == ("eyes", "nose", "mouth") and rs.masks.shape == (2, 3, 32, 32)
+    eyes = rs.masks[0, 0]
+    assert eyes[8:14, 5:13].all() and eyes[8:14, 19:27].all() and not eyes[11, 16]  # one box per eye, apart
+    assert eyes.sum() == 2 * 7 * 8             # 3 x 4 eye, +1.5 rows (outward: floor/ceil -> 2) and +2 cols a side
+    assert _extent(rs.masks[0, 1]) == (10, 21, 12, 19)             # nose rows 13-18 +3, cols 14-17 +2
+    assert _extent(rs.masks[0, 2]) == (20, 26, 6, 25)              # lips and mouth as one 3 x 10 part + margins
+    assert np.array_equal(rs.masks[1], np.roll(rs.masks[0], 3, axis=-1))  # each image's own face
+    same = boxes({"eyes": np.isin(lab, [4, 5]), "nose": lab == 10, "mouth": np.isin(lab, [11, 12, 13])},
+                 margin=0.5, min_area=4)
+    assert np.array_equal(rs.masks, same.masks)
+    brows = face_boxes(lab, regions={"eyes": ("l_eye", "r_eye", "l_brow", "r_brow")}, margin=0)
+    assert _extent(brows.masks[0, 0]) == (6, 11, 6, 25)
+
+
+def test_face_boxes_errors_and_missing_parts():
+    with pytest.raises(RegionError, match=r"parts \['chin'\] are not in the label table"):
+        face_boxes(_face(), regions={"chin": ("chin",)})
+    with pytest.raises(RegionError, match="integer label map"):
+        face_boxes(_face() + 0.5)
+    no_nose = np.where(_face() == 10, 1, _face())
+    with pytest.warns(UserWarning, match=r"region 'nose' has no parsed pixel in 1 of 1 images"):
+        rs = face_boxes(no_nose)
+    assert not rs["nose"].any()
 
 
 def test_polygons():

@@ -146,3 +146,37 @@ def test_region_enrichment_zero_ratio_and_signed():
         region_enrichment(df, by="region", n_boot=0)
     with pytest.raises(StatsError, match="negative"):
         region_enrichment(df.assign(density_ratio=[-1.0, 2, 3, 1]), by="region", n_boot=0)
+
+
+def _six_groups(rng, n=10):
+    """Six classes (0 = unaffected, 1-5 = syndromes) x three regions, class k shifted by 0.1 k."""
+    rows = [{"label": k, "region": r, "method": "m", "mean": rng.normal(0.1 * k * (i + 1), 1.0)}
+            for k in range(6) for _ in range(n) for i, r in enumerate(("eyes", "nose", "mouth"))]
+    return pd.DataFrame(rows)
+
+
+def test_compare_groups_reference_vs_each_is_one_holm_family(rng):
+    df = _six_groups(rng)
+    res = compare_groups(df, value="mean", reference=0, n_boot=200)
+    assert len(res) == 15 and (res["family_size"] == 15).all() and (res["group_a"] == "0").all()
+    expected_p = []
+    for _, row in res.iterrows():
+        cell = df[df.region == row.region]
+        a, b = (cell.loc[cell.label == int(g), "mean"].to_numpy() for g in (row.group_a, row.group_b))
+        expected_p.append(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        assert row.effect_size == pytest.approx(rank_biserial(a, b)) and row.ci_low <= row.effect_size <= row.ci_high
+    assert res["p_raw"].to_numpy() == pytest.approx(expected_p)
+    assert res["p_adj"].to_numpy() == pytest.approx(multipletests(expected_p, method="holm")[1])  # over all 15
+    assert (res["significant"] == (res["p_adj"] <= 0.05)).all()
+
+
+def test_compare_groups_all_pairs_family_and_errors(rng):
+    df = _six_groups(rng, n=6)
+    res = compare_groups(df, value="mean", by="region", test="welch_t", correction="fdr_bh", n_boot=0)
+    assert len(res) == 3 * 15 and (res["family_size"] == 45).all()     # C(6, 2) pairs x 3 regions
+    assert set(zip(res.group_a, res.group_b)) == {(str(i), str(j)) for i in range(6) for j in range(i + 1, 6)}
+    assert res["p_adj"].to_numpy() == pytest.approx(multipletests(res["p_raw"], method="fdr_bh")[1])
+    with pytest.raises(StatsError, match=r"reference=9 is not a level of the group column; its levels are \[0, 1"):
+        compare_groups(df, value="mean", reference=9)
+    with pytest.raises(StatsError, match="pass pairs= or reference=, not both"):
+        compare_groups(df, value="mean", reference=0, pairs=[(0, 1)])

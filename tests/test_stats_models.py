@@ -100,14 +100,51 @@ def test_alignment_spearman_per_fold(rng):
     scores = pd.DataFrame(rows)
     res = alignment(scores, expert, fold="fold")
     assert len(res) == 6
-    sub = scores[(scores.method == "good") & (scores.fold == 1)].groupby("region")["mean"].mean()
-    ref = stats.spearmanr(sub.loc[regions], np.arange(8.0))
+    sub = scores[(scores.method == "good") & (scores.fold == 1)]          # every image's score, not their mean
+    ref = stats.spearmanr(sub["mean"], sub["region"].str[1:].astype(float))
     got = res[(res.method == "good") & (res.fold == 1)].iloc[0]
     assert got.statistic == pytest.approx(ref.statistic) and got.p_raw == pytest.approx(ref.pvalue)
+    assert (got.n_pairs, got.n_images, got.n_regions) == (40, 5, 8)
     summary = alignment_summary(res).set_index("method")
     assert summary.loc["good", "rho_mean"] > 0.9 and summary.loc["good", "n_folds"] == 3
     assert summary.loc["good", "rho_sd"] == pytest.approx(res[res.method == "good"]["statistic"].std())
     lo, hi = spearman_ci(0.5, 20)
     assert lo < 0.5 < hi and np.isnan(spearman_ci(0.5, 3)).all()      # NaN below 4 regions
-    with pytest.raises(StatsError, match="no region"):
+    with pytest.raises(StatsError, match=r"do not join on \['region'\]: 8 of 8 score keys have no expert score"):
         alignment(scores, pd.Series({"x": 1.0, "y": 2.0, "z": 3.0}))
+
+
+def _per_image_expert(rng, n_images=20):
+    """The issue's counter-example: experts score each image's regions; the model agrees exactly per pair."""
+    rows = [{"image_id": f"img{i}", "region": r, "expert_score": float(rng.uniform(0, 10))}
+            for i in range(n_images) for r in ("eyes", "nose", "mouth")]
+    expert = pd.DataFrame(rows)
+    scores = expert.assign(method="m", mean=np.exp(expert["expert_score"] / 5)).drop(columns="expert_score")
+    return scores.sample(frac=1.0, random_state=0), expert   # shuffled: the join, not the row order, pairs them
+
+
+def test_alignment_pairs_each_image_and_region(rng):
+    scores, expert = _per_image_expert(rng)
+    res = alignment(scores, expert)
+    assert res["statistic"].iloc[0] == pytest.approx(1.0) and res["n_pairs"].iloc[0] == 60
+    # what averaging over images before joining on the region gave: far from 1 on the same data
+    averaged = scores.groupby("region")["mean"].mean().rename("model").reset_index().merge(expert, on="region")
+    assert abs(stats.spearmanr(averaged["model"], averaged["expert_score"]).statistic) < 0.5
+    series = expert.set_index(["image_id", "region"])["expert_score"]     # a (image, region) Series works too
+    assert alignment(scores, series)["statistic"].iloc[0] == pytest.approx(1.0)
+
+
+def test_alignment_refuses_tables_that_do_not_join(rng):
+    scores, expert = _per_image_expert(rng, n_images=6)
+    with pytest.raises(StatsError, match=r"do not join on \['region', 'image_id'\]: 3 of 18 score keys have no "
+                                         r"expert score \(.*img5"):
+        alignment(scores, expert[expert.image_id != "img5"])
+    with pytest.raises(StatsError, match=r"\(method=m\) and the expert table do not join .*: 3 of 18 expert keys "
+                                         r"have no score"):
+        alignment(scores[scores.image_id != "img0"], expert)
+    with pytest.raises(StatsError, match=r"the expert table holds 2 rows that share their \['region', 'image_id'\]"):
+        alignment(scores, pd.concat([expert, expert.iloc[:1]]))
+    with pytest.raises(StatsError, match=r"alignment: the table has no column\(s\) \['image_id'\]"):
+        alignment(scores.drop(columns="image_id"), expert)
+    with pytest.raises(StatsError, match=r"the scores table holds 2 rows that share"):
+        alignment(pd.concat([scores, scores.iloc[:1]]), expert)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam, LayerGradientXActivation
 
+from .params import checked, one_of
 from .registry import register
 
 __all__ = ["layer_pass"]
@@ -56,11 +57,30 @@ def _spatial(t: torch.Tensor) -> tuple[int, ...]:
 
 
 @register("gradcam", family="cam", library="captum", cost=0.5, needs_layer=True, signed=False, clean_forward=True,
-          supports_3d=True)
-def gradcam(ctx):
-    """Grad-CAM: ReLU of the gradient-weighted channel sum (Selvaraju et al. 2017); signed map kept in raw."""
+          supports_3d=True, defaults={"rectify": "relu", "normalise": "none"})
+@checked(rectify=one_of("relu", "abs"), normalise=one_of("none", "sum"))
+def gradcam(ctx, rectify="relu", normalise="none"):
+    """Grad-CAM: ReLU of the gradient-weighted channel sum (Selvaraju et al. 2017); signed map kept in raw.
+
+    ``rectify="abs"`` keeps the magnitude of negative evidence (|CAM|) instead of cutting it, and
+    ``normalise="sum"`` divides each map, upsampled to the input, by its total absolute mass (the sum of
+    |A_c| over pixels is 1): Sümer et al. (2023)'s definition, used by the ``sumer2023`` preset. An all-zero
+    map stays zero.
+    """
     signed = LayerGradCam(ctx.head, ctx.layer).attribute(ctx.inputs, target=ctx.target, relu_attributions=False)
-    return signed.clamp_min(0), signed
+    cam = signed.clamp_min(0) if rectify == "relu" else signed.abs()
+    return (_unit_mass(_upsample(cam, ctx.inputs.shape[2:])) if normalise == "sum" else cam), signed
+
+
+def _upsample(cam: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """To input resolution as the engine does (bilinear / trilinear, corners not aligned)."""
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    return F.interpolate(cam, size=tuple(size), mode=mode, align_corners=False)
+
+
+def _unit_mass(cam: torch.Tensor) -> torch.Tensor:
+    mass = cam.abs().sum(tuple(range(1, cam.ndim)), keepdim=True)
+    return cam / torch.where(mass > 0, mass, torch.ones_like(mass))
 
 
 @register("hirescam", family="cam", library="captum", cost=0.5, needs_layer=True, clean_forward=True,

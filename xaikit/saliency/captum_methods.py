@@ -15,7 +15,7 @@ from captum.attr import (
     InputXGradient, IntegratedGradients, KernelShap, LayerDeepLift, Lime, Occlusion, Saliency,
 )
 
-from .params import (checked, int_between, non_negative, one_of, positive, positive_int, real_number,
+from .params import (boolean, checked, int_between, non_negative, one_of, positive, positive_int, real_number,
                      stride_within_window, window_size)
 
 # Upper bounds that stop a typo (n_steps=10**12) from allocating or running for ever: Gauss-Legendre nodes come
@@ -56,19 +56,25 @@ def input_x_gradient(ctx):
 @checked(n_steps=_STEPS, baseline=real_number,
          integration=one_of("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"))
 def integrated_gradients(ctx, n_steps=50, integration="gausslegendre", baseline=0.0):
-    """Integrated gradients from a constant baseline (Sundararajan et al. 2017); chunked by internal_batch_size."""
+    """Integrated gradients from a constant baseline (Sundararajan et al. 2017); chunked by internal_batch_size.
+
+    ``integration`` is captum's quadrature: ``"gausslegendre"`` (default) or a Riemann sum;
+    ``"riemann_right"`` (alphas 1/n, 2/n, ..., 1) is zennit's ``IntegratedGradients``, used by Sümer et al.
+    (2023) and the ``sumer2023`` preset.
+    """
     ig = IntegratedGradients(ctx.head)
     return ig.attribute(ctx.inputs, baselines=float(baseline), target=ctx.target, n_steps=int(n_steps),
                         method=integration, internal_batch_size=ctx.memory.max_batch)
 
 
 # --- SmoothGrad family ----------------------------------------------------------------------------
-def _noise_moments(ctx, n_samples: int, noise_level: float):
+def _noise_moments(ctx, n_samples: int, noise_level: float, clean_sample: bool = False):
     """Mean and mean square of gradients over ``n_samples`` noisy copies, in memory-sized chunks.
 
     Written here because captum's NoiseTunnel expands all noise samples in one batch (no internal batch
     size), which runs out of memory for large inputs. Noise of sample ``i`` comes from its own generator
-    (seeded by seed and global index), so the result does not depend on the memory budget.
+    (seeded by seed and global index), so the result does not depend on the memory budget. With
+    ``clean_sample`` the last sample is the input itself (zennit's SmoothGrad), after the same noise draws.
     """
     x = ctx.inputs
     n = len(x)
@@ -78,8 +84,9 @@ def _noise_moments(ctx, n_samples: int, noise_level: float):
     per = _per_eval(ctx)
     mean, mean_sq = torch.zeros_like(x), torch.zeros_like(x)
     saliency = Saliency(ctx.head)
-    for start in range(0, int(n_samples), per):
-        m = min(per, int(n_samples) - start)
+    n_noisy = int(n_samples) - int(bool(clean_sample))
+    for start in range(0, n_noisy, per):
+        m = min(per, n_noisy - start)
         noise = torch.stack([torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
                                           for g in gens]) for _ in range(m)])
         noisy = (x[None] + noise * sigma[None]).reshape(m * n, *x.shape[1:])
@@ -87,6 +94,9 @@ def _noise_moments(ctx, n_samples: int, noise_level: float):
         grads = saliency.attribute(noisy, target=target, abs=False).reshape(m, *x.shape)
         mean += grads.sum(0)
         mean_sq += grads.pow(2).sum(0)
+    if clean_sample:
+        grads = saliency.attribute(x, target=ctx.target, abs=False)
+        mean, mean_sq = mean + grads, mean_sq + grads.pow(2)
     return mean / n_samples, mean_sq / n_samples
 
 
@@ -94,12 +104,16 @@ _SG = {"n_samples": 20, "noise_level": 0.1}
 _SG_RULES = {"n_samples": _SAMPLES, "noise_level": non_negative}
 
 
-@register("smoothgrad", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,
-          supports_3d=True)
-@checked(**_SG_RULES)
-def smoothgrad(ctx, n_samples=20, noise_level=0.1):
-    """Mean gradient over noisy copies, noise sd = noise_level x (max - min) of each input (Smilkov et al. 2017)."""
-    return _noise_moments(ctx, n_samples, noise_level)[0]
+@register("smoothgrad", family="sampling", library="captum", cost=lambda p: p["n_samples"],
+          defaults={**_SG, "clean_sample": False}, supports_3d=True)
+@checked(**_SG_RULES, clean_sample=boolean)
+def smoothgrad(ctx, n_samples=20, noise_level=0.1, clean_sample=False):
+    """Mean gradient over noisy copies, noise sd = noise_level x (max - min) of each input (Smilkov et al. 2017).
+
+    ``clean_sample=True`` makes the last of the ``n_samples`` the noise-free input, as zennit's ``SmoothGrad``
+    does (so one sample is the plain gradient); Sümer et al. (2023) and the ``sumer2023`` preset use it.
+    """
+    return _noise_moments(ctx, n_samples, noise_level, clean_sample)[0]
 
 
 @register("smoothgrad_sq", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,

@@ -17,12 +17,13 @@ import math
 import numbers
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from ..errors import ExplanationError
 
 __all__ = ["checked", "check_params", "positive_int", "int_between", "non_negative", "positive", "real_number",
-           "one_of", "window_size", "stride_within_window"]
+           "one_of", "boolean", "window_size", "stride_within_window"]
 
 #: ``rule(value, name, method, inputs)`` raises ExplanationError when ``value`` is not acceptable.
 Rule = Callable[[Any, str, str, torch.Tensor], None]
@@ -102,6 +103,12 @@ def one_of(*choices: str) -> Rule:
         if value not in choices:
             _fail(method, name, value, f"one of {list(choices)}")
     return rule
+
+
+def boolean(value: Any, name: str, method: str, inputs: torch.Tensor) -> None:
+    """``True`` or ``False`` (numpy bools too; not 0/1 or strings, which read as a typo)."""
+    if not isinstance(value, (bool, np.bool_)):
+        _fail(method, name, value, "True or False")
 
 
 def stride_within_window(params: dict, method: str, inputs: torch.Tensor) -> None:

@@ -18,7 +18,7 @@ from .groups import TWO_SAMPLE_TESTS, compare_groups, two_sample
 from .methods import compare_methods, compare_paired, compare_regions
 from .mixed import mixed_model
 from .power import detectable_effect, power_table, required_n
-from .protocols import PROTOCOLS, nimanui, run_protocol, sumer2023
+from .protocols import PROTOCOLS, choose_test, nimanui, run_protocol, sumer2023
 from .summary import describe
 from ._table import TEST_COLUMNS
 
@@ -26,7 +26,7 @@ __all__ = [
     "TEST_COLUMNS", "CORRECTIONS", "TWO_SAMPLE_TESTS", "PROTOCOLS",
     "correct", "compare_groups", "two_sample", "region_enrichment", "compare_paired", "compare_methods",
     "compare_regions", "mixed_model", "detectable_effect", "required_n", "power_table", "alignment",
-    "alignment_summary", "spearman_ci", "protocols", "nimanui", "sumer2023", "run_protocol", "null_fwer",
+    "alignment_summary", "spearman_ci", "protocols", "choose_test", "nimanui", "sumer2023", "run_protocol", "null_fwer",
     "describe", "bootstrap_ci", "cluster_bootstrap", "cohen_d", "hedges_g", "cohen_dz", "rank_biserial",
     "paired_rank_biserial", "kendall_w",
 ]

@@ -54,7 +54,7 @@ TWO_SAMPLE_TESTS: dict[str, tuple[Callable[..., tuple[float, float]], str]] = {
 
 def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "mass_frac",
                    by: str | Sequence[str] = ("method", "region"), test: str = "mannwhitney",
-                   effect: str = "auto", pairs: Sequence[tuple[Any, Any]] | None = None,
+                   effect: str = "auto", pairs: Sequence[tuple[Any, Any]] | None = None, reference: Any = None,
                    aggregate: str | None = None, bootstrap: str | None = None, n_boot: int = 2000,
                    ci: float = 0.95, seed: int = 0, alternative: str = "two-sided", correction: str = "holm",
                    alpha: float = 0.05) -> pd.DataFrame:
@@ -65,8 +65,9 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
     scores
         Region scores (:func:`xaikit.regions.region_scores`) or any long table.
     group
-        Column defining the groups (``"label"``, ``"correct"``, ...). With more than two levels every
-        pair is compared (or only ``pairs``).
+        Column defining the groups (``"label"``, ``"correct"``, ...). With more than two levels the
+        family is every pair ("all pairs", the default), ``reference`` against each other level, or
+        the ``pairs`` given.
     value
         Column tested.
     by
@@ -76,6 +77,12 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
     effect
         ``"auto"`` (rank-biserial for Mann-Whitney, Hedges' g for Welch, Cohen's d for Student),
         ``"rank_biserial"``, ``"hedges_g"`` or ``"cohen_d"``. Positive: ``group_a`` scores higher.
+    pairs
+        Explicit ``(group_a, group_b)`` level pairs to compare.
+    reference
+        A level of ``group`` (e.g. the unaffected class): compare it with each other level, as Sümer
+        et al. (2023) compared unaffected faces with each of five syndromes. ``group_a`` is the
+        reference in every row.
     aggregate
         ``"patient"``: average each patient's images first (images of one patient are not independent).
     bootstrap
@@ -84,8 +91,9 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
     n_boot, ci, seed
         Bootstrap resamples (0: no CI), confidence level and seed.
     correction, alpha
-        Multiplicity correction over all rows of this table (see :func:`correct`; concatenate tables
-        and call :func:`correct` again for a wider family).
+        Multiplicity correction over all rows of this table -- every cell of ``by`` times every
+        comparison is one family (see :func:`correct`; concatenate tables and call :func:`correct`
+        again for a wider family).
 
     Returns
     -------
@@ -104,7 +112,7 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
     by = as_tuple(by)
     fn, effect = _test_and_effect(test, effect, "compare_groups")
     data = _prepare(scores, group, value, by, aggregate, bootstrap)
-    levels = _pairs(data[group], pairs)
+    levels = _pairs(data[group], pairs, reference)
     rows = []
     for keys, sub in groups_of(data, by):
         for a_level, b_level in levels:
@@ -165,15 +173,27 @@ def _warn_shared_patients(data: pd.DataFrame, group: str) -> None:
                       f"{group!r} group; their per-group means are not independent.", stacklevel=4)
 
 
-def _pairs(column: pd.Series, pairs: Sequence[tuple[Any, Any]] | None) -> list[tuple[Any, Any]]:
+def _pairs(column: pd.Series, pairs: Sequence[tuple[Any, Any]] | None, reference: Any = None,
+           where: str = "compare_groups") -> list[tuple[Any, Any]]:
+    """The comparisons of one family: ``pairs`` as given, ``reference`` vs each other level, or all pairs."""
     levels = sorted(column.unique().tolist(), key=str)
+    if pairs is not None and reference is not None:
+        raise StatsError(f"{where}: pass pairs= or reference=, not both (got pairs={list(pairs)}, "
+                         f"reference={reference!r}).")
+    if reference is not None:
+        if reference not in levels:
+            raise StatsError(f"{where}: reference={reference!r} is not a level of the group column; its levels "
+                             f"are {levels}.")
+        if len(levels) < 2:
+            raise StatsError(f"{where}: the group column has only the reference level {levels}; nothing to compare.")
+        return [(reference, lv) for lv in levels if lv != reference]
     if pairs is not None:
         unknown = [lv for p in pairs for lv in p if lv not in levels]
         if unknown:
-            raise StatsError(f"compare_groups: pairs name levels {unknown} absent from the data {levels}.")
+            raise StatsError(f"{where}: pairs name levels {unknown} absent from the data {levels}.")
         return list(pairs)
     if len(levels) < 2:
-        raise StatsError(f"compare_groups: the group column has one level only ({levels}); nothing to compare.")
+        raise StatsError(f"{where}: the group column has one level only ({levels}); nothing to compare.")
     return list(itertools.combinations(levels, 2))
 
 
