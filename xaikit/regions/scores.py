@@ -56,7 +56,10 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
     ----------
     explanations
         An :class:`xaikit.saliency.Explanation` (its ``maps``, ``method``, ``image_ids``, ``labels`` and
-        ``preds`` are used) or an array ``N x H x W`` of signed maps.
+        ``preds`` are used), an array ``N x H x W`` of signed maps, a dict ``{label: Explanation}`` (as
+        :func:`xaikit.saliency.explain_many` returns; the keys fill the ``method`` column) or a list of
+        Explanations (each keeps its own method name). Several explanations give one table, rows stacked in
+        order; the metadata arguments apply to each of them.
     regions
         A :class:`RegionSet` on the maps' plane (shared, or per image with ``N`` images), or
         ``{name: mask}``.
@@ -69,6 +72,7 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
         Fraction of pixels counted as the map's top pixels for ``topk_overlap``.
     labels, image_ids, patient_ids, preds, method
         Metadata; override what the explanation carries. ``patient_id`` is a column only when given.
+        ``method`` labels one explanation only (several: use the dict's keys).
 
     Returns
     -------
@@ -86,12 +90,34 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
     """
     _check_options(sign, normalise, topk)
     regions = regions if isinstance(regions, RegionSet) else _from_mapping(regions)
+    many = _several(explanations, method)
+    if many is not None:
+        return pd.concat([region_scores(e, regions, sign=sign, normalise=normalise, topk=topk, labels=labels,
+                                        image_ids=image_ids, patient_ids=patient_ids, preds=preds, method=name)
+                          for name, e in many], ignore_index=True)
     maps, meta = _unpack(explanations, labels, image_ids, patient_ids, preds, method, regions.ndim)
     _check_alignment(maps, regions)
     values = _compute(*_as_planes(maps, regions), sign, normalise, topk)
     _warn_degenerate(values, regions, meta["image_id"])
     table = _tidy(values, regions, meta, sign, normalise)
     return _with_volumes(table, values, regions) if regions.ndim == 3 else table
+
+
+def _several(explanations: Any, method: str | None) -> list[tuple[str | None, Any]] | None:
+    """``[(method label, Explanation), ...]`` for a dict (keys label the methods, as from ``explain_many``)
+    or a list/tuple of Explanations; None for one Explanation or an array of maps."""
+    if isinstance(explanations, Mapping):
+        items = list(explanations.items())
+    elif isinstance(explanations, (list, tuple)) and explanations and all(hasattr(e, "maps") for e in explanations):
+        items = [(None, e) for e in explanations]
+    else:
+        return None
+    if not items:
+        raise ArgumentError("explanations is an empty dict: pass at least one Explanation (e.g. from explain_many).")
+    if method is not None:
+        raise ArgumentError(f"method={method!r} names one method but {len(items)} explanations were given; "
+                            "label them with the dict's keys instead (or call region_scores once per explanation).")
+    return [(None if key is None else str(key), e) for key, e in items]
 
 
 def _as_planes(maps: np.ndarray, regions: RegionSet) -> tuple[np.ndarray, RegionSet]:
