@@ -45,7 +45,7 @@ def maps(rng):
 @pytest.mark.parametrize("shared", [True, False])
 def test_matches_reference(maps, rng, sign, normalise, shared):
     masks = rng.random((3, 12, 10)) < 0.4 if shared else rng.random((5, 3, 12, 10)) < 0.4
-    df = region_scores(maps, RegionSet(["a", "b", "c"], masks), sign=sign, normalise=normalise, topk=0.2)
+    df = region_scores(maps, RegionSet(["a", "b", "c"], masks), sign=sign, normalize=normalise, topk=0.2)
     ref = _reference(maps, masks, sign, normalise, 0.2)
     for col in ref.columns:
         np.testing.assert_allclose(df[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-10, err_msg=col)
@@ -70,8 +70,8 @@ def test_columns_metadata_and_identities(maps):
 
 def test_fractions_do_not_depend_on_scale_but_sums_do(maps):
     rs = grid(2, 2, (12, 10))
-    a = region_scores(maps, rs, normalise="sum")
-    b = region_scores(maps * 7.0, rs, normalise="sum")
+    a = region_scores(maps, rs, normalize="sum")
+    b = region_scores(maps * 7.0, rs, normalize="sum")
     c = region_scores(maps * 7.0, rs)
     for col in ("mass_frac", "density_ratio", "topk_overlap", "pointing", "sum", "mean", "max"):
         np.testing.assert_allclose(a[col], b[col], rtol=1e-10)
@@ -154,3 +154,14 @@ def test_several_explanations_refuse_one_method_label_and_empty_dicts(maps):
         region_scores({}, grid(1, 2, (12, 10)))
     # a list of plain arrays is still one N x H x W stack of maps
     assert len(region_scores(list(maps), grid(1, 2, (12, 10)))) == 5 * 2
+
+
+def test_normalise_is_the_deprecated_spelling_of_normalize(maps):
+    rs = grid(1, 2, (12, 10))
+    with pytest.warns(FutureWarning, match=r"region_scores: the keyword normalise= is renamed normalize="):
+        old = region_scores(maps, rs, normalise="sum")
+    pd.testing.assert_frame_equal(old, region_scores(maps, rs, normalize="sum"))
+    with pytest.raises(ArgumentError, match=r"got both normalize='sum' and its former spelling normalise='max_abs'"):
+        region_scores(maps, rs, normalize="sum", normalise="max_abs")
+    with pytest.raises(ArgumentError, match=r"normalize='l2' is not one of"):
+        region_scores(maps, rs, normalize="l2")

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .._util import renamed_keyword
 from ..errors import ArgumentError, ExplanationError, RegionError
 from .regionset import RegionSet, as_numpy
 
@@ -47,9 +48,9 @@ _CHUNK_BYTES = 16 * 2**20
 
 
 def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, sign: str = "positive",
-                  normalise: str = "none", topk: float = 0.1, labels: Any = None,
+                  normalize: str = "none", topk: float = 0.1, labels: Any = None,
                   image_ids: Sequence[str] | None = None, patient_ids: Sequence[str] | None = None,
-                  preds: Any = None, method: str | None = None) -> pd.DataFrame:
+                  preds: Any = None, method: str | None = None, normalise: str | None = None) -> pd.DataFrame:
     """Tidy per-image, per-region scores of relevance maps.
 
     Parameters
@@ -65,7 +66,7 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
         ``{name: mask}``.
     sign
         ``"positive"`` (negative relevance set to 0), ``"absolute"`` or ``"signed"``.
-    normalise
+    normalize
         Per-image scaling before ``sum``/``mean``/``max``: ``"none"``, ``"sum"`` (total absolute mass 1)
         or ``"max_abs"`` (largest absolute value 1). Fractions and ratios do not depend on it.
     topk
@@ -73,6 +74,9 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
     labels, image_ids, patient_ids, preds, method
         Metadata; override what the explanation carries. ``patient_id`` is a column only when given.
         ``method`` labels one explanation only (several: use the dict's keys).
+    normalise
+        Former spelling of ``normalize`` (deprecated: FutureWarning; the kit spells it ``normalize``
+        everywhere, as :class:`~xaikit.data.Preprocess` does). The table's column stays ``normalisation``.
 
     Returns
     -------
@@ -88,11 +92,12 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
     >>> df["mass_frac"].tolist(), df["density_ratio"].tolist()
     ([0.0, 0.0, 1.0], [0.0, 0.0, 3.0])
     """
+    normalise = renamed_keyword("region_scores", "normalise", normalise, "normalize", normalize, "none")
     _check_options(sign, normalise, topk)
     regions = regions if isinstance(regions, RegionSet) else _from_mapping(regions)
     many = _several(explanations, method)
     if many is not None:
-        return pd.concat([region_scores(e, regions, sign=sign, normalise=normalise, topk=topk, labels=labels,
+        return pd.concat([region_scores(e, regions, sign=sign, normalize=normalise, topk=topk, labels=labels,
                                         image_ids=image_ids, patient_ids=patient_ids, preds=preds, method=name)
                           for name, e in many], ignore_index=True)
     maps, meta = _unpack(explanations, labels, image_ids, patient_ids, preds, method, regions.ndim)
@@ -141,7 +146,7 @@ def _check_options(sign: str, normalise: str, topk: float) -> None:
     if sign not in SIGN_POLICIES:
         raise ArgumentError(f"sign={sign!r} is not one of {SIGN_POLICIES}.")
     if normalise not in NORMALISATIONS:
-        raise ArgumentError(f"normalise={normalise!r} is not one of {NORMALISATIONS}.")
+        raise ArgumentError(f"normalize={normalise!r} is not one of {NORMALISATIONS}.")
     if not 0 < topk <= 1:
         raise ArgumentError(f"topk is a fraction of pixels in (0, 1]; got {topk}.")
 
