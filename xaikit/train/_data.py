@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ArgumentError, DatasetError
-from ._modes import eval_mode
+from .._modes import eval_mode
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

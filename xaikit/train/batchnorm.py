@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ArgumentError
-from ._modes import train_mode
+from .._modes import train_mode
 
 __all__ = ["recalibrate_batchnorm"]
 

@@ -23,7 +23,7 @@ from torchvision.ops import box_iou, generalized_box_iou_loss
 from ..errors import ArgumentError
 from .._resampling import patient_bootstrap, percentile_ci
 from .._util import renamed_keyword
-from ._modes import eval_mode, train_mode
+from .._modes import eval_mode, train_mode
 
 __all__ = ["fit_boxes", "predict_boxes", "box_scores", "mean_average_precision"]
 

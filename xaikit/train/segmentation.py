@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ArgumentError
 from .._resampling import patient_bootstrap, percentile_ci
 from .._util import renamed_keyword
-from ._modes import eval_mode, train_mode
+from .._modes import eval_mode, train_mode
 
 __all__ = ["fit_segmentation", "predict_labelmaps", "dice_iou", "hd95", "segmentation_scores", "SEG_METRICS"]
 

@@ -1,8 +1,9 @@
 """Scoped changes to a model and to torch's global switches, always undone in ``finally``.
 
-The training side's counterpart of :func:`xaikit.saliency.safety.guarded` (which ``train`` cannot import: saliency
-sits downstream of it): every function of :mod:`xaikit.train` that switches a model between train and eval mode
-does it through :func:`model_mode`, and :func:`determinism` puts back every global setting it touches.
+A leaf module (torch only) so that ``models`` and ``train`` share it: the training side's counterpart of
+:func:`xaikit.saliency.safety.guarded` (which they cannot import: saliency sits downstream of them). Every function
+of :mod:`xaikit.train` (and :func:`xaikit.models.cam_layer`) that switches a model between train and eval mode does
+it through :func:`model_mode`, and :func:`determinism` puts back every global setting it touches.
 """
 from __future__ import annotations
 
