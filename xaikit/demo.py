@@ -66,7 +66,7 @@ def _data_stage(ctx: DemoContext, report: Report) -> None:
     report.table(counts, "class_counts", caption="Images per split and class.")
     table = audit(dataset)
     report.table(table, "audit", caption="Audit: one row per check (effect sizes, p-values, flags).")
-    for name, fig in audit_figures(table, dataset).items():
+    for name, fig in audit_figures(table).items():
         report.figure(fig, f"audit_{name}")
     dicom = read_image(ctx.samples / "dicom" / "cxr_monochrome1.dcm")
     (h, w), (sy, sx) = dicom.shape, dicom.spacing[-2:]
