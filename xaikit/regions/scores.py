@@ -92,19 +92,19 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
     >>> df["mass_frac"].tolist(), df["density_ratio"].tolist()
     ([0.0, 0.0, 1.0], [0.0, 0.0, 3.0])
     """
-    normalise = renamed_keyword("region_scores", "normalise", normalise, "normalize", normalize, "none")
-    _check_options(sign, normalise, topk)
+    normalize = renamed_keyword("region_scores", "normalise", normalise, "normalize", normalize, "none")
+    _check_options(sign, normalize, topk)
     regions = regions if isinstance(regions, RegionSet) else _from_mapping(regions)
     many = _several(explanations, method)
     if many is not None:
-        return pd.concat([region_scores(e, regions, sign=sign, normalize=normalise, topk=topk, labels=labels,
+        return pd.concat([region_scores(e, regions, sign=sign, normalize=normalize, topk=topk, labels=labels,
                                         image_ids=image_ids, patient_ids=patient_ids, preds=preds, method=name)
                           for name, e in many], ignore_index=True)
     maps, meta = _unpack(explanations, labels, image_ids, patient_ids, preds, method, regions.ndim)
     _check_alignment(maps, regions)
-    values = _compute(*_as_planes(maps, regions), sign, normalise, topk)
+    values = _compute(*_as_planes(maps, regions), sign, normalize, topk)
     _warn_degenerate(values, regions, meta["image_id"])
-    table = _tidy(values, regions, meta, sign, normalise)
+    table = _tidy(values, regions, meta, sign, normalize)
     return _with_volumes(table, values, regions) if regions.ndim == 3 else table
 
 
@@ -142,11 +142,11 @@ def _with_volumes(table: pd.DataFrame, values: dict[str, np.ndarray], regions: R
     return table
 
 
-def _check_options(sign: str, normalise: str, topk: float) -> None:
+def _check_options(sign: str, normalize: str, topk: float) -> None:
     if sign not in SIGN_POLICIES:
         raise ArgumentError(f"sign={sign!r} is not one of {SIGN_POLICIES}.")
-    if normalise not in NORMALISATIONS:
-        raise ArgumentError(f"normalize={normalise!r} is not one of {NORMALISATIONS}.")
+    if normalize not in NORMALISATIONS:
+        raise ArgumentError(f"normalize={normalize!r} is not one of {NORMALISATIONS}.")
     if not 0 < topk <= 1:
         raise ArgumentError(f"topk is a fraction of pixels in (0, 1]; got {topk}.")
 
@@ -214,7 +214,7 @@ def _check_alignment(maps: np.ndarray, regions: RegionSet) -> None:
 
 
 # ---------------------------------------------------------------------------------------- computation
-def _compute(maps: np.ndarray, regions: RegionSet, sign: str, normalise: str, topk: float) -> dict[str, np.ndarray]:
+def _compute(maps: np.ndarray, regions: RegionSet, sign: str, normalize: str, topk: float) -> dict[str, np.ndarray]:
     n, h, w = maps.shape
     p, r = h * w, len(regions)
     dtype = np.float64 if maps.dtype == np.float64 else np.float32
@@ -229,7 +229,7 @@ def _compute(maps: np.ndarray, regions: RegionSet, sign: str, normalise: str, to
         sl = slice(i0, min(n, i0 + step))
         raw = flat[sl].astype(dtype, copy=False)
         m = shared_cache or _Masks(regions.masks[sl].reshape(-1, r, p), dtype)
-        chunk = _chunk_stats(raw, m, sign, normalise, k)
+        chunk = _chunk_stats(raw, m, sign, normalize, k)
         for name, val in chunk.items():
             out[name][sl] = val
     return out
@@ -299,11 +299,11 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, np.ndarray | None] | 
     return box[0], box[1], None if crop.all() else crop
 
 
-def _chunk_stats(raw: np.ndarray, m: _Masks, sign: str, normalise: str, k: int) -> dict[str, np.ndarray]:
+def _chunk_stats(raw: np.ndarray, m: _Masks, sign: str, normalize: str, k: int) -> dict[str, np.ndarray]:
     s = _signed(raw, sign)
     n, p = s.shape
     mass = np.abs(s).sum(axis=1) if sign == "signed" else s.sum(axis=1)
-    scale = mass if normalise == "sum" else np.abs(s).max(axis=1) if normalise == "max_abs" else np.ones(n)
+    scale = mass if normalize == "sum" else np.abs(s).max(axis=1) if normalize == "max_abs" else np.ones(n)
     area = np.broadcast_to(m.area, (n, m.area.shape[-1])).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         total = m.regional_sum(s).astype(float)
@@ -358,7 +358,7 @@ def _warn_degenerate(values: dict[str, np.ndarray], regions: RegionSet, ids: lis
 
 
 def _tidy(values: dict[str, np.ndarray], regions: RegionSet, meta: dict[str, Any], sign: str,
-          normalise: str) -> pd.DataFrame:
+          normalize: str) -> pd.DataFrame:
     n, r = values["sum"].shape
     cols: dict[str, Any] = {"image_id": np.repeat(np.asarray(meta["image_id"], dtype=object), r)}
     if "patient_id" in meta:
@@ -368,9 +368,9 @@ def _tidy(values: dict[str, np.ndarray], regions: RegionSet, meta: dict[str, Any
                 region=np.tile(np.asarray(regions.names, dtype=object), n))
     for name in ("area_frac", "mass_frac", "mean", "sum", "max", "density_ratio", "topk_overlap", "pointing"):
         cols[name] = values[name].ravel()
-    cols.update(sign=sign, normalisation=normalise)
+    cols.update(sign=sign, normalisation=normalize)
     df = pd.DataFrame(cols)
-    df.attrs.update(sign=sign, normalisation=normalise)
+    df.attrs.update(sign=sign, normalisation=normalize)
     return df
 
 
