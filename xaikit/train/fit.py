@@ -138,7 +138,8 @@ def fit(
     seed : int
         Seeds torch's global RNG (dropout), the shuffling order and data workers.
     deterministic : bool
-        Use deterministic algorithms (warn where none exists) while training; global settings are restored.
+        Use deterministic algorithms (warn where none exists) while training; torch's global switches and (on
+        CUDA) ``CUBLAS_WORKSPACE_CONFIG`` are restored afterwards.
     device : "auto", "cpu", "cuda", "mps" or torch.device
         ``"auto"`` picks CUDA, then MPS, then CPU.
     amp : bool, optional
