@@ -1,6 +1,7 @@
 """audit(): confounds by class with effect sizes, duplicates, patient leaks — and no patient id in the table."""
 from __future__ import annotations
 
+import importlib
 import shutil
 import warnings
 from pathlib import Path
@@ -12,7 +13,7 @@ from PIL import Image
 from scipy import stats
 
 from xaikit.data import AUDIT_COLUMNS, FEATURES, ManifestDataset, audit, image_features, write_manifest
-from xaikit.errors import ManifestError
+from xaikit.errors import ArgumentError, ManifestError
 from xaikit.samples import sample_dir
 from xaikit.viz.audit import audit_figures
 
@@ -82,7 +83,7 @@ def test_shipped_sample_set_is_clean():
         table = audit(dataset, progress=False)
     assert not table["flag"].any(), table.loc[table["flag"], "detail"].tolist()
     assert table.set_index("check").at["patients_across_splits", "n_a"] == 0
-    figs = audit_figures(table, dataset)
+    figs = audit_figures(table)  # the table carries the per-image features: no image is read again
     assert set(figs) == {"class_balance", "effects", "features"}
     assert sum(t.y.sum() for t in figs["class_balance"].data) == 320
     tested = table[(table["check"] == "feature_by_class") & table["effect_size"].notna()]
@@ -112,3 +113,22 @@ def test_audit_bad_input(tmp_path, confounded):
         audit(missing, progress=False)
     with pytest.raises(ValueError, match="alpha"):
         audit(confounded, alpha=2, progress=False)
+
+
+def test_figures_draw_from_the_table_and_never_read_images(confounded, monkeypatch):
+    table = audit(confounded, progress=False)
+    feats = table.features
+    assert table[table["flag"]].features is feats and table.set_index("check").features is feats
+    assert "patient_id" not in feats and not feats.astype(str).apply(lambda c: c.str.contains("SECRET")).any().any()
+
+    def no_reading(*_args, **_kwargs):
+        raise AssertionError("viz read an image")
+
+    monkeypatch.setattr(importlib.import_module("xaikit.data.audit"), "read_image", no_reading)
+    figs = audit_figures(table)
+    assert sum(t.y.sum() for t in figs["class_balance"].data) == len(confounded)
+    with pytest.warns(FutureWarning, match="the data argument is no longer needed"):
+        again = audit_figures(table, confounded)
+    assert again["class_balance"].to_json() == figs["class_balance"].to_json()
+    with pytest.raises(ArgumentError, match=r"carries no per-image features"):
+        audit_figures(pd.DataFrame(table))  # a plain DataFrame of the rows

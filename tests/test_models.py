@@ -8,7 +8,7 @@ from torch import nn
 
 from xaikit.errors import ArgumentError, ModelError, XaikitError
 from xaikit.models import (ARCHITECTURES, VOLUME_ARCHITECTURES, SmallCNN, _adapt_conv, _densenet_legacy_keys,
-                           build_model, classifier_layer, freeze_backbone, last_conv_layer, pretrained_weights_path,
+                           build_model, cam_layer, classifier_layer, freeze_backbone, last_conv_layer, pretrained_weights_path,
                            unfreeze)
 
 EXPECTED = {"small_cnn", "resnet18", "resnet50", "densenet121", "efficientnet_b0", "vgg11_bn"}
@@ -28,8 +28,12 @@ def test_every_architecture_takes_grey_images_and_returns_logits(arch):
     assert out.shape == (2, 3)
     assert model.xaikit_arch == arch and model.xaikit_arch_kwargs["num_classes"] == 3
     assert model.get_submodule(classifier_layer(model)).out_features == 3
-    conv = model.get_submodule(last_conv_layer(model, (64, 64)))
-    assert isinstance(conv, nn.Conv2d)
+    seen = []
+    handle = model.get_submodule(cam_layer(model, input_size=(64, 64))).register_forward_hook(
+        lambda _m, _i, out: seen.append(out.shape))
+    model(torch.randn(1, 1, 64, 64))
+    handle.remove()
+    assert len(seen[-1]) == 4 and seen[-1][-1] > 1 and seen[-1][-2] > 1  # a spatial feature map for CAMs
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     assert first.in_channels == 1
 
@@ -43,15 +47,44 @@ def test_small_cnn_is_small_and_fast_enough_for_the_sample_model():
     assert isinstance(model, SmallCNN)
 
 
-def test_last_conv_layer_skips_pooled_1x1_convs_and_restores_mode():
+def test_cam_layer_is_the_outermost_last_spatial_module_and_restores_mode():
     model = build_model("efficientnet_b0", num_classes=2)
     model.train()
-    name = last_conv_layer(model, (64, 64))
-    assert name == "features.8.0"  # not a squeeze-excitation conv working on pooled 1x1 features
-    assert model.training
+    model.features[0].eval()
+    modes = [m.training for m in model.modules()]
+    assert cam_layer(model, input_size=(64, 64)) == "features"  # not a squeeze-excitation conv on pooled 1x1 maps
+    assert [m.training for m in model.modules()] == modes
     assert all(not m._forward_hooks for m in model.modules())
+    assert cam_layer(build_model("resnet18", num_classes=2), torch.randn(2, 1, 64, 64)) == "layer4"  # residual sum in
+    assert cam_layer(build_model("vgg11_bn", num_classes=2), input_size=(64, 64)) == "features"  # not avgpool
+    with pytest.raises(ModelError, match="no layer with a spatial output at input size"):
+        cam_layer(nn.Sequential(nn.Conv2d(1, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()), input_size=(1, 1))
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_cam_layer_equals_the_saliency_engines_rule(arch):
+    """One rule for the CAM layer on every model (until engine.find_cam_layer imports models.cam_layer)."""
+    from xaikit.saliency.engine import find_cam_layer
+
+    model = build_model(arch, num_classes=2)
+    conv = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
+    x = torch.randn(1, conv.in_channels, *((16, 16, 16) if isinstance(conv, nn.Conv3d) else (32, 32)))
+    assert cam_layer(model, x) == find_cam_layer(model, x)
+
+
+@pytest.mark.parametrize("arch,size", [("small_cnn", (32, 32)), ("resnet18", (64, 64)), ("small_cnn3d", (16, 16, 16))])
+def test_cam_layer_is_the_layer_gradcam_uses(arch, size):
+    from xaikit.saliency import explain
+
+    model = build_model(arch, num_classes=2)
+    x = torch.randn(1, 1, *size)
+    assert explain(model, x, "gradcam").params["layer"] == cam_layer(model, x)
+
+
+def test_last_conv_layer_is_a_deprecated_alias():
     small = build_model("small_cnn", num_classes=2).eval()
-    assert last_conv_layer(small) == "features.3.0"
+    with pytest.warns(FutureWarning, match="last_conv_layer is renamed cam_layer"):
+        assert last_conv_layer(small) == cam_layer(small) == "features"
     assert not small.training
 
 

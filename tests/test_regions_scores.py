@@ -45,7 +45,7 @@ def maps(rng):
 @pytest.mark.parametrize("shared", [True, False])
 def test_matches_reference(maps, rng, sign, normalise, shared):
     masks = rng.random((3, 12, 10)) < 0.4 if shared else rng.random((5, 3, 12, 10)) < 0.4
-    df = region_scores(maps, RegionSet(["a", "b", "c"], masks), sign=sign, normalise=normalise, topk=0.2)
+    df = region_scores(maps, RegionSet(["a", "b", "c"], masks), sign=sign, normalize=normalise, topk=0.2)
     ref = _reference(maps, masks, sign, normalise, 0.2)
     for col in ref.columns:
         np.testing.assert_allclose(df[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-10, err_msg=col)
@@ -70,8 +70,8 @@ def test_columns_metadata_and_identities(maps):
 
 def test_fractions_do_not_depend_on_scale_but_sums_do(maps):
     rs = grid(2, 2, (12, 10))
-    a = region_scores(maps, rs, normalise="sum")
-    b = region_scores(maps * 7.0, rs, normalise="sum")
+    a = region_scores(maps, rs, normalize="sum")
+    b = region_scores(maps * 7.0, rs, normalize="sum")
     c = region_scores(maps * 7.0, rs)
     for col in ("mass_frac", "density_ratio", "topk_overlap", "pointing", "sum", "mean", "max"):
         np.testing.assert_allclose(a[col], b[col], rtol=1e-10)
@@ -129,3 +129,39 @@ def test_reads_a_real_explanation(maps):
     assert df["image_id"].unique().tolist() == list("vwxyz") and (df["method"] == "gradient").all()
     assert df.groupby("image_id")["correct"].first().tolist() == [True, True, False, True, True]
     np.testing.assert_allclose(df["sum"], region_scores(maps.astype(np.float32), grid(1, 2, (12, 10)))["sum"])
+
+
+def test_several_explanations_give_one_table(maps):
+    """A dict (as explain_many returns) labels the methods with its keys; a list keeps each method's name;
+    both equal the per-explanation tables stacked in order."""
+    rs = grid(1, 2, (12, 10))
+    a = SimpleNamespace(maps=maps, method="gradient", image_ids=list("abcde"), labels=None, preds=None)
+    b = SimpleNamespace(maps=-maps, method="gradcam", image_ids=list("abcde"), labels=None, preds=None)
+    pids = ["p1", "p1", "p2", "p3", "p3"]
+    one_by_one = pd.concat([region_scores(e, rs, sign="absolute", patient_ids=pids, method=k)
+                            for k, e in {"g": a, "c": b}.items()], ignore_index=True)
+    pd.testing.assert_frame_equal(region_scores({"g": a, "c": b}, rs, sign="absolute", patient_ids=pids), one_by_one)
+    listed = region_scores([a, b], rs)
+    assert listed["method"].tolist() == ["gradient"] * 10 + ["gradcam"] * 10
+    pd.testing.assert_frame_equal(listed, pd.concat([region_scores(a, rs), region_scores(b, rs)], ignore_index=True))
+
+
+def test_several_explanations_refuse_one_method_label_and_empty_dicts(maps):
+    a = SimpleNamespace(maps=maps, method="gradient", image_ids=None, labels=None, preds=None)
+    with pytest.raises(ArgumentError, match=r"method='x' names one method but 2 explanations"):
+        region_scores({"a": a, "b": a}, grid(1, 2, (12, 10)), method="x")
+    with pytest.raises(ArgumentError, match="explanations is an empty dict"):
+        region_scores({}, grid(1, 2, (12, 10)))
+    # a list of plain arrays is still one N x H x W stack of maps
+    assert len(region_scores(list(maps), grid(1, 2, (12, 10)))) == 5 * 2
+
+
+def test_normalise_is_the_deprecated_spelling_of_normalize(maps):
+    rs = grid(1, 2, (12, 10))
+    with pytest.warns(FutureWarning, match=r"region_scores: the keyword normalise= is renamed normalize="):
+        old = region_scores(maps, rs, normalise="sum")
+    pd.testing.assert_frame_equal(old, region_scores(maps, rs, normalize="sum"))
+    with pytest.raises(ArgumentError, match=r"got both normalize='sum' and its former spelling normalise='max_abs'"):
+        region_scores(maps, rs, normalize="sum", normalise="max_abs")
+    with pytest.raises(ArgumentError, match=r"normalize='l2' is not one of"):
+        region_scores(maps, rs, normalize="l2")

@@ -39,13 +39,13 @@ def test_gradcam_abs_and_unit_mass_match_captum():
     got = explain(model, x, "gradcam", target=target, layer="pool", rectify="abs")
     assert torch.allclose(got.maps.double(), up_abs, atol=1e-6)
     assert not torch.allclose(got.maps.double(), _captum_cam(model, x, target).clamp_min(0), atol=1e-6)  # |CAM| != ReLU
-    unit = explain(model, x, "gradcam", target=target, layer="pool", rectify="abs", normalise="sum")
+    unit = explain(model, x, "gradcam", target=target, layer="pool", rectify="abs", normalize="sum")
     assert torch.allclose(unit.maps.double(), up_abs / up_abs.sum((1, 2), keepdim=True), atol=1e-7)
     assert torch.allclose(unit.maps.double().sum((1, 2)), torch.ones(3, dtype=torch.float64), atol=1e-5)
-    assert unit.params["rectify"] == "abs" and unit.params["normalise"] == "sum"
+    assert unit.params["rectify"] == "abs" and unit.params["normalize"] == "sum"
     assert unit.raw.shape == (3, 1, 8, 8) and (unit.raw < 0).any()  # the signed CAM stays in raw
     default = explain(model, x, "gradcam", target=target, layer="pool")
-    assert default.params["rectify"] == "relu" and default.params["normalise"] == "none"
+    assert default.params["rectify"] == "relu" and default.params["normalize"] == "none"
 
 
 def test_integrated_gradients_right_riemann_matches_zennit():
@@ -96,7 +96,7 @@ def test_smoothgrad_clean_sample_identities():
     ("smoothgrad", {"clean_sample": "yes"}, "clean_sample='yes' is not valid; clean_sample must be True or False"),
     ("smoothgrad", {"clean_sample": 1}, "True or False"),
     ("gradcam", {"rectify": "square"}, "rectify='square' is not valid; rectify must be one of ['relu', 'abs']"),
-    ("gradcam", {"normalise": "max"}, "normalise='max' is not valid; normalise must be one of ['none', 'sum']"),
+    ("gradcam", {"normalize": "max"}, "normalize='max' is not valid; normalize must be one of ['none', 'sum']"),
 ])
 def test_new_options_are_checked(method, params, match):
     model, x = tiny_cnn(), tiny_inputs(2)

@@ -66,7 +66,7 @@ def _data_stage(ctx: DemoContext, report: Report) -> None:
     report.table(counts, "class_counts", caption="Images per split and class.")
     table = audit(dataset)
     report.table(table, "audit", caption="Audit: one row per check (effect sizes, p-values, flags).")
-    for name, fig in audit_figures(table, dataset).items():
+    for name, fig in audit_figures(table).items():
         report.figure(fig, f"audit_{name}")
     dicom = read_image(ctx.samples / "dicom" / "cxr_monochrome1.dcm")
     (h, w), (sy, sx) = dicom.shape, dicom.spacing[-2:]
@@ -152,16 +152,12 @@ def _saliency_stage(ctx: DemoContext, report: Report) -> None:
     report.table(pd.DataFrame(prov), "saliency_provenance", caption="Provenance of every map.")
 
 
-def _test_samples(ctx: DemoContext, ckpt) -> tuple[list[dict], list[str]]:
-    """Balanced test-split samples of the clean model (6 per class in SMOKE mode, else the whole split)."""
-    import numpy as np
-
-    from .data import ManifestDataset
+def _test_batch(ctx: DemoContext, ckpt):
+    """Balanced test-split batch of the clean model (6 per class in SMOKE mode, else the whole split)."""
+    from .data import ManifestDataset, balanced_batch
 
     test = ManifestDataset(ctx.samples / "manifest.csv", split="test", preprocess=ckpt.preprocess)
-    per_class = 6 if ctx.smoke else len(test)
-    rows = [int(i) for c in range(len(test.classes)) for i in np.flatnonzero(test.labels == c)[:per_class]]
-    return [test[i] for i in rows], test.classes
+    return balanced_batch(test, 6 if ctx.smoke else None)
 
 
 #: Saliency methods of the region and statistics stages (the SMOKE run keeps the first two).
@@ -173,25 +169,18 @@ def _region_scores(ctx: DemoContext):
     """Region scores of the clean model's maps on each test image's lung zones (computed once per run)."""
     if "region_scores" in ctx.results:
         return ctx.results["region_scores"]
-    import pandas as pd
-    import torch
-
     from .regions import lung_zones, region_scores
     from .saliency import explain_many
 
     ckpt = _shipped_model(ctx)
-    samples, classes = _test_samples(ctx, ckpt)
-    x = torch.stack([s["image"] for s in samples])
+    batch = _test_batch(ctx, ckpt)
     methods = dict(list(_STATS_METHODS.items())[: 2 if ctx.smoke else 3])
-    maps = explain_many(ckpt.model, x, methods, target=1, image_ids=[s["id"] for s in samples],
-                        labels=[s["label"] for s in samples], progress=False)
-    masks = {k: torch.stack([s["masks"][k] for s in samples]) for k in ("left_lung", "right_lung", "heart", "body")}
-    zones = lung_zones(masks["left_lung"], masks["right_lung"], masks["heart"], masks["body"])
-    patients = [s["patient_id"] for s in samples]
-    scores = pd.concat([region_scores(e, zones, patient_ids=patients, method=name) for name, e in maps.items()],
-                       ignore_index=True)
-    scores["label"] = scores["label"].map(dict(enumerate(classes)))
-    ctx.results["region_scores"] = (x, zones, scores)
+    maps = explain_many(ckpt.model, batch.images, methods, target=1, image_ids=batch.image_ids,
+                        labels=batch.labels, progress=False)
+    zones = lung_zones(**batch.masks("left_lung", "right_lung", "heart", "body"))
+    scores = region_scores(maps, zones, patient_ids=batch.patient_ids)
+    scores["label"] = scores["label"].map(dict(enumerate(batch.classes)))
+    ctx.results["region_scores"] = (batch.images, zones, scores)
     return ctx.results["region_scores"]
 
 
@@ -271,17 +260,15 @@ def _shortcut_stage(ctx: DemoContext, report: Report) -> None:
 
 def _evaluation_setup(ctx: DemoContext):
     """Pneumonia test images with their lesion masks, the clean model's maps, and the metric settings."""
-    import numpy as np
     import torch
 
-    from .data import ManifestDataset
+    from .data import ManifestDataset, balanced_batch
     from .evaluation import randomisable_layers
 
     ckpt = _shipped_model(ctx)
     test = ManifestDataset(ctx.samples / "manifest.csv", split="test", preprocess=ckpt.preprocess)
-    samples = [test[int(i)] for i in np.flatnonzero(test.labels == 1)[: 4 if ctx.smoke else 16]]
-    x = torch.stack([s["image"] for s in samples])
-    lesions = torch.stack([s["masks"]["lesion"] for s in samples])
+    batch = balanced_batch(test, 4 if ctx.smoke else 16, classes=[1])  # pneumonia images only
+    samples, x, lesions = batch.samples, batch.images, batch.masks("lesion")["lesion"]
     # the stages Adebayo et al. plot: weight layers (convolutions, the classifier), top first
     weights = [n for n in randomisable_layers(ckpt.model)
                if isinstance(ckpt.model.get_submodule(n), (torch.nn.Conv2d, torch.nn.Linear))]
@@ -365,7 +352,7 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
     report.figure(mip_figure(exps["gradient"].maps[0], sign="absolute", volume=x[0], spacing=spacing,
                              title="Gradient, maximum-intensity projections"), "volume_gradient_mip")
     regions = label_regions(nifti / "volume_labels.nii.gz", nifti / "labels.csv", image=ct, preprocess=pre)
-    scores = pd.concat([region_scores(e, regions, sign="positive") for e in exps.values()])
+    scores = region_scores(list(exps.values()), regions, sign="positive")
     report.table(scores[["method", "region", "n_voxels", "volume_mm3", "mass_frac", "density_ratio"]],
                  "volume_region_scores", caption="Relevance per anatomical label (voxels, mm^3, mass, density).")
     written = [pre.write_map(e.maps[0], ct, report.out_dir / f"volume_{label}.nii.gz") for label, e in exps.items()]

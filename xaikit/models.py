@@ -7,20 +7,22 @@ hub cache: nothing is ever downloaded, and a missing file is an error, never sil
 
 Example
 -------
->>> from xaikit.models import build_model, last_conv_layer
+>>> from xaikit.models import build_model, cam_layer
 >>> model = build_model("small_cnn", num_classes=2)
->>> last_conv_layer(model)
-'features.3.0'
+>>> cam_layer(model)
+'features'
 """
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from ._modes import eval_mode
 from .errors import ArgumentError, ModelError
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "is_volume_model",
     "freeze_backbone",
     "unfreeze",
+    "cam_layer",
     "last_conv_layer",
     "classifier_layer",
     "pretrained_weights_path",
@@ -279,38 +282,72 @@ def classifier_layer(model: nn.Module) -> str:
     return names[-1]
 
 
-def last_conv_layer(model: nn.Module, input_size: tuple[int, int] = (128, 128)) -> str:
-    """Dotted name of the last ``nn.Conv2d`` (in execution order) whose output is spatial (H and W > 1).
+def cam_layer(model: nn.Module, sample: torch.Tensor | None = None, *,
+              input_size: tuple[int, ...] = (128, 128)) -> str:
+    """Dotted name of the CAM target layer: the last module (in execution order) whose output still has a
+    spatial extent > 1 — the one rule of the kit (``explain(..., "gradcam")`` picks this layer by default).
 
-    Found with one forward pass of a zero image of ``input_size`` (mode restored afterwards), which skips
-    1x1 convolutions on pooled features such as EfficientNet's squeeze-and-excitation. This is the usual
-    Grad-CAM target layer.
+    Among modules finishing at the same point the outermost wins (``layer4`` rather than its last conv or ReLU),
+    so the CAM sees the block output including batch norm and the residual sum, as pytorch-grad-cam recommends
+    for ResNets (``model.layer4[-1]``). Adaptive pooling layers are skipped (they only resample: VGG's 7x7
+    ``avgpool`` would otherwise be chosen), and so are outputs pooled to 1 x 1 (EfficientNet's
+    squeeze-and-excitation convolutions).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sample : torch.Tensor, optional
+        One input batch (its first image is used). Default: zeros of ``input_size`` with the channels of the
+        model's first convolution.
+    input_size : tuple of int
+        Spatial size of the default sample (``(H, W)``, or ``(D, H, W)`` for 3D models).
+
+    Found with one forward pass in eval mode without gradients; every module's mode is restored and every
+    hook removed afterwards.
+
+    Examples
+    --------
+    >>> cam_layer(build_model("small_cnn", num_classes=2))
+    'features'
     """
-    convs = {module: name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
-    if not convs:
-        raise ModelError(f"{type(model).__name__} has no Conv2d layer")
-    in_channels = _get(model, _first_conv(model)).in_channels
-    order: list[str] = []
+    sample = _default_sample(model, input_size) if sample is None else sample[:1]
+    finished: list[tuple[str, torch.Size]] = []
 
-    def record(module, _inputs, output):
-        if output.shape[-1] > 1 and output.shape[-2] > 1:
-            order.append(convs[module])
+    def record(name: str) -> Callable:
+        def hook(_module, _inputs, output):
+            if isinstance(output, torch.Tensor):
+                finished.append((name, output.shape))
+        return hook
 
-    handles = [m.register_forward_hook(record) for m in convs]
-    was_training = model.training
+    skip = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)  # resample only
+    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules()
+               if name and not isinstance(m, skip)]
     try:
-        model.eval()
-        param = next(model.parameters())
-        with torch.no_grad():
-            model(torch.zeros(1, in_channels, *input_size, device=param.device, dtype=param.dtype))
+        with eval_mode(model), torch.no_grad():
+            model(sample)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
-    if not order:
-        raise ModelError(f"no convolution of {type(model).__name__} has a spatial output at {input_size}; "
-                         "pass a larger input_size")
-    return order[-1]
+    spatial = [name for name, shape in finished if len(shape) >= 4 and math.prod(shape[2:]) > 1]
+    if not spatial:
+        raise ModelError(f"{type(model).__name__} has no layer with a spatial output at input size "
+                         f"{tuple(sample.shape[2:])}; pass a larger sample, or layer=... explicitly.")
+    return spatial[-1]
+
+
+def _default_sample(model: nn.Module, input_size: tuple[int, ...]) -> torch.Tensor:
+    conv = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
+    if conv is None:
+        raise ModelError(f"{type(model).__name__} has no convolution; pass a sample to find its CAM layer.")
+    param = next(model.parameters())
+    return torch.zeros(1, conv.in_channels, *input_size, device=param.device, dtype=param.dtype)
+
+
+def last_conv_layer(model: nn.Module, input_size: tuple[int, int] = (128, 128)) -> str:
+    """Former name of :func:`cam_layer` (deprecated: warns ``FutureWarning``; same rule, the one of the kit)."""
+    warnings.warn("last_conv_layer is renamed cam_layer (the CAM target layer: the last module with a spatial "
+                  "output, outermost first); last_conv_layer will be removed.", FutureWarning, stacklevel=2)
+    return cam_layer(model, input_size=input_size)
 
 
 def freeze_backbone(model: nn.Module, head: str | None = None) -> nn.Module:

@@ -23,11 +23,12 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
+from .._multiplicity import adjust_pvalues, rank_biserial
 from ..errors import ArgumentError, DatasetError, ManifestError
 from ..io import read_image
 from .splits import patient_leaks
 
-__all__ = ["audit", "image_features", "FEATURES", "AUDIT_COLUMNS"]
+__all__ = ["audit", "AuditTable", "image_features", "FEATURES", "AUDIT_COLUMNS"]
 
 #: Per-image properties compared between classes: column -> what it is.
 FEATURES = {
@@ -136,6 +137,18 @@ def _border_mask(shape: tuple[int, int]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the audit
+class AuditTable(pd.DataFrame):
+    """The audit's tidy table (a pandas DataFrame, columns :data:`AUDIT_COLUMNS`) carrying ``features``: the
+    per-image features it was computed from, without patient identifiers, for the figures
+    (:func:`xaikit.viz.audit.audit_figures`). Row selections and ``set_index`` keep them (pandas ``_metadata``)."""
+
+    _metadata = ["features"]
+
+    @property
+    def _constructor(self):
+        return AuditTable
+
+
 def audit(data: Any, *, features: pd.DataFrame | None = None, alpha: float = 0.05, min_effect: float = 0.3,
           imbalance: float = 1.5, progress: bool = True) -> pd.DataFrame:
     """Look for confounds a model could learn instead of the disease; one tidy row per check.
@@ -164,8 +177,9 @@ def audit(data: Any, *, features: pd.DataFrame | None = None, alpha: float = 0.0
         chi-square with Cramér's V), ``feature_by_class`` (one row per feature: Mann-Whitney U with the
         rank-biserial correlation, or Kruskal-Wallis with epsilon-squared), ``duplicate_images``,
         ``duplicates_across_splits``, ``patients_across_splits``. Patient identifiers are never written into
-        the table. For the per-image numbers behind it, call :func:`image_features` once and pass them as
-        ``features=`` here and to :func:`xaikit.viz.audit.audit_figures` (each image is then read once).
+        the table. The per-image numbers behind it (:func:`image_features`, less ``patient_id``) travel with
+        it as ``table.features`` (an :class:`AuditTable` is a DataFrame), from which :func:`xaikit.viz.audit.audit_figures` draws (each image is
+        read once, here). To audit features you already have, pass them as ``features=``.
 
     Examples
     --------
@@ -182,8 +196,10 @@ def audit(data: Any, *, features: pd.DataFrame | None = None, alpha: float = 0.0
     rows += _feature_tests(feats, classes, alpha, min_effect)
     rows += _duplicates(feats)
     rows.append(_patient_leaks(feats))
-    table = pd.DataFrame([r for r in rows if r is not None], columns=AUDIT_COLUMNS)
+    table = AuditTable([r for r in rows if r is not None], columns=AUDIT_COLUMNS)
     table["flag"] = table["flag"].astype(bool)
+    # what the figures need (xaikit.viz.audit draws from it and never reads an image); no patient identifiers
+    table.features = feats.drop(columns="patient_id", errors="ignore").reset_index(drop=True)
     for detail in table.loc[table["flag"], "detail"]:
         warnings.warn(f"audit: {detail}", stacklevel=2)
     return table
@@ -227,9 +243,7 @@ def _feature_tests(feats: pd.DataFrame, classes: list[str], alpha: float, min_ef
     rows = [_feature_test(feats, name, classes) for name in FEATURES]
     tested = [r for r in rows if np.isfinite(r["p_raw"])]
     if tested:
-        from ..stats.correction import correct
-
-        adjusted = correct(pd.DataFrame({"p_raw": [r["p_raw"] for r in tested]}), "holm", alpha)["p_adj"]
+        adjusted = adjust_pvalues(np.array([r["p_raw"] for r in tested], float), "holm", alpha)
         for r, p_adj in zip(tested, adjusted):
             r["p_adj"] = p_adj
             r["flag"] = bool(p_adj <= alpha and abs(r["effect_size"]) >= min_effect)
@@ -248,8 +262,6 @@ def _feature_test(feats: pd.DataFrame, name: str, classes: list[str]) -> dict[st
         why = "the same in every image" if values.size and np.ptp(values) == 0 else "too few values to test"
         return _row("feature_by_class", name, group_a=", ".join(classes), detail=f"{detail}; {why}")
     if len(classes) == 2:
-        from ..stats.effects import rank_biserial
-
         u, p = stats.mannwhitneyu(groups[0], groups[1], alternative="two-sided")
         return _row("feature_by_class", name, group_a=classes[0], group_b=classes[1], n_a=groups[0].size,
                     n_b=groups[1].size, statistic=u, p_raw=p, effect_size=float(rank_biserial(*groups)),

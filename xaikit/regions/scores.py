@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .._util import renamed_keyword
 from ..errors import ArgumentError, ExplanationError, RegionError
 from .regionset import RegionSet, as_numpy
 
@@ -47,28 +48,35 @@ _CHUNK_BYTES = 16 * 2**20
 
 
 def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, sign: str = "positive",
-                  normalise: str = "none", topk: float = 0.1, labels: Any = None,
+                  normalize: str = "none", topk: float = 0.1, labels: Any = None,
                   image_ids: Sequence[str] | None = None, patient_ids: Sequence[str] | None = None,
-                  preds: Any = None, method: str | None = None) -> pd.DataFrame:
+                  preds: Any = None, method: str | None = None, normalise: str | None = None) -> pd.DataFrame:
     """Tidy per-image, per-region scores of relevance maps.
 
     Parameters
     ----------
     explanations
         An :class:`xaikit.saliency.Explanation` (its ``maps``, ``method``, ``image_ids``, ``labels`` and
-        ``preds`` are used) or an array ``N x H x W`` of signed maps.
+        ``preds`` are used), an array ``N x H x W`` of signed maps, a dict ``{label: Explanation}`` (as
+        :func:`xaikit.saliency.explain_many` returns; the keys fill the ``method`` column) or a list of
+        Explanations (each keeps its own method name). Several explanations give one table, rows stacked in
+        order; the metadata arguments apply to each of them.
     regions
         A :class:`RegionSet` on the maps' plane (shared, or per image with ``N`` images), or
         ``{name: mask}``.
     sign
         ``"positive"`` (negative relevance set to 0), ``"absolute"`` or ``"signed"``.
-    normalise
+    normalize
         Per-image scaling before ``sum``/``mean``/``max``: ``"none"``, ``"sum"`` (total absolute mass 1)
         or ``"max_abs"`` (largest absolute value 1). Fractions and ratios do not depend on it.
     topk
         Fraction of pixels counted as the map's top pixels for ``topk_overlap``.
     labels, image_ids, patient_ids, preds, method
         Metadata; override what the explanation carries. ``patient_id`` is a column only when given.
+        ``method`` labels one explanation only (several: use the dict's keys).
+    normalise
+        Former spelling of ``normalize`` (deprecated: FutureWarning; the kit spells it ``normalize``
+        everywhere, as :class:`~xaikit.data.Preprocess` does). The table's column stays ``normalisation``.
 
     Returns
     -------
@@ -84,14 +92,37 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
     >>> df["mass_frac"].tolist(), df["density_ratio"].tolist()
     ([0.0, 0.0, 1.0], [0.0, 0.0, 3.0])
     """
-    _check_options(sign, normalise, topk)
+    normalize = renamed_keyword("region_scores", "normalise", normalise, "normalize", normalize, "none")
+    _check_options(sign, normalize, topk)
     regions = regions if isinstance(regions, RegionSet) else _from_mapping(regions)
+    many = _several(explanations, method)
+    if many is not None:
+        return pd.concat([region_scores(e, regions, sign=sign, normalize=normalize, topk=topk, labels=labels,
+                                        image_ids=image_ids, patient_ids=patient_ids, preds=preds, method=name)
+                          for name, e in many], ignore_index=True)
     maps, meta = _unpack(explanations, labels, image_ids, patient_ids, preds, method, regions.ndim)
     _check_alignment(maps, regions)
-    values = _compute(*_as_planes(maps, regions), sign, normalise, topk)
+    values = _compute(*_as_planes(maps, regions), sign, normalize, topk)
     _warn_degenerate(values, regions, meta["image_id"])
-    table = _tidy(values, regions, meta, sign, normalise)
+    table = _tidy(values, regions, meta, sign, normalize)
     return _with_volumes(table, values, regions) if regions.ndim == 3 else table
+
+
+def _several(explanations: Any, method: str | None) -> list[tuple[str | None, Any]] | None:
+    """``[(method label, Explanation), ...]`` for a dict (keys label the methods, as from ``explain_many``)
+    or a list/tuple of Explanations; None for one Explanation or an array of maps."""
+    if isinstance(explanations, Mapping):
+        items = list(explanations.items())
+    elif isinstance(explanations, (list, tuple)) and explanations and all(hasattr(e, "maps") for e in explanations):
+        items = [(None, e) for e in explanations]
+    else:
+        return None
+    if not items:
+        raise ArgumentError("explanations is an empty dict: pass at least one Explanation (e.g. from explain_many).")
+    if method is not None:
+        raise ArgumentError(f"method={method!r} names one method but {len(items)} explanations were given; "
+                            "label them with the dict's keys instead (or call region_scores once per explanation).")
+    return [(None if key is None else str(key), e) for key, e in items]
 
 
 def _as_planes(maps: np.ndarray, regions: RegionSet) -> tuple[np.ndarray, RegionSet]:
@@ -111,11 +142,11 @@ def _with_volumes(table: pd.DataFrame, values: dict[str, np.ndarray], regions: R
     return table
 
 
-def _check_options(sign: str, normalise: str, topk: float) -> None:
+def _check_options(sign: str, normalize: str, topk: float) -> None:
     if sign not in SIGN_POLICIES:
         raise ArgumentError(f"sign={sign!r} is not one of {SIGN_POLICIES}.")
-    if normalise not in NORMALISATIONS:
-        raise ArgumentError(f"normalise={normalise!r} is not one of {NORMALISATIONS}.")
+    if normalize not in NORMALISATIONS:
+        raise ArgumentError(f"normalize={normalize!r} is not one of {NORMALISATIONS}.")
     if not 0 < topk <= 1:
         raise ArgumentError(f"topk is a fraction of pixels in (0, 1]; got {topk}.")
 
@@ -183,7 +214,7 @@ def _check_alignment(maps: np.ndarray, regions: RegionSet) -> None:
 
 
 # ---------------------------------------------------------------------------------------- computation
-def _compute(maps: np.ndarray, regions: RegionSet, sign: str, normalise: str, topk: float) -> dict[str, np.ndarray]:
+def _compute(maps: np.ndarray, regions: RegionSet, sign: str, normalize: str, topk: float) -> dict[str, np.ndarray]:
     n, h, w = maps.shape
     p, r = h * w, len(regions)
     dtype = np.float64 if maps.dtype == np.float64 else np.float32
@@ -198,7 +229,7 @@ def _compute(maps: np.ndarray, regions: RegionSet, sign: str, normalise: str, to
         sl = slice(i0, min(n, i0 + step))
         raw = flat[sl].astype(dtype, copy=False)
         m = shared_cache or _Masks(regions.masks[sl].reshape(-1, r, p), dtype)
-        chunk = _chunk_stats(raw, m, sign, normalise, k)
+        chunk = _chunk_stats(raw, m, sign, normalize, k)
         for name, val in chunk.items():
             out[name][sl] = val
     return out
@@ -268,11 +299,11 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, np.ndarray | None] | 
     return box[0], box[1], None if crop.all() else crop
 
 
-def _chunk_stats(raw: np.ndarray, m: _Masks, sign: str, normalise: str, k: int) -> dict[str, np.ndarray]:
+def _chunk_stats(raw: np.ndarray, m: _Masks, sign: str, normalize: str, k: int) -> dict[str, np.ndarray]:
     s = _signed(raw, sign)
     n, p = s.shape
     mass = np.abs(s).sum(axis=1) if sign == "signed" else s.sum(axis=1)
-    scale = mass if normalise == "sum" else np.abs(s).max(axis=1) if normalise == "max_abs" else np.ones(n)
+    scale = mass if normalize == "sum" else np.abs(s).max(axis=1) if normalize == "max_abs" else np.ones(n)
     area = np.broadcast_to(m.area, (n, m.area.shape[-1])).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         total = m.regional_sum(s).astype(float)
@@ -327,7 +358,7 @@ def _warn_degenerate(values: dict[str, np.ndarray], regions: RegionSet, ids: lis
 
 
 def _tidy(values: dict[str, np.ndarray], regions: RegionSet, meta: dict[str, Any], sign: str,
-          normalise: str) -> pd.DataFrame:
+          normalize: str) -> pd.DataFrame:
     n, r = values["sum"].shape
     cols: dict[str, Any] = {"image_id": np.repeat(np.asarray(meta["image_id"], dtype=object), r)}
     if "patient_id" in meta:
@@ -337,9 +368,9 @@ def _tidy(values: dict[str, np.ndarray], regions: RegionSet, meta: dict[str, Any
                 region=np.tile(np.asarray(regions.names, dtype=object), n))
     for name in ("area_frac", "mass_frac", "mean", "sum", "max", "density_ratio", "topk_overlap", "pointing"):
         cols[name] = values[name].ravel()
-    cols.update(sign=sign, normalisation=normalise)
+    cols.update(sign=sign, normalisation=normalize)
     df = pd.DataFrame(cols)
-    df.attrs.update(sign=sign, normalisation=normalise)
+    df.attrs.update(sign=sign, normalisation=normalize)
     return df
 
 

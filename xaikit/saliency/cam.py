@@ -57,19 +57,19 @@ def _spatial(t: torch.Tensor) -> tuple[int, ...]:
 
 
 @register("gradcam", family="cam", library="captum", cost=0.5, needs_layer=True, signed=False, clean_forward=True,
-          supports_3d=True, defaults={"rectify": "relu", "normalise": "none"})
-@checked(rectify=one_of("relu", "abs"), normalise=one_of("none", "sum"))
-def gradcam(ctx, rectify="relu", normalise="none"):
+          supports_3d=True)
+@checked(rectify=one_of("relu", "abs"), normalize=one_of("none", "sum"))
+def gradcam(ctx, rectify="relu", normalize="none"):
     """Grad-CAM: ReLU of the gradient-weighted channel sum (Selvaraju et al. 2017); signed map kept in raw.
 
     ``rectify="abs"`` keeps the magnitude of negative evidence (|CAM|) instead of cutting it, and
-    ``normalise="sum"`` divides each map, upsampled to the input, by its total absolute mass (the sum of
+    ``normalize="sum"`` divides each map, upsampled to the input, by its total absolute mass (the sum of
     |A_c| over pixels is 1): Sümer et al. (2023)'s definition, used by the ``sumer2023`` preset. An all-zero
     map stays zero.
     """
     signed = LayerGradCam(ctx.head, ctx.layer).attribute(ctx.inputs, target=ctx.target, relu_attributions=False)
     cam = signed.clamp_min(0) if rectify == "relu" else signed.abs()
-    return (_unit_mass(_upsample(cam, ctx.inputs.shape[2:])) if normalise == "sum" else cam), signed
+    return (_unit_mass(_upsample(cam, ctx.inputs.shape[2:])) if normalize == "sum" else cam), signed
 
 
 def _upsample(cam: torch.Tensor, size: torch.Size) -> torch.Tensor:

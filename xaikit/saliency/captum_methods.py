@@ -51,8 +51,7 @@ def input_x_gradient(ctx):
     return InputXGradient(ctx.head).attribute(ctx.inputs, target=ctx.target)
 
 
-@register("integrated_gradients", family="path", library="captum", cost=lambda p: p["n_steps"], supports_3d=True,
-          defaults={"n_steps": 50, "integration": "gausslegendre", "baseline": 0.0})
+@register("integrated_gradients", family="path", library="captum", cost=lambda p: p["n_steps"], supports_3d=True)
 @checked(n_steps=_STEPS, baseline=real_number,
          integration=one_of("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"))
 def integrated_gradients(ctx, n_steps=50, integration="gausslegendre", baseline=0.0):
@@ -100,12 +99,11 @@ def _noise_moments(ctx, n_samples: int, noise_level: float, clean_sample: bool =
     return mean / n_samples, mean_sq / n_samples
 
 
-_SG = {"n_samples": 20, "noise_level": 0.1}
 _SG_RULES = {"n_samples": _SAMPLES, "noise_level": non_negative}
 
 
 @register("smoothgrad", family="sampling", library="captum", cost=lambda p: p["n_samples"],
-          defaults={**_SG, "clean_sample": False}, supports_3d=True)
+          supports_3d=True)
 @checked(**_SG_RULES, clean_sample=boolean)
 def smoothgrad(ctx, n_samples=20, noise_level=0.1, clean_sample=False):
     """Mean gradient over noisy copies, noise sd = noise_level x (max - min) of each input (Smilkov et al. 2017).
@@ -116,7 +114,7 @@ def smoothgrad(ctx, n_samples=20, noise_level=0.1, clean_sample=False):
     return _noise_moments(ctx, n_samples, noise_level, clean_sample)[0]
 
 
-@register("smoothgrad_sq", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,
+@register("smoothgrad_sq", family="sampling", library="captum", cost=lambda p: p["n_samples"],
           signed=False, supports_3d=True)
 @checked(**_SG_RULES)
 def smoothgrad_sq(ctx, n_samples=20, noise_level=0.1):
@@ -124,7 +122,7 @@ def smoothgrad_sq(ctx, n_samples=20, noise_level=0.1):
     return _noise_moments(ctx, n_samples, noise_level)[1]
 
 
-@register("vargrad", family="sampling", library="captum", cost=lambda p: p["n_samples"], defaults=_SG,
+@register("vargrad", family="sampling", library="captum", cost=lambda p: p["n_samples"],
           signed=False, supports_3d=True)
 @checked(**_SG_RULES)
 def vargrad(ctx, n_samples=20, noise_level=0.1):
@@ -140,8 +138,7 @@ def _baseline_set(ctx) -> torch.Tensor:
     return torch.cat([torch.zeros(shape, device=ctx.inputs.device, dtype=ctx.inputs.dtype), noise])
 
 
-@register("gradient_shap", family="sampling", library="captum", cost=lambda p: p["n_samples"], supports_3d=True,
-          defaults={"n_samples": 20, "stdevs": 0.0})
+@register("gradient_shap", family="sampling", library="captum", cost=lambda p: p["n_samples"], supports_3d=True)
 @checked(n_samples=_SAMPLES, stdevs=non_negative)
 def gradient_shap(ctx, n_samples=20, stdevs=0.0):
     """GradientSHAP (Lundberg & Lee 2017) over baselines {zeros, seeded noise}; samples run in memory-sized chunks."""
@@ -158,7 +155,7 @@ def gradient_shap(ctx, n_samples=20, stdevs=0.0):
 
 
 # --- DeepLIFT and modified-ReLU backprop (private copy with fresh ReLUs) ------------------------------
-@register("deeplift", family="gradient", library="captum", cost=2, private_copy=True, defaults={"baseline": 0.0},
+@register("deeplift", family="gradient", library="captum", cost=2, private_copy=True,
           supports_3d=True)
 @checked(baseline=real_number)
 def deeplift(ctx, baseline=0.0):
@@ -191,7 +188,7 @@ def _init_head(ctx, relevance_init: str):
 
 
 @register("guided_backprop", family="gradient", library="captum", cost=1, clean_forward=True, private_copy=True,
-          supports_3d=True, defaults={"relevance_init": "one_hot"})
+          supports_3d=True)
 def guided_backprop(ctx, relevance_init="one_hot"):
     """Guided backpropagation: only positive gradients through ReLUs (Springenberg et al. 2015).
 
@@ -201,7 +198,7 @@ def guided_backprop(ctx, relevance_init="one_hot"):
 
 
 @register("deconvnet", family="gradient", library="captum", cost=1, clean_forward=True, private_copy=True,
-          supports_3d=True, defaults={"relevance_init": "one_hot"})
+          supports_3d=True)
 def deconvnet(ctx, relevance_init="one_hot"):
     """DeconvNet: ReLU applied to the backward signal (Zeiler & Fergus 2014).
 
@@ -219,7 +216,7 @@ def guided_gradcam(ctx):
 
 
 @register("layer_deeplift", family="cam", library="captum", cost=2, needs_layer=True, private_copy=True,
-          defaults={"baseline": 0.0}, supports_3d=True)
+          supports_3d=True)
 @checked(baseline=real_number)
 def layer_deeplift(ctx, baseline=0.0):
     """DeepLIFT attribution of the layer's output, summed over channels and upsampled (Sümer et al. 2023)."""
@@ -229,8 +226,7 @@ def layer_deeplift(ctx, baseline=0.0):
 
 
 # --- perturbation ------------------------------------------------------------------------------------
-@register("occlusion", family="perturbation", library="captum", cost=_windows, supports_3d=True,
-          defaults={"window": 15, "stride": 8, "baseline": 0.0})
+@register("occlusion", family="perturbation", library="captum", cost=_windows, supports_3d=True)
 @checked(window=window_size, stride=positive_int, baseline=real_number, _all=stride_within_window)
 def occlusion(ctx, window=15, stride=8, baseline=0.0):
     """Drop in target score when a window x window patch (a window^3 cube for volumes) is set to the baseline
@@ -269,12 +265,11 @@ def _grid(shape: tuple[int, ...], n_segments: int) -> np.ndarray:
     return np.ravel_multi_index(np.meshgrid(*cells, indexing="ij"), [int(c.max()) + 1 for c in cells])
 
 
-_SP = {"n_segments": 50, "compactness": 10.0}
 _SP_RULES = {"n_segments": int_between(1, 100_000), "compactness": positive}
 
 
 @register("feature_ablation", family="perturbation", library="captum", cost=lambda p: p["n_segments"] / 3 + 1,
-          defaults={**_SP, "baseline": 0.0}, supports_3d=True)
+          supports_3d=True)
 @checked(**_SP_RULES, baseline=real_number)
 def feature_ablation(ctx, n_segments=50, compactness=10.0, baseline=0.0):
     """Drop in target score when one SLIC superpixel is set to the baseline."""
@@ -294,16 +289,14 @@ def _per_sample(ctx, explainer, n_samples, mask):
     return torch.cat(parts)
 
 
-@register("lime", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3,
-          defaults={**_SP, "n_samples": 100}, supports_3d=True)
+@register("lime", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3, supports_3d=True)
 @checked(**_SP_RULES, n_samples=_SAMPLES)
 def lime(ctx, n_segments=50, compactness=10.0, n_samples=100):
     """LIME on SLIC superpixels with captum's default Lasso surrogate (Ribeiro et al. 2016)."""
     return _per_sample(ctx, Lime(ctx.head), n_samples, superpixels(ctx.inputs, n_segments, compactness))
 
 
-@register("kernel_shap", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3,
-          defaults={**_SP, "n_samples": 100}, supports_3d=True)
+@register("kernel_shap", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3, supports_3d=True)
 @checked(**_SP_RULES, n_samples=_SAMPLES)
 def kernel_shap(ctx, n_segments=50, compactness=10.0, n_samples=100):
     """Kernel SHAP on SLIC superpixels (Lundberg & Lee 2017)."""

@@ -182,9 +182,9 @@ class DetectionOutputs(nn.Module):
 
     def cam_layer(self, sample: torch.Tensor) -> str:
         """Name of the last module of the detector's backbone (FPN included) with a spatial tensor output."""
-        from .engine import find_cam_layer
+        from ..models import cam_layer  # the kit's one rule for the CAM layer
 
-        return "detector.backbone." + find_cam_layer(self.detector.backbone, sample)
+        return "detector.backbone." + cam_layer(self.detector.backbone, sample)
 
 
 class BoxTarget:

@@ -49,11 +49,9 @@ def _attribute(ctx, composite, relevance_init: str = "logit") -> torch.Tensor:
 
 
 _LRP = {"family": "lrp", "library": "zennit", "cost": 2, "clean_forward": True, "supports_3d": True}
-_INIT = {"relevance_init": "logit"}
 
 
-@register("lrp", **_LRP, defaults={"rules": None, "composite": None, "bias": True, "stabilizer": 1e-6,
-                                   "stabilizer_kind": "sign", **_INIT})
+@register("lrp", **_LRP)
 def lrp(ctx, rules: Mapping | None = None, composite: Composite | None = None, bias: bool = True,
         stabilizer: float = 1e-6, stabilizer_kind: str = "sign", relevance_init: str = "logit"):
     """LRP with rules composed per layer (``rules={"first": "flat", "conv": ("alpha_beta", {...}), ...}``).
@@ -90,7 +88,7 @@ def lrp(ctx, rules: Mapping | None = None, composite: Composite | None = None, b
     return _attribute(ctx, built, relevance_init)
 
 
-@register("lrp_epsilon", **_LRP, defaults={"epsilon": 1e-6, "stabilizer": 1e-6, **_INIT})
+@register("lrp_epsilon", **_LRP)
 def lrp_epsilon(ctx, epsilon=1e-6, stabilizer=1e-6, relevance_init="logit"):
     """LRP-epsilon on every linear/conv layer (LRP-0 as epsilon -> 0); sums and pools use ``stabilizer``."""
     stab = stabilizer_fn(stabilizer, "sign")
@@ -98,7 +96,7 @@ def lrp_epsilon(ctx, epsilon=1e-6, stabilizer=1e-6, relevance_init="logit"):
     return _attribute(ctx, composite, relevance_init)
 
 
-@register("lrp_zplus", **_LRP, signed=False, defaults={"stabilizer": 1e-6, **_INIT})
+@register("lrp_zplus", **_LRP, signed=False)
 def lrp_zplus(ctx, stabilizer=1e-6, relevance_init="logit"):
     """zennit's LRP-z+ on every linear/conv layer (only positive contributions; positive bias in the denominator)."""
     stab = stabilizer_fn(stabilizer, "sign")
@@ -106,20 +104,19 @@ def lrp_zplus(ctx, stabilizer=1e-6, relevance_init="logit"):
     return _attribute(ctx, composite, relevance_init)
 
 
-@register("lrp_epsilon_plus", **_LRP, defaults={"epsilon": 1e-6, **_INIT})
+@register("lrp_epsilon_plus", **_LRP)
 def lrp_epsilon_plus(ctx, epsilon=1e-6, relevance_init="logit"):
     """zennit EpsilonPlus: z+ for convolutions, epsilon for dense layers."""
     return _attribute(ctx, EpsilonPlus(epsilon=float(epsilon)), relevance_init)
 
 
-@register("lrp_epsilon_plus_flat", **_LRP, defaults={"epsilon": 1e-6, **_INIT})
+@register("lrp_epsilon_plus_flat", **_LRP)
 def lrp_epsilon_plus_flat(ctx, epsilon=1e-6, relevance_init="logit"):
     """zennit EpsilonPlusFlat: flat rule on the first layer, z+ for convolutions, epsilon for dense layers."""
     return _attribute(ctx, EpsilonPlusFlat(epsilon=float(epsilon)), relevance_init)
 
 
-@register("lrp_epsilon_gamma_box", **_LRP,
-          defaults={"epsilon": 1e-6, "gamma": 0.25, "low": None, "high": None, **_INIT})
+@register("lrp_epsilon_gamma_box", **_LRP)
 def lrp_epsilon_gamma_box(ctx, epsilon=1e-6, gamma=0.25, low=None, high=None, relevance_init="logit"):
     """zennit EpsilonGammaBox: z-box first layer within [low, high] (default: the inputs' range), gamma, epsilon."""
     lo = float(ctx.inputs.min()) if low is None else float(low)
@@ -130,19 +127,19 @@ def lrp_epsilon_gamma_box(ctx, epsilon=1e-6, gamma=0.25, low=None, high=None, re
     return _attribute(ctx, composite, relevance_init)
 
 
-@register("lrp_epsilon_alpha2_beta1", **_LRP, defaults={"epsilon": 1e-6, **_INIT})
+@register("lrp_epsilon_alpha2_beta1", **_LRP)
 def lrp_epsilon_alpha2_beta1(ctx, epsilon=1e-6, relevance_init="logit"):
     """zennit EpsilonAlpha2Beta1: alpha=2, beta=1 for convolutions, epsilon for dense layers."""
     return _attribute(ctx, EpsilonAlpha2Beta1(epsilon=float(epsilon)), relevance_init)
 
 
-@register("lrp_epsilon_alpha2_beta1_flat", **_LRP, defaults={"epsilon": 1e-6, **_INIT})
+@register("lrp_epsilon_alpha2_beta1_flat", **_LRP)
 def lrp_epsilon_alpha2_beta1_flat(ctx, epsilon=1e-6, relevance_init="logit"):
     """zennit EpsilonAlpha2Beta1Flat: flat first layer, alpha2-beta1 convolutions, epsilon dense layers."""
     return _attribute(ctx, EpsilonAlpha2Beta1Flat(epsilon=float(epsilon)), relevance_init)
 
 
-@register("excitation_backprop", **{**_LRP, "signed": False}, defaults=_INIT)
+@register("excitation_backprop", **{**_LRP, "signed": False})
 def excitation_backprop(ctx, relevance_init="logit"):
     """Excitation backprop: z+ on every linear layer, sums and pools normalised (Zhang et al. 2016)."""
     return _attribute(ctx, ExcitationBackprop(), relevance_init)

@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "deeplift": {"method": "deeplift"},
         "guided_gradcam": {"method": "guided_gradcam"},
         "layer_deeplift": {"method": "layer_deeplift"},
-        "gradcam": {"method": "gradcam", "rectify": "abs", "normalise": "sum"},
+        "gradcam": {"method": "gradcam", "rectify": "abs", "normalize": "sum"},
         "occlusion": {"method": "occlusion", "window": 15, "stride": 8, "baseline": 0.0},
     },
     # A fast first look: two gradient maps, a short path integral, a CAM, one LRP composite and a control.

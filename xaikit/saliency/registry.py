@@ -5,12 +5,13 @@ parametrized over :data:`METHODS` cover it automatically (the zennit ``COMPOSITE
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 from ..errors import ExplanationError
 
-__all__ = ["MethodInfo", "METHODS", "register", "get_method"]
+__all__ = ["MethodInfo", "METHODS", "register", "get_method", "signature_defaults"]
 
 Cost = Union[float, Callable[[dict], float]]
 
@@ -45,7 +46,8 @@ class MethodInfo:
         The method runs on a private copy of the model with a fresh, non-in-place ReLU module per use
         (captum's DeepLift and modified-ReLU methods need that; see :mod:`xaikit.saliency.safety`).
     defaults : dict
-        Default parameters; ``explain(..., **params)`` overrides them.
+        Default parameters; ``explain(..., **params)`` overrides them. Read by :func:`register` from the
+        keyword defaults of ``fn``'s signature, the one place they are stated.
     """
 
     name: str
@@ -78,20 +80,42 @@ METHODS: dict[str, MethodInfo] = {}
 def register(name: str, **meta: Any) -> Callable[[Callable], Callable]:
     """Decorator adding a method function to :data:`METHODS` under ``name``.
 
+    The method's parameters and their defaults are the keyword defaults of the function (after ``ctx``),
+    read from its signature (through decorators that keep ``__wrapped__``): stated once, so a new keyword
+    option is registered by writing it. Every parameter needs a default (``explain`` fills the ones the user
+    does not pass); ``*args``/``**kwargs`` are refused (the registry must know each parameter's name).
+
     Examples
     --------
     >>> @register("my_gradient", family="gradient", library="captum")  # doctest: +SKIP
-    ... def my_gradient(ctx):
+    ... def my_gradient(ctx, abs: bool = False):
     ...     ...
+    >>> METHODS["my_gradient"].defaults  # doctest: +SKIP
+    {'abs': False}
     """
+    if "defaults" in meta:
+        raise ExplanationError(f"register({name!r}, defaults=...): the defaults are read from the function's "
+                               "signature; state them there as keyword defaults and drop defaults=.")
 
     def wrapped(fn: Callable) -> Callable:
         if name in METHODS:
             raise ExplanationError(f"saliency method {name!r} is registered twice; pick another name.")
-        METHODS[name] = MethodInfo(name=name, fn=fn, **meta)
+        METHODS[name] = MethodInfo(name=name, fn=fn, defaults=signature_defaults(fn, name), **meta)
         return fn
 
     return wrapped
+
+
+def signature_defaults(fn: Callable, name: str) -> dict[str, Any]:
+    """``{parameter: default}`` of a method function's parameters after the first (``ctx``)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    variadic = [p.name for p in params if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    missing = [p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if variadic or missing:
+        raise ExplanationError(f"saliency method {name!r}: every parameter after ctx needs a keyword default "
+                               f"(no default: {missing}; *args/**kwargs: {variadic}); the registry reads the "
+                               "method's options from its signature.")
+    return {p.name: p.default for p in params}
 
 
 def get_method(name: str) -> MethodInfo:

@@ -1,4 +1,7 @@
-"""One multiplicity family across everything tested: statsmodels ``multipletests`` in named columns."""
+"""One multiplicity family across everything tested: statsmodels ``multipletests`` in named columns.
+
+The adjustment itself (:func:`xaikit._multiplicity.adjust_pvalues`) lives in a leaf module shared with the dataset
+audit; this module is the tidy-table front of it."""
 from __future__ import annotations
 
 import warnings
@@ -6,16 +9,11 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
-
+from .._multiplicity import CORRECTIONS, adjust_pvalues
 from ..errors import StatsError
 from ._table import as_tuple, groups_of, require
 
 __all__ = ["CORRECTIONS", "correct"]
-
-#: Corrections offered (statsmodels names).
-CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "hommel", "fdr_by", "sidak", "holm-sidak", "none")
-
 
 def correct(tests: pd.DataFrame, method: str = "holm", alpha: float = 0.05,
             by: str | Sequence[str] | None = None) -> pd.DataFrame:
@@ -67,32 +65,11 @@ def correct(tests: pd.DataFrame, method: str = "holm", alpha: float = 0.05,
         rows = sub["_row"].to_numpy()
         rows = rows[~np.isnan(p[rows])]
         if rows.size:
-            p_adj[rows] = _adjust(p[rows], method, alpha)
+            p_adj[rows] = adjust_pvalues(p[rows], method, alpha)
             size[rows] = rows.size
     out["p_adj"] = p_adj
     out["significant"] = pd.array([None if np.isnan(q) else bool(q <= alpha) for q in p_adj], dtype="boolean")
     out["correction"], out["alpha"], out["family_size"] = method, alpha, size
-    return out
-
-
-def _adjust(p: np.ndarray, method: str, alpha: float) -> np.ndarray:
-    if method == "none":
-        return p
-    if method == "holm":
-        return _holm(p)
-    return multipletests(p, alpha=alpha, method=method)[1]
-
-
-def _holm(p: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjustment, identical to ``multipletests(p, method="holm")[1]`` (checked in tests).
-
-    Written out because statsmodels' holm branch calls ``gc.collect()`` on every call (~0.1 s in a busy
-    process), which dominates calibration runs over thousands of families.
-    """
-    order = np.argsort(p, kind="stable")
-    stepped = np.maximum.accumulate(p[order] * np.arange(len(p), 0, -1))
-    out = np.empty_like(p)
-    out[order] = np.minimum(stepped, 1.0)
     return out
 
 

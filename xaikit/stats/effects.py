@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from .._multiplicity import rank_biserial  # shared with the dataset audit (one implementation)
+
 __all__ = ["EFFECTS", "cohen_d", "hedges_g", "rank_biserial", "paired_rank_biserial", "cohen_dz", "kendall_w",
            "no_spread"]
 
@@ -46,13 +48,6 @@ def hedges_g(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     """Cohen's d times the small-sample correction J = 1 - 3 / (4 (n_a + n_b) - 9)."""
     n = np.asarray(a).shape[axis] + np.asarray(b).shape[axis]
     return cohen_d(a, b, axis) * (1 - 3 / (4 * n - 9))
-
-
-def rank_biserial(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    """2 U_a / (n_a n_b) - 1: +1 when every a exceeds every b, -1 the reverse."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    u = stats.mannwhitneyu(a, b, axis=axis, method="asymptotic").statistic
-    return 2 * u / (a.shape[axis] * b.shape[axis]) - 1
 
 
 def paired_rank_biserial(d: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ArgumentError, DatasetError
+from .._modes import eval_mode
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -106,17 +107,6 @@ def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManag
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block and restore its previous mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def infer(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False):

@@ -1,17 +1,15 @@
-"""Private set-up of :func:`xaikit.train.fit`: argument checks, data checks, loss weights, sampler,
-optimiser, schedule, callbacks and the deterministic-mode context."""
+"""Private set-up of :func:`xaikit.train.fit`: argument checks, data checks, optimiser, schedule, callbacks.
+
+Loss weights and the balanced sampler are :func:`xaikit.data.class_weights` and :func:`xaikit.data.weighted_sampler`
+(one implementation, upstream); the deterministic-mode context is :func:`xaikit.train._modes.determinism`."""
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.utils.class_weight import compute_class_weight
-from torch.utils.data import WeightedRandomSampler
 
 from ..errors import ArgumentError, DatasetError, PreprocessMismatchError, TrainingError
 from ._data import check_labels, dataset_labels
@@ -86,22 +84,6 @@ def check_data(train, val, classes, monitor) -> tuple[np.ndarray, np.ndarray]:
     return y_train, y_val
 
 
-def class_weights(class_weight, y, k, device) -> torch.Tensor | None:
-    if class_weight is None:
-        return None
-    w = compute_class_weight("balanced", classes=np.arange(k), y=y)
-    return torch.as_tensor(w, dtype=torch.float32, device=device)
-
-
-def balanced_sampler(sampler, y, generator, k) -> WeightedRandomSampler | None:
-    if sampler is None:
-        return None
-    counts = np.bincount(y, minlength=k).astype(float)
-    weights = 1.0 / counts[y]
-    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(y),
-                                 replacement=True, generator=generator)
-
-
 def make_optimizer(name, model, lr, weight_decay) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -137,28 +119,5 @@ def as_callbacks(callbacks) -> list:
 
 
 @dataclass
-
-
 class _EpochHook:
     on_epoch_end: Callable[[dict], Any]
-
-
-@contextlib.contextmanager
-
-
-def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic algorithms for the block; the global settings are put back afterwards."""
-    if not enabled:
-        yield
-        return
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    if device.type == "cuda":  # cuBLAS needs this to be deterministic (PyTorch reproducibility notes)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]

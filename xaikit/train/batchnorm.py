@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ArgumentError
+from .._modes import train_mode
 
 __all__ = ["recalibrate_batchnorm"]
 
@@ -42,16 +43,14 @@ def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, *, batch_size: int
     if len(dataset) == 0:
         raise ArgumentError("recalibrate_batchnorm needs a non-empty dataset (the training split).")
     momenta = [m.momentum for m in norms]
-    was_training = model.training
     try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average: the plain mean over all batches
-        model.train()
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            model(batch["image"].to(device))
+        with train_mode(model):
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative moving average: the plain mean over all batches
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                model(batch["image"].to(device))
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
-        model.train(was_training)
     return len(norms)

@@ -21,7 +21,9 @@ from torch import nn
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
 from ..errors import ArgumentError
-from .metrics import bootstrap_ci, patient_bootstrap
+from .._resampling import patient_bootstrap, percentile_ci
+from .._util import renamed_keyword
+from .._modes import eval_mode, train_mode
 
 __all__ = ["fit_boxes", "predict_boxes", "box_scores", "mean_average_precision"]
 
@@ -29,7 +31,7 @@ __all__ = ["fit_boxes", "predict_boxes", "box_scores", "mean_average_precision"]
 def fit_boxes(model: nn.Module, images: torch.Tensor, boxes: torch.Tensor, *, epochs: int = 30, batch_size: int = 16,
               lr: float = 3e-3, seed: int = 0) -> pd.DataFrame:
     """Train ``model`` (outputs ``N x 4``) to regress ``boxes`` (``N x 4``, image-size units) with smooth L1 +
-    generalized IoU loss (Rezatofighi et al. 2019), AdamW and a one-cycle schedule. Returns ``epoch, loss``."""
+    generalized IoU loss (Rezatofighi et al. 2019), AdamW and a one-cycle schedule. Returns ``epoch, loss``; the model's train/eval modes are restored."""
     if images.ndim != 4 or boxes.shape != (len(images), 4):
         raise ArgumentError(f"images must be N x C x H x W and boxes N x 4; got {tuple(images.shape)} and "
                             f"{tuple(boxes.shape)}.")
@@ -37,19 +39,18 @@ def fit_boxes(model: nn.Module, images: torch.Tensor, boxes: torch.Tensor, *, ep
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * -(-len(images) // batch_size))
     rows = []
-    model.train()
-    for epoch in range(epochs):
-        order, total = torch.randperm(len(images), generator=gen), 0.0
-        for start in range(0, len(images), batch_size):
-            idx = order[start : start + batch_size]
-            loss = _box_loss(model(images[idx]), boxes[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        rows.append({"epoch": epoch + 1, "loss": total / len(images)})
-    model.eval()
+    with train_mode(model):
+        for epoch in range(epochs):
+            order, total = torch.randperm(len(images), generator=gen), 0.0
+            for start in range(0, len(images), batch_size):
+                idx = order[start : start + batch_size]
+                loss = _box_loss(model(images[idx]), boxes[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+            rows.append({"epoch": epoch + 1, "loss": total / len(images)})
     return pd.DataFrame(rows)
 
 
@@ -60,13 +61,8 @@ def _box_loss(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
 def predict_boxes(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """``N x 4`` boxes (image-size units, corners ordered) from ``model`` in eval mode; its mode is restored."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        out = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     return torch.cat([torch.minimum(out[:, :2], out[:, 2:]), torch.maximum(out[:, :2], out[:, 2:])], 1)
 
 
@@ -85,12 +81,14 @@ def mean_average_precision(pred: torch.Tensor, truth: torch.Tensor, scores: torc
 
 def box_scores(pred: torch.Tensor, truth: torch.Tensor, *, scores: torch.Tensor | None = None,
                patient_ids: Sequence | None = None, image_ids: Sequence | None = None, n_boot: int = 1000,
-               level: float = 0.95, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+               ci: float = 0.95, seed: int = 0, level: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """IoU per image, and mean IoU, hit rate (IoU >= 0.5) and mAP@0.5 with patient-bootstrap percentile CIs.
 
     Returns ``per_image`` (``image_id, iou, hit``) and ``summary`` (``metric, value, ci_low, ci_high, n_images``).
     The mAP interval comes from fewer resamples (``min(n_boot, 200)``: each runs the COCO evaluation).
+    ``ci`` is the intervals' confidence level (``level=`` is its former spelling, deprecated).
     """
+    ci = renamed_keyword("box_scores", "level", level, "ci", ci, 0.95)
     pred, truth = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(truth, dtype=torch.float64)
     if pred.shape != truth.shape or pred.ndim != 2 or pred.shape[1] != 4:
         raise ArgumentError(f"pred and truth must both be N x 4 boxes; got {tuple(pred.shape)} and {tuple(truth.shape)}.")
@@ -100,10 +98,10 @@ def box_scores(pred: torch.Tensor, truth: torch.Tensor, *, scores: torch.Tensor 
     iou = box_iou(pred, truth).diagonal().numpy()
     per_image = pd.DataFrame({"image_id": image_ids, "iou": iou, "hit": iou >= 0.5})
     weights = list(patient_bootstrap(patient_ids, n_boot, seed))
-    rows = [_row("iou", iou, weights, level), _row("hit_rate_50", iou >= 0.5, weights, level)]
+    rows = [_row("iou", iou, weights, ci), _row("hit_rate_50", iou >= 0.5, weights, ci)]
     sc = torch.ones(n) if scores is None else torch.as_tensor(scores, dtype=torch.float32)
     reps = [mean_average_precision(pred[_draw(w)], truth[_draw(w)], sc[_draw(w)]) for w in weights[:200]]
-    lo, hi = bootstrap_ci(np.asarray(reps), level) if reps else (np.nan, np.nan)
+    lo, hi = percentile_ci(np.asarray(reps), ci) if reps else (np.nan, np.nan)
     rows.append({"metric": "map_50", "value": mean_average_precision(pred, truth, sc), "ci_low": lo, "ci_high": hi,
                  "n_images": n})
     return per_image, pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high", "n_images"])
@@ -114,8 +112,8 @@ def _draw(w: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(w)), w.astype(int))
 
 
-def _row(name: str, values: np.ndarray, weights: list[np.ndarray], level: float) -> dict:
+def _row(name: str, values: np.ndarray, weights: list[np.ndarray], ci: float) -> dict:
     values = np.asarray(values, float)
     reps = [np.average(values, weights=w) for w in weights if w.sum() > 0]
-    lo, hi = bootstrap_ci(np.asarray(reps), level) if reps else (np.nan, np.nan)
+    lo, hi = percentile_ci(np.asarray(reps), ci) if reps else (np.nan, np.nan)
     return {"metric": name, "value": float(values.mean()), "ci_low": lo, "ci_high": hi, "n_images": len(values)}

@@ -19,6 +19,7 @@ from sklearn import metrics as skm
 from torch import nn
 from torch.utils.data import Dataset
 
+from .._util import renamed_keyword
 from ..errors import ArgumentError
 from . import metrics as M
 from ._data import (check_labels, collate_eval, dataset_labels, infer, make_loader, resolve_classes,
@@ -99,12 +100,13 @@ def evaluate(
     threshold: float | str | None = None,
     target_sensitivity: float | None = None,
     n_boot: int = 1000,
-    level: float = 0.95,
+    ci: float = 0.95,
     n_bins: int = 10,
     seed: int = 0,
     num_workers: int = 0,
     amp: bool = False,
     preprocess: Any = None,
+    level: float | None = None,
 ) -> Evaluation:
     """Predict ``dataset`` with ``model`` and measure it.
 
@@ -126,15 +128,18 @@ def evaluate(
         Binary only: also report the threshold reaching this sensitivity (in ``thresholds``).
     n_boot : int
         Bootstrap resamples of patients for the confidence intervals and curve bands (0: no intervals).
-    level : float
-        Confidence level of the intervals.
+    ci : float
+        Confidence level of the intervals (the keyword of :mod:`xaikit.stats` too).
     n_bins : int
         Bins of the reliability curve and ECE.
+    level : float, optional
+        Former spelling of ``ci`` (deprecated: FutureWarning).
 
     Returns
     -------
     Evaluation
     """
+    ci = renamed_keyword("evaluate", "level", level, "ci", ci, 0.95)
     device = resolve_device(device)
     if preprocess is None:
         preprocess = getattr(dataset, "preprocess", None)
@@ -159,7 +164,7 @@ def evaluate(
         raise ArgumentError(f"the model returns {prob.shape[1]} logits but {len(classes)} classes were given")
     return evaluate_predictions(labels.numpy(), prob, classes=classes, image_ids=ids, patient_ids=patients,
                                 threshold=threshold, target_sensitivity=target_sensitivity, n_boot=n_boot,
-                                level=level, n_bins=n_bins, seed=seed)
+                                ci=ci, n_bins=n_bins, seed=seed)
 
 
 def evaluate_predictions(
@@ -172,11 +177,13 @@ def evaluate_predictions(
     threshold: float | str | None = None,
     target_sensitivity: float | None = None,
     n_boot: int = 1000,
-    level: float = 0.95,
+    ci: float = 0.95,
     n_bins: int = 10,
     seed: int = 0,
+    level: float | None = None,
 ) -> Evaluation:
     """:func:`evaluate` from already computed class probabilities ``prob`` (``N x K``, rows summing to 1)."""
+    ci = renamed_keyword("evaluate_predictions", "level", level, "ci", ci, 0.95)
     y, prob, classes = np.asarray(labels, np.int64), np.asarray(prob, float), list(classes)
     n, k = prob.shape
     check_labels(y, classes, "labels", need_two=False)
@@ -189,8 +196,8 @@ def evaluate_predictions(
         warnings.simplefilter("ignore", RuntimeWarning)
         reps, roc_reps, pr_reps = M.bootstrap_replicates(y, prob, pred, M.patient_bootstrap(patient_ids, n_boot,
                                                                                             seed))
-    table = _metrics_table(y, prob, pred, reps, level)
-    roc, pr = _curves(y, prob, classes, roc_reps, pr_reps, level)
+    table = _metrics_table(y, prob, pred, reps, ci)
+    roc, pr = _curves(y, prob, classes, roc_reps, pr_reps, ci)
     thresholds = _thresholds(y, prob, target_sensitivity) if k == 2 else pd.DataFrame()
     return Evaluation(
         classes=classes,
@@ -200,7 +207,7 @@ def evaluate_predictions(
         report=_report(y, pred, classes),
         calibration=M.reliability_table(y, prob, n_bins),
         roc=roc, pr=pr, thresholds=thresholds, threshold=threshold,
-        params={"n_boot": n_boot, "level": level, "n_bins": n_bins, "seed": seed,
+        params={"n_boot": n_boot, "ci": ci, "n_bins": n_bins, "seed": seed,
                 "n_images": n, "n_patients": len(set(patient_ids))},
     )
 
@@ -217,23 +224,23 @@ def _resolve_threshold(threshold, y, prob, k) -> float | None:
     return float(threshold)
 
 
-def _metrics_table(y, prob, pred, reps, level) -> pd.DataFrame:
+def _metrics_table(y, prob, pred, reps, ci) -> pd.DataFrame:
     rows = []
     for name, value in M.classification_scores(y, prob, pred).items():
-        lo, hi = M.bootstrap_ci(reps[name], level) if name in reps else (np.nan, np.nan)
+        lo, hi = M.percentile_ci(reps[name], ci) if name in reps else (np.nan, np.nan)
         rows.append({"metric": name, "value": value, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high"])
 
 
-def _curves(y, prob, classes, roc_reps, pr_reps, level) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _curves(y, prob, classes, roc_reps, pr_reps, ci) -> tuple[pd.DataFrame, pd.DataFrame]:
     roc, pr = [], []
     for c in [1] if len(classes) == 2 else range(len(classes)):
         y_c = (y == c).astype(np.int64)
         if np.unique(y_c).size < 2:
             continue  # a class absent from the data has no curve
         tpr, precision = M.curve_point(y_c, prob[:, c])
-        tpr_lo, tpr_hi = M.band(roc_reps.get(c), level)
-        p_lo, p_hi = M.band(pr_reps.get(c), level)
+        tpr_lo, tpr_hi = M.band(roc_reps.get(c), ci)
+        p_lo, p_hi = M.band(pr_reps.get(c), ci)
         roc.append(pd.DataFrame({"class": classes[c], "fpr": M.CURVE_GRID, "tpr": tpr, "tpr_low": tpr_lo,
                                  "tpr_high": tpr_hi}))
         pr.append(pd.DataFrame({"class": classes[c], "recall": M.CURVE_GRID, "precision": precision,

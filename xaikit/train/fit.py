@@ -23,12 +23,14 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..data.splits import class_weights, weighted_sampler
 from ..errors import ArgumentError, TrainingError
 from . import metrics as M
 from ._data import autocast, infer, make_loader, resolve_classes, resolve_device
-from ._setup import (MONITORS, OPTIMIZERS, SCHEDULERS, VAL_METRICS, as_callbacks, balanced_sampler,
-                     check_args, check_data, class_weights, common_preprocess, determinism,
-                     early_stopping_rule, make_optimizer, make_scheduler)
+from .._modes import determinism, train_mode
+from ._settings import EpochTools, FitSettings, Hardware, Optimisation, Output, Sampling, Selection
+from ._setup import (MONITORS, OPTIMIZERS, SCHEDULERS, VAL_METRICS, as_callbacks, check_args, check_data,
+                     common_preprocess, early_stopping_rule, make_optimizer, make_scheduler)
 
 __all__ = ["FitResult", "fit", "OPTIMIZERS", "SCHEDULERS", "MONITORS"]
 
@@ -136,7 +138,8 @@ def fit(
     seed : int
         Seeds torch's global RNG (dropout), the shuffling order and data workers.
     deterministic : bool
-        Use deterministic algorithms (warn where none exists) while training; global settings are restored.
+        Use deterministic algorithms (warn where none exists) while training; torch's global switches and (on
+        CUDA) ``CUBLAS_WORKSPACE_CONFIG`` are restored afterwards.
     device : "auto", "cpu", "cuda", "mps" or torch.device
         ``"auto"`` picks CUDA, then MPS, then CPU.
     amp : bool, optional
@@ -184,17 +187,22 @@ def fit(
                             "is recorded in the checkpoint); build it that way or save it yourself after fit")
     preprocess = common_preprocess(model, train, val, preprocess)
     device = resolve_device(device)
-    amp = device.type == "cuda" if amp is None else bool(amp)
-    params = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                  scheduler=scheduler, class_weight=class_weight, sampler=sampler, seed=seed, amp=amp,
-                  n_train=len(y_train), n_val=len(y_val))
-    run = _Run(model, classes, device, amp, monitor, checkpoint_path, preprocess, params)
+    settings = FitSettings(
+        optimisation=Optimisation(optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+                                  epochs=epochs),
+        sampling=Sampling(batch_size=batch_size, class_weight=class_weight, sampler=sampler, seed=seed,
+                          num_workers=num_workers),
+        selection=Selection(monitor=monitor, stop_metric=stop_metric, patience=patience),
+        hardware=Hardware(device=device, amp=device.type == "cuda" if amp is None else bool(amp),
+                          deterministic=deterministic),
+        output=Output(checkpoint_path=checkpoint_path, preprocess=preprocess, progress=progress),
+    )
+    params = settings.params(n_train=len(y_train), n_val=len(y_val))
+    run = _Run(model, classes, settings, params)
     tracker = _tracker(tracking, tracking_uri, experiment, params)
     callbacks = [*callbacks, tracker] if tracker is not None else callbacks
     try:
-        result = _train(model, run, train, val, deterministic, device, seed, batch_size, num_workers, sampler, y_train,
-                        classes, class_weight, optimizer, lr, weight_decay, scheduler, epochs, monitor, stop_metric,
-                        patience, callbacks, progress)
+        result = _train(run, train, val, y_train, callbacks)
     except BaseException:
         if tracker is not None:
             tracker.close("FAILED")
@@ -217,26 +225,22 @@ def _tracker(tracking, tracking_uri, experiment, params):
     return tracker
 
 
-def _train(model, run, train, val, deterministic, device, seed, batch_size, num_workers, sampler, y_train, classes,
-           class_weight, optimizer, lr, weight_decay, scheduler, epochs, monitor, stop_metric, patience, callbacks,
-           progress) -> FitResult:
-    was_training = model.training
-    with determinism(deterministic, device):
-        try:
-            torch.manual_seed(seed)
-            generator = torch.Generator().manual_seed(seed)
-            model.to(device)
-            loader = make_loader(train, batch_size, shuffle=True, num_workers=num_workers, device=device,
-                                 sampler=balanced_sampler(sampler, y_train, generator, len(classes)),
-                                 generator=generator)
-            val_loader = make_loader(val, batch_size, num_workers=num_workers, device=device)
-            criterion = nn.CrossEntropyLoss(weight=class_weights(class_weight, y_train, len(classes), device))
-            opt = make_optimizer(optimizer, model, lr, weight_decay)
-            sched = make_scheduler(scheduler, opt, lr, epochs, len(loader), monitor)
-            run.loop(loader, val_loader, criterion, opt, sched, epochs, stop_metric, patience,
-                     as_callbacks(callbacks), progress)
-        finally:
-            model.train(was_training)
+def _train(run: _Run, train: Dataset, val: Dataset, y_train, callbacks) -> FitResult:
+    """Loaders, loss, optimiser and schedule of the run, then its epoch loop; global switches and every
+    module's train/eval mode are restored afterwards."""
+    model, hw, sampling, opt_s = run.model, run.settings.hardware, run.settings.sampling, run.settings.optimisation
+    with determinism(hw.deterministic, hw.device), train_mode(model):
+        torch.manual_seed(sampling.seed)
+        generator = torch.Generator().manual_seed(sampling.seed)
+        model.to(hw.device)
+        sampler = weighted_sampler(y_train, seed=sampling.seed) if sampling.sampler else None
+        loader = make_loader(train, sampling.batch_size, shuffle=True, num_workers=sampling.num_workers,
+                             device=hw.device, sampler=sampler, generator=generator)
+        val_loader = make_loader(val, sampling.batch_size, num_workers=sampling.num_workers, device=hw.device)
+        weight = class_weights(y_train, len(run.classes)).to(hw.device) if sampling.class_weight else None
+        opt = make_optimizer(opt_s.optimizer, model, opt_s.lr, opt_s.weight_decay)
+        sched = make_scheduler(opt_s.scheduler, opt, opt_s.lr, opt_s.epochs, len(loader), run.monitor)
+        run.loop(loader, val_loader, nn.CrossEntropyLoss(weight=weight), opt, sched, as_callbacks(callbacks))
     return run.result()
 
 
@@ -246,27 +250,32 @@ def _train(model, run, train, val, deterministic, device, seed, batch_size, num_
 class _Run:
     """State of one training run: history, best weights, the epoch loop."""
 
-    def __init__(self, model, classes, device, amp, monitor, checkpoint_path, preprocess, params):
-        self.model, self.classes, self.device, self.amp = model, classes, device, amp
-        self.monitor, self.checkpoint_path, self.preprocess, self.params = monitor, checkpoint_path, preprocess, params
+    def __init__(self, model: nn.Module, classes: Sequence[str], settings: FitSettings, params: dict):
+        self.model, self.classes, self.settings, self.params = model, classes, settings, params
+        self.device, self.amp = settings.hardware.device, settings.hardware.amp
+        self.monitor = settings.selection.monitor
+        self.checkpoint_path, self.preprocess = settings.output.checkpoint_path, settings.output.preprocess
         self.rows: list[dict] = []
         self.best_epoch, self.best_value, self.best_val_loss = 0, math.nan, math.inf
         self.best_state = _copy_state(model)  # the weights before training, restored if epoch 1 fails
         self.stopped_early = False
         self.start = time.perf_counter()
 
-    def loop(self, loader, val_loader, criterion, opt, sched, epochs, stop_metric, patience, callbacks, progress):
-        scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+    def loop(self, loader, val_loader, criterion, opt, sched, callbacks):
+        epochs = self.settings.optimisation.epochs
+        stop_metric, patience = self.settings.selection.stop_metric, self.settings.selection.patience
         batch_sched = sched if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) else None
-        on_batch = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
+        tools = EpochTools(criterion=criterion, optimizer=opt, scaler=torch.amp.GradScaler("cuda", enabled=self.amp),
+                           batch_scheduler=batch_sched,
+                           on_batch=tuple(cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")))
         on_epoch = [cb.on_epoch_end for cb in callbacks if hasattr(cb, "on_epoch_end")]
         since_best, best_stop = 0, math.nan
-        with tqdm(total=epochs * len(loader), desc="fit", unit="batch", disable=not progress) as bar:
+        with tqdm(total=epochs * len(loader), desc="fit", unit="batch",
+                  disable=not self.settings.output.progress) as bar:
             for epoch in range(1, epochs + 1):
                 tic = time.perf_counter()
                 lr = opt.param_groups[0]["lr"]
-                losses, sizes = _train_epoch(self.model, loader, criterion, opt, scaler, batch_sched, self.device,
-                                             self.amp, on_batch, epoch, bar)
+                losses, sizes = _train_epoch(self.model, loader, tools, self.settings.hardware, epoch, bar)
                 train_loss = self._check_finite(losses, sizes, epoch)
                 row = {"epoch": epoch, "train_loss": train_loss, "train_lr": lr,
                        "train_seconds": time.perf_counter() - tic}
@@ -355,32 +364,41 @@ class _Run:
                          time.perf_counter() - self.start, dict(self.params))
 
 
-def _train_epoch(model, loader, criterion, opt, scaler, batch_sched, device, amp, on_batch, epoch, bar):
+def _train_epoch(model: nn.Module, loader, tools: EpochTools, hw: Hardware, epoch: int, bar
+                 ) -> tuple[list[torch.Tensor], list[int]]:
     """One pass over ``loader``: the hot loop, kept free of host-device synchronisation."""
     model.train()
     losses, sizes = [], []
     for batch, (images, labels) in enumerate(loader, start=1):
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        if amp:
-            with autocast(device, amp):
-                loss = criterion(model(images), labels)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss = criterion(model(images), labels)
-            loss.backward()
-            opt.step()
-        if batch_sched is not None:
-            batch_sched.step()
-        losses.append(loss.detach())
+        images = images.to(hw.device, non_blocking=True)
+        labels = labels.to(hw.device, non_blocking=True)
+        loss = _step(model, images, labels, tools, hw)
+        if tools.batch_scheduler is not None:
+            tools.batch_scheduler.step()
+        losses.append(loss)
         sizes.append(labels.shape[0])
-        for hook in on_batch:
-            hook(epoch, batch, loss.detach())
+        for hook in tools.on_batch:
+            hook(epoch, batch, loss)
         bar.update(1)
     return losses, sizes
+
+
+def _step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tools: EpochTools, hw: Hardware
+          ) -> torch.Tensor:
+    """One optimiser step (with gradient scaling under mixed precision); returns the detached loss."""
+    opt = tools.optimizer
+    opt.zero_grad(set_to_none=True)
+    if hw.amp:
+        with autocast(hw.device, hw.amp):
+            loss = tools.criterion(model(images), labels)
+        tools.scaler.scale(loss).backward()
+        tools.scaler.step(opt)
+        tools.scaler.update()
+    else:
+        loss = tools.criterion(model(images), labels)
+        loss.backward()
+        opt.step()
+    return loss.detach()
 
 
 def _mode(metric: str) -> str:

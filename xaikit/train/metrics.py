@@ -20,6 +20,7 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 from sklearn.preprocessing import label_binarize
 
+from .._resampling import patient_bootstrap, percentile_ci
 from ..errors import ArgumentError
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
     "reliability_table",
     "choose_threshold",
     "patient_bootstrap",
-    "bootstrap_ci",
+    "percentile_ci",
     "bootstrap_replicates",
     "replicate_scores",
     "curve_point",
@@ -164,28 +165,6 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, *, method: str = "youden"
     return {"threshold": threshold, "sensitivity": float(tpr[i]), "specificity": float(1 - fpr[i])}
 
 
-def patient_bootstrap(patient_ids: Sequence, n_boot: int, seed: int = 0) -> Iterator[np.ndarray]:
-    """Yield ``n_boot`` per-image weight vectors, each one resample of patients with replacement.
-
-    The weight of an image is the number of times its patient was drawn (0 when left out), so metrics with
-    ``sample_weight`` equal the metrics of the concatenated resample.
-    """
-    codes, uniques = pd.factorize(pd.Series(list(patient_ids), dtype=object))
-    rng = np.random.default_rng(seed)
-    n = len(uniques)
-    for _ in range(n_boot):
-        yield rng.multinomial(n, np.full(n, 1.0 / n))[codes].astype(float)
-
-
-def bootstrap_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap replicates, ignoring NaN (resamples where the metric is undefined)."""
-    values = np.asarray(values, float)
-    if np.isnan(values).all():
-        return np.nan, np.nan
-    lo, hi = np.nanpercentile(values, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
-
-
 def bootstrap_replicates(y: np.ndarray, prob: np.ndarray, pred: np.ndarray, weights: Sequence[np.ndarray]
                          ) -> tuple[dict[str, np.ndarray], dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Metrics and curves of every bootstrap resample (one weight vector each, see :func:`patient_bootstrap`).
@@ -268,13 +247,13 @@ def curve_point(y_bin: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.interp(CURVE_GRID, fpr, tpr), np.interp(CURVE_GRID, rec[::-1], prec[::-1])
 
 
-def band(replicates: np.ndarray | None, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def band(replicates: np.ndarray | None, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise percentile band of bootstrap curves (NaN where every replicate is undefined)."""
     if replicates is None or np.isnan(replicates).all():
         return np.full(CURVE_GRID.size, np.nan), np.full(CURVE_GRID.size, np.nan)
     with warnings.catch_warnings():  # grid points where every replicate is NaN give NaN bounds, as intended
         warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanpercentile(replicates, [50 * (1 - level), 50 * (1 + level)], axis=0)
+        lo, hi = np.nanpercentile(replicates, [50 * (1 - ci), 50 * (1 + ci)], axis=0)
     return lo, hi
 
 

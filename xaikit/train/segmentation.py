@@ -19,7 +19,9 @@ from scipy import ndimage
 from torch import nn
 
 from ..errors import ArgumentError
-from .metrics import bootstrap_ci, patient_bootstrap
+from .._resampling import patient_bootstrap, percentile_ci
+from .._util import renamed_keyword
+from .._modes import eval_mode, train_mode
 
 __all__ = ["fit_segmentation", "predict_labelmaps", "dice_iou", "hd95", "segmentation_scores", "SEG_METRICS"]
 
@@ -44,7 +46,7 @@ def fit_segmentation(model: nn.Module, images: torch.Tensor, labelmaps: torch.Te
     Returns
     -------
     pandas.DataFrame
-        ``epoch, loss`` (mean training loss per epoch).
+        ``epoch, loss`` (mean training loss per epoch). The model's train/eval modes are restored afterwards.
     """
     images, labelmaps = _check_pairs(images, labelmaps)
     gen = torch.Generator().manual_seed(seed)
@@ -52,19 +54,18 @@ def fit_segmentation(model: nn.Module, images: torch.Tensor, labelmaps: torch.Te
     steps = epochs * -(-len(images) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     rows = []
-    model.train()
-    for epoch in range(epochs):
-        order, total = torch.randperm(len(images), generator=gen), 0.0
-        for start in range(0, len(images), batch_size):
-            idx = order[start : start + batch_size]
-            loss = _loss(model(images[idx]), labelmaps[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        rows.append({"epoch": epoch + 1, "loss": total / len(images)})
-    model.eval()
+    with train_mode(model):
+        for epoch in range(epochs):
+            order, total = torch.randperm(len(images), generator=gen), 0.0
+            for start in range(0, len(images), batch_size):
+                idx = order[start : start + batch_size]
+                loss = _loss(model(images[idx]), labelmaps[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+            rows.append({"epoch": epoch + 1, "loss": total / len(images)})
     return pd.DataFrame(rows)
 
 
@@ -87,13 +88,8 @@ def _check_pairs(images: torch.Tensor, labelmaps: torch.Tensor) -> tuple[torch.T
 
 def predict_labelmaps(model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """Arg-max label map ``N x H x W`` of ``model`` (eval mode, no gradients; the model's mode is restored)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        return torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
 
 
 def dice_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -129,8 +125,9 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 
 def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor, classes: Sequence[str],
                         *, patient_ids: Sequence | None = None, image_ids: Sequence | None = None,
-                        spacing: Sequence[float] | None = None, n_boot: int = 1000, level: float = 0.95,
-                        seed: int = 0, skip_background: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        spacing: Sequence[float] | None = None, n_boot: int = 1000, ci: float = 0.95,
+                        seed: int = 0, skip_background: bool = True, level: float | None = None
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Dice, IoU and HD95 per image and class, and their means with patient-bootstrap percentile CIs.
 
     Parameters
@@ -145,10 +142,12 @@ def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | tor
         Kept in the per-image table.
     spacing : sequence of float, optional
         Pixel size for HD95 (default 1: pixels).
-    n_boot, level, seed
-        Bootstrap resamples, interval level, seed. ``n_boot=0`` gives no intervals (NaN).
+    n_boot, ci, seed
+        Bootstrap resamples, confidence level of the intervals, seed. ``n_boot=0`` gives no intervals (NaN).
     skip_background : bool
         Leave class 0 out.
+    level : float, optional
+        Former spelling of ``ci`` (deprecated: FutureWarning).
 
     Returns
     -------
@@ -157,6 +156,7 @@ def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | tor
     summary : pandas.DataFrame
         ``class, metric, value, ci_low, ci_high, n_images`` (mean over images where the metric is defined).
     """
+    ci = renamed_keyword("segmentation_scores", "level", level, "ci", ci, 0.95)
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.shape != truth.shape or pred.ndim < 3:
         raise ArgumentError(f"pred and truth must be label maps of the same shape N x H x W; got {pred.shape} and "
@@ -171,15 +171,15 @@ def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | tor
             for i in range(n) for k, name in enumerate(classes) if k > 0 or not skip_background]
     per_image = pd.DataFrame(rows, columns=["image_id", "class", *SEG_METRICS])
     weights = list(patient_bootstrap(patient_ids, n_boot, seed))
-    summary = [_summarise(per_image[per_image["class"] == name], name, metric, weights, level)
+    summary = [_summarise(per_image[per_image["class"] == name], name, metric, weights, ci)
                for name in per_image["class"].unique() for metric in SEG_METRICS]
     return per_image, pd.DataFrame(summary, columns=["class", "metric", "value", "ci_low", "ci_high", "n_images"])
 
 
-def _summarise(table: pd.DataFrame, name: str, metric: str, weights: list[np.ndarray], level: float) -> dict:
+def _summarise(table: pd.DataFrame, name: str, metric: str, weights: list[np.ndarray], ci: float) -> dict:
     values = table[metric].to_numpy(float)
     ok = ~np.isnan(values)
     reps = [np.average(values[ok], weights=w[ok]) for w in weights if w[ok].sum() > 0]
-    lo, hi = bootstrap_ci(np.asarray(reps), level) if reps else (np.nan, np.nan)
+    lo, hi = percentile_ci(np.asarray(reps), ci) if reps else (np.nan, np.nan)
     return {"class": name, "metric": metric, "value": float(values[ok].mean()) if ok.any() else np.nan,
             "ci_low": lo, "ci_high": hi, "n_images": int(ok.sum())}

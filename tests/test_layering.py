@@ -1,0 +1,122 @@
+"""Imports follow the data flow of DESIGN.md: a part of xaikit imports only parts upstream of it.
+
+    io -> data -> models/train -> saliency -> regions -> stats -> evaluation
+
+with the small leaf modules (errors, _util and the shared numerics) importable from anywhere, and viz, widgets,
+report, demo and the front doors (CLI, service, cluster) beside the flow: they may import any part, no part of
+the flow imports them. Function-local (lazy) imports count: they are dependencies too. Every exception is listed
+in ALLOWED with its reason; an exception that no longer occurs fails the test too, so the list stays honest.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "xaikit"
+
+#: Imported by anyone: no xaikit imports of their own beyond each other.
+LEAVES = {"errors", "_util", "_resampling", "_multiplicity", "_modes", "__init__", "__version__"}
+#: The flow, upstream first; a part may import parts of earlier steps only.
+FLOW = [
+    ["io"],
+    ["data", "phantom"],                      # datasets; phantom draws the synthetic sample images
+    ["domain", "models"],                     # domain: the model's training-domain guard (errors only)
+    ["checkpoint"],                           # a model + its Preprocess (data) + architecture (models)
+    ["train"],
+    ["samples"],                              # builds the shipped sample data and models (phantom, train)
+    ["saliency"],
+    ["regions"],
+    ["stats"],
+    ["evaluation"],
+    ["shortcut"],                             # the shortcut lab: models, maps, regions and stats together
+]
+#: Beside the flow: may import any part; no part of the flow imports them (except the ALLOWED below).
+BESIDE = {"viz", "widgets", "report", "demo", "cli", "service", "inference", "cluster", "__main__"}
+#: Module files that belong to another part (``unet.py`` registers an architecture of ``models``).
+ALIASES = {"unet": "models"}
+
+#: (importing module, imported part) -> why this upstream-to-downstream import is allowed.
+ALLOWED = {
+    ("xaikit.train.fit", "viz"): "FitResult.plot(): scikit-learn's Display pattern (compute once, .plot() "
+                                 "returns a figure); imported inside the method, viz computes nothing",
+    ("xaikit.train.evaluate", "viz"): "Evaluation.plot_*(): the same Display pattern, imported inside the methods",
+    ("xaikit.shortcut", "viz"): "ShortcutLab.plot_*(): the same Display pattern, imported inside the methods",
+}
+
+RANK = {part: i for i, step in enumerate(FLOW) for part in step}
+
+
+def _part(module: str) -> str:
+    name = module.split(".")[1] if "." in module else "__init__"
+    return ALIASES.get(name, name)
+
+
+def _imports(path: Path) -> list[tuple[str, str, int]]:
+    """(importing module, imported xaikit module, line) for every import in ``path``, lazy ones included."""
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    module = ".".join(rel.parts)
+    package = module[: -len(".__init__")] if module.endswith(".__init__") else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            stem = ".".join(base + ([node.module] if node.module else []))
+            found += [(module, stem if node.module else f"{stem}.{a.name}", node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xaikit"):
+            found.append((module, node.module, node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(module, a.name, node.lineno) for a in node.names if a.name.startswith("xaikit")]
+    return found
+
+
+def _edges() -> list[tuple[str, str, str, int]]:
+    """(importing module, its part, imported part, line) across parts."""
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for module, target, line in _imports(path):
+            src, dst = _part(module), _part(target)
+            if src != dst:
+                out.append((module, src, dst, line))
+    return out
+
+
+def _allowed(src: str, dst: str) -> bool:
+    if dst in LEAVES or src in BESIDE:
+        return True
+    if src in LEAVES:
+        return dst in LEAVES
+    return dst in RANK and src in RANK and RANK[dst] < RANK[src]
+
+
+def test_every_part_is_placed():
+    parts = {_part(".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts)) for p in PACKAGE.rglob("*.py")}
+    unplaced = parts - LEAVES - BESIDE - set(RANK)
+    assert not unplaced, f"place {sorted(unplaced)} in FLOW, BESIDE or LEAVES (see DESIGN.md)"
+
+
+def test_imports_follow_the_data_flow():
+    wrong = [f"{module} (line {line}): {src} imports {dst}" for module, src, dst, line in _edges()
+             if not _allowed(src, dst) and (module, dst) not in ALLOWED]
+    assert not wrong, "imports against the flow (move the code upstream, or list it in ALLOWED with a reason):\n" \
+                      + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("exception", sorted(ALLOWED))
+def test_listed_exceptions_still_exist_and_are_lazy(exception):
+    module, dst = exception
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text())
+    top_level = {n.lineno for n in tree.body}
+    lines = [line for m, t, line in _imports(path) if _part(t) == dst]
+    assert lines, f"{module} no longer imports {dst}: drop the exception from ALLOWED"
+    assert not top_level & set(lines), f"{module} imports {dst} at module level; keep it inside the method"
+
+
+def test_the_flow_is_the_designs():
+    """The order here is DESIGN.md's: io -> data -> models/train -> saliency -> regions -> stats -> evaluation."""
+    order = ["io", "data", "models", "train", "saliency", "regions", "stats", "evaluation"]
+    ranks = [RANK[p] for p in order]
+    assert ranks == sorted(set(ranks)), "FLOW must keep DESIGN.md's order, each step strictly after the last"
+    assert not BESIDE & set(RANK) and not LEAVES & set(RANK)
