@@ -1,6 +1,8 @@
 """Image figures and the image browser: windows, masks, volumes, static views."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,45 @@ def test_widget_state_is_strict_json_even_with_transparent_pixels():
     z = np.asarray(browser.figure.data[1].z, dtype=float)
     assert np.isnan(z[~mask]).all() and (z[mask] == 1).all()
     assert widget is browser.widget
+
+
+def _fake_kaleido(monkeypatch, drop: str, retry_writes: bool):
+    """Kaleido's batch call writes every figure but ``drop`` (as it does when one render times out)."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from xaikit.viz import export
+
+    def write_images(figs, paths, **kw):
+        for p in paths:
+            if f".{drop}.~" not in p:
+                Path(p).write_bytes(b"png")
+
+    def write_image(self, path, **kw):
+        if not retry_writes:
+            raise RuntimeError("render timed out")
+        Path(path).write_bytes(b"retried")
+
+    monkeypatch.setattr(export, "png_export_available", lambda: True)
+    monkeypatch.setattr(pio, "write_images", write_images)
+    monkeypatch.setattr(go.Figure, "write_image", write_image)
+    return [go.Figure() for _ in range(3)]
+
+
+def test_a_figure_the_batch_dropped_is_rendered_again(tmp_path, monkeypatch):
+    from xaikit.viz.export import save_figures_png
+
+    figs = _fake_kaleido(monkeypatch, drop="b", retry_writes=True)
+    written = save_figures_png(figs, [tmp_path / n for n in "abc"])
+    assert [p.read_bytes() for p in written] == [b"png", b"retried", b"png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]  # no temporaries left
+
+
+def test_a_figure_that_cannot_be_rendered_is_a_clear_error_and_nothing_is_left(tmp_path, monkeypatch):
+    from xaikit.errors import ImageWriteError
+    from xaikit.viz.export import save_figures_png
+
+    figs = _fake_kaleido(monkeypatch, drop="b", retry_writes=False)
+    with pytest.raises(ImageWriteError, match=r"b\.png: Kaleido could not render this figure .*render timed out"):
+        save_figures_png(figs, [tmp_path / n for n in "abc"])
+    assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .._util import atomic_path, atomic_write
-from ..errors import ArgumentError
+from ..errors import ArgumentError, ImageWriteError
 
 __all__ = ["png_export_available", "save_figure", "save_figures_png", "save_png", "colorize"]
 
@@ -105,7 +105,28 @@ def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, s
         widths = [f.layout.width or 900 for f in figs]
         heights = [f.layout.height or 500 for f in figs]
         pio.write_images(figs, [str(t) for t in tmps], format="png", scale=scale, width=widths, height=heights)
+        for fig, tmp, final, w, h in zip(figs, tmps, finals, widths, heights):
+            if not _written(tmp):  # Kaleido drops a figure whose render failed (e.g. timed out on a busy machine)
+                _render_again(fig, tmp, final, scale, w, h)
     return finals
+
+
+def _written(tmp: Path) -> bool:
+    """The temporary holds a PNG (Kaleido deletes its file when a render fails; mkstemp left it empty)."""
+    return tmp.is_file() and tmp.stat().st_size > 0
+
+
+def _render_again(fig: go.Figure, tmp: Path, final: Path, scale: float, width: int, height: int) -> None:
+    """One more try, on its own, for a figure the batch left out; a clear error if that fails too."""
+    try:
+        fig.write_image(str(tmp), format="png", scale=scale, width=width, height=height)
+    except Exception as exc:  # Kaleido raises bare exceptions (browser errors, timeouts): name the figure
+        raise ImageWriteError(f"{final}: Kaleido could not render this figure to PNG ({type(exc).__name__}: "
+                              f"{exc}); no figure of this batch was written. Try again, or save it as "
+                              "HTML (save_figure(..., png=False)).") from exc
+    if not _written(tmp):
+        raise ImageWriteError(f"{final}: Kaleido wrote no PNG for this figure (twice); no figure of this batch was "
+                              "written. Try again, or save it as HTML (save_figure(..., png=False)).")
 
 
 def colorize(values: np.ndarray, cmap: str = "gray", vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
