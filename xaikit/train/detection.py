@@ -23,7 +23,8 @@ from torchvision.ops import box_iou, generalized_box_iou_loss
 from ..errors import ArgumentError
 from .._resampling import patient_bootstrap, percentile_ci
 from .._util import renamed_keyword
-from .._modes import eval_mode, train_mode
+from .._modes import eval_mode
+from ._tensors import fit_tensors
 
 __all__ = ["fit_boxes", "predict_boxes", "box_scores", "mean_average_precision"]
 
@@ -35,23 +36,7 @@ def fit_boxes(model: nn.Module, images: torch.Tensor, boxes: torch.Tensor, *, ep
     if images.ndim != 4 or boxes.shape != (len(images), 4):
         raise ArgumentError(f"images must be N x C x H x W and boxes N x 4; got {tuple(images.shape)} and "
                             f"{tuple(boxes.shape)}.")
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * -(-len(images) // batch_size))
-    rows = []
-    with train_mode(model):
-        for epoch in range(epochs):
-            order, total = torch.randperm(len(images), generator=gen), 0.0
-            for start in range(0, len(images), batch_size):
-                idx = order[start : start + batch_size]
-                loss = _box_loss(model(images[idx]), boxes[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-            rows.append({"epoch": epoch + 1, "loss": total / len(images)})
-    return pd.DataFrame(rows)
+    return fit_tensors(model, images, boxes, _box_loss, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
 
 
 def _box_loss(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

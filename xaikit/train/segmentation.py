@@ -21,7 +21,8 @@ from torch import nn
 from ..errors import ArgumentError
 from .._resampling import patient_bootstrap, percentile_ci
 from .._util import renamed_keyword
-from .._modes import eval_mode, train_mode
+from .._modes import eval_mode
+from ._tensors import fit_tensors
 
 __all__ = ["fit_segmentation", "predict_labelmaps", "dice_iou", "hd95", "segmentation_scores", "SEG_METRICS"]
 
@@ -49,24 +50,7 @@ def fit_segmentation(model: nn.Module, images: torch.Tensor, labelmaps: torch.Te
         ``epoch, loss`` (mean training loss per epoch). The model's train/eval modes are restored afterwards.
     """
     images, labelmaps = _check_pairs(images, labelmaps)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * -(-len(images) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    rows = []
-    with train_mode(model):
-        for epoch in range(epochs):
-            order, total = torch.randperm(len(images), generator=gen), 0.0
-            for start in range(0, len(images), batch_size):
-                idx = order[start : start + batch_size]
-                loss = _loss(model(images[idx]), labelmaps[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-            rows.append({"epoch": epoch + 1, "loss": total / len(images)})
-    return pd.DataFrame(rows)
+    return fit_tensors(model, images, labelmaps, _loss, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
