@@ -289,7 +289,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--all", action="store_true", help="every method (ratio per pass, overhead, memory)")
     ap.add_argument("--quick", action="store_true", help="with --all: 5 methods, batch 2")
-    ap.add_argument("--ig-steps", type=int, default=10, help="integrated gradients steps in the table")
+    ap.add_argument("--ig-steps", type=int, default=20, help="integrated gradients steps in the table")
     ap.add_argument("--methods", nargs="*")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--size", type=int, default=224)
