@@ -3,8 +3,8 @@
 The physical limit is one forward + one backward to the input with frozen weights (same batch, same run).
 
 Default: the issue-16 table (resnet18, 224 px, batch 8). Every row times three things in rounds
-(limit, library called directly, xaikit, limit, direct, xaikit, ...) and reports medians as ratios to the limit
-of the same rounds (integrated gradients: per step). Like with like: both sides get the same fixed target
+(limit, library called directly, xaikit, limit, direct, xaikit, ...) and reports the median over rounds of each
+round's ratio to the limit of the same round (integrated gradients: per step), and of xaikit / direct. Like with like: both sides get the same fixed target
 tensor (the predicted classes, computed once before timing), so neither makes a forward the other does not.
 Goals: gradient <= 1.05x, Grad-CAM (layer4) <= 0.55x, IG <= 1.05x per step, LRP eps+flat <= 2.0x, LRP eps
 alpha2beta1 <= 2.5x, xaikit <= 5 % over the direct call.
@@ -154,8 +154,8 @@ TABLE = [
 ]
 
 
-def rounds(fns: list, repeats: int) -> list[float]:
-    """Median time of each function, run in rounds (f0, f1, f2, f0, f1, f2, ...) after one warm-up round."""
+def rounds(fns: list, repeats: int) -> list[list[float]]:
+    """Times of each function, run in rounds (f0, f1, f2, f0, f1, f2, ...) after one warm-up round."""
     for fn in fns:
         fn()
     times: list[list[float]] = [[] for _ in fns]
@@ -164,7 +164,12 @@ def rounds(fns: list, repeats: int) -> list[float]:
             start = time.perf_counter()
             fn()
             out.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a / b: each round's pair ran back to back, so slow drift of the load cancels."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def bench_table(args) -> None:
@@ -192,8 +197,9 @@ def bench_table(args) -> None:
             warnings.simplefilter("ignore")
             tl, td, tx = rounds([limit, direct[name], lambda: explain(model, x, name, target, **kw, **params)],
                                 args.repeats)
-        print(f"| {label:33s} | {tl * 1e3:8.0f} | {td / tl / steps:13.2f}x | {tx / tl / steps:6.2f}x | "
-              f"{(tx / td - 1) * 100:+7.1f}% | {goal:.2f}x |", flush=True)
+        print(f"| {label:33s} | {statistics.median(tl) * 1e3:8.0f} | {median_ratio(td, tl) / steps:13.2f}x | "
+              f"{median_ratio(tx, tl) / steps:6.2f}x | {(median_ratio(tx, td) - 1) * 100:+7.1f}% | {goal:.2f}x |",
+              flush=True)
 
 
 def bench_methods(args) -> None:

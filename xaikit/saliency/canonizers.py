@@ -240,6 +240,7 @@ def canonized_copy(model: nn.Module, inputs: torch.Tensor) -> tuple[nn.Module, d
     if report["canonizers"]:
         for canonizer in canonizers_for(dup):
             canonizer.apply(dup)  # for good: the copy is private and never restored
+        _drop_merged(dup, report["merged_batchnorm"])
         for m in dup.modules():
             m.xaikit_private = True  # weights nobody changes: direct rules may cache their clamped parts
     else:
@@ -247,6 +248,14 @@ def canonized_copy(model: nn.Module, inputs: torch.Tensor) -> tuple[nn.Module, d
     n_batchnorm = sum(isinstance(m, BatchNorm) for m in model.modules())
     _COPIES[model] = {"key": key, "copy": dup, "report": report, "n_batchnorm": n_batchnorm}
     return (model if dup is None else dup), report
+
+
+def _drop_merged(model: nn.Module, names: list[str]) -> None:
+    """Replace merged BatchNorms (exact identities after :class:`ExactMerge`) by ``nn.Identity`` in a private copy:
+    no BatchNorm forward, backward and zennit ``Pass`` hook per call for a layer that does nothing."""
+    for name in names:
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, leaf, nn.Identity())
 
 
 def _check64(model: nn.Module, sample: torch.Tensor, cans: list[Canonizer]) -> float | None:

@@ -28,9 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from zennit.core import Hook, RemovableHandle, RemovableHandleList, Stabilizer
-from zennit.rules import AlphaBeta, Epsilon, Flat, ZPlus
+from zennit.layer import Sum
+from zennit.rules import AlphaBeta, Epsilon, Flat, Norm, Pass, ZPlus
+from zennit.types import Activation, AvgPool, BatchNorm
 
-__all__ = ["DirectRule", "DirectEpsilon", "DirectZPlus", "DirectAlphaBeta", "DirectFlat", "clamped", "direct_supported"]
+__all__ = ["DirectRule", "DirectEpsilon", "DirectZPlus", "DirectAlphaBeta", "DirectFlat", "DirectPass", "DirectSumNorm",
+           "direct_layer_map_base", "clamped", "direct_supported"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -120,16 +123,20 @@ class _Relevance(torch.autograd.Function):
     """Identity on the layer output whose backward is the rule (the layer's own gradient is never computed)."""
 
     @staticmethod
-    def forward(ctx, x, out, rule, op):  # noqa: D102 (autograd.Function API)
-        ctx.save_for_backward(x, out)
+    def forward(ctx, x, holder, rule, op):  # noqa: D102 (autograd.Function API)
+        out = holder[0]  # the layer's output, detached; handed over in a list so it is not an input of the node
         ctx.rule, ctx.op = rule, op
         ctx.params = (op.module.weight, op.module.bias)
-        return out.clone()  # a new tensor: in-place ops after the layer (VGG's ReLU) must not touch ``out``
+        if rule.uses_output:  # epsilon: z is the output itself, kept safe from in-place ops after the layer
+            ctx.save_for_backward(x, out)
+            return out.clone()
+        ctx.save_for_backward(x)
+        return out
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        x, out = ctx.saved_tensors
-        return ctx.rule.relevance(ctx.op, ctx.params, x, out, grad), None, None, None
+        x, *out = ctx.saved_tensors
+        return ctx.rule.relevance(ctx.op, ctx.params, x, out[0] if out else None, grad), None, None, None
 
 
 class DirectRule(Hook):
@@ -140,6 +147,16 @@ class DirectRule(Hook):
         self.groups = tuple(groups)
         self.stabilizer = stabilizer
         self._stab = Stabilizer.ensure(stabilizer)
+        plain = isinstance(self._stab, Stabilizer) and not self._stab.clip and not self._stab.norm_scale
+        self._eps = float(self._stab.epsilon) if plain and isinstance(self._stab.epsilon, (int, float)) else None
+        self.uses_output = any(_is_output(t) for g in self.groups for t in g.terms)
+        self._signed_inputs = any(t.inputs == "neg" for g in self.groups for t in g.terms)
+
+    def _stabilize(self, z: torch.Tensor) -> torch.Tensor:
+        """zennit's ``Stabilizer``: ``z + eps * sign(z)`` with sign(0) = +1, in three passes instead of five."""
+        if self._eps is None:
+            return self._stab(z)
+        return torch.where(z >= 0, z + self._eps, z - self._eps)
 
     def zennit(self) -> Hook:
         """The equivalent zennit rule (used for layers :func:`direct_supported` rejects)."""
@@ -160,32 +177,44 @@ class DirectRule(Hook):
         def hook(mod, args, output):
             if not self.active or not isinstance(output, torch.Tensor) or output.grad_fn is None:
                 return None
-            return _Relevance.apply(args[0], output.detach(), self, op)
+            return _Relevance.apply(args[0], [output.detach()], self, op)
 
         return RemovableHandleList([RemovableHandle(self), module.register_forward_hook(hook)])
 
-    def relevance(self, op: _Op, params: tuple, x: torch.Tensor, out: torch.Tensor,
+    def relevance(self, op: _Op, params: tuple, x: torch.Tensor, out: torch.Tensor | None,
                   grad: torch.Tensor) -> torch.Tensor:
         weight, bias = params
         own = getattr(op.module, "xaikit_private", False)
-        nonneg = any(t.inputs == "neg" for g in self.groups for t in g.terms) and not bool((x < 0).any())
+        nonneg = self._signed_inputs and bool(x.amin() >= 0)  # after a ReLU: x- is exactly zero, x+ is x
         total = None
         for group in self.groups:
-            terms = [t for t in group.terms if not (nonneg and t.inputs == "neg")]  # x- == 0: exact zeros
+            terms = [t for t in group.terms if not (nonneg and t.inputs == "neg")]  # their terms are exact zeros
             z = None
             for t in terms:
-                zt = out if (t.inputs, t.weight, t.bias) == ("id", "id", "id") else op.forward(
-                    _modified(x, t.inputs), clamped(weight, t.weight, own), clamped(bias, t.bias, own) if t.bias else None)
+                zt = out if _is_output(t) else op.forward(
+                    _input(x, t.inputs, nonneg), clamped(weight, t.weight, own),
+                    clamped(bias, t.bias, own) if t.bias else None)
                 z = zt if z is None else z + zt
-            s = grad / self._stab(z)
+            s = grad / self._stabilize(z)
             part = None
             for t in terms:
                 g = op.input_grad(x, clamped(weight, t.weight, own), s)
-                r = _modified(x, t.inputs) * g if group.times_input else g
-                part = r if part is None else part + r
-            part = part if group.factor == 1.0 else group.factor * part
-            total = part if total is None else total + part
+                r = _input(x, t.inputs, nonneg) * g if group.times_input else g
+                part = r if part is None else part.add_(r)
+            part = part if group.factor == 1.0 else part.mul_(group.factor)
+            total = part if total is None else total.add_(part)
         return total
+
+
+def _is_output(t: Term) -> bool:
+    """The unmodified layer (input, weights and bias as they are): its ``z`` is the layer's output."""
+    return (t.inputs, t.weight, t.bias) == ("id", "id", "id")
+
+
+def _input(x: torch.Tensor, sign: str, nonneg: bool) -> torch.Tensor:
+    if nonneg and sign == "pos":
+        return x
+    return _modified(x, sign)
 
 
 def _bias_term(zero_bias: bool, sign: str) -> str | None:
@@ -259,3 +288,86 @@ class DirectFlat(DirectRule):
 
     def zennit(self) -> Hook:
         return Flat(stabilizer=self.stabilizer, zero_params=self.zero_params)
+
+
+class _PassReLU(torch.autograd.Function):
+    """ReLU forward (out of place), identity backward: zennit's ``Pass`` rule without its input copy and without
+    computing the ReLU's own gradient that ``Pass`` throws away."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: D102
+        return torch.relu(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        return grad
+
+
+class DirectPass(Hook):
+    """zennit's ``Pass`` for activations: relevance passes unchanged. ``nn.ReLU`` modules get :class:`_PassReLU` as
+    their forward for the duration (the instance attribute is removed with the hook); other activations get
+    zennit's ``Pass``."""
+
+    def copy(self) -> "DirectPass":
+        return DirectPass()
+
+    def register(self, module: nn.Module) -> RemovableHandleList:
+        if type(module) is not nn.ReLU or "forward" in vars(module):
+            return Pass().register(module)
+        module.forward = _PassReLU.apply
+        return RemovableHandleList([RemovableHandle(self), _AttributeHandle(module, "forward")])
+
+
+class _AttributeHandle:
+    """Removes an instance attribute set for the duration of a composite (zennit handle protocol: ``remove()``)."""
+
+    def __init__(self, module: nn.Module, name: str):
+        self.module, self.name = module, name
+
+    def remove(self) -> None:
+        vars(self.module).pop(self.name, None)
+
+
+class _NormRelevance(torch.autograd.Function):
+    """Identity on a zennit ``Sum`` output whose backward is the ``Norm`` rule: ``R_i = x_i R / stab(sum x)``."""
+
+    @staticmethod
+    def forward(ctx, x, holder, rule, dim):  # noqa: D102
+        out = holder[0]
+        ctx.save_for_backward(x, out)
+        ctx.rule, ctx.dim = rule, dim
+        return out.clone()  # in-place ops after the sum (ResNet's ReLU) must not touch the saved ``out``
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        x, out = ctx.saved_tensors
+        return x * (grad / ctx.rule._stabilize(out)).unsqueeze(ctx.dim), None, None, None
+
+
+class DirectSumNorm(DirectRule):
+    """zennit's ``Norm`` on its ``Sum`` module (the residual sums of canonized ResNets), computed directly; other
+    modules get zennit's ``Norm``."""
+
+    def __init__(self, stabilizer: Any = 1e-6):
+        super().__init__([], stabilizer=stabilizer)
+
+    def zennit(self) -> Hook:
+        return Norm(stabilizer=self.stabilizer)
+
+    def register(self, module: nn.Module) -> RemovableHandleList:
+        if type(module) is not Sum:
+            return self.zennit().register(module)
+
+        def hook(mod, args, output):
+            if not self.active or not isinstance(output, torch.Tensor) or output.grad_fn is None:
+                return None
+            return _NormRelevance.apply(args[0], [output.detach()], self, mod.dim)
+
+        return RemovableHandleList([RemovableHandle(self), module.register_forward_hook(hook)])
+
+
+def direct_layer_map_base(stabilizer: Any = 1e-6) -> list:
+    """zennit's ``layer_map_base`` (activations: Pass, sums and average pooling: Norm, BatchNorm: Pass) with the
+    activation and sum rules computed directly."""
+    return [(Activation, DirectPass()), (Sum, DirectSumNorm(stabilizer)), (AvgPool, Norm(stabilizer=stabilizer)),
+            (BatchNorm, Pass())]

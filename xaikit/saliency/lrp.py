@@ -25,7 +25,7 @@ from zennit.types import Convolution, Linear
 
 from ..errors import ExplanationError
 from .canonizers import canonized_copy
-from .direct_rules import DirectAlphaBeta, DirectEpsilon, DirectFlat, DirectZPlus
+from .direct_rules import DirectAlphaBeta, DirectEpsilon, DirectFlat, DirectZPlus, direct_layer_map_base
 from .registry import register
 from .rules import rule_composite, stabilizer_fn
 from .targets import check_relevance_init
@@ -52,7 +52,7 @@ def _attribute(ctx, composite, relevance_init: str = "logit") -> torch.Tensor:
 def _composite(stabilizer: float, conv: Hook, dense: Hook, first: Hook | None = None) -> Composite:
     """zennit's built-in composites (EpsilonPlus, EpsilonAlpha2Beta1 and their Flat variants) with the rules
     computed directly (:mod:`.direct_rules`): the same layer map, the same maps, about half the work."""
-    layer_map = layer_map_base(stabilizer) + [(Convolution, conv), (torch.nn.Linear, dense)]
+    layer_map = direct_layer_map_base(stabilizer) + [(Convolution, conv), (torch.nn.Linear, dense)]
     if first is None:
         return LayerMapComposite(layer_map)
     return SpecialFirstLayerMapComposite(layer_map, [(Linear, first)])
@@ -104,7 +104,7 @@ def lrp(ctx, rules: Mapping | None = None, composite: Composite | None = None, b
 def lrp_epsilon(ctx, epsilon=1e-6, stabilizer=1e-6, relevance_init="logit"):
     """LRP-epsilon on every linear/conv layer (LRP-0 as epsilon -> 0); sums and pools use ``stabilizer``."""
     stab = stabilizer_fn(stabilizer, "sign")
-    composite = LayerMapComposite(layer_map_base(stab) + [(Linear, DirectEpsilon(epsilon=float(epsilon)))])
+    composite = LayerMapComposite(direct_layer_map_base(stab) + [(Linear, DirectEpsilon(epsilon=float(epsilon)))])
     return _attribute(ctx, composite, relevance_init)
 
 
@@ -112,7 +112,7 @@ def lrp_epsilon(ctx, epsilon=1e-6, stabilizer=1e-6, relevance_init="logit"):
 def lrp_zplus(ctx, stabilizer=1e-6, relevance_init="logit"):
     """zennit's LRP-z+ on every linear/conv layer (only positive contributions; positive bias in the denominator)."""
     stab = stabilizer_fn(stabilizer, "sign")
-    composite = LayerMapComposite(layer_map_base(stab) + [(Linear, DirectZPlus(stabilizer=stab))])
+    composite = LayerMapComposite(direct_layer_map_base(stab) + [(Linear, DirectZPlus(stabilizer=stab))])
     return _attribute(ctx, composite, relevance_init)
 
 
