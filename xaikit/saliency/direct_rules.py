@@ -32,7 +32,7 @@ from zennit.layer import Sum
 from zennit.rules import AlphaBeta, Epsilon, Flat, Norm, Pass, ZPlus
 from zennit.types import Activation, AvgPool, BatchNorm
 
-__all__ = ["DirectRule", "DirectEpsilon", "DirectZPlus", "DirectAlphaBeta", "DirectFlat", "DirectPass", "DirectSumNorm",
+__all__ = ["DirectRule", "DirectEpsilon", "DirectZPlus", "DirectAlphaBeta", "DirectAlphaBetaFullBias", "DirectFlat", "DirectPass", "DirectSumNorm",
            "direct_layer_map_base", "clamped", "direct_supported"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -188,13 +188,16 @@ class DirectRule(Hook):
         nonneg = self._signed_inputs and bool(x.amin() >= 0)  # after a ReLU: x- is exactly zero, x+ is x
         total = None
         for group in self.groups:
-            terms = [t for t in group.terms if not (nonneg and t.inputs == "neg")]  # their terms are exact zeros
+            terms = [t for t in group.terms if not (nonneg and t.inputs == "neg")]  # x- W terms are exact zeros
             z = None
             for t in terms:
                 zt = out if _is_output(t) else op.forward(
                     _input(x, t.inputs, nonneg), clamped(weight, t.weight, own),
                     clamped(bias, t.bias, own) if t.bias else None)
                 z = zt if z is None else z + zt
+            for t in group.terms:  # a dropped term still adds its bias (full-bias alpha-beta): 0 W + b = b
+                if t not in terms and t.bias and bias is not None:
+                    z = z + clamped(bias, t.bias, own).view(1, -1, *([1] * (z.ndim - 2)))
             s = grad / self._stabilize(z)
             part = None
             for t in terms:
@@ -277,6 +280,27 @@ class DirectAlphaBeta(DirectRule):
 
     def zennit(self) -> Hook:
         return AlphaBeta(alpha=self.alpha, beta=self.beta, stabilizer=self.stabilizer, zero_params=self.zero_params)
+
+
+class DirectAlphaBetaFullBias(DirectRule):
+    """:class:`xaikit.saliency.rules.AlphaBetaFullBias` (iNNvestigate's alpha-beta: the full bias ``b+ + b-`` in
+    both denominators; ``bias=False``: none), computed directly."""
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: Any = 1e-6, bias: bool = True):
+        if alpha < 0 or beta < 0 or alpha - beta != 1:
+            raise ValueError(f"alpha and beta must be >= 0 and alpha - beta must be 1 (got alpha={alpha:g}, "
+                             f"beta={beta:g}); LRP conserves relevance only then")
+        self.alpha, self.beta, self.bias = float(alpha), float(beta), bool(bias)
+        pos, neg = ("pos", "neg") if bias else (None, None)
+        super().__init__([
+            Group((Term("pos", "pos", pos), Term("neg", "neg", neg)), factor=self.alpha),
+            Group((Term("pos", "neg", neg), Term("neg", "pos", pos)), factor=-self.beta),
+        ], stabilizer=stabilizer)
+
+    def zennit(self) -> Hook:
+        from .rules import AlphaBetaFullBias  # rules imports this module
+
+        return AlphaBetaFullBias(self.alpha, self.beta, self.stabilizer, self.bias)
 
 
 class DirectFlat(DirectRule):
