@@ -249,8 +249,9 @@ def _run(req: _Request) -> Explanation:
         sl = slice(start, start + step)
         chunk = x[sl].detach().clone()
         store: dict = {}
-        ctx = MethodContext(run_model, _Head(run_model, spec.subset(sl), chunk, store), chunk, spec.subset(sl),
-                            run_layer, memory, req.seed, streams[sl], store)
+        ctx = MethodContext(model=run_model, head=_Head(run_model, spec.subset(sl), chunk, store), inputs=chunk,
+                            spec=spec.subset(sl), layer=run_layer, memory=memory, seed=req.seed, index=streams[sl],
+                            store=store)
         attr, raw = _call(info, ctx, req.params, req.seed + start)
         attrs.append(attr.detach().float())
         raws.append(None if raw is None else raw.detach().float())
@@ -313,7 +314,8 @@ def _model_for(model: nn.Module, info: MethodInfo, layer_name: str | None, probe
 def _build(req: _Request, out: _Attributions) -> Explanation:
     x, info, spec, logits, memory, reduction = req.x, req.info, out.spec, out.logits, out.memory, req.reduction
     attr = _to_input_size(torch.cat(out.attrs), x.shape[2:])
-    raw = None if any(r is None for r in out.raws) else _to_input_size(torch.cat(out.raws), x.shape[2:])
+    raw = None if not req.keep_raw or any(r is None for r in out.raws) else _to_input_size(torch.cat(out.raws),
+                                                                                          x.shape[2:])
     if attr.shape[1] == 1:
         maps, reduction = attr[:, 0], ("none" if info.needs_layer else reduction)
     else:
