@@ -16,8 +16,9 @@ a forward + backward, where the arithmetic needs about 1.5x and 2.5x. The rules 
 * ``Pass`` on ReLUs and ``Norm`` on zennit's residual ``Sum`` without zennit's input copies and without the
   discarded ReLU/sum gradients (:class:`DirectPass`, :class:`DirectSumNorm`).
 
-On ResNet-18 (224 px, batch 8, 2 CPU cores) EpsilonPlusFlat then costs about 1.2x and EpsilonAlpha2Beta1 about
-2.3x a forward + input-only backward (zennit: 3.1x and 5.9x); ``benchmarks/bench_saliency.py`` measures it.
+On ResNet-18 (224 px, batch 8, 2 shared CPU cores) EpsilonPlusFlat then costs 1.2-2.0x and EpsilonAlpha2Beta1
+2.3-2.9x a forward + input-only backward, over several runs (zennit: 3.1-4.1x and 5.5-6.3x);
+``benchmarks/bench_saliency.py`` measures it.
 
 Layers the direct path does not cover (transposed convolutions, padding modes other than zeros, string
 padding, ``zero_params`` other than the bias) get the equivalent zennit rule: :meth:`DirectRule.zennit`.
