@@ -1,14 +1,16 @@
 """Saliency engine benchmark: time per method as a multiple of the physical limit, overhead vs direct calls.
 
-The physical limit is one forward + one backward to the input with frozen weights, measured in the same run
-on the same batch. For each method we report
+The physical limit is one forward + one backward to the input with frozen weights (same batch, same run).
 
-* ``ratio``: explain() time / physical limit (per step for path/sampling methods: divided by the passes);
-* ``overhead``: explain() time / the same computation written directly with captum or zennit - 1
-  (the direct version includes the forward that finds the predicted class, as a user would write it);
-* ``peak_mib``: peak resident memory growth during the call (RSS sampled every 2 ms; CUDA: max allocated).
+Default: the issue-16 table (resnet18, 224 px, batch 8). Every row times three things in rounds
+(limit, library called directly, xaikit, limit, direct, xaikit, ...) and reports the median over rounds of each
+round's ratio to the limit of the same round (integrated gradients: per step), and of xaikit / direct. Like with like: both sides get the same fixed target
+tensor (the predicted classes, computed once before timing), so neither makes a forward the other does not.
+Goals: gradient <= 1.05x, Grad-CAM (layer4) <= 0.55x, IG <= 1.05x per step, LRP eps+flat <= 2.0x, LRP eps
+alpha2beta1 <= 2.5x, xaikit <= 5 % over the direct call.
 
-Goals (issue 4): gradient <= 1.05x, Grad-CAM <= 0.55x, IG <= 1.05x per step, LRP <= 2.0x, overhead <= 5%.
+``--all``: every method, ratio per pass and overhead vs direct captum/zennit where one exists, peak memory
+(RSS sampled every 2 ms; CUDA: max allocated).
 Also: DenseNet-121 at 224 px with integrated gradients at 200 steps under the default 2 GiB budget
 (``--densenet``), and the SaliencyExplorer's Python time per slider move (``--widget``).
 ``--volumes``: every 3D-capable method on a 3D network (``r3d_18`` or ``small_cnn3d``, ``--volume-size`` voxels per
@@ -16,8 +18,9 @@ side), each timed interleaved with the 3D physical limit (ratio per pass) and it
 
 Usage::
 
-    python benchmarks/bench_saliency.py --quick            # subset, batch 2, 5 methods
-    python benchmarks/bench_saliency.py                    # all methods, resnet18, 224 px, batch 8
+    python benchmarks/bench_saliency.py                    # issue-16 table, resnet18, 224 px, batch 8
+    python benchmarks/bench_saliency.py --all --quick      # subset of methods, batch 2
+    python benchmarks/bench_saliency.py --all              # all methods, resnet18, 224 px, batch 8
     python benchmarks/bench_saliency.py --densenet --widget
     python benchmarks/bench_saliency.py --no-methods --volumes --volume-arch small_cnn3d --volume-size 32
 """
@@ -98,47 +101,105 @@ def paired(fn_a, fn_b, repeats: int) -> tuple[float, float | None]:
     return statistics.median(ta), (statistics.median(tb) if fn_b else None)
 
 
-def physical_limit(model, x) -> float:
+def physical_limit(model, x, target=None):
+    """Forward + backward to the input (weights frozen) of the target scores (default: the arg-max, same pass)."""
     def run():
         xi = x.clone().requires_grad_(True)
         out = model(xi)
-        out.gather(1, out.argmax(1, keepdim=True)).sum().backward()
+        idx = out.argmax(1, keepdim=True) if target is None else target.view(-1, 1)
+        out.gather(1, idx).sum().backward()
 
     return run
 
 
-def direct_calls(model, x):
-    """The same computations written straight against captum / zennit (None where that is impossible)."""
+def direct_calls(model, x, target, n_steps: int = 20):
+    """The same computations written straight against captum / zennit, given the same fixed ``target`` tensor."""
     from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
     from zennit.attribution import Gradient
-    from zennit.composites import EpsilonPlus
+    from zennit.composites import EpsilonAlpha2Beta1, EpsilonPlus, EpsilonPlusFlat
     from zennit.torchvision import ResNetCanonizer
 
-    def preds():
-        with torch.no_grad():
-            return model(x).argmax(1)
-
     def gradient():
-        Saliency(model).attribute(x.clone().requires_grad_(), target=preds(), abs=False)
+        Saliency(model).attribute(x, target=target, abs=False)
 
     def ig():
-        IntegratedGradients(model).attribute(x, baselines=0.0, target=preds(), n_steps=20,
-                                             internal_batch_size=len(x) * 20)
+        IntegratedGradients(model).attribute(x, baselines=0.0, target=target, n_steps=n_steps)
 
     def gradcam():
-        cam = LayerGradCam(model, model.layer4).attribute(x, target=preds())
+        cam = LayerGradCam(model, model.layer4).attribute(x, target=target)
         F.interpolate(cam, size=x.shape[2:], mode="bilinear")
 
-    def lrp():
-        with Gradient(model, EpsilonPlus(canonizers=[ResNetCanonizer()])) as attributor:
-            attributor(x, attr_output=lambda y: F.one_hot(y.argmax(1), y.shape[1]) * y)
+    def zennit_lrp(composite_cls):
+        def run():
+            with Gradient(model, composite_cls(canonizers=[ResNetCanonizer()])) as attributor:
+                attributor(x, attr_output=lambda y: F.one_hot(target, y.shape[1]) * y)
+        return run
 
     def smoothgrad():
         NoiseTunnel(Saliency(model)).attribute(x.clone().requires_grad_(), nt_type="smoothgrad", nt_samples=10,
-                                               stdevs=0.1, target=preds(), abs=False)
+                                               stdevs=0.1, target=target, abs=False)
 
-    return {"gradient": gradient, "integrated_gradients": ig, "gradcam": gradcam, "lrp_epsilon_plus": lrp,
-            "smoothgrad": smoothgrad}
+    return {"gradient": gradient, "integrated_gradients": ig, "gradcam": gradcam,
+            "lrp_epsilon_plus": zennit_lrp(EpsilonPlus), "lrp_epsilon_plus_flat": zennit_lrp(EpsilonPlusFlat),
+            "lrp_epsilon_alpha2_beta1": zennit_lrp(EpsilonAlpha2Beta1), "smoothgrad": smoothgrad}
+
+
+# (row label, xaikit method, explain() keywords besides target, goal ratio to the limit per pass)
+TABLE = [
+    ("gradient", "gradient", {}, 1.05),
+    ("Grad-CAM (layer4)", "gradcam", {"layer": "layer4"}, 0.55),
+    ("integrated gradients, per step", "integrated_gradients", {}, 1.05),
+    ("LRP eps+flat (ResNet canonizer)", "lrp_epsilon_plus_flat", {}, 2.0),
+    ("LRP eps alpha2beta1", "lrp_epsilon_alpha2_beta1", {}, 2.5),
+]
+
+
+def rounds(fns: list, repeats: int) -> list[list[float]]:
+    """Times of each function, run in rounds (f0, f1, f2, f0, f1, f2, ...) after one warm-up round."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a / b: each round's pair ran back to back, so slow drift of the load cancels."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def bench_table(args) -> None:
+    """The issue-16 table: library direct vs xaikit, as ratios to the limit measured in the same rounds."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=2).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(args.batch, 3, args.size, args.size)
+    with torch.no_grad():
+        target = model(x).argmax(1)  # fixed target for both sides: no side adds a forward to find it
+    direct = direct_calls(model, x, target, args.ig_steps)
+    limit = physical_limit(model, x, target)
+    print(f"resnet18, batch {args.batch}, {args.size} px, {torch.get_num_threads()} threads, {args.repeats} rounds "
+          f"(limit, direct, xaikit) per row; medians; limit = forward + input-only backward, weights frozen")
+    print(f"| {'method':33s} | {'limit ms':>8s} | {'library direct':>14s} | {'xaikit':>7s} | {'overhead':>8s} | goal |")
+    print(f"|{'-' * 35}|{'-' * 10}|{'-' * 16}|{'-' * 9}|{'-' * 10}|------|")
+    names = args.methods or [row[1] for row in TABLE]
+    for label, name, kw, goal in TABLE:
+        if name not in names:
+            continue
+        params = {"n_steps": args.ig_steps} if name == "integrated_gradients" else {}
+        steps = params.get("n_steps", 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tl, td, tx = rounds([limit, direct[name], lambda: explain(model, x, name, target, **kw, **params)],
+                                args.repeats)
+        print(f"| {label:33s} | {statistics.median(tl) * 1e3:8.0f} | {median_ratio(td, tl) / steps:13.2f}x | "
+              f"{median_ratio(tx, tl) / steps:6.2f}x | {(median_ratio(tx, td) - 1) * 100:+7.1f}% | {goal:.2f}x |",
+              flush=True)
 
 
 def bench_methods(args) -> None:
@@ -147,10 +208,12 @@ def bench_methods(args) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
     x = torch.rand(args.batch, 3, args.size, args.size)
-    limit = timed(physical_limit(model, x), args.repeats)  # re-measured below, between methods, to track drift
+    with torch.no_grad():
+        target = model(x).argmax(1)  # both sides get the same target: no forward the other does not make
+    limit = timed(physical_limit(model, x, target), args.repeats)
     print(f"resnet18, batch {args.batch}, {args.size} px, {torch.get_num_threads()} threads: physical limit "
           f"(forward+backward to input) {limit * 1e3:.0f} ms")
-    direct = direct_calls(model, x)
+    direct = direct_calls(model, x, target, SETTINGS['integrated_gradients']['n_steps'])
     methods = args.methods or (QUICK if args.quick else sorted(METHODS))
     print(f"{'method':32s} {'ms':>9s} {'passes':>7s} {'ratio/pass':>10s} {'direct ms':>10s} {'overhead':>9s} "
           f"{'peak MiB':>9s}")
@@ -160,8 +223,8 @@ def bench_methods(args) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with PeakRSS() as mem:
-                explain(model, x, name, **params)
-            t, td = paired(lambda: explain(model, x, name, **params), direct.get(name), args.repeats)
+                explain(model, x, name, target, **params)
+            t, td = paired(lambda: explain(model, x, name, target, **params), direct.get(name), args.repeats)
         ratio = t / limit / (passes if passes >= 1 else 1)
         over = f"{(t / td - 1) * 100:+8.1f}%" if td else "       -"
         print(f"{name:32s} {t * 1e3:9.0f} {passes:7.1f} {ratio:10.2f} {td * 1e3 if td else float('nan'):10.0f} "
@@ -230,11 +293,13 @@ def bench_volumes(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="5 methods, batch 2")
+    ap.add_argument("--all", action="store_true", help="every method (ratio per pass, overhead, memory)")
+    ap.add_argument("--quick", action="store_true", help="with --all: 5 methods, batch 2")
+    ap.add_argument("--ig-steps", type=int, default=20, help="integrated gradients steps in the table")
     ap.add_argument("--methods", nargs="*")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--densenet", action="store_true", help="DenseNet-121 IG memory check")
     ap.add_argument("--densenet-steps", type=int, default=200)
@@ -249,7 +314,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.no_methods:
-        bench_methods(args)
+        (bench_methods if args.all else bench_table)(args)
     if args.widget:
         bench_widget(args)
     if args.densenet:

@@ -44,7 +44,8 @@ from zennit.types import BatchNorm
 
 from .safety import state_fingerprint
 
-__all__ = ["DenseNetCanonizer", "VideoResNetCanonizer", "ExactResNetCanonizer", "ExactSequentialMergeBatchNorm", "canonizers_for", "canonized", "TOLERANCE"]
+__all__ = ["DenseNetCanonizer", "VideoResNetCanonizer", "ExactResNetCanonizer", "ExactSequentialMergeBatchNorm",
+           "canonizers_for", "canonized", "canonized_copy", "TOLERANCE"]
 
 TOLERANCE = 1e-5
 
@@ -210,6 +211,51 @@ def canonized(model: nn.Module, inputs: torch.Tensor) -> Iterator[dict]:
         yield report
     finally:
         handles.remove()
+
+
+_COPIES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def canonized_copy(model: nn.Module, inputs: torch.Tensor) -> tuple[nn.Module, dict]:
+    """A private, frozen, eval-mode copy of ``model`` with its architecture's canonizers applied for good.
+
+    Built once per model state and input shape (cached; the copy holds nothing of ``model``), so LRP pays
+    neither the BatchNorm merge nor its undoing per call and ``model`` itself is never touched. Returns
+    ``(copy, report)``, the report as :func:`canonized` yields it; ``(model, report)`` when there is nothing to
+    canonize or the canonizers fail the float64 output check.
+    """
+    key = (state_fingerprint(model), tuple(inputs.shape[1:]), inputs.dtype, str(inputs.device))
+    cached = _COPIES.get(model)
+    if cached is not None and cached["key"] == key:
+        _warn_unmerged(cached["report"], cached["n_batchnorm"])
+        return (model if cached["copy"] is None else cached["copy"]), cached["report"]
+    if not canonizers_for(model):
+        with canonized(model, inputs) as report:
+            return model, report
+    dup = copy.deepcopy(model).eval()
+    for p in dup.parameters():
+        p.requires_grad_(False)
+    with canonized(dup, inputs) as report:  # the float64 check and the report, on the copy
+        pass
+    if report["canonizers"]:
+        for canonizer in canonizers_for(dup):
+            canonizer.apply(dup)  # for good: the copy is private and never restored
+        _drop_merged(dup, report["merged_batchnorm"])
+        for m in dup.modules():
+            m.xaikit_private = True  # weights nobody changes: direct rules may cache their clamped parts
+    else:
+        dup = None  # the canonizers changed the outputs (warned): LRP runs on the model as it is
+    n_batchnorm = sum(isinstance(m, BatchNorm) for m in model.modules())
+    _COPIES[model] = {"key": key, "copy": dup, "report": report, "n_batchnorm": n_batchnorm}
+    return (model if dup is None else dup), report
+
+
+def _drop_merged(model: nn.Module, names: list[str]) -> None:
+    """Replace merged BatchNorms (exact identities after :class:`ExactMerge`) by ``nn.Identity`` in a private copy:
+    no BatchNorm forward, backward and zennit ``Pass`` hook per call for a layer that does nothing."""
+    for name in names:
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, leaf, nn.Identity())
 
 
 def _check64(model: nn.Module, sample: torch.Tensor, cans: list[Canonizer]) -> float | None:

@@ -1,9 +1,11 @@
 """The engine behind :func:`explain`: checks, model scoping, memory chunking, target handling, reduction."""
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import warnings
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -17,7 +19,7 @@ from .explanation import Explanation, plain
 from .memory import MemoryPlan, plan
 from .params import check_params
 from .registry import MethodInfo, get_method
-from .safety import guarded, private_copy
+from .safety import guarded, hook_count, private_copy, state_fingerprint
 from .targets import Target, TargetSpec, resolve_target
 
 __all__ = ["explain", "MethodContext", "REDUCTIONS", "find_cam_layer", "resolve_layer"]
@@ -186,14 +188,46 @@ def explain(
         from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
 
         check_preprocess(model, preprocess)
-    layer_name = _layer_name(model, info, layer, x)
+    request = _Request(model=model, x=x, info=info, target=target, labels=labels, image_ids=tuple(image_ids),
+                       layer_name=_layer_name(model, info, layer, x), budget=memory_budget, seed=seed,
+                       reduction=reduction, keep_raw=keep_raw, params=params)
     with guarded(model):
-        return _run(model, x, info, target, labels, image_ids, layer_name, memory_budget, seed, reduction,
-                    keep_raw, params)
+        return _run(request)
 
 
-def _run(model, x, info, target, labels, image_ids, layer_name, budget, seed, reduction, keep_raw, params):
-    memory = plan(model, x, budget, info.name)
+@dataclass(frozen=True, kw_only=True)
+class _Request:
+    """One checked :func:`explain` call: what :func:`_run` and :func:`_build` need, by name (not 12 positions)."""
+
+    model: nn.Module
+    x: torch.Tensor
+    info: MethodInfo
+    target: Any
+    labels: torch.Tensor | None
+    image_ids: tuple[str, ...]
+    layer_name: str | None
+    budget: int | None
+    seed: int
+    reduction: str
+    keep_raw: bool
+    params: dict
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Attributions:
+    """What the method produced over all chunks, with the target and memory plan it ran under."""
+
+    spec: TargetSpec
+    memory: MemoryPlan
+    logits: torch.Tensor
+    attrs: list
+    raws: list
+    record: dict
+
+
+def _run(req: _Request) -> Explanation:
+    model, x, info, target = req.model, req.x, req.info, req.target
+    memory = plan(model, x, req.budget, info.name)
     pre_logits = None
     if _bindable(target):  # mask/box targets: fixed on the clean outputs, one image per chunk
         pre_logits = _logits(model, x, memory.max_batch)
@@ -203,28 +237,29 @@ def _run(model, x, info, target, labels, image_ids, layer_name, budget, seed, re
             f"{type(model).__name__} returns outputs of {memory.output_ndim} dimensions, not logits N x K; "
             "explain a segmentation model with target=targets.segmentation(class_index, mask=...) and a detector "
             "with target=targets.detection(...) (from xaikit.saliency import targets).")
-    spec = resolve_target(target, len(x), memory.n_classes, labels, needs_indices=not info.clean_forward)
+    spec = resolve_target(target, len(x), memory.n_classes, req.labels, needs_indices=not info.clean_forward)
     if spec.policy == "pred" and not info.clean_forward:
         pre_logits = _logits(model, x, memory.max_batch)
         spec = TargetSpec("pred", pre_logits.argmax(1))
-    streams = torch.tensor([zlib.crc32(i.encode()) for i in image_ids])  # per-image random streams
-    run_model, run_layer = _model_for(model, info, layer_name, x[: min(len(x), 2)])
+    streams = torch.tensor([zlib.crc32(i.encode()) for i in req.image_ids])  # per-image random streams
+    run_model, run_layer = _model_for(model, info, req.layer_name, x[: min(len(x), 2)])
     attrs, raws, logits, record = [], [], [], {}
     step = 1 if getattr(spec.fn, "per_image", False) else memory.max_batch
     for start in range(0, len(x), step):
         sl = slice(start, start + step)
         chunk = x[sl].detach().clone()
         store: dict = {}
-        ctx = MethodContext(run_model, _Head(run_model, spec.subset(sl), chunk, store), chunk, spec.subset(sl),
-                            run_layer, memory, seed, streams[sl], store)
-        attr, raw = _call(info, ctx, params, seed + start)
+        ctx = MethodContext(model=run_model, head=_Head(run_model, spec.subset(sl), chunk, store), inputs=chunk,
+                            spec=spec.subset(sl), layer=run_layer, memory=memory, seed=req.seed, index=streams[sl],
+                            store=store)
+        attr, raw = _call(info, ctx, req.params, req.seed + start)
         attrs.append(attr.detach().float())
         raws.append(None if raw is None else raw.detach().float())
         logits.append(store.get("logits"))
         record.update(ctx.record)
     logits = _assemble_logits(model, x, logits, pre_logits, memory.max_batch)
-    return _build(x, info, spec, logits, attrs, raws, labels, image_ids, layer_name, memory, seed, reduction,
-                  keep_raw, {**params, **record})
+    return _build(req, _Attributions(spec=spec, memory=memory, logits=logits, attrs=attrs, raws=raws,
+                                     record={**req.params, **record}))
 
 
 # captum's notes about what it does internally (we require grads and hook a private copy on purpose)
@@ -276,26 +311,27 @@ def _model_for(model: nn.Module, info: MethodInfo, layer_name: str | None, probe
     return dup, layer_module
 
 
-def _build(x, info, spec, logits, attrs, raws, labels, image_ids, layer_name, memory, seed, reduction, keep_raw,
-           params):
-    attr = _to_input_size(torch.cat(attrs), x.shape[2:])
-    raw = None if any(r is None for r in raws) else _to_input_size(torch.cat(raws), x.shape[2:])
+def _build(req: _Request, out: _Attributions) -> Explanation:
+    x, info, spec, logits, memory, reduction = req.x, req.info, out.spec, out.logits, out.memory, req.reduction
+    attr = _to_input_size(torch.cat(out.attrs), x.shape[2:])
+    raw = None if not req.keep_raw or any(r is None for r in out.raws) else _to_input_size(torch.cat(out.raws),
+                                                                                          x.shape[2:])
     if attr.shape[1] == 1:
         maps, reduction = attr[:, 0], ("none" if info.needs_layer else reduction)
     else:
         maps = REDUCTIONS[reduction](attr)
-    _check_finite(maps, info.name, image_ids)
+    _check_finite(maps, info.name, req.image_ids)
     classify = logits.ndim == 2  # segmentation / detection outputs have no per-image class or probabilities
     preds = logits.argmax(1).cpu() if classify else torch.full((len(x),), -1, dtype=torch.long)
     probs = torch.softmax(logits.float(), 1).cpu() if classify else torch.zeros(len(x), 0)
     targets = _targets(spec, preds)
-    record = {**params, "layer": layer_name, "seed": seed, "memory_budget": memory.budget,
+    record = {**out.record, "layer": req.layer_name, "seed": req.seed, "memory_budget": memory.budget,
               "max_batch": memory.max_batch, "per_sample_bytes": memory.per_sample}
     return Explanation(
         maps=maps.float().cpu(), method=info.name, params=plain(record), target_policy=spec.policy,
-        targets=targets, preds=preds, probs=probs, image_ids=list(image_ids),
-        labels=labels, raw=(raw if raw is not None else attr).cpu() if keep_raw else None, reduction=reduction,
-        versions=_versions(),
+        targets=targets, preds=preds, probs=probs, image_ids=list(req.image_ids),
+        labels=req.labels, raw=(raw if raw is not None else attr).cpu() if req.keep_raw else None,
+        reduction=reduction, versions=_versions(),
     )
 
 
@@ -324,13 +360,19 @@ def _check_finite(maps: torch.Tensor, method: str, image_ids: Sequence[str]) -> 
 
 
 def _versions() -> dict:
+    return dict(_installed_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple:
+    """Package versions, read once per process (importlib.metadata scans sys.path: milliseconds per call)."""
     out = {}
     for name in ("torch", "torchvision", "captum", "zennit", "xaikit"):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "unknown"
-    return out
+    return tuple(out.items())
 
 
 def _check_params(info: MethodInfo, params: dict) -> dict:
@@ -437,7 +479,28 @@ def _check_model(model: nn.Module, x: torch.Tensor, logits: bool = True) -> None
         raise ExplanationError(f"inputs have {x.shape[1]} channel(s) (shape {tuple(x.shape)}) but the model's first "
                                f"convolution takes {conv.in_channels}; use the Preprocess the model was trained "
                                "with (channel handling), e.g. x.mean(1, keepdim=True) or x.expand(-1, 3, ...).")
-    _check_output(model, x, logits)
+    _once(model, ("output", tuple(x.shape[1:]), x.dtype, str(x.device), logits), lambda: _check_output(model, x, logits))
+
+
+_PROBED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _once(model: nn.Module, key: tuple, fn: Callable[[], Any]) -> Any:
+    """``fn()`` once per model state (weights, buffers, hooks) and ``key``; its result is cached, errors are not.
+
+    The probe forwards of the checks (one input each) cost 1/N of a forward per call, 4-8 % of a gradient on a
+    batch of 8; a model whose state did not change answers them the same way.
+    """
+    full = (state_fingerprint(model), hook_count(model), key)
+    try:
+        cache = _PROBED.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: check every time
+        return fn()
+    if full not in cache:
+        if len(cache) > 32:
+            cache.clear()
+        cache[full] = fn()
+    return cache[full]
 
 
 def _check_output(model: nn.Module, x: torch.Tensor, logits: bool) -> None:
@@ -482,12 +545,13 @@ def _layer_name(model: nn.Module, info: MethodInfo, layer: str | None, x: torch.
         if layer is not None:
             raise ExplanationError(f"method {info.name!r} does not use a layer; drop layer={layer!r}.")
         return None
+    key = ("layer", layer, tuple(x.shape[1:]), x.dtype, str(x.device))
     if layer is not None:
-        _check_layer_output(model, resolve_layer(model, layer), layer, x)
-        return layer
+        module = resolve_layer(model, layer)
+        return _once(model, key, lambda: _check_layer_output(model, module, layer, x) or layer)
     if hasattr(model, "cam_layer"):  # wrappers (detection) name the backbone layer that fed their outputs
         return model.cam_layer(x[:1])
-    return find_cam_layer(model, x[:1])
+    return _once(model, key, lambda: find_cam_layer(model, x[:1]))
 
 
 def _check_layer_output(model: nn.Module, module: nn.Module, name: str, x: torch.Tensor) -> None:

@@ -18,15 +18,14 @@ from typing import Mapping
 import torch
 from zennit.attribution import Gradient
 from zennit.composites import (
-    EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat, ExcitationBackprop,
-    LayerMapComposite, layer_map_base,
+    EpsilonGammaBox, ExcitationBackprop, LayerMapComposite, SpecialFirstLayerMapComposite, layer_map_base,
 )
-from zennit.core import Composite
-from zennit.rules import Epsilon, ZPlus
-from zennit.types import Linear
+from zennit.core import Composite, Hook
+from zennit.types import Convolution, Linear
 
 from ..errors import ExplanationError
-from .canonizers import canonized
+from .canonizers import canonized_copy
+from .direct_rules import DirectAlphaBeta, DirectEpsilon, DirectFlat, DirectZPlus, direct_layer_map_base
 from .registry import register
 from .rules import rule_composite, stabilizer_fn
 from .targets import check_relevance_init
@@ -37,15 +36,26 @@ __all__: list[str] = []
 def _attribute(ctx, composite, relevance_init: str = "logit") -> torch.Tensor:
     """Run zennit's Gradient attributor with ``composite`` on the canonized model; one forward+modified backward.
 
-    Gradients are enabled inside (zennit needs them; callers often sit in ``torch.no_grad()``).
+    The canonized model is a private copy cached per model state (:func:`canonized_copy`): the user's model is
+    not touched and the BatchNorm merge is not redone per call. Gradients are enabled inside (zennit needs them;
+    callers often sit in ``torch.no_grad()``).
     """
     init = functools.partial(ctx.spec.relevance, init=check_relevance_init(relevance_init))
-    with torch.enable_grad(), canonized(ctx.model, ctx.inputs) as report:
-        with Gradient(ctx.model, composite) as attributor:
-            logits, relevance = attributor(ctx.inputs, attr_output=init)
+    model, report = canonized_copy(ctx.model, ctx.inputs)
+    with torch.enable_grad(), Gradient(model, composite) as attributor:
+        logits, relevance = attributor(ctx.inputs, attr_output=init)
     ctx.store["logits"] = logits.detach()
     ctx.record["canonization"] = report
     return relevance
+
+
+def _composite(stabilizer: float, conv: Hook, dense: Hook, first: Hook | None = None) -> Composite:
+    """zennit's built-in composites (EpsilonPlus, EpsilonAlpha2Beta1 and their Flat variants) with the rules
+    computed directly (:mod:`.direct_rules`): the same layer map, the same maps, about half the work."""
+    layer_map = direct_layer_map_base(stabilizer) + [(Convolution, conv), (torch.nn.Linear, dense)]
+    if first is None:
+        return LayerMapComposite(layer_map)
+    return SpecialFirstLayerMapComposite(layer_map, [(Linear, first)])
 
 
 _LRP = {"family": "lrp", "library": "zennit", "cost": 2, "clean_forward": True, "supports_3d": True}
@@ -92,7 +102,7 @@ def lrp(ctx, rules: Mapping | None = None, composite: Composite | None = None, b
 def lrp_epsilon(ctx, epsilon=1e-6, stabilizer=1e-6, relevance_init="logit"):
     """LRP-epsilon on every linear/conv layer (LRP-0 as epsilon -> 0); sums and pools use ``stabilizer``."""
     stab = stabilizer_fn(stabilizer, "sign")
-    composite = LayerMapComposite(layer_map_base(stab) + [(Linear, Epsilon(epsilon=float(epsilon)))])
+    composite = LayerMapComposite(direct_layer_map_base(stab) + [(Linear, DirectEpsilon(epsilon=float(epsilon)))])
     return _attribute(ctx, composite, relevance_init)
 
 
@@ -100,20 +110,21 @@ def lrp_epsilon(ctx, epsilon=1e-6, stabilizer=1e-6, relevance_init="logit"):
 def lrp_zplus(ctx, stabilizer=1e-6, relevance_init="logit"):
     """zennit's LRP-z+ on every linear/conv layer (only positive contributions; positive bias in the denominator)."""
     stab = stabilizer_fn(stabilizer, "sign")
-    composite = LayerMapComposite(layer_map_base(stab) + [(Linear, ZPlus(stabilizer=stab))])
+    composite = LayerMapComposite(direct_layer_map_base(stab) + [(Linear, DirectZPlus(stabilizer=stab))])
     return _attribute(ctx, composite, relevance_init)
 
 
 @register("lrp_epsilon_plus", **_LRP)
 def lrp_epsilon_plus(ctx, epsilon=1e-6, relevance_init="logit"):
     """zennit EpsilonPlus: z+ for convolutions, epsilon for dense layers."""
-    return _attribute(ctx, EpsilonPlus(epsilon=float(epsilon)), relevance_init)
+    return _attribute(ctx, _composite(1e-6, DirectZPlus(1e-6), DirectEpsilon(float(epsilon))), relevance_init)
 
 
 @register("lrp_epsilon_plus_flat", **_LRP)
 def lrp_epsilon_plus_flat(ctx, epsilon=1e-6, relevance_init="logit"):
     """zennit EpsilonPlusFlat: flat rule on the first layer, z+ for convolutions, epsilon for dense layers."""
-    return _attribute(ctx, EpsilonPlusFlat(epsilon=float(epsilon)), relevance_init)
+    composite = _composite(1e-6, DirectZPlus(1e-6), DirectEpsilon(float(epsilon)), first=DirectFlat(1e-6))
+    return _attribute(ctx, composite, relevance_init)
 
 
 @register("lrp_epsilon_gamma_box", **_LRP)
@@ -130,13 +141,16 @@ def lrp_epsilon_gamma_box(ctx, epsilon=1e-6, gamma=0.25, low=None, high=None, re
 @register("lrp_epsilon_alpha2_beta1", **_LRP)
 def lrp_epsilon_alpha2_beta1(ctx, epsilon=1e-6, relevance_init="logit"):
     """zennit EpsilonAlpha2Beta1: alpha=2, beta=1 for convolutions, epsilon for dense layers."""
-    return _attribute(ctx, EpsilonAlpha2Beta1(epsilon=float(epsilon)), relevance_init)
+    composite = _composite(1e-6, DirectAlphaBeta(2.0, 1.0, 1e-6), DirectEpsilon(float(epsilon)))
+    return _attribute(ctx, composite, relevance_init)
 
 
 @register("lrp_epsilon_alpha2_beta1_flat", **_LRP)
 def lrp_epsilon_alpha2_beta1_flat(ctx, epsilon=1e-6, relevance_init="logit"):
     """zennit EpsilonAlpha2Beta1Flat: flat first layer, alpha2-beta1 convolutions, epsilon dense layers."""
-    return _attribute(ctx, EpsilonAlpha2Beta1Flat(epsilon=float(epsilon)), relevance_init)
+    composite = _composite(1e-6, DirectAlphaBeta(2.0, 1.0, 1e-6), DirectEpsilon(float(epsilon)),
+                           first=DirectFlat(1e-6))
+    return _attribute(ctx, composite, relevance_init)
 
 
 @register("excitation_backprop", **{**_LRP, "signed": False})

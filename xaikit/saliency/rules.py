@@ -42,8 +42,9 @@ from zennit.rules import ClampMod, Epsilon, Flat, Gamma, Norm, Pass, WSquare, ZB
 from zennit.types import Activation, AvgPool, BatchNorm, Convolution, Linear
 
 from ..errors import ExplanationError
+from .direct_rules import DirectAlphaBetaFullBias, DirectEpsilon, DirectFlat, DirectPass, DirectSumNorm
 
-__all__ = ["SafeDivide", "AlphaBetaFullBias", "ZPlusFast", "RULES", "STABILIZERS", "RuleComposite",
+__all__ = ["SafeDivide", "AlphaBetaFullBias", "ZPlusFast", "RULES", "DIRECT_RULES", "STABILIZERS", "RuleComposite",
            "stabilizer_fn", "rule_composite"]
 
 
@@ -132,6 +133,19 @@ RULES: dict[str, Callable[..., Hook]] = {
     "pass": lambda stab, bias: Pass(),
 }
 
+# name -> builder of the same rule computed directly (xaikit.saliency.direct_rules: same maps, about half the work);
+# rules not listed here run as zennit hooks
+DIRECT_RULES: dict[str, Callable[..., Hook]] = {
+    "epsilon": lambda stab, bias, epsilon=1e-6: DirectEpsilon(epsilon=float(epsilon), zero_params=_bias(bias)),
+    "z": lambda stab, bias: DirectEpsilon(epsilon=stab, zero_params=_bias(bias)),
+    "alpha_beta": lambda stab, bias, alpha=2.0, beta=1.0: DirectAlphaBetaFullBias(float(alpha), float(beta), stab,
+                                                                                 bias),
+    "zplus": lambda stab, bias: DirectAlphaBetaFullBias(1.0, 0.0, stab, bias=False),
+    "flat": lambda stab, bias: DirectFlat(stabilizer=stab),
+    "norm": lambda stab, bias: DirectSumNorm(stabilizer=stab),
+    "pass": lambda stab, bias: DirectPass(),
+}
+
 # selector -> module types (checked in this order after names and "first")
 TYPE_SELECTORS: dict[str, tuple] = {
     "conv": (Convolution,), "dense": (nn.Linear,), "linear": (Linear,), "avgpool": (AvgPool,), "sum": (Sum,),
@@ -182,7 +196,7 @@ def _build(name: str, params: dict, stab, bias: bool, selector: str) -> Hook:
     params = dict(params)
     bias = bool(params.pop("bias", bias))
     try:
-        return RULES[name](stab, bias, **params)
+        return DIRECT_RULES.get(name, RULES[name])(stab, bias, **params)
     except TypeError as err:  # unknown keyword for this rule: say which rule and which keywords it takes
         raise ExplanationError(f"rules[{selector!r}]: rule {name!r} does not accept parameters {sorted(params)} "
                                f"({err}); see xaikit.saliency.rules.RULES.") from None

@@ -67,12 +67,14 @@ def guarded(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def state_fingerprint(model: nn.Module) -> tuple:
-    """Cheap identity of a model's current weights: tensor ids and in-place version counters.
+    """Cheap identity of a model's current weights: tensor ids, in-place version counters and storage addresses.
 
-    Changes whenever a parameter or buffer is replaced or modified in place (an optimizer step), so caches
-    keyed by it never serve results for stale weights.
+    Changes whenever a parameter or buffer is replaced, modified in place (an optimizer step) or given new data
+    (``p.data = ...``, which leaves the version counter alone), so caches keyed by it never serve results for
+    stale weights.
     """
-    return tuple((id(t), t._version) for t in list(model.parameters()) + list(model.buffers()))
+    return tuple((id(t), t._version, t.data_ptr() if t.layout == torch.strided else 0)
+                 for t in list(model.parameters()) + list(model.buffers()))
 
 
 _COPIES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
