@@ -63,7 +63,7 @@ def test_cam_layer_is_the_outermost_last_spatial_module_and_restores_mode():
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_cam_layer_equals_the_saliency_engines_rule(arch):
-    """One rule for the CAM layer on every model (until engine.find_cam_layer imports models.cam_layer)."""
+    """One rule for the CAM layer on every model: the saliency engine's default is models.cam_layer."""
     from xaikit.saliency.engine import find_cam_layer
 
     model = build_model(arch, num_classes=2)

@@ -573,26 +573,11 @@ def _check_layer_output(model: nn.Module, module: nn.Module, name: str, x: torch
 
 
 def find_cam_layer(model: nn.Module, sample: torch.Tensor) -> str:
-    """Name of the last module (in execution order) whose output still has a spatial extent > 1.
+    """Name of the default CAM layer: :func:`xaikit.models.cam_layer`, the kit's one rule (the last module whose
+    output still has a spatial extent > 1, outermost first, adaptive pooling skipped)."""
+    from ..models import cam_layer
 
-    Among modules finishing at the same point the outermost wins (``layer4`` rather than its last ReLU),
-    so the CAM sees the block output including the residual sum. Adaptive pooling layers are skipped (they
-    only resample: VGG's 7x7 ``avgpool`` would otherwise be chosen).
-    """
-    finished: list[tuple[str, torch.Size]] = []
-    skip = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)  # resample only
-    handles = [m.register_forward_hook(_shape_recorder(name, finished)) for name, m in model.named_modules()
-               if name and not isinstance(m, skip)]
-    try:
-        with guarded(model), torch.no_grad():
-            model(sample)
-    finally:
-        for h in handles:
-            h.remove()
-    spatial = [i for i, (_, shape) in enumerate(finished) if len(shape) >= 4 and int(torch.tensor(shape[2:]).prod()) > 1]
-    if not spatial:
-        raise ModelError(f"{type(model).__name__} has no layer with a spatial output; pass layer=... explicitly.")
-    return finished[spatial[-1]][0]
+    return cam_layer(model, sample)
 
 
 def _shape_recorder(name: str, out: list):
