@@ -227,20 +227,7 @@ class Preprocess:
         return {name: torch.from_numpy(geo.mask(_mask(mask, name, geo.in_shape))) for name, mask in masks.items()}
 
     def _intensity(self, plane: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
-        if self.normalize == "none":
-            return plane
-        if self.normalize == "window":
-            window = self.window or window
-            if window is None:
-                raise ArgumentError("Preprocess(normalize='window') got a plain array and has no window; "
-                                    "pass window=(center, width) or give a MedicalImage.")
-            center, width = window
-            lo, hi = center - width / 2.0, center + width / 2.0
-        else:
-            lo, hi = np.percentile(plane, self.percentiles)
-        if hi <= lo:  # a constant image (or window of zero width): nothing to scale
-            return np.zeros_like(plane)
-        return np.clip((plane - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+        return scale_intensity(plane, self.normalize, self.window or window, self.percentiles, "Preprocess")
 
     def _standardise(self, tensor: torch.Tensor) -> torch.Tensor:
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
@@ -312,3 +299,23 @@ def _window(window: Any) -> tuple[float, float] | None:
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
     if value not in options:
         raise ArgumentError(f"Preprocess({name}={value!r}): must be one of {list(options)}.")
+
+
+def scale_intensity(array: np.ndarray, normalize: str, window: tuple[float, float] | None,
+                    percentiles: tuple[float, float], who: str) -> np.ndarray:
+    """Intensities to [0, 1] float32: a (center, width) window, the ``percentiles`` of ``array``, or unchanged
+    (``normalize="none"``); a constant image (or a zero-width window) gives zeros. Shared by :class:`Preprocess`
+    and :class:`~xaikit.data.VolumePreprocess` (``who`` names the caller in the error)."""
+    if normalize == "none":
+        return array
+    if normalize == "window":
+        if window is None:
+            raise ArgumentError(f"{who}(normalize='window') got a plain array and has no window; pass "
+                                "window=(center, width) (e.g. (-600, 1500) for lung CT) or give a MedicalImage.")
+        center, width = window
+        lo, hi = center - width / 2.0, center + width / 2.0
+    else:
+        lo, hi = np.percentile(array, percentiles)
+    if hi <= lo:  # a constant image (or window of zero width): nothing to scale
+        return np.zeros_like(array)
+    return np.clip((array - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)

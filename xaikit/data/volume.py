@@ -272,20 +272,9 @@ class VolumePreprocess:
         return write_map_nifti(self.geometry(source).inverse(arr), source, path)
 
     def _intensity(self, volume: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
-        if self.normalize == "none":
-            return volume
-        if self.normalize == "window":
-            window = self.window or window
-            if window is None:
-                raise ArgumentError("VolumePreprocess(normalize='window') got a plain array and has no window; "
-                                    "pass window=(center, width) (e.g. (-600, 1500) for lung CT) or a MedicalImage.")
-            center, width = window
-            lo, hi = center - width / 2.0, center + width / 2.0
-        else:
-            lo, hi = np.percentile(volume, self.percentiles)
-        if hi <= lo:
-            return np.zeros_like(volume)
-        return np.clip((volume - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+        from .preprocess import scale_intensity
+
+        return scale_intensity(volume, self.normalize, self.window or window, self.percentiles, "VolumePreprocess")
 
 
 def preprocess_from_dict(d: Mapping[str, Any]):
