@@ -172,15 +172,22 @@ def median_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b))
 
 
-def bench_table(args) -> None:
-    """The issue-16 table: library direct vs xaikit, as ratios to the limit measured in the same rounds."""
+def _resnet_batch(args):
+    """resnet18 with frozen weights, a random batch, and its fixed predicted target (computed once, before timing,
+    so that neither side adds a forward the other does not make)."""
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=2).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     x = torch.rand(args.batch, 3, args.size, args.size)
     with torch.no_grad():
-        target = model(x).argmax(1)  # fixed target for both sides: no side adds a forward to find it
+        target = model(x).argmax(1)
+    return model, x, target
+
+
+def bench_table(args) -> None:
+    """The issue-16 table: library direct vs xaikit, as ratios to the limit measured in the same rounds."""
+    model, x, target = _resnet_batch(args)
     direct = direct_calls(model, x, target, args.ig_steps)
     limit = physical_limit(model, x, target)
     print(f"resnet18, batch {args.batch}, {args.size} px, {torch.get_num_threads()} threads, {args.repeats} rounds "
@@ -203,13 +210,7 @@ def bench_table(args) -> None:
 
 
 def bench_methods(args) -> None:
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=2).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    x = torch.rand(args.batch, 3, args.size, args.size)
-    with torch.no_grad():
-        target = model(x).argmax(1)  # both sides get the same target: no forward the other does not make
+    model, x, target = _resnet_batch(args)
     limit = timed(physical_limit(model, x, target), args.repeats)
     print(f"resnet18, batch {args.batch}, {args.size} px, {torch.get_num_threads()} threads: physical limit "
           f"(forward+backward to input) {limit * 1e3:.0f} ms")

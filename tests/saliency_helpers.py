@@ -43,13 +43,19 @@ def tiny_cnn(bias: bool = True, bn: bool = False, classes: int = 3, seed: int = 
     model.add_module("flatten", nn.Flatten())
     model.add_module("fc", nn.Linear(6 * 4 * 4, classes, bias=bias))
     if bn:
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.data.uniform_(0.5, 1.5)
-                m.bias.data.uniform_(-0.1, 0.1)
+        randomise_batchnorm(model)
     return model.to(dtype).eval()
+
+
+def randomise_batchnorm(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine terms (fresh ones are an identity that hides merge errors)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.1)
+    return model
 
 
 def tiny_inputs(n: int = 2, seed: int = 1, dtype=torch.float64) -> torch.Tensor:

@@ -20,7 +20,7 @@ from xaikit.saliency.direct_rules import (
 )
 from xaikit.saliency.rules import AlphaBetaFullBias, SafeDivide
 from xaikit.saliency.safety import state_fingerprint
-from saliency_helpers import assert_unchanged, small_vgg, snapshot
+from saliency_helpers import assert_unchanged, randomise_batchnorm, small_vgg, snapshot
 
 PAIRS = {  # direct rule, the zennit rule it stands for
     "epsilon": (lambda: DirectEpsilon(1e-3), lambda: Epsilon(1e-3)),
@@ -93,13 +93,7 @@ def tiny_resnet() -> nn.Module:
 
     torch.manual_seed(0)
     model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=3).eval()
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.1, 0.1)
-    return model
+    return randomise_batchnorm(model)
 
 
 @pytest.mark.parametrize("method,composite", [

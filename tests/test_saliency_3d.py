@@ -9,7 +9,7 @@ from torch import nn
 
 from xaikit.errors import ExplanationError, ModelError
 from xaikit.saliency import METHODS, explain
-from saliency_helpers import assert_unchanged, snapshot
+from saliency_helpers import assert_unchanged, randomise_batchnorm, snapshot
 
 FAST = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
         "vargrad": {"n_samples": 3}, "gradient_shap": {"n_samples": 3}, "lime": {"n_samples": 12, "n_segments": 8},
@@ -32,13 +32,7 @@ def tiny_cnn3d(bn: bool = True, seed: int = 0) -> nn.Module:
     model.add_module("pool", nn.AdaptiveAvgPool3d(1))
     model.add_module("flatten", nn.Flatten())
     model.add_module("fc", nn.Linear(6, 3))
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.1, 0.1)
-    return model.eval()
+    return randomise_batchnorm(model).eval()
 
 
 def volumes(n: int = 2) -> torch.Tensor:

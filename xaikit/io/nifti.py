@@ -247,6 +247,11 @@ def write_nifti(
     nifti.header.set_xyzt_units("mm")
     center, width = image.window
     nifti.header["cal_min"], nifti.header["cal_max"] = center - width / 2.0, center + width / 2.0
+    return save_nifti(nifti, path)
+
+
+def save_nifti(nifti: nib.Nifti1Image, path: Path) -> Path:
+    """``nib.save`` atomically (the file appears whole or not at all); an OS error becomes an ImageWriteError."""
     try:
         with atomic_path(path) as tmp:
             nib.save(nifti, tmp)

@@ -25,7 +25,7 @@ from .._util import atomic_path
 from ..errors import ArgumentError, ImageReadError, ImageWriteError
 from .dicom import read_dicom
 from .image import MedicalImage
-from .nifti import read_nifti, write_nifti
+from .nifti import read_nifti, save_nifti, write_nifti
 
 __all__ = ["read_volume", "read_dicom_series", "write_dicom_series", "write_map_nifti"]
 
@@ -231,12 +231,7 @@ def _write_like_nifti(arr: np.ndarray, src_path: Path, path: Path, frame: int | 
     out.header.set_slope_inter(1.0, 0.0)
     lo, hi = (float(v) for v in np.percentile(np.abs(arr), [0, 100]))
     out.header["cal_min"], out.header["cal_max"] = -hi, hi
-    try:
-        with atomic_path(path) as tmp:
-            nib.save(out, tmp)
-    except OSError as exc:
-        raise ImageWriteError(f"{path}: could not write the NIfTI file ({exc}).") from exc
-    return path
+    return save_nifti(out, path)
 
 
 def _map_window(arr: np.ndarray) -> tuple[float, float]:

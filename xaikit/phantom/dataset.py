@@ -25,7 +25,33 @@ __all__ = ["PhantomDataset", "PNG_WINDOW"]
 PNG_WINDOW = (0.5, 1.0)
 
 
-class PhantomDataset(Dataset):
+class PlannedItems:
+    """What a planned phantom dataset knows before drawing anything: its length and, from ``self.table``
+    (one row per item) and ``self.indices``, every item's label, patient id and image id."""
+
+    table: Any
+    indices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer label of every item (nothing is drawn)."""
+        return self.table["label"].to_numpy(dtype=np.int64)
+
+    @property
+    def patient_ids(self) -> np.ndarray:
+        """Patient id of every item."""
+        return self.table["patient_id"].to_numpy(dtype=object)
+
+    @property
+    def ids(self) -> list[str]:
+        """Image id of every item."""
+        return self.table["image_id"].tolist()
+
+
+class PhantomDataset(PlannedItems, Dataset):
     """Sample dicts of a planned phantom set (optionally a subset of it), drawn on first use and cached.
 
     Parameters
@@ -72,24 +98,6 @@ class PhantomDataset(Dataset):
         self.classes = [str(c) for c in classes]
         self.table = chest.table().iloc[idx].reset_index(drop=True)
         self._cache: dict[int, tuple[torch.Tensor, dict[str, torch.Tensor], dict]] | None = {} if cache else None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Integer label of every image (nothing is drawn)."""
-        return self.table["label"].to_numpy(dtype=np.int64)
-
-    @property
-    def patient_ids(self) -> np.ndarray:
-        """Patient id of every image."""
-        return self.table["patient_id"].to_numpy(dtype=object)
-
-    @property
-    def ids(self) -> list[str]:
-        """Image id of every image."""
-        return self.table["image_id"].tolist()
 
     def subset(self, positions: Sequence[int]) -> "PhantomDataset":
         """The items at ``positions`` (of this dataset) as a new dataset sharing what is already drawn."""

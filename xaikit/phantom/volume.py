@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
 from ..errors import ArgumentError
+from .dataset import PlannedItems
 
 __all__ = ["VOLUME_LABELS", "VOLUME_WINDOW", "VolumePhantom", "VolumeSet", "VolumeSetDataset", "draw_volume",
            "draw_volume_set"]
@@ -230,7 +230,7 @@ def draw_volume_set(n: int, *, seed: int = 0, shape: tuple[int, int, int] = (32,
     return VolumeSet(table, tuple(int(s) for s in shape), lesion_scale)
 
 
-class VolumeSetDataset(Dataset):
+class VolumeSetDataset(PlannedItems, Dataset):
     """Sample dicts of a :class:`VolumeSet` (or a subset), preprocessed and cached.
 
     Each item is ``{"image": 1 x D x H x W float tensor, "label", "id", "patient_id", "masks", "meta"}``, with one
@@ -257,21 +257,6 @@ class VolumeSetDataset(Dataset):
         self.classes = [str(c) for c in classes]
         self.transform = None
         self._cache: dict[int, tuple] | None = {} if cache else None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self.table["label"].to_numpy(dtype=np.int64)
-
-    @property
-    def patient_ids(self) -> np.ndarray:
-        return self.table["patient_id"].to_numpy(dtype=object)
-
-    @property
-    def ids(self) -> list[str]:
-        return self.table["image_id"].tolist()
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
