@@ -127,8 +127,9 @@ def test_figures_draw_from_the_table_and_never_read_images(confounded, monkeypat
     monkeypatch.setattr(importlib.import_module("xaikit.data.audit"), "read_image", no_reading)
     figs = audit_figures(table)
     assert sum(t.y.sum() for t in figs["class_balance"].data) == len(confounded)
-    with pytest.warns(FutureWarning, match="the data argument is no longer needed"):
-        again = audit_figures(table, confounded)
+    again = audit_figures(table, features=table.features)
     assert again["class_balance"].to_json() == figs["class_balance"].to_json()
+    with pytest.raises(ArgumentError, match=r"features= must be the table of xaikit.data.image_features"):
+        audit_figures(table, features=confounded)
     with pytest.raises(ArgumentError, match=r"carries no per-image features"):
         audit_figures(pd.DataFrame(table))  # a plain DataFrame of the rows

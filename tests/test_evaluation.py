@@ -227,7 +227,7 @@ def test_non_finite_maps_and_unknown_names(case):
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ArgumentError, match="explanation maps contain NaN"):
         score("sparseness", model, x, bad)
-    with pytest.raises(ArgumentError, match="Known metrics"):
+    with pytest.raises(ArgumentError, match="unknown metric .*Known metrics: "):
         score("nope", model, x, exp)
     with pytest.raises(ArgumentError, match="has no parameter"):
         score("deletion", model, x, exp, window=3)

@@ -8,7 +8,7 @@ from torch import nn
 
 from xaikit.errors import ArgumentError, ModelError, XaikitError
 from xaikit.models import (ARCHITECTURES, VOLUME_ARCHITECTURES, SmallCNN, _adapt_conv, _densenet_legacy_keys,
-                           build_model, cam_layer, classifier_layer, freeze_backbone, last_conv_layer, pretrained_weights_path,
+                           build_model, cam_layer, classifier_layer, freeze_backbone, pretrained_weights_path,
                            unfreeze)
 
 EXPECTED = {"small_cnn", "resnet18", "resnet50", "densenet121", "efficientnet_b0", "vgg11_bn"}
@@ -81,10 +81,9 @@ def test_cam_layer_is_the_layer_gradcam_uses(arch, size):
     assert explain(model, x, "gradcam").params["layer"] == cam_layer(model, x)
 
 
-def test_last_conv_layer_is_a_deprecated_alias():
+def test_cam_layer_keeps_the_model_in_eval_mode():
     small = build_model("small_cnn", num_classes=2).eval()
-    with pytest.warns(FutureWarning, match="last_conv_layer is renamed cam_layer"):
-        assert last_conv_layer(small) == cam_layer(small) == "features"
+    assert cam_layer(small) == "features"
     assert not small.training
 
 
@@ -98,7 +97,7 @@ def test_freeze_backbone_leaves_only_the_head_trainable_and_unfreeze_undoes_it()
 
 
 def test_unknown_architecture_lists_the_known_ones():
-    with pytest.raises(ModelError, match="unknown architecture 'resnet9000'.*small_cnn"):
+    with pytest.raises(ModelError, match="unknown architecture 'resnet9000'. Known architectures: .*small_cnn"):
         build_model("resnet9000", num_classes=2)
 
 

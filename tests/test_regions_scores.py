@@ -156,12 +156,7 @@ def test_several_explanations_refuse_one_method_label_and_empty_dicts(maps):
     assert len(region_scores(list(maps), grid(1, 2, (12, 10)))) == 5 * 2
 
 
-def test_normalise_is_the_deprecated_spelling_of_normalize(maps):
+def test_normalize_values_are_checked(maps):
     rs = grid(1, 2, (12, 10))
-    with pytest.warns(FutureWarning, match=r"region_scores: the keyword normalise= is renamed normalize="):
-        old = region_scores(maps, rs, normalise="sum")
-    pd.testing.assert_frame_equal(old, region_scores(maps, rs, normalize="sum"))
-    with pytest.raises(ArgumentError, match=r"got both normalize='sum' and its former spelling normalise='max_abs'"):
-        region_scores(maps, rs, normalize="sum", normalise="max_abs")
     with pytest.raises(ArgumentError, match=r"normalize='l2' is not one of"):
         region_scores(maps, rs, normalize="l2")

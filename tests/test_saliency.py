@@ -31,7 +31,7 @@ def x():
 
 # --- bad input -----------------------------------------------------------------------------------
 def test_unknown_method_lists_known(model, x):
-    with pytest.raises(ExplanationError, match="Known methods: .*integrated_gradients"):
+    with pytest.raises(ExplanationError, match="Known saliency methods: .*integrated_gradients"):
         explain(model, x, "integrated_gradient")
 
 

@@ -11,7 +11,7 @@ from xaikit import XaikitError
 from xaikit.errors import ExplanationError
 from xaikit.regions import RegionSet
 from xaikit.saliency import METHODS, explain, targets
-from xaikit.unet import UNet
+from xaikit.models import UNet
 from saliency_helpers import assert_unchanged, snapshot
 
 

@@ -61,7 +61,7 @@ def test_protocols_reproduce_the_seed_decisions(rng, name, alpha, sumer, sizes):
 def test_protocol_registry_and_errors(rng):
     assert {"nimanui", "sumer2023"} <= set(PROTOCOLS)
     scores = _seed_like(rng)
-    with pytest.raises(StatsError, match="Unknown protocol"):
+    with pytest.raises(StatsError, match="unknown protocol .*Known protocols: nimanui"):
         run_protocol("mine", scores)
     three = scores.assign(label=np.arange(len(scores)) % 3)
     with pytest.raises(StatsError, match=r"exactly two groups; 'label' has levels \[0, 1, 2\]. Pass reference="):

@@ -131,21 +131,3 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def renamed_keyword(where: str, old: str, old_value: object, new: str, new_value: object, default: object) -> object:
-    """The value of keyword ``new`` when callers may still pass its former spelling ``old``.
-
-    ``old_value`` is None when ``old`` was not passed. Passing ``old`` warns (``FutureWarning``) and its value is
-    used; passing both (``new`` away from its ``default``) is an error, since the two could disagree.
-    """
-    if old_value is None:
-        return new_value
-    if new_value != default:
-        from .errors import ArgumentError
-
-        raise ArgumentError(f"{where}: got both {new}={new_value!r} and its former spelling {old}={old_value!r}; "
-                            f"pass {new}= only.")
-    warnings.warn(f"{where}: the keyword {old}= is renamed {new}= (same meaning); {old}= will be removed.",
-                  FutureWarning, stacklevel=3)
-    return old_value

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
+from ._registry import Registry
 from .errors import ArgumentError, DatasetError
 from .report import Report
 
@@ -30,19 +31,12 @@ class DemoContext:
 Stage = Callable[[DemoContext, Report], None]
 
 #: Demo stages in the order they run: name -> function.
-STAGES: dict[str, Stage] = {}
+STAGES: Registry[Stage] = Registry("demo stage")
 
 
 def register_stage(name: str) -> Callable[[Stage], Stage]:
     """Decorator adding a stage to :data:`STAGES` (in definition order)."""
-
-    def deco(fn: Stage) -> Stage:
-        if name in STAGES:
-            raise ArgumentError(f"demo stage {name!r} is registered twice.")
-        STAGES[name] = fn
-        return fn
-
-    return deco
+    return STAGES.register(name)
 
 
 @register_stage("data")
@@ -458,11 +452,9 @@ def run_demo(
             "or pass --samples with the folder that holds it."
         )
     names = list(STAGES) if stages is None else stages
-    unknown = [n for n in names if n not in STAGES]
-    if unknown:
-        raise ArgumentError(f"unknown demo stage(s) {unknown}; known: {list(STAGES)}.")
+    stage_fns = [STAGES.lookup(name) for name in names]
     ctx = DemoContext(samples=samples, smoke=smoke)
     report = Report(Path(out_dir), title="xaikit demo: explaining a chest X-ray classifier")
-    for name in tqdm(names, desc="xaikit demo", unit="stage"):
-        STAGES[name](ctx, report)
+    for stage in tqdm(stage_fns, desc="xaikit demo", unit="stage"):
+        stage(ctx, report)
     return report.write()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .._registry import Registry
 from ..errors import ArgumentError
 
 __all__ = ["MetricInfo", "METRICS", "register_metric", "get_metric", "FAMILIES"]
@@ -59,25 +60,21 @@ class MetricInfo:
         return doc[0] if doc else self.name
 
 
-METRICS: dict[str, MetricInfo] = {}
+def _metric_info(name: str, fn: Callable, **meta: Any) -> MetricInfo:
+    if meta.get("family") not in FAMILIES:
+        raise ArgumentError(f"metric {name!r}: family must be one of {FAMILIES}; got {meta.get('family')!r}.")
+    return MetricInfo(name=name, fn=fn, **meta)
+
+
+#: name -> :class:`MetricInfo`, filled by :func:`register_metric`.
+METRICS: Registry[MetricInfo] = Registry("metric", make=_metric_info)
 
 
 def register_metric(name: str, **meta: Any) -> Callable[[Callable], Callable]:
     """Decorator adding a metric function to :data:`METRICS` under ``name``."""
-
-    def wrapped(fn: Callable) -> Callable:
-        if name in METRICS:
-            raise ArgumentError(f"metric {name!r} is registered twice; pick another name.")
-        if meta.get("family") not in FAMILIES:
-            raise ArgumentError(f"metric {name!r}: family must be one of {FAMILIES}; got {meta.get('family')!r}.")
-        METRICS[name] = MetricInfo(name=name, fn=fn, **meta)
-        return fn
-
-    return wrapped
+    return METRICS.register(name, **meta)
 
 
 def get_metric(name: str) -> MetricInfo:
     """Look a metric up by name; unknown names raise an error listing the known ones."""
-    if not isinstance(name, str) or name not in METRICS:
-        raise ArgumentError(f"metric={name!r} is not a known metric. Known metrics: {', '.join(sorted(METRICS))}.")
-    return METRICS[name]
+    return METRICS.lookup(name)

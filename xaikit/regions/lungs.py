@@ -19,13 +19,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._registry import Registry
 from ..errors import ArgumentError
 from .regionset import as_numpy
 
 __all__ = ["LungSegmentation", "SEGMENTERS", "register_segmenter", "segment_lungs", "dice", "lung_quality"]
 
 #: Segmenters by name: ``f(image: 2D float array, **kw) -> LungSegmentation``.
-SEGMENTERS: dict[str, Callable[..., "LungSegmentation"]] = {}
+SEGMENTERS: Registry[Callable[..., "LungSegmentation"]] = Registry("lung segmenter")
 
 _WORK_SIDE = 256          # segmentation runs on a copy whose long side is this many pixels
 _QUALITY_WARN = 0.6       # below this the result is flagged as unsure
@@ -61,10 +62,7 @@ class LungSegmentation:
 
 def register_segmenter(name: str) -> Callable[[Callable[..., LungSegmentation]], Callable[..., LungSegmentation]]:
     """Decorator adding a lung segmenter to :data:`SEGMENTERS` under ``name``."""
-    def add(fn: Callable[..., LungSegmentation]) -> Callable[..., LungSegmentation]:
-        SEGMENTERS[name] = fn
-        return fn
-    return add
+    return SEGMENTERS.register(name)
 
 
 def segment_lungs(image: Any, method: str = "classical", **kwargs: Any) -> LungSegmentation:
@@ -93,9 +91,7 @@ def segment_lungs(image: Any, method: str = "classical", **kwargs: Any) -> LungS
     >>> dice(seg.left, ph.masks["left_lung"]) > 0.85
     True
     """
-    if method not in SEGMENTERS:
-        raise ArgumentError(f"Unknown lung segmenter {method!r}; available: {sorted(SEGMENTERS)}.")
-    result = SEGMENTERS[method](_as_plane(image), **kwargs)
+    result = SEGMENTERS.lookup(method)(_as_plane(image), **kwargs)
     result.method = result.method or method
     if result.warnings:
         warnings.warn(f"segment_lungs ({method}) is unsure (quality {result.quality:.2f}): "

@@ -31,7 +31,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .._util import renamed_keyword
 from ..errors import ArgumentError, ExplanationError, RegionError
 from .regionset import RegionSet, as_numpy
 
@@ -50,7 +49,7 @@ _CHUNK_BYTES = 16 * 2**20
 def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, sign: str = "positive",
                   normalize: str = "none", topk: float = 0.1, labels: Any = None,
                   image_ids: Sequence[str] | None = None, patient_ids: Sequence[str] | None = None,
-                  preds: Any = None, method: str | None = None, normalise: str | None = None) -> pd.DataFrame:
+                  preds: Any = None, method: str | None = None) -> pd.DataFrame:
     """Tidy per-image, per-region scores of relevance maps.
 
     Parameters
@@ -74,9 +73,6 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
     labels, image_ids, patient_ids, preds, method
         Metadata; override what the explanation carries. ``patient_id`` is a column only when given.
         ``method`` labels one explanation only (several: use the dict's keys).
-    normalise
-        Former spelling of ``normalize`` (deprecated: FutureWarning; the kit spells it ``normalize``
-        everywhere, as :class:`~xaikit.data.Preprocess` does). The table's column stays ``normalisation``.
 
     Returns
     -------
@@ -92,7 +88,6 @@ def region_scores(explanations: Any, regions: RegionSet | Mapping[str, Any], *, 
     >>> df["mass_frac"].tolist(), df["density_ratio"].tolist()
     ([0.0, 0.0, 1.0], [0.0, 0.0, 3.0])
     """
-    normalize = renamed_keyword("region_scores", "normalise", normalise, "normalize", normalize, "none")
     _check_options(sign, normalize, topk)
     regions = regions if isinstance(regions, RegionSet) else _from_mapping(regions)
     many = _several(explanations, method)

@@ -38,6 +38,8 @@ from zennit.layer import Sum
 from zennit.rules import AlphaBeta, Epsilon, Flat, Norm, Pass, ZPlus
 from zennit.types import Activation, AvgPool, BatchNorm
 
+from .hooks import AlphaBetaFullBias, check_alpha_beta
+
 __all__ = ["DirectRule", "DirectEpsilon", "DirectZPlus", "DirectAlphaBeta", "DirectAlphaBetaFullBias", "DirectFlat",
            "DirectPass", "DirectSumNorm", "direct_layer_map_base", "clamped", "direct_supported"]
 
@@ -299,9 +301,7 @@ class DirectAlphaBetaFullBias(DirectRule):
     both denominators; ``bias=False``: none), computed directly."""
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: Any = 1e-6, bias: bool = True):
-        if alpha < 0 or beta < 0 or alpha - beta != 1:
-            raise ValueError(f"alpha and beta must be >= 0 and alpha - beta must be 1 (got alpha={alpha:g}, "
-                             f"beta={beta:g}); LRP conserves relevance only then")
+        check_alpha_beta(alpha, beta)
         self.alpha, self.beta, self.bias = float(alpha), float(beta), bool(bias)
         pos, neg = ("pos", "neg") if bias else (None, None)
         super().__init__([
@@ -310,8 +310,6 @@ class DirectAlphaBetaFullBias(DirectRule):
         ], stabilizer=stabilizer)
 
     def zennit(self) -> Hook:
-        from .rules import AlphaBetaFullBias  # rules imports this module
-
         return AlphaBetaFullBias(self.alpha, self.beta, self.stabilizer, self.bias)
 
 

@@ -9,6 +9,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
+from .._registry import Registry
 from ..errors import ExplanationError
 
 __all__ = ["MethodInfo", "METHODS", "register", "get_method", "signature_defaults"]
@@ -74,7 +75,15 @@ class MethodInfo:
         return doc[0] if doc else self.name
 
 
-METHODS: dict[str, MethodInfo] = {}
+def _method_info(name: str, fn: Callable, **meta: Any) -> MethodInfo:
+    if "defaults" in meta:
+        raise ExplanationError(f"register({name!r}, defaults=...): the defaults are read from the function's "
+                               "signature; state them there as keyword defaults and drop defaults=.")
+    return MethodInfo(name=name, fn=fn, defaults=signature_defaults(fn, name), **meta)
+
+
+#: name -> :class:`MethodInfo`, filled by :func:`register`.
+METHODS: Registry[MethodInfo] = Registry("saliency method", error=ExplanationError, make=_method_info)
 
 
 def register(name: str, **meta: Any) -> Callable[[Callable], Callable]:
@@ -93,17 +102,7 @@ def register(name: str, **meta: Any) -> Callable[[Callable], Callable]:
     >>> METHODS["my_gradient"].defaults  # doctest: +SKIP
     {'abs': False}
     """
-    if "defaults" in meta:
-        raise ExplanationError(f"register({name!r}, defaults=...): the defaults are read from the function's "
-                               "signature; state them there as keyword defaults and drop defaults=.")
-
-    def wrapped(fn: Callable) -> Callable:
-        if name in METHODS:
-            raise ExplanationError(f"saliency method {name!r} is registered twice; pick another name.")
-        METHODS[name] = MethodInfo(name=name, fn=fn, defaults=signature_defaults(fn, name), **meta)
-        return fn
-
-    return wrapped
+    return METHODS.register(name, **meta)
 
 
 def signature_defaults(fn: Callable, name: str) -> dict[str, Any]:
@@ -120,7 +119,4 @@ def signature_defaults(fn: Callable, name: str) -> dict[str, Any]:
 
 def get_method(name: str) -> MethodInfo:
     """Look a method up by name; unknown names raise an error that lists the known ones."""
-    if not isinstance(name, str) or name not in METHODS:
-        known = ", ".join(sorted(METHODS))
-        raise ExplanationError(f"unknown saliency method {name!r}. Known methods: {known}.")
-    return METHODS[name]
+    return METHODS.lookup(name)

@@ -36,98 +36,33 @@ from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
-from zennit.core import BasicHook, Composite, Hook, Stabilizer
+from zennit.core import Composite, Hook
 from zennit.layer import Sum
 from zennit.rules import ClampMod, Epsilon, Flat, Gamma, Norm, Pass, WSquare, ZBox
 from zennit.types import Activation, AvgPool, BatchNorm, Convolution, Linear
 
 from ..errors import ExplanationError
 from .direct_rules import DirectAlphaBetaFullBias, DirectEpsilon, DirectFlat, DirectPass, DirectSumNorm
+from .hooks import STABILIZERS, AlphaBetaFullBias, SafeDivide, ZPlusFast, bias_params, stabilizer_fn
 
 __all__ = ["SafeDivide", "AlphaBetaFullBias", "ZPlusFast", "RULES", "DIRECT_RULES", "STABILIZERS", "RuleComposite",
            "stabilizer_fn", "rule_composite"]
 
 
-class SafeDivide:
-    """iNNvestigate's ``safe_divide`` as a zennit stabiliser: exact zeros become ``eps``, nothing else moves."""
-
-    def __init__(self, eps: float = 1e-7):
-        self.eps = float(eps)
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return z + self.eps * (z == 0).to(z)
-
-    def __repr__(self) -> str:
-        return f"SafeDivide({self.eps:g})"
-
-
-STABILIZERS: dict[str, Callable[[float], Callable]] = {"sign": Stabilizer, "zero": SafeDivide}
-
-
-def stabilizer_fn(value: float, kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The stabiliser callable of ``kind`` (``"sign"`` or ``"zero"``) with size ``value``."""
-    if kind not in STABILIZERS:
-        raise ExplanationError(f"stabilizer_kind={kind!r} is not known; use one of {sorted(STABILIZERS)}.")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ExplanationError(f"stabilizer must be a positive number (e.g. 1e-6); got {value!r}.")
-    return STABILIZERS[kind](float(value))
-
-
-def _bias(bias: bool) -> list[str] | None:
-    return None if bias else ["bias"]
-
-
-class AlphaBetaFullBias(BasicHook):
-    """alpha-beta rule as iNNvestigate computes it: the full bias in both denominators (Bach et al. 2015).
-
-    ``R_i = alpha * (x+_i W+ + x-_i W-) R / (z+ + b) - beta * (x+_i W- + x-_i W+) R / (z- + b)`` with
-    ``z+ = x+ W+ + x- W-``, ``z- = x+ W- + x- W+`` and ``b = b+ + b-`` (``b = 0`` for ``bias=False``).
-    """
-
-    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: Any = 1e-6, bias: bool = True):
-        if alpha < 0 or beta < 0 or alpha - beta != 1:
-            raise ValueError(f"alpha and beta must be >= 0 and alpha - beta must be 1 (got alpha={alpha:g}, "
-                             f"beta={beta:g}); LRP conserves relevance only then")
-        stab = Stabilizer.ensure(stabilizer)
-        pos, neg = ClampMod(min=0.0, zero_params=_bias(bias)), ClampMod(max=0.0, zero_params=_bias(bias))
-        super().__init__(
-            input_modifiers=[lambda x: x.clamp(min=0), lambda x: x.clamp(max=0)] * 2,
-            param_modifiers=[pos, neg, neg, pos],
-            output_modifiers=[lambda z: z] * 4,
-            gradient_mapper=lambda g, zs: [g / stab(zs[0] + zs[1])] * 2 + [g / stab(zs[2] + zs[3])] * 2,
-            reducer=lambda xs, gs: (alpha * (xs[0] * gs[0] + xs[1] * gs[1])
-                                    - beta * (xs[2] * gs[2] + xs[3] * gs[3])),
-        )
-
-
-class ZPlusFast(BasicHook):
-    """iNNvestigate's z+ "fast": positive weights, no bias, on the unclamped input (assumes ``x >= 0``)."""
-
-    def __init__(self, stabilizer: Any = 1e-6):
-        stab = Stabilizer.ensure(stabilizer)
-        super().__init__(
-            input_modifiers=[lambda x: x],
-            param_modifiers=[ClampMod(min=0.0, zero_params=["bias"])],
-            output_modifiers=[lambda z: z],
-            gradient_mapper=lambda g, zs: g / stab(zs[0]),
-            reducer=lambda xs, gs: xs[0] * gs[0],
-        )
-
-
 def _zbox(stab, bias, low=0.0, high=1.0):
-    return ZBox(low=float(low), high=float(high), stabilizer=stab, zero_params=_bias(bias))
+    return ZBox(low=float(low), high=float(high), stabilizer=stab, zero_params=bias_params(bias))
 
 
 # name -> builder(stabilizer, bias, **params) -> zennit Hook
 RULES: dict[str, Callable[..., Hook]] = {
-    "epsilon": lambda stab, bias, epsilon=1e-6: Epsilon(epsilon=float(epsilon), zero_params=_bias(bias)),
-    "z": lambda stab, bias: Epsilon(epsilon=stab, zero_params=_bias(bias)),
+    "epsilon": lambda stab, bias, epsilon=1e-6: Epsilon(epsilon=float(epsilon), zero_params=bias_params(bias)),
+    "z": lambda stab, bias: Epsilon(epsilon=stab, zero_params=bias_params(bias)),
     "alpha_beta": lambda stab, bias, alpha=2.0, beta=1.0: AlphaBetaFullBias(float(alpha), float(beta), stab, bias),
     "zplus": lambda stab, bias: AlphaBetaFullBias(1.0, 0.0, stab, bias=False),
     "zplus_fast": lambda stab, bias: ZPlusFast(stab),
     "flat": lambda stab, bias: Flat(stabilizer=stab),
     "wsquare": lambda stab, bias: WSquare(stabilizer=stab, zero_params=["bias"]),
-    "gamma": lambda stab, bias, gamma=0.25: Gamma(gamma=float(gamma), stabilizer=stab, zero_params=_bias(bias)),
+    "gamma": lambda stab, bias, gamma=0.25: Gamma(gamma=float(gamma), stabilizer=stab, zero_params=bias_params(bias)),
     "zbox": _zbox,
     "norm": lambda stab, bias: Norm(stabilizer=stab),
     "pass": lambda stab, bias: Pass(),
@@ -136,8 +71,8 @@ RULES: dict[str, Callable[..., Hook]] = {
 # name -> builder of the same rule computed directly (xaikit.saliency.direct_rules: same maps, about half the work);
 # rules not listed here run as zennit hooks
 DIRECT_RULES: dict[str, Callable[..., Hook]] = {
-    "epsilon": lambda stab, bias, epsilon=1e-6: DirectEpsilon(epsilon=float(epsilon), zero_params=_bias(bias)),
-    "z": lambda stab, bias: DirectEpsilon(epsilon=stab, zero_params=_bias(bias)),
+    "epsilon": lambda stab, bias, epsilon=1e-6: DirectEpsilon(epsilon=float(epsilon), zero_params=bias_params(bias)),
+    "z": lambda stab, bias: DirectEpsilon(epsilon=stab, zero_params=bias_params(bias)),
     "alpha_beta": lambda stab, bias, alpha=2.0, beta=1.0: DirectAlphaBetaFullBias(float(alpha), float(beta), stab,
                                                                                  bias),
     "zplus": lambda stab, bias: DirectAlphaBetaFullBias(1.0, 0.0, stab, bias=False),
@@ -200,7 +135,7 @@ def _build(name: str, params: dict, stab, bias: bool, selector: str) -> Hook:
     except TypeError as err:  # unknown keyword for this rule: say which rule and which keywords it takes
         raise ExplanationError(f"rules[{selector!r}]: rule {name!r} does not accept parameters {sorted(params)} "
                                f"({err}); see xaikit.saliency.rules.RULES.") from None
-    except ValueError as err:
+    except (ValueError, ExplanationError) as err:  # zennit's and the kit's own parameter checks
         raise ExplanationError(f"rules[{selector!r}]: rule {name!r} with {params}: {err}") from None
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._registry import Registry
 from ..errors import StatsError
 from ._table import drop_nan, finish, groups_of, require
 from .effects import cohen_d
@@ -31,7 +32,7 @@ from .groups import _pairs
 __all__ = ["PROTOCOLS", "register_protocol", "nimanui", "sumer2023", "run_protocol", "choose_test"]
 
 #: Seed protocols by name.
-PROTOCOLS: dict[str, Callable[..., pd.DataFrame]] = {}
+PROTOCOLS: Registry[Callable[..., pd.DataFrame]] = Registry("protocol", error=StatsError)
 
 #: Level of the Shapiro-Wilk and Levene pre-tests in both seeds.
 PRETEST_ALPHA = 0.05
@@ -39,17 +40,12 @@ PRETEST_ALPHA = 0.05
 
 def register_protocol(name: str) -> Callable[[Callable[..., pd.DataFrame]], Callable[..., pd.DataFrame]]:
     """Decorator adding an analysis protocol to :data:`PROTOCOLS`."""
-    def add(fn: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
-        PROTOCOLS[name] = fn
-        return fn
-    return add
+    return PROTOCOLS.register(name)
 
 
 def run_protocol(name: str, scores: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     """Run ``PROTOCOLS[name]`` on a region-scores table."""
-    if name not in PROTOCOLS:
-        raise StatsError(f"Unknown protocol {name!r}; available: {sorted(PROTOCOLS)}.")
-    return PROTOCOLS[name](scores, **kwargs)
+    return PROTOCOLS.lookup(name)(scores, **kwargs)
 
 
 def choose_test(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:

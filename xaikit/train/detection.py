@@ -22,7 +22,6 @@ from torchvision.ops import box_iou, generalized_box_iou_loss
 
 from ..errors import ArgumentError
 from .._resampling import patient_bootstrap, percentile_ci
-from .._util import renamed_keyword
 from .._modes import eval_mode
 from ._tensors import fit_tensors
 
@@ -66,14 +65,13 @@ def mean_average_precision(pred: torch.Tensor, truth: torch.Tensor, scores: torc
 
 def box_scores(pred: torch.Tensor, truth: torch.Tensor, *, scores: torch.Tensor | None = None,
                patient_ids: Sequence | None = None, image_ids: Sequence | None = None, n_boot: int = 1000,
-               ci: float = 0.95, seed: int = 0, level: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+               ci: float = 0.95, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """IoU per image, and mean IoU, hit rate (IoU >= 0.5) and mAP@0.5 with patient-bootstrap percentile CIs.
 
     Returns ``per_image`` (``image_id, iou, hit``) and ``summary`` (``metric, value, ci_low, ci_high, n_images``).
     The mAP interval comes from fewer resamples (``min(n_boot, 200)``: each runs the COCO evaluation).
-    ``ci`` is the intervals' confidence level (``level=`` is its former spelling, deprecated).
+    ``ci`` is the intervals' confidence level.
     """
-    ci = renamed_keyword("box_scores", "level", level, "ci", ci, 0.95)
     pred, truth = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(truth, dtype=torch.float64)
     if pred.shape != truth.shape or pred.ndim != 2 or pred.shape[1] != 4:
         raise ArgumentError(f"pred and truth must both be N x 4 boxes; got {tuple(pred.shape)} and {tuple(truth.shape)}.")

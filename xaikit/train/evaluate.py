@@ -19,7 +19,6 @@ from sklearn import metrics as skm
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._util import renamed_keyword
 from ..errors import ArgumentError
 from . import metrics as M
 from ._data import (check_labels, collate_eval, dataset_labels, infer, make_loader, resolve_classes,
@@ -106,7 +105,6 @@ def evaluate(
     num_workers: int = 0,
     amp: bool = False,
     preprocess: Any = None,
-    level: float | None = None,
 ) -> Evaluation:
     """Predict ``dataset`` with ``model`` and measure it.
 
@@ -132,14 +130,11 @@ def evaluate(
         Confidence level of the intervals (the keyword of :mod:`xaikit.stats` too).
     n_bins : int
         Bins of the reliability curve and ECE.
-    level : float, optional
-        Former spelling of ``ci`` (deprecated: FutureWarning).
 
     Returns
     -------
     Evaluation
     """
-    ci = renamed_keyword("evaluate", "level", level, "ci", ci, 0.95)
     device = resolve_device(device)
     if preprocess is None:
         preprocess = getattr(dataset, "preprocess", None)
@@ -180,10 +175,8 @@ def evaluate_predictions(
     ci: float = 0.95,
     n_bins: int = 10,
     seed: int = 0,
-    level: float | None = None,
 ) -> Evaluation:
     """:func:`evaluate` from already computed class probabilities ``prob`` (``N x K``, rows summing to 1)."""
-    ci = renamed_keyword("evaluate_predictions", "level", level, "ci", ci, 0.95)
     y, prob, classes = np.asarray(labels, np.int64), np.asarray(prob, float), list(classes)
     n, k = prob.shape
     check_labels(y, classes, "labels", need_two=False)

@@ -20,7 +20,6 @@ from torch import nn
 
 from ..errors import ArgumentError
 from .._resampling import patient_bootstrap, percentile_ci
-from .._util import renamed_keyword
 from .._modes import eval_mode
 from ._tensors import fit_tensors
 
@@ -110,7 +109,7 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor, classes: Sequence[str],
                         *, patient_ids: Sequence | None = None, image_ids: Sequence | None = None,
                         spacing: Sequence[float] | None = None, n_boot: int = 1000, ci: float = 0.95,
-                        seed: int = 0, skip_background: bool = True, level: float | None = None
+                        seed: int = 0, skip_background: bool = True
                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Dice, IoU and HD95 per image and class, and their means with patient-bootstrap percentile CIs.
 
@@ -130,8 +129,6 @@ def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | tor
         Bootstrap resamples, confidence level of the intervals, seed. ``n_boot=0`` gives no intervals (NaN).
     skip_background : bool
         Leave class 0 out.
-    level : float, optional
-        Former spelling of ``ci`` (deprecated: FutureWarning).
 
     Returns
     -------
@@ -140,7 +137,6 @@ def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | tor
     summary : pandas.DataFrame
         ``class, metric, value, ci_low, ci_high, n_images`` (mean over images where the metric is defined).
     """
-    ci = renamed_keyword("segmentation_scores", "level", level, "ci", ci, 0.95)
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.shape != truth.shape or pred.ndim < 3:
         raise ArgumentError(f"pred and truth must be label maps of the same shape N x H x W; got {pred.shape} and "

@@ -16,20 +16,19 @@ _CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 __all__ = ["audit_figures", "class_balance_figure", "audit_effects_figure", "feature_figure"]
 
 
-def _features(table: pd.DataFrame, data: Any) -> pd.DataFrame:
+def _features(table: pd.DataFrame, features: pd.DataFrame | None) -> pd.DataFrame:
     """The per-image features behind ``table``: given explicitly, else the ones :func:`xaikit.data.audit`
     attached to it. Figures never read images (viz computes nothing heavy)."""
-    if isinstance(data, pd.DataFrame) and "pixel_hash" in data.columns:
-        return data
-    if data is not None:
-        warnings.warn("audit_figures: the data argument is no longer needed (the table from xaikit.data.audit "
-                      "carries its per-image features) and only a features table from "
-                      "xaikit.data.image_features is used; call audit_figures(table).", FutureWarning, stacklevel=3)
+    if features is not None:
+        if not (isinstance(features, pd.DataFrame) and "pixel_hash" in features.columns):
+            raise ArgumentError(f"audit_figures: features= must be the table of xaikit.data.image_features; got "
+                                f"{type(features).__name__}. Leave it out to use the audit table's own features.")
+        return features
     feats = getattr(table, "features", None)
     if not isinstance(feats, pd.DataFrame):
         raise ArgumentError("audit_figures: the table carries no per-image features (it was not made by "
                             "xaikit.data.audit, or an operation such as pd.concat turned it into a plain DataFrame); "
-                            "pass the output of xaikit.data.image_features as data.")
+                            "pass the output of xaikit.data.image_features as features=.")
     return feats
 
 
@@ -77,7 +76,7 @@ def feature_figure(features: pd.DataFrame, names: list[str]) -> go.Figure:
     return fig
 
 
-def audit_figures(table: pd.DataFrame, data: Any = None, *, top: int = 4) -> dict[str, go.Figure]:
+def audit_figures(table: pd.DataFrame, *, features: pd.DataFrame | None = None, top: int = 4) -> dict[str, go.Figure]:
     """The audit's figures by name: ``class_balance``, ``effects`` and ``features`` (flagged features, else
     the ``top`` largest effects).
 
@@ -85,13 +84,13 @@ def audit_figures(table: pd.DataFrame, data: Any = None, *, top: int = 4) -> dic
     ----------
     table : pandas.DataFrame
         The output of :func:`xaikit.data.audit` (an ``AuditTable``: its ``features`` are the per-image features).
-    data : pandas.DataFrame, optional
-        Per-image features (:func:`xaikit.data.image_features`) to draw instead of the table's own. Anything
-        else (a dataset, a path) is deprecated and ignored with a ``FutureWarning``: images are never re-read.
+    features : pandas.DataFrame, optional
+        Per-image features (:func:`xaikit.data.image_features`) to draw instead of the table's own; images are
+        never re-read.
     top : int
         How many features to plot when none is flagged.
     """
-    feats = _features(table, data)
+    feats = _features(table, features)
     tested = table[(table["check"] == "feature_by_class") & table["effect_size"].notna()]
     flagged = tested[tested["flag"]]
     chosen = flagged if len(flagged) else tested.reindex(tested["effect_size"].abs().sort_values(ascending=False).index)

@@ -22,8 +22,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._modes import eval_mode
-from .errors import ArgumentError, ModelError
+from .._modes import eval_mode
+from .._registry import Registry
+from ..errors import ArgumentError, ModelError
+from .unet import UNet, build_unet
 
 __all__ = [
     "ARCHITECTURES",
@@ -31,30 +33,23 @@ __all__ = [
     "build_model",
     "SmallCNN",
     "SmallCNN3D",
+    "UNet",
     "VOLUME_ARCHITECTURES",
     "is_volume_model",
     "freeze_backbone",
     "unfreeze",
     "cam_layer",
-    "last_conv_layer",
     "classifier_layer",
     "pretrained_weights_path",
 ]
 
 #: name -> builder ``(num_classes, in_channels, pretrained, **kw) -> nn.Module``
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("architecture", error=ModelError)
 
 
 def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a model builder to :data:`ARCHITECTURES` under ``name``."""
-
-    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in ARCHITECTURES:
-            raise ModelError(f"architecture {name!r} is registered twice; pick another name")
-        ARCHITECTURES[name] = builder
-        return builder
-
-    return decorate
+    return ARCHITECTURES.register(name)
 
 
 def build_model(
@@ -83,8 +78,7 @@ def build_model(
     torch.nn.Module
         In training mode, on the CPU, with ``xaikit_arch`` and ``xaikit_arch_kwargs`` attributes.
     """
-    if arch not in ARCHITECTURES:
-        raise ModelError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    builder = ARCHITECTURES.lookup(arch)
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ArgumentError(
             f"num_classes={num_classes!r}: a classifier needs at least 2 classes (use 2 logits for a binary task)"
@@ -92,7 +86,7 @@ def build_model(
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ArgumentError(f"in_channels={in_channels!r}: must be a positive integer (1 for grey images)")
     try:
-        model = ARCHITECTURES[arch](num_classes=num_classes, in_channels=in_channels, pretrained=pretrained, **kw)
+        model = builder(num_classes=num_classes, in_channels=in_channels, pretrained=pretrained, **kw)
     except TypeError as exc:  # an unknown keyword for this architecture
         raise ModelError(f"cannot build {arch!r} with arguments {sorted(kw)}: {exc}") from exc
     model.xaikit_arch = arch
@@ -343,13 +337,6 @@ def _default_sample(model: nn.Module, input_size: tuple[int, ...]) -> torch.Tens
     return torch.zeros(1, conv.in_channels, *input_size, device=param.device, dtype=param.dtype)
 
 
-def last_conv_layer(model: nn.Module, input_size: tuple[int, int] = (128, 128)) -> str:
-    """Former name of :func:`cam_layer` (deprecated: warns ``FutureWarning``; same rule, the one of the kit)."""
-    warnings.warn("last_conv_layer is renamed cam_layer (the CAM target layer: the last module with a spatial "
-                  "output, outermost first); last_conv_layer will be removed.", FutureWarning, stacklevel=2)
-    return cam_layer(model, input_size=input_size)
-
-
 def freeze_backbone(model: nn.Module, head: str | None = None) -> nn.Module:
     """Stop gradients for every parameter except the classifier head's (``head`` defaults to
     :func:`classifier_layer`). Returns ``model``; undo with :func:`unfreeze`."""
@@ -443,4 +430,4 @@ def is_volume_model(model: nn.Module) -> bool | None:
     return None
 
 
-from . import unet as _unet  # noqa: E402,F401  (registers "unet"; the module imports register_architecture)
+register_architecture("unet")(build_unet)

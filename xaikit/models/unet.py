@@ -19,10 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import ModelError
-from .models import register_architecture
+from ..errors import ModelError
 
-__all__ = ["UNet"]
+__all__ = ["UNet", "build_unet"]
 
 
 class UNet(nn.Module):
@@ -74,9 +73,9 @@ def _double_conv(c_in: int, c_out: int, batch_norm: bool, bias: bool) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
-@register_architecture("unet")
-def _unet(num_classes: int, in_channels: int, pretrained: bool | str, widths=(8, 16, 32), batch_norm: bool = True,
-          bias: bool = True) -> nn.Module:
+def build_unet(num_classes: int, in_channels: int, pretrained: bool | str, widths=(8, 16, 32), batch_norm: bool = True,
+               bias: bool = True) -> nn.Module:
+    """The ``"unet"`` architecture's builder (registered by :mod:`xaikit.models`)."""
     if pretrained:
         raise ModelError("unet has no pretrained weights; use pretrained=False (it trains fast from scratch)")
     return UNet(num_classes, in_channels, widths=tuple(widths), batch_norm=bool(batch_norm), bias=bool(bias))
