@@ -116,3 +116,41 @@ def test_the_flow_is_the_designs():
     ranks = [RANK[p] for p in order]
     assert ranks == sorted(set(ranks)), "FLOW must keep DESIGN.md's order, each step strictly after the last"
     assert not BESIDE & set(RANK) and not LEAVES & set(RANK)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the xaikit modules it imports (lazy imports included); ``xaikit.pkg.name`` that is no module of
+    its own (an attribute imported from a package) counts as the package."""
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+               for p in PACKAGE.rglob("*.py")}
+
+    def resolve(target: str) -> str | None:
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        return target or None
+
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for path in PACKAGE.rglob("*.py"):
+        for module, target, _ in _imports(path):
+            src, dst = module.removesuffix(".__init__"), resolve(target)
+            if dst and dst != src and not src.startswith(dst + "."):  # a module reading its own package's __init__
+                graph[src].add(dst)
+    return graph
+
+
+def test_no_import_circles():
+    """No two modules import each other, directly or around a loop (lazy imports count: a lazy import that closes
+    a loop hides the circle, it does not remove it)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = _module_graph()
+    names = sorted(graph)
+    index = {n: i for i, n in enumerate(names)}
+    rows = [index[s] for s in names for _ in graph[s]]
+    cols = [index[d] for s in names for d in sorted(graph[s])]
+    n, labels = connected_components(csr_matrix(([1] * len(rows), (rows, cols)), shape=(len(names),) * 2),
+                                     connection="strong")
+    circles = [sorted(n_ for n_, lab in zip(names, labels) if lab == c) for c in range(n)]
+    circles = [c for c in circles if len(c) > 1]
+    assert not circles, f"import circles (break them: move the shared part into a module both import): {circles}"
