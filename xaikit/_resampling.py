@@ -13,7 +13,10 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["cluster_counts", "patient_bootstrap", "cluster_bootstrap", "percentile_ci"]
+__all__ = ["N_BOOT", "cluster_counts", "patient_bootstrap", "cluster_bootstrap", "percentile_ci"]
+
+#: The kit's one default number of bootstrap resamples (classifier metrics, statistics, evaluation rankings).
+N_BOOT = 2000
 
 
 def cluster_counts(n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -40,7 +43,7 @@ def patient_bootstrap(patient_ids: Sequence, n_boot: int, seed: int = 0) -> Iter
 
 
 def cluster_bootstrap(statistic: Callable[..., float], clusters: Sequence[Sequence[np.ndarray]], *,
-                      n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+                      n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
     """Bootstrap distribution of ``statistic(*samples)`` resampling whole clusters within each sample.
 
     Parameters

@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ._resampling import N_BOOT
 from .errors import ArgumentError, DatasetError
 
 __all__ = ["LAB_METHODS", "LAB_REGIONS", "ShortcutLab", "lab_dataset", "lab_regions", "load_lab_models",
@@ -202,7 +203,7 @@ class ShortcutLab:
 
 def shortcut_lab(models: Mapping[str, nn.Module], dataset: Sequence[Mapping[str, Any]], *,
                  methods: Mapping[str, Mapping[str, Any]] | None = None, target: Any = 1, sign: str = "absolute",
-                 correction: str = "holm", alpha: float = 0.05, n_boot: int = 1000, seed: int = 0) -> ShortcutLab:
+                 correction: str = "holm", alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 0) -> ShortcutLab:
     """Explain each model on the lab images and test where its relevance goes (one multiplicity family).
 
     Parameters

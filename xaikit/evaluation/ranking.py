@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .._resampling import N_BOOT
 from ..errors import ArgumentError
 from ..stats import bootstrap_ci, compare_paired
 from .core import CONTROLS
@@ -35,7 +36,7 @@ def _require(table: pd.DataFrame, cols: Sequence[str], who: str) -> None:
         raise ArgumentError(f"{who}: the table lacks columns {missing}; pass a table from score/score_many.")
 
 
-def summarise(table: pd.DataFrame, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def summarise(table: pd.DataFrame, *, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Mean value per method and metric (layer, similarity) with a bootstrap CI over images, and a rank.
 
     ``rank`` is 1 for the best method of each metric (direction from ``higher_is_better``); NaN values are
@@ -57,7 +58,7 @@ def summarise(table: pd.DataFrame, *, n_boot: int = 2000, ci: float = 0.95, seed
     return out
 
 
-def rank_methods(table: pd.DataFrame, *, correction: str = "holm", n_boot: int = 2000, seed: int = 0,
+def rank_methods(table: pd.DataFrame, *, correction: str = "holm", n_boot: int = N_BOOT, seed: int = 0,
                  alpha: float = 0.05) -> pd.DataFrame:
     """Paired tests between methods on the same images, per metric: one multiplicity family over all of them.
 

@@ -13,13 +13,13 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-from .._resampling import cluster_bootstrap, percentile_ci
+from .._resampling import N_BOOT, cluster_bootstrap, percentile_ci
 
 __all__ = ["bootstrap_ci", "cluster_bootstrap", "percentile_ci"]
 
 
 def bootstrap_ci(statistic: Callable[..., np.ndarray], samples: Sequence[np.ndarray], *, paired: bool = False,
-                 n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
+                 n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0,
                  method: str = "percentile") -> tuple[float, float]:
     """CI of ``statistic(*samples, axis=-1)`` by :func:`scipy.stats.bootstrap` (NaN, NaN if ``n_boot == 0``).
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._resampling import N_BOOT
 from ..errors import StatsError
 from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
 from .bootstrap import bootstrap_ci
@@ -25,7 +26,7 @@ ONE_SAMPLE_TESTS = {
 
 def region_enrichment(scores: pd.DataFrame, *, value: str = "density_ratio",
                       by: str | Sequence[str] = ("method", "region"), test: str = "wilcoxon",
-                      floor: float = 1e-6, aggregate: str | None = None, n_boot: int = 2000, ci: float = 0.95,
+                      floor: float = 1e-6, aggregate: str | None = None, n_boot: int = N_BOOT, ci: float = 0.95,
                       seed: int = 0, alternative: str = "two-sided", correction: str = "holm",
                       alpha: float = 0.05) -> pd.DataFrame:
     """Test, per cell of ``by``, whether the log density ratio (mass fraction / area fraction) differs from 0.

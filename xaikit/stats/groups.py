@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._resampling import N_BOOT
 from ..errors import StatsError
 from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
 from .bootstrap import bootstrap_ci, cluster_bootstrap, percentile_ci
@@ -55,7 +56,7 @@ TWO_SAMPLE_TESTS: dict[str, tuple[Callable[..., tuple[float, float]], str]] = {
 def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "mass_frac",
                    by: str | Sequence[str] = ("method", "region"), test: str = "mannwhitney",
                    effect: str = "auto", pairs: Sequence[tuple[Any, Any]] | None = None, reference: Any = None,
-                   aggregate: str | None = None, bootstrap: str | None = None, n_boot: int = 2000,
+                   aggregate: str | None = None, bootstrap: str | None = None, n_boot: int = N_BOOT,
                    ci: float = 0.95, seed: int = 0, alternative: str = "two-sided", correction: str = "holm",
                    alpha: float = 0.05) -> pd.DataFrame:
     """Test whether ``value`` differs between groups, in every cell of ``by`` (e.g. method x region).
@@ -128,7 +129,7 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
 
 
 def two_sample(a: np.ndarray, b: np.ndarray, test: str = "mannwhitney", effect: str = "auto", *,
-               n_boot: int = 2000, ci: float = 0.95, seed: int = 0, alternative: str = "two-sided") -> dict[str, Any]:
+               n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0, alternative: str = "two-sided") -> dict[str, Any]:
     """One two-sample test on arrays: ``{statistic, p_raw, effect_size, effect_name, ci_low, ci_high, n_a, n_b}``."""
     fn, effect = _test_and_effect(test, effect, "two_sample")
     frame = lambda x: pd.DataFrame({"v": np.asarray(x, float)})  # noqa: E731

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._resampling import N_BOOT
 from ..errors import StatsError
 from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
 from .bootstrap import bootstrap_ci, percentile_ci
@@ -19,7 +20,7 @@ __all__ = ["compare_paired", "compare_methods", "compare_regions"]
 
 
 def compare_paired(scores: pd.DataFrame, within: str, *, by: str | Sequence[str] = (), subject: str = "image_id",
-                   value: str = "mass_frac", posthoc: bool = True, n_boot: int = 2000, ci: float = 0.95,
+                   value: str = "mass_frac", posthoc: bool = True, n_boot: int = N_BOOT, ci: float = 0.95,
                    seed: int = 0, correction: str = "holm", alpha: float = 0.05) -> pd.DataFrame:
     """Compare the levels of ``within`` measured on the same subjects, in every cell of ``by``.
 

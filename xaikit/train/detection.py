@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
 from ..errors import ArgumentError
-from .._resampling import patient_bootstrap, percentile_ci
+from .._resampling import N_BOOT, patient_bootstrap, percentile_ci
 from .._modes import eval_mode
 from ._tensors import fit_tensors
 
@@ -64,7 +64,7 @@ def mean_average_precision(pred: torch.Tensor, truth: torch.Tensor, scores: torc
 
 
 def box_scores(pred: torch.Tensor, truth: torch.Tensor, *, scores: torch.Tensor | None = None,
-               patient_ids: Sequence | None = None, image_ids: Sequence | None = None, n_boot: int = 1000,
+               patient_ids: Sequence | None = None, image_ids: Sequence | None = None, n_boot: int = N_BOOT,
                ci: float = 0.95, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """IoU per image, and mean IoU, hit rate (IoU >= 0.5) and mAP@0.5 with patient-bootstrap percentile CIs.
 

@@ -19,6 +19,7 @@ from sklearn import metrics as skm
 from torch import nn
 from torch.utils.data import Dataset
 
+from .._resampling import N_BOOT
 from ..errors import ArgumentError
 from . import metrics as M
 from ._data import (check_labels, collate_eval, dataset_labels, infer, make_loader, resolve_classes,
@@ -98,7 +99,7 @@ def evaluate(
     device: str | torch.device = "auto",
     threshold: float | str | None = None,
     target_sensitivity: float | None = None,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     ci: float = 0.95,
     n_bins: int = 10,
     seed: int = 0,
@@ -171,7 +172,7 @@ def evaluate_predictions(
     patient_ids: Sequence[str] | None = None,
     threshold: float | str | None = None,
     target_sensitivity: float | None = None,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     ci: float = 0.95,
     n_bins: int = 10,
     seed: int = 0,

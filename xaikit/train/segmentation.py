@@ -19,7 +19,7 @@ from scipy import ndimage
 from torch import nn
 
 from ..errors import ArgumentError
-from .._resampling import patient_bootstrap, percentile_ci
+from .._resampling import N_BOOT, patient_bootstrap, percentile_ci
 from .._modes import eval_mode
 from ._tensors import fit_tensors
 
@@ -108,7 +108,7 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 
 def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor, classes: Sequence[str],
                         *, patient_ids: Sequence | None = None, image_ids: Sequence | None = None,
-                        spacing: Sequence[float] | None = None, n_boot: int = 1000, ci: float = 0.95,
+                        spacing: Sequence[float] | None = None, n_boot: int = N_BOOT, ci: float = 0.95,
                         seed: int = 0, skip_background: bool = True
                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Dice, IoU and HD95 per image and class, and their means with patient-bootstrap percentile CIs.
