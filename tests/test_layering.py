@@ -1,4 +1,4 @@
-"""Imports follow the data flow of DESIGN.md: a part of xaikit imports only parts upstream of it.
+"""Imports follow the data flow of docs/architecture.md: a part of xaikit imports only parts upstream of it.
 
     io -> data -> models/train -> saliency -> regions -> stats -> evaluation
 
@@ -89,7 +89,7 @@ def _allowed(src: str, dst: str) -> bool:
 def test_every_part_is_placed():
     parts = {_part(".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts)) for p in PACKAGE.rglob("*.py")}
     unplaced = parts - LEAVES - BESIDE - set(RANK)
-    assert not unplaced, f"place {sorted(unplaced)} in FLOW, BESIDE or LEAVES (see DESIGN.md)"
+    assert not unplaced, f"place {sorted(unplaced)} in FLOW, BESIDE or LEAVES (see docs/architecture.md)"
 
 
 def test_imports_follow_the_data_flow():
@@ -111,10 +111,10 @@ def test_listed_exceptions_still_exist_and_are_lazy(exception):
 
 
 def test_the_flow_is_the_designs():
-    """The order here is DESIGN.md's: io -> data -> models/train -> saliency -> regions -> stats -> evaluation."""
+    """The order here is docs/architecture.md's: io -> data -> models/train -> saliency -> regions -> stats -> evaluation."""
     order = ["io", "data", "models", "train", "saliency", "regions", "stats", "evaluation"]
     ranks = [RANK[p] for p in order]
-    assert ranks == sorted(set(ranks)), "FLOW must keep DESIGN.md's order, each step strictly after the last"
+    assert ranks == sorted(set(ranks)), "FLOW must keep docs/architecture.md's order, each step strictly after the last"
     assert not BESIDE & set(RANK) and not LEAVES & set(RANK)
 
 

@@ -2,7 +2,7 @@
 
 A leaf module (numpy and pandas only) so that ``train`` (model metrics with patient-level CIs) and ``stats``
 (effect sizes with patient-level CIs) resample patients the same way without ``train`` importing ``stats``
-(which sits downstream of it, see DESIGN.md). Images of one patient are not independent: resampling whole
+(which sits downstream of it, see docs/architecture.md). Images of one patient are not independent: resampling whole
 patients with replacement (Field & Welsh 2007) keeps that dependence. scipy's ``bootstrap`` resamples
 observations only, hence this small hand-written version.
 """
