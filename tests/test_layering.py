@@ -111,7 +111,8 @@ def test_listed_exceptions_still_exist_and_are_lazy(exception):
 
 
 def test_the_flow_is_the_designs():
-    """The order here is docs/architecture.md's: io -> data -> models/train -> saliency -> regions -> stats -> evaluation."""
+    """The order here is docs/architecture.md's:
+    io -> data -> models/train -> saliency -> regions -> stats -> evaluation."""
     order = ["io", "data", "models", "train", "saliency", "regions", "stats", "evaluation"]
     ranks = [RANK[p] for p in order]
     assert ranks == sorted(set(ranks)), "FLOW must keep docs/architecture.md's order, each step strictly after the last"
