@@ -187,7 +187,7 @@ def finish_model(path: Path, train, val, test, *, seed: int = 0) -> dict:
     val_pred = evaluate(ckpt.model, val, n_boot=0, seed=seed).predictions
     positive = f"prob_{ckpt.classes[1]}"
     threshold = choose_threshold(val_pred["label"].to_numpy(), val_pred[positive].to_numpy())["threshold"]
-    metrics = evaluate(ckpt.model, test, threshold=threshold, seed=seed).metrics.set_index("metric")
+    metrics = evaluate(ckpt.model, test, threshold=threshold, n_boot=1000, seed=seed).metrics.set_index("metric")
     names = ("roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
     test_metrics = {m: [float(metrics.at[m, c]) for c in ("value", "ci_low", "ci_high")] for m in names}
     summary = {**_without_timings(ckpt.summary), "batchnorm": "recalibrated on the train split (precise BN)",
