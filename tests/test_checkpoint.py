@@ -169,3 +169,17 @@ def test_preprocess_property_rebuilds_the_object(saved):
 
 def test_errors_are_xaikit_errors():
     assert issubclass(CheckpointError, XaikitError) and issubclass(PreprocessMismatchError, XaikitError)
+
+
+def test_metrics_table_reads_flat_and_per_class_test_metrics(model, tmp_path):
+    path = save_checkpoint(tmp_path / "flat.pt", model, classes=["a", "b"],
+                           summary={"test_metrics": {"roc_auc": [0.9, 0.8, 0.95], "accuracy": [0.7, 0.6, 0.8]}})
+    flat = load_checkpoint(path).metrics_table()
+    assert flat.to_dict("list") == {"metric": ["roc_auc", "accuracy"], "value": [0.9, 0.7], "ci_low": [0.8, 0.6],
+                                    "ci_high": [0.95, 0.8]}
+    path = save_checkpoint(tmp_path / "nested.pt", model, classes=["a", "b"],
+                           summary={"test_metrics": {"heart": {"dice": [0.97, 0.96, 0.98]}, "lung": {"dice": [0.99]}}})
+    nested = load_checkpoint(path).metrics_table("class")
+    assert nested[["class", "metric", "value"]].values.tolist() == [["heart", "dice", 0.97], ["lung", "dice", 0.99]]
+    assert nested["ci_low"].isna().tolist() == [False, True]  # a value without an interval: NaN, not dropped
+    assert load_checkpoint(save_checkpoint(tmp_path / "none.pt", model, classes=["a", "b"])).metrics_table().empty

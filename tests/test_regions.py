@@ -223,3 +223,20 @@ def test_apply_with_the_dataset_preprocess_matches_its_masks():
     for name in lungs:
         np.testing.assert_array_equal(rs[name], expected[name].numpy())
     assert not rs["body"][:, :3].any()                                  # letterbox padding is outside
+
+
+def test_chest_partition_is_a_partition_with_the_heart_in_front():
+    from xaikit.regions import chest_partition
+
+    rng = np.random.default_rng(0)
+    lungs, heart = rng.integers(0, 3, (2, 16, 16)), rng.random((2, 16, 16)) > 0.5
+    left, right = lungs == 1, lungs == 2
+    parts = chest_partition(left, right, heart)
+    assert list(parts.names) == ["left_lung", "right_lung", "heart", "outside"]
+    assert (parts.masks.sum(1) == 1).all()  # every pixel in exactly one region
+    assert (parts.masks[:, 2] == heart).all() and not (parts.masks[:, 0] & heart).any()
+    assert (parts.masks[:, 0] == (left & ~heart)).all() and (parts.masks[:, 3] == ~(left | right | heart)).all()
+    with pytest.raises(RegionError, match="must have one shape"):
+        chest_partition(left, right[:1], heart)
+    with pytest.raises(RegionError, match=r"lung masks overlap in \d+ pixels"):
+        chest_partition(left, left, heart)

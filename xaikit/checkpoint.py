@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -48,6 +49,12 @@ __all__ = [
 FORMAT = "xaikit-checkpoint"
 FORMAT_VERSION = 1
 _META_KEYS = ("format", "format_version", "arch", "arch_kwargs", "classes", "preprocess", "summary")
+
+
+def _value_ci(v: Any) -> dict[str, float]:
+    v = list(v) if isinstance(v, (list, tuple)) else [v]
+    v += [float("nan")] * (3 - len(v))
+    return {"value": float(v[0]), "ci_low": float(v[1]), "ci_high": float(v[2])}
 
 
 @dataclass
@@ -71,6 +78,22 @@ class Checkpoint:
         """The model card (``summary["model_card"]``): training data, image statistics, intended use; ``{}``
         when the checkpoint has none."""
         return dict(self.summary.get("model_card", {}))
+
+    def metrics_table(self, level: str = "class") -> pd.DataFrame:
+        """The test metrics stored at training (``summary["test_metrics"]``: ``{metric: [value, lo, hi]}`` or
+        ``{class: {metric: [...]}}``) as a tidy table ``[level,] metric, value, ci_low, ci_high``.
+
+        ``level`` names the column of the outer key when metrics are given per class; an empty table when the
+        checkpoint stores no test metrics.
+        """
+        metrics = self.summary.get("test_metrics") or {}
+        rows = []
+        for key, value in metrics.items():
+            if isinstance(value, dict):
+                rows += [{level: key, "metric": m, **_value_ci(v)} for m, v in value.items()]
+            else:
+                rows.append({"metric": key, **_value_ci(value)})
+        return pd.DataFrame(rows)
 
     def prepare(self, images) -> torch.Tensor:
         """The ``N x C x H x W`` input of the model for one image or a list (MedicalImage or 2D array), through

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from ._registry import Registry
-from .errors import ArgumentError, DatasetError
+from .errors import DatasetError
 from .report import Report
 
 __all__ = ["STAGES", "DemoContext", "register_stage", "run_demo"]
@@ -358,9 +358,8 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
 @register_stage("segmentation")
 def _segmentation_stage(ctx: DemoContext, report: Report) -> None:
     import pandas as pd
-    import torch
 
-    from .regions import RegionSet, region_scores
+    from .regions import chest_partition, region_scores
     from .saliency import explain, targets
     from .samples import segmentation_arrays
     from .train.detection import predict_boxes
@@ -377,15 +376,12 @@ def _segmentation_stage(ctx: DemoContext, report: Report) -> None:
         "samples` on the 64 px phantom training split. Saliency targets: the sum of the heart logits over the "
         "predicted heart mask, the lung logits over the true left lung, and the box model's right edge (x1).",
     )
-    report.table(_summary_table(unet.summary["test_metrics"], "class"), "segmentation_metrics",
+    report.table(unet.metrics_table("class"), "segmentation_metrics",
                  caption="UNet on the test split: Dice, IoU, HD95 (pixels) per class, 95% patient-bootstrap CIs.")
-    report.table(_summary_table(boxer.summary["test_metrics"]), "box_metrics",
+    report.table(boxer.metrics_table(), "box_metrics",
                  caption="Heart box model on the test split: mean IoU, hit rate (IoU >= 0.5), mAP@0.5, 95% CIs.")
     pred = predict_labelmaps(unet.model, x)
-    heart = masks["heart"]
-    parts = [masks["left_lung"] & ~heart, masks["right_lung"] & ~heart, heart,
-             ~(masks["left_lung"] | masks["right_lung"] | heart)]  # a partition: fractions sum to 1
-    regions = RegionSet(["left_lung", "right_lung", "heart", "outside"], torch.stack(parts, 1).numpy())
+    regions = chest_partition(masks["left_lung"], masks["right_lung"], masks["heart"])  # fractions sum to 1
     explained = {"heart (predicted mask)": targets.segmentation(2, mask="pred"),
                  "lung (true left lung)": targets.segmentation(1, mask=masks["left_lung"])}
     methods = ["gradient"] if ctx.smoke else ["gradient", "integrated_gradients"]
@@ -411,16 +407,6 @@ def _segmentation_stage(ctx: DemoContext, report: Report) -> None:
     report.figure(mask_box_overlay(x[0, 0], box_map.maps[0], boxes={"predicted heart box": (
         predict_boxes(boxer.model, x[:1])[0] * size).tolist()}, title="Gradient of the box model's x1 (right edge)"),
         "box_overlay", caption="What moves the predicted heart box's right edge.")
-
-
-def _summary_table(metrics: dict, level: str | None = None) -> "pd.DataFrame":
-    """``{class: {metric: [value, lo, hi]}}`` (or ``{metric: [...]}``) as a tidy table."""
-    import pandas as pd
-
-    if level is None:
-        return pd.DataFrame([{"metric": m, "value": v[0], "ci_low": v[1], "ci_high": v[2]} for m, v in metrics.items()])
-    return pd.DataFrame([{level: c, "metric": m, "value": v[0], "ci_low": v[1], "ci_high": v[2]}
-                         for c, ms in metrics.items() for m, v in ms.items()])
 
 
 def run_demo(

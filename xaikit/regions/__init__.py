@@ -2,15 +2,15 @@
 
 >>> from xaikit.regions import grid, region_scores
 """
-from .builders import (FACE_PARSING_LABELS, FACE_REGIONS, boxes, face_boxes, from_labelmap, from_masks, grid,
-                       lung_zones, polygons)
+from .builders import (FACE_PARSING_LABELS, FACE_REGIONS, boxes, chest_partition, face_boxes, from_labelmap,
+                       from_masks, grid, lung_zones, polygons)
 from .lungs import SEGMENTERS, LungSegmentation, dice, register_segmenter, segment_lungs
 from .regionset import RegionSet
 from .scores import NORMALISATIONS, SCORE_COLUMNS, SIGN_POLICIES, region_scores
 from .volume import label_regions, stack_regions
 
 __all__ = [
-    "RegionSet", "grid", "from_masks", "lung_zones", "from_labelmap", "boxes", "face_boxes",
+    "RegionSet", "grid", "from_masks", "lung_zones", "chest_partition", "from_labelmap", "boxes", "face_boxes",
     "FACE_PARSING_LABELS", "FACE_REGIONS", "polygons",
     "LungSegmentation", "SEGMENTERS", "register_segmenter", "segment_lungs", "dice",
     "region_scores", "SCORE_COLUMNS", "SIGN_POLICIES", "NORMALISATIONS", "label_regions", "stack_regions",

@@ -14,8 +14,8 @@ import numpy as np
 from ..errors import RegionError
 from .regionset import RegionSet, _stack_named, as_numpy
 
-__all__ = ["grid", "from_masks", "lung_zones", "from_labelmap", "boxes", "face_boxes", "FACE_PARSING_LABELS",
-           "FACE_REGIONS", "polygons"]
+__all__ = ["grid", "from_masks", "lung_zones", "chest_partition", "from_labelmap", "boxes", "face_boxes",
+           "FACE_PARSING_LABELS", "FACE_REGIONS", "polygons"]
 
 
 def grid(rows: int, cols: int, shape: Sequence[int], names: Sequence[str] | None = None) -> RegionSet:
@@ -155,6 +155,43 @@ def _frame(shape: tuple[int, int], border: float, corner: float) -> tuple[np.nda
     if c:
         corners[:c, :c], corners[:c, -c:], corners[-c:, :c], corners[-c:, -c:] = True, True, True, True
     return frame, corners
+
+
+def chest_partition(left_lung: Any, right_lung: Any, heart: Any) -> RegionSet:
+    """Left lung, right lung, heart and everything else as a *partition* of each image (the four masks are
+    disjoint and cover every pixel, so each image's mass fractions sum to 1).
+
+    The heart wins where it overlaps a lung, as on a frontal radiograph where it lies in front of the lungs.
+
+    Parameters
+    ----------
+    left_lung, right_lung, heart
+        Boolean masks ``N x H x W`` (or one ``H x W``), numpy arrays or tensors.
+
+    Returns
+    -------
+    RegionSet
+        Regions ``left_lung``, ``right_lung``, ``heart``, ``outside``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> left, right, heart = np.zeros((3, 1, 4, 4), bool)
+    >>> left[0, :, :2], right[0, :, 2:], heart[0, 2:, 1:3] = True, True, True
+    >>> parts = chest_partition(left, right, heart)
+    >>> list(parts.names), bool(parts.masks.sum(1).min() == parts.masks.sum(1).max() == 1)
+    (['left_lung', 'right_lung', 'heart', 'outside'], True)
+    """
+    left, right, heart = (as_numpy(m).astype(bool) for m in (left_lung, right_lung, heart))
+    if not left.shape == right.shape == heart.shape:
+        raise RegionError(f"chest_partition: left_lung, right_lung and heart must have one shape; got {left.shape}, "
+                          f"{right.shape} and {heart.shape}.")
+    if (left & right).any():
+        raise RegionError(f"chest_partition: the left and right lung masks overlap in {int((left & right).sum())} "
+                          "pixels; a partition needs disjoint lungs (check that the two masks are not swapped or "
+                          "dilated).")
+    parts = [left & ~heart, right & ~heart, heart, ~(left | right | heart)]
+    return RegionSet(["left_lung", "right_lung", "heart", "outside"], np.stack(parts, axis=-3))
 
 
 def from_labelmap(labelmap: Any, names: Mapping[int, str] | Sequence[str] | str | os.PathLike) -> RegionSet:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["format_p", "readable", "P_FLOOR"]
+__all__ = ["format_p", "format_ci", "with_ci", "readable", "P_FLOOR"]
 
 #: p-values below this are shown as ``< 1e-4``: more digits claim a precision that bootstrap and
 #: permutation tests do not have, and a rounded ``0.0000`` reads as "impossible".
@@ -31,6 +31,24 @@ def format_p(p: float, floor: float = P_FLOOR) -> str:
     if p is None or not np.isfinite(p):
         return "—"
     return f"< {floor:.0e}".replace("e-0", "e-") if p < floor else f"{p:.4f}"
+
+
+def format_ci(value: float, low: float, high: float, digits: int = 3) -> str:
+    """``"0.812 [0.774, 0.851]"``: an estimate and its interval; the estimate alone when the interval is NaN.
+
+    >>> format_ci(0.8123, 0.7741, 0.8507), format_ci(0.5, float("nan"), float("nan"), digits=2)
+    ('0.812 [0.774, 0.851]', '0.50')
+    """
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def with_ci(table: pd.DataFrame, value: str = "mean", low: str = "ci_low", high: str = "ci_high",
+            digits: int = 3) -> pd.Series:
+    """:func:`format_ci` on every row of a table with an estimate column and its interval columns."""
+    return pd.Series([format_ci(v, lo, hi, digits) for v, lo, hi in zip(table[value], table[low], table[high])],
+                     index=table.index, dtype=object)
 
 
 def _is_p(name: str) -> bool:

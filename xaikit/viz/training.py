@@ -17,6 +17,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from .tables import format_ci
+
 __all__ = ["history_figure", "confusion_figure", "roc_figure", "pr_figure", "reliability_figure"]
 
 _COLORS = qualitative.Plotly
@@ -139,6 +141,4 @@ def _curve_figure(table: pd.DataFrame, x: str, y: str, auc: str, metrics: pd.Dat
 
 def _with_ci(metrics: pd.DataFrame, name: str) -> str:
     row = metrics.set_index("metric").loc[name]
-    if np.isfinite(row["ci_low"]):
-        return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-    return f"{row['value']:.3f}"
+    return format_ci(row["value"], row["ci_low"], row["ci_high"])
