@@ -8,13 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from evaluation_helpers import Linear, inputs, lesion_masks, tiny_cnn
 from xaikit.errors import ArgumentError, EvaluationError, ModelError, XaikitError
 from xaikit.evaluation import METRICS, rank_methods, sanity_verdicts, score, score_many, summarise
 from xaikit.evaluation.context import make_context
 from xaikit.evaluation.faithfulness import curve
 from xaikit.saliency import explain
 from xaikit.saliency.safety import hook_count
+
+from evaluation_helpers import Linear, inputs, lesion_masks, tiny_cnn
 
 FAST = {"max_sensitivity": {"n_samples": 2}, "local_lipschitz": {"n_samples": 2}, "sensitivity_max": {"n_samples": 2},
         "infidelity": {"n_samples": 4}, "faithfulness_correlation": {"n_runs": 5, "subset_size": 16},

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation_helpers import inputs, lesion_masks, tiny_cnn
 from xaikit.evaluation import METRICS, score
 from xaikit.evaluation.context import make_context
 from xaikit.evaluation.faithfulness import road_curve
 from xaikit.saliency import explain
+
+from evaluation_helpers import inputs, lesion_masks, tiny_cnn
 
 quantus = pytest.importorskip("quantus")
 
@@ -75,6 +76,7 @@ def test_road_matches_quantus_without_noise(setup):
 
 def test_noisy_linear_imputation_matches_quantus():
     from quantus.functions.perturb_func import noisy_linear_imputation as q_nli
+
     from xaikit.evaluation import noisy_linear_imputation
 
     img = inputs(1)[0].double().numpy()

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fuzz_helpers import Tally, assert_clean, run_case
 from xaikit.data import from_medmnist, from_rsna
 from xaikit.io import MedicalImage, write_dicom, write_nifti, write_png
+
+from fuzz_helpers import Tally, assert_clean, run_case
 
 _RSNA_CELLS = {
     "patientId": ["aaa-1", "bbb-2", "", "nope", "../../etc/passwd", "a,b", "ü"],

@@ -18,8 +18,9 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from fuzz_helpers import Tally, assert_clean, run_case
 from xaikit.io import MedicalImage, deidentify, read_image
+
+from fuzz_helpers import Tally, assert_clean, run_case
 
 RNG_SEED = 15
 DICOM_SEEDS = ("CT_small.dcm", "MR_small_RLE.dcm", "SC_rgb_rle_2frame.dcm", "examples_palette.dcm")

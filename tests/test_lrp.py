@@ -13,6 +13,7 @@ from xaikit import XaikitError
 from xaikit.errors import ExplanationError
 from xaikit.saliency import METHODS, explain
 from xaikit.saliency.rules import AlphaBetaFullBias, SafeDivide
+
 from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 
 FAST = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},

@@ -9,11 +9,11 @@ from torch import nn
 
 from xaikit import XaikitError
 from xaikit.errors import ExplanationError
+from xaikit.models import UNet
 from xaikit.regions import RegionSet
 from xaikit.saliency import METHODS, explain, targets
-from xaikit.models import UNet
-from saliency_helpers import assert_unchanged, snapshot
 
+from saliency_helpers import assert_unchanged, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

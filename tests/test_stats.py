@@ -8,8 +8,16 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from xaikit.errors import StatsError
-from xaikit.stats import (TEST_COLUMNS, cohen_d, compare_groups, correct, hedges_g, paired_rank_biserial,
-                          rank_biserial, region_enrichment)
+from xaikit.stats import (
+    TEST_COLUMNS,
+    cohen_d,
+    compare_groups,
+    correct,
+    hedges_g,
+    paired_rank_biserial,
+    rank_biserial,
+    region_enrichment,
+)
 
 
 def _scores(rng, n=30, shift=0.15):

@@ -8,7 +8,6 @@ import torch
 from xaikit import XaikitError
 from xaikit.checkpoint import load_checkpoint, save_checkpoint
 from xaikit.data import VolumePreprocess, preprocess_from_dict
-from xaikit.data.volume import VolumeGeometry
 from xaikit.errors import ArgumentError
 from xaikit.io import MedicalImage
 from xaikit.models import VOLUME_ARCHITECTURES, build_model, classifier_layer, is_volume_model
@@ -168,7 +167,7 @@ def _linear_world(aff, shape):
 def test_map_written_back_lands_on_the_source_world_coordinates(tmp_path, source_kind):
     import nibabel as nib
 
-    from xaikit.io import read_nifti, read_volume, write_dicom_series, write_map_nifti
+    from xaikit.io import read_volume, write_dicom_series
 
     vol = draw_volume(5, shape=(20, 24, 28))
     if source_kind == "nifti_oblique_las":

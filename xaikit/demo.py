@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from tqdm.auto import tqdm
 
 from ._registry import Registry
-from .errors import ArgumentError, DatasetError
+from .errors import DatasetError
 from .report import Report
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where a table is built
+    import pandas as pd
 
 __all__ = ["STAGES", "DemoContext", "register_stage", "run_demo"]
 

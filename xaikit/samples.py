@@ -221,8 +221,8 @@ def build_models(out: Path, *, seed: int = 0, epochs: int = 40) -> dict[str, Pat
     README and notebooks can quote them without re-running anything. The shortcut model follows
     (:func:`build_shortcut_model`).
     """
-    from .data.manifest import ManifestDataset
     from .data.augment import Augment
+    from .data.manifest import ManifestDataset
     from .data.preprocess import Preprocess
     from .train import train_sample_model
 

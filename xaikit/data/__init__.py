@@ -5,8 +5,8 @@ from .batch import SampleBatch, balanced_batch
 from .loaders import LOADERS, from_class_folders, from_medmnist, from_rsna, kermany_patient
 from .manifest import ManifestDataset, read_manifest, write_manifest
 from .preprocess import Preprocess
-from .volume import VolumePreprocess, preprocess_from_dict
 from .splits import class_weights, patient_leaks, patient_split, weighted_sampler
+from .volume import VolumePreprocess, preprocess_from_dict
 
 __all__ = ["Augment", "SampleBatch", "balanced_batch", "ManifestDataset", "read_manifest", "write_manifest", "Preprocess", "VolumePreprocess", "preprocess_from_dict", "class_weights",
            "patient_leaks", "patient_split", "weighted_sampler", "audit", "image_features", "FEATURES",

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
-from pydicom.datadict import keyword_for_tag
 from pydicom.uid import UID_dictionary, generate_uid
 
 from .._util import atomic_path

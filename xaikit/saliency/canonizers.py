@@ -34,9 +34,15 @@ from torch import nn
 from torchvision.models.densenet import DenseNet, _DenseLayer
 from torchvision.models.resnet import ResNet
 from torchvision.models.vgg import VGG
-from torchvision.models.video.resnet import BasicBlock as VideoBasicBlock, VideoResNet
-from zennit.canonizers import AttributeCanonizer, Canonizer, CompositeCanonizer, MergeBatchNorm
-from zennit.canonizers import SequentialMergeBatchNorm
+from torchvision.models.video.resnet import BasicBlock as VideoBasicBlock
+from torchvision.models.video.resnet import VideoResNet
+from zennit.canonizers import (
+    AttributeCanonizer,
+    Canonizer,
+    CompositeCanonizer,
+    MergeBatchNorm,
+    SequentialMergeBatchNorm,
+)
 from zennit.core import RemovableHandleList
 from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer

@@ -34,11 +34,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-import torch
 from torch import nn
 from zennit.core import Composite, Hook
 from zennit.layer import Sum
-from zennit.rules import ClampMod, Epsilon, Flat, Gamma, Norm, Pass, WSquare, ZBox
+from zennit.rules import Epsilon, Flat, Gamma, Norm, Pass, WSquare, ZBox
 from zennit.types import Activation, AvgPool, BatchNorm, Convolution, Linear
 
 from ..errors import ExplanationError

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
-from ..errors import ArgumentError
-from .._resampling import patient_bootstrap, percentile_ci
 from .._modes import eval_mode
+from .._resampling import patient_bootstrap, percentile_ci
+from ..errors import ArgumentError
 from ._tensors import fit_tensors
 
 __all__ = ["fit_boxes", "predict_boxes", "box_scores", "mean_average_precision"]

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from ..errors import ArgumentError
-from .._resampling import patient_bootstrap, percentile_ci
 from .._modes import eval_mode
+from .._resampling import patient_bootstrap, percentile_ci
+from ..errors import ArgumentError
 from ._tensors import fit_tensors
 
 __all__ = ["fit_segmentation", "predict_labelmaps", "dice_iou", "hd95", "segmentation_scores", "SEG_METRICS"]
