@@ -1,4 +1,5 @@
-"""One registry helper for every registry of the kit: methods, metrics, architectures, protocols, segmenters, demo stages.
+"""One registry helper for every registry of the kit: methods, metrics, architectures, protocols, segmenters,
+demo stages.
 
 A :class:`Registry` is a ``dict`` from name to entry (so ``name in METHODS``, ``sorted(METHODS)`` and ``METHODS[name]``
 read as before) with one verb to fill it, :meth:`Registry.register` (a decorator), one way to read it that fails

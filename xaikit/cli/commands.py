@@ -1,4 +1,5 @@
-"""One function per subcommand: ``predict``, ``explain``, ``serve``, ``demo``, ``samples`` (each returns an exit code)."""
+"""One function per subcommand: ``predict``, ``explain``, ``serve``, ``demo``, ``samples`` (each returns an exit
+code)."""
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,8 @@ from .preprocess import Preprocess
 from .splits import class_weights, patient_leaks, patient_split, weighted_sampler
 from .volume import VolumePreprocess, preprocess_from_dict
 
-__all__ = ["Augment", "SampleBatch", "balanced_batch", "ManifestDataset", "read_manifest", "write_manifest", "Preprocess", "VolumePreprocess", "preprocess_from_dict", "class_weights",
+__all__ = ["Augment", "SampleBatch", "balanced_batch", "ManifestDataset", "read_manifest", "write_manifest",
+           "Preprocess", "VolumePreprocess", "preprocess_from_dict", "class_weights",
            "patient_leaks", "patient_split", "weighted_sampler", "audit", "image_features", "FEATURES",
-           "AUDIT_COLUMNS", "AuditTable", "LOADERS", "from_class_folders", "from_rsna", "from_medmnist", "kermany_patient"]
+           "AUDIT_COLUMNS", "AuditTable", "LOADERS", "from_class_folders", "from_rsna", "from_medmnist",
+           "kermany_patient"]
