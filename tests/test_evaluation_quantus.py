@@ -30,7 +30,8 @@ def setup():
 
 def _q(metric, model, x, exp, masks=None, seed=0, **kw):
     def explain_func(model, inputs, targets, **_):
-        return explain(model, torch.as_tensor(inputs), "gradient", torch.as_tensor(targets).long()).maps[:, None].numpy()
+        return explain(model, torch.as_tensor(inputs), "gradient",
+                       torch.as_tensor(targets).long()).maps[:, None].numpy()
 
     np.random.seed(seed)
     with warnings.catch_warnings():

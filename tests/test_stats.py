@@ -29,7 +29,8 @@ def _scores(rng, n=30, shift=0.15):
             for region in ("lesion", "lung", "marker"):
                 v = rng.normal(0.3, 0.05) + (shift if (label and region == "lesion" and method == "a") else 0)
                 rows.append({"image_id": f"im{i}", "patient_id": f"p{i // 2}", "label": label, "method": method,
-                             "region": region, "mass_frac": v, "density_ratio": np.exp(rng.normal(0.4 if region == "lesion" else 0, 0.3))})
+                             "region": region, "mass_frac": v,
+                             "density_ratio": np.exp(rng.normal(0.4 if region == "lesion" else 0, 0.3))})
     return pd.DataFrame(rows)
 
 

@@ -132,7 +132,8 @@ def test_bad_volumes_name_the_file(tmp_path):
 
 
 def test_volume_set_is_deterministic_and_grouped_by_patient():
-    a, b = draw_volume_set(10, seed=4, shape=(16, 16, 16), n_patients=6), draw_volume_set(10, seed=4, shape=(16, 16, 16), n_patients=6)
+    a, b = (draw_volume_set(10, seed=4, shape=(16, 16, 16), n_patients=6),
+            draw_volume_set(10, seed=4, shape=(16, 16, 16), n_patients=6))
     assert a.table.equals(b.table) and np.array_equal(a[3].image, b[3].image)
     assert a.table["patient_id"].nunique() == 6 and a.table["label"].sum() == 5
     ds = VolumeSetDataset(a, VolumePreprocess(shape=16, window=VOLUME_WINDOW))
