@@ -150,7 +150,8 @@ def main() -> None:
                 times[name]["quantus"].append(timed(quantus_call(qmetric, model, x, exp, masks)))
     print(f"{len(x)} images of {tuple(x.shape[1:])}, method {METHOD}, engine batch {batch}, "
           f"{args.rounds} interleaved rounds (medians), torch threads {torch.get_num_threads()}")
-    print(f"{'metric':28s} {'ours_s':>8s} {'bound_s':>8s} {'quantus_s':>9s} {'ratio_bound':>11s} {'ratio_quantus':>13s}")
+    print(f"{'metric':28s} {'ours_s':>8s} {'bound_s':>8s} {'quantus_s':>9s} "
+          f"{'ratio_bound':>11s} {'ratio_quantus':>13s}")
     for name, t in times.items():
         ours, quantus = statistics.median(t["ours"]), statistics.median(t["quantus"])
         bound = statistics.median(t["bound"]) if t["bound"] else float("nan")

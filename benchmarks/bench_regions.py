@@ -41,7 +41,8 @@ def main() -> None:
     b = region_scores(maps, shared)
     agree = np.allclose(a.select_dtypes(float), b.select_dtypes(float), rtol=1e-5, atol=1e-7, equal_nan=True)
     mpix = args.n * args.size**2 / 1e6
-    print(f"{args.n} maps of {args.size}x{args.size} px, {len(shared)} regions ({mpix:.0f} Mpixel), best of {args.repeats}")
+    print(f"{args.n} maps of {args.size}x{args.size} px, {len(shared)} regions ({mpix:.0f} Mpixel), "
+          f"best of {args.repeats}")
     print(f"  shared regions    : {t_shared:6.3f} s  ({mpix / t_shared:7.1f} Mpixel/s)")
     print(f"  per-image regions : {t_per_image:6.3f} s  ({mpix / t_per_image:7.1f} Mpixel/s)")
     print(f"  per-image / shared: {t_per_image / t_shared:6.2f}x ; shared and expanded agree: {agree}")

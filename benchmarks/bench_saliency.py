@@ -4,8 +4,9 @@ The physical limit is one forward + one backward to the input with frozen weight
 
 Default: the issue-16 table (resnet18, 224 px, batch 8). Every row times three things in rounds
 (limit, library called directly, xaikit, limit, direct, xaikit, ...) and reports the median over rounds of each
-round's ratio to the limit of the same round (integrated gradients: per step), and of xaikit / direct. Like with like: both sides get the same fixed target
-tensor (the predicted classes, computed once before timing), so neither makes a forward the other does not.
+round's ratio to the limit of the same round (integrated gradients: per step), and of xaikit / direct. Like with
+like: both sides get the same fixed target tensor (the predicted classes, computed once before timing), so neither
+makes a forward the other does not.
 Goals: gradient <= 1.05x, Grad-CAM (layer4) <= 0.55x, IG <= 1.05x per step, LRP eps+flat <= 2.0x, LRP eps
 alpha2beta1 <= 2.5x, xaikit <= 5 % over the direct call.
 

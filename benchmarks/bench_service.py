@@ -83,7 +83,8 @@ def main() -> None:
     print(f"{args.clients} concurrent clients, queue {args.queue}, {args.rounds} interleaved rounds")
     for name, (lat, codes, wall) in got.items():
         q = statistics.quantiles(lat, n=20) if len(lat) > 1 else [float("nan")] * 19
-        print(f"{name:16s} answered {sum(codes.values()):4d} ({dict(codes)})  p50 {1000 * statistics.median(lat):7.1f} ms"
+        print(f"{name:16s} answered {sum(codes.values()):4d} ({dict(codes)})  "
+              f"p50 {1000 * statistics.median(lat):7.1f} ms"
               f"  p95 {1000 * q[18]:7.1f} ms  throughput {len(lat) / wall:6.1f} req/s")
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +12,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 def pytest_configure(config):
     import torch
 
-    config.addinivalue_line("markers", "browser: drives JupyterLab or a report in headless Chromium (tests/test_browser.py)")
+    config.addinivalue_line("markers",
+                            "browser: drives JupyterLab or a report in headless Chromium (tests/test_browser.py)")
 
     torch.set_num_threads(2)
 

@@ -103,4 +103,5 @@ def run_case(tally: Tally, name: str, call: Callable[[], Any], check: Callable[[
 def assert_clean(tally: Tally) -> None:
     """Fail listing every case that escaped as a raw exception, a hang, a wrong or an unnamed error."""
     print(tally.summary())
-    assert not tally.failures, f"{len(tally.failures)} of {tally.total} cases failed:\n" + "\n".join(tally.failures[:80])
+    assert not tally.failures, (f"{len(tally.failures)} of {tally.total} cases failed:\n"
+                                + "\n".join(tally.failures[:80]))

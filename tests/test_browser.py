@@ -71,7 +71,8 @@ def page(browser):
     page.set_default_timeout(60_000)
     page.errors = []  # uncaught exceptions and console errors, collected for the tests that assert on them
     page.on("pageerror", lambda exc: page.errors.append(f"page error: {exc}"))
-    page.on("console", lambda msg: page.errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.on("console",
+            lambda msg: page.errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
     yield page
     page.close()
 

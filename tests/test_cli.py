@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import xaikit
-from xaikit.cli import EXIT_CODES, main
 from xaikit.checkpoint import load_checkpoint
+from xaikit.cli import EXIT_CODES, main
 from xaikit.inference import content_id
 from xaikit.io import read_image
 

@@ -179,7 +179,8 @@ def test_medmnist_bad_input(tmp_path, rng):
     np.savez(tmp_path / "multi.npz", **multi)
     with pytest.raises(ManifestError, match="multi-label"):
         from_medmnist(tmp_path / "multi.npz", tmp_path / "o")
-    with pytest.raises(ManifestError, match=r"arrays \['val_images', 'val_labels', 'test_images', 'test_labels'\] are missing"):
+    with pytest.raises(ManifestError,
+                       match=r"arrays \['val_images', 'val_labels', 'test_images', 'test_labels'\] are missing"):
         np.savez(tmp_path / "partial.npz", train_images=multi["train_images"], train_labels=multi["val_labels"])
         from_medmnist(tmp_path / "partial.npz", tmp_path / "o")
     with pytest.raises(XaikitError, match="has no name"):

@@ -1,8 +1,6 @@
 """ManifestDataset: the sample contract, lazy reading, every bad row reported, explicit skipping, splits."""
 from __future__ import annotations
 
-import os
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -40,7 +40,8 @@ def test_nan_labels_are_missing_labels_not_a_class(folder, token):
         ds = ManifestDataset(csv, on_error="skip")
     assert ds.classes == ["a", "b"] and len(ds) == 5 and ds.skipped["row"].tolist() == [3]
     # a class really named "None" can still be declared explicitly
-    assert ManifestDataset(_csv(folder, ["None", "x"] * 3, name="n.csv"), classes=["None", "x"]).classes == ["None", "x"]
+    assert ManifestDataset(_csv(folder, ["None", "x"] * 3, name="n.csv"),
+                           classes=["None", "x"]).classes == ["None", "x"]
 
 
 def test_case_variant_labels_are_refused_or_merged(folder):

@@ -63,5 +63,6 @@ def test_heatmap_marks_agree_with_the_family_table(report):
     shown = re.findall(r'"(-?\d\.\d\d) (\*{1,3}|ns)"', heatmap.split("6. The shortcut lab")[0])
     tests = pd.read_csv(out / "statistics_tests.csv")
     enrichment = tests[tests["family"] == "region_enrichment"]
-    expected = sorted((f"{e:.2f}", significance_mark(p)) for e, p in zip(enrichment["effect_size"], enrichment["p_adj"]))
+    expected = sorted((f"{e:.2f}", significance_mark(p))
+                      for e, p in zip(enrichment["effect_size"], enrichment["p_adj"]))
     assert sorted(shown) == expected

@@ -15,8 +15,8 @@ from torchvision.ops import MultiScaleRoIAlign
 from xaikit.errors import ExplanationError, ModelError
 from xaikit.saliency import METHODS, explain, targets
 from xaikit.saliency.detection import UNSUPPORTED, DetectionOutputs, supports
-from saliency_helpers import assert_unchanged, snapshot
 
+from saliency_helpers import assert_unchanged, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -42,7 +42,8 @@ def test_shipped_checkpoint_carries_a_model_card(clean):
     assert card["data"] == CLEAN_DATA and "not a diagnostic model" in card["intended_use"]
     assert set(card["image_statistics"]) == {"mean_mean", "mean_std", "mean_dark_fraction", "mean_bright_fraction",
                                              "mean_laplacian", "mean_asymmetry"}
-    assert clean.model.xaikit_domain["threshold"] > 0 and clean.model.xaikit_domain["n_images"] == card["n_train_images"]
+    assert (clean.model.xaikit_domain["threshold"] > 0
+            and clean.model.xaikit_domain["n_images"] == card["n_train_images"])
 
 
 @needs_model

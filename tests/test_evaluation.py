@@ -8,13 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from evaluation_helpers import Linear, inputs, lesion_masks, tiny_cnn
 from xaikit.errors import ArgumentError, EvaluationError, ModelError, XaikitError
 from xaikit.evaluation import METRICS, rank_methods, sanity_verdicts, score, score_many, summarise
 from xaikit.evaluation.context import make_context
 from xaikit.evaluation.faithfulness import curve
 from xaikit.saliency import explain
 from xaikit.saliency.safety import hook_count
+
+from evaluation_helpers import Linear, inputs, lesion_masks, tiny_cnn
 
 FAST = {"max_sensitivity": {"n_samples": 2}, "local_lipschitz": {"n_samples": 2}, "sensitivity_max": {"n_samples": 2},
         "infidelity": {"n_samples": 4}, "faithfulness_correlation": {"n_runs": 5, "subset_size": 16},
@@ -147,7 +148,8 @@ def test_score_many_shares_passes_and_ranks_with_one_family():
     assert table.loc[(table["method"] == "saliency_ig") & (table["metric"] == "max_sensitivity"), "value"].gt(0).all()
     summary = summarise(table, n_boot=200)
     assert {"mean", "ci_low", "ci_high", "rank"} <= set(summary.columns)
-    assert (summary["ci_low"] <= summary["mean"] + 1e-12).all() and (summary["mean"] <= summary["ci_high"] + 1e-12).all()
+    assert ((summary["ci_low"] <= summary["mean"] + 1e-12).all()
+            and (summary["mean"] <= summary["ci_high"] + 1e-12).all())
     tests = rank_methods(table, n_boot=100)
     assert tests["family_size"].nunique() == 1 and tests["family_size"].iloc[0] == tests["p_raw"].notna().sum()
     verdicts = sanity_verdicts(table, tests)

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation_helpers import inputs, lesion_masks, tiny_cnn
 from xaikit.evaluation import METRICS, score
 from xaikit.evaluation.context import make_context
 from xaikit.evaluation.faithfulness import road_curve
 from xaikit.saliency import explain
+
+from evaluation_helpers import inputs, lesion_masks, tiny_cnn
 
 quantus = pytest.importorskip("quantus")
 
@@ -29,7 +30,8 @@ def setup():
 
 def _q(metric, model, x, exp, masks=None, seed=0, **kw):
     def explain_func(model, inputs, targets, **_):
-        return explain(model, torch.as_tensor(inputs), "gradient", torch.as_tensor(targets).long()).maps[:, None].numpy()
+        return explain(model, torch.as_tensor(inputs), "gradient",
+                       torch.as_tensor(targets).long()).maps[:, None].numpy()
 
     np.random.seed(seed)
     with warnings.catch_warnings():
@@ -75,6 +77,7 @@ def test_road_matches_quantus_without_noise(setup):
 
 def test_noisy_linear_imputation_matches_quantus():
     from quantus.functions.perturb_func import noisy_linear_imputation as q_nli
+
     from xaikit.evaluation import noisy_linear_imputation
 
     img = inputs(1)[0].double().numpy()

@@ -5,12 +5,18 @@ import warnings
 
 import pytest
 
-from evaluation_helpers import inputs, tiny_cnn
 from xaikit.errors import ArgumentError
 from xaikit.evaluation import curves, randomised_maps, score_many, summarise
 from xaikit.saliency import explain
-from xaikit.viz.evaluation import (metric_forest, perturbation_curves, randomisation_curves, randomisation_maps,
-                                   rank_heatmap)
+from xaikit.viz.evaluation import (
+    metric_forest,
+    perturbation_curves,
+    randomisation_curves,
+    randomisation_maps,
+    rank_heatmap,
+)
+
+from evaluation_helpers import inputs, tiny_cnn
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from fuzz_helpers import Tally, assert_clean, run_case
-from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 from xaikit.saliency import explain
 from xaikit.stats import compare_groups, compare_paired, correct, region_enrichment, run_protocol
 from xaikit.stats.power import detectable_effect, required_n
 
+from fuzz_helpers import Tally, assert_clean, run_case
+from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

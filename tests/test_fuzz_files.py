@@ -14,11 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fuzz_helpers import Tally, assert_clean, run_case
 from xaikit.checkpoint import load_checkpoint, save_checkpoint
 from xaikit.data import ManifestDataset
 from xaikit.models import build_model
 from xaikit.saliency import Explanation
+
+from fuzz_helpers import Tally, assert_clean, run_case
 
 
 def _mutations(data: bytes, rng: np.random.Generator, n_flips: int = 40) -> list[tuple[str, bytes]]:

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fuzz_helpers import Tally, assert_clean, run_case
 from xaikit.data import from_medmnist, from_rsna
 from xaikit.io import MedicalImage, write_dicom, write_nifti, write_png
+
+from fuzz_helpers import Tally, assert_clean, run_case
 
 _RSNA_CELLS = {
     "patientId": ["aaa-1", "bbb-2", "", "nope", "../../etc/passwd", "a,b", "ü"],
@@ -75,7 +76,8 @@ def _medmnist_cases() -> dict[str, bytes]:
     good = {"train_images": img, "train_labels": lab}
     cases = {
         "good": _npz(good), "float_labels": _npz({**good, "train_labels": lab.astype(float)}),
-        "neg_labels": _npz({**good, "train_labels": -lab}), "multi": _npz({**good, "train_labels": np.ones((3, 4), int)}),
+        "neg_labels": _npz({**good, "train_labels": -lab}),
+        "multi": _npz({**good, "train_labels": np.ones((3, 4), int)}),
         "length": _npz({**good, "train_labels": np.array([0, 1])}), "no_labels": _npz({"train_images": img}),
         "empty": _npz({"train_images": img[:0], "train_labels": lab[:0]}),
         "1d_images": _npz({"train_images": np.zeros(3, np.uint8), "train_labels": lab}),

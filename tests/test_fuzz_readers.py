@@ -18,8 +18,9 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from fuzz_helpers import Tally, assert_clean, run_case
 from xaikit.io import MedicalImage, deidentify, read_image
+
+from fuzz_helpers import Tally, assert_clean, run_case
 
 RNG_SEED = 15
 DICOM_SEEDS = ("CT_small.dcm", "MR_small_RLE.dcm", "SC_rgb_rle_2frame.dcm", "examples_palette.dcm")
@@ -115,9 +116,11 @@ def _nifti_header_mutations() -> list[tuple[str, dict]]:
             ("offset_huge", {"vox_offset": 1e12}), ("offset_neg", {"vox_offset": -352.0}),
             ("pixdim_nan", {"pixdim": np.nan}), ("pixdim_zero", {"pixdim": 0.0}), ("pixdim_neg", {"pixdim": -2.0}),
             ("pixdim_inf", {"pixdim": np.inf}), ("slope_nan", {"scl_slope": np.nan}),
-            ("slope_inf", {"scl_slope": np.inf}), ("slope_zero", {"scl_slope": 0.0}), ("inter_inf", {"scl_inter": np.inf}),
+            ("slope_inf", {"scl_slope": np.inf}), ("slope_zero", {"scl_slope": 0.0}),
+            ("inter_inf", {"scl_inter": np.inf}),
             ("quatern_nan", {"qform_code": 1, "sform_code": 0, "quatern_b": np.nan}),
-            ("srow_nan", {"sform_code": 1, "srow_x": [np.nan] * 4}), ("srow_zero", {"sform_code": 1, "srow_x": [0.0] * 4}),
+            ("srow_nan", {"sform_code": 1, "srow_x": [np.nan] * 4}),
+            ("srow_zero", {"sform_code": 1, "srow_x": [0.0] * 4}),
             ("qfac_weird", {"qform_code": 1, "sform_code": 0, "pixdim0": 7.0}), ("units", {"xyzt_units": 255}),
             ("sizeof_hdr", {"sizeof_hdr": 12}), ("magic", {"magic": b"xx1\x00"}), ("cal_nan", {"cal_max": np.nan})]
 
@@ -160,17 +163,21 @@ _DICOM_EDITS = [
     ("spp3", {"SamplesPerPixel": 3}), ("spp7", {"SamplesPerPixel": 7}), ("frames0", {"NumberOfFrames": "0"}),
     ("frames_neg", {"NumberOfFrames": "-3"}), ("frames_big", {"NumberOfFrames": "1000000000"}),
     ("frames_2", {"NumberOfFrames": "2"}), ("photo_bogus", {"PhotometricInterpretation": "BOGUS"}),
-    ("photo_m1", {"PhotometricInterpretation": "MONOCHROME1"}), ("photo_pal", {"PhotometricInterpretation": "PALETTE COLOR"}),
+    ("photo_m1", {"PhotometricInterpretation": "MONOCHROME1"}),
+    ("photo_pal", {"PhotometricInterpretation": "PALETTE COLOR"}),
     ("photo_ybr", {"PhotometricInterpretation": "YBR_FULL"}), ("photo_rgb", {"PhotometricInterpretation": "RGB"}),
     ("pixrep2", {"PixelRepresentation": 2}), ("slope0", {"RescaleSlope": "0"}), ("slope_nan", {"RescaleSlope": "nan"}),
-    ("slope_inf", {"RescaleSlope": "inf"}), ("slope_text", {"RescaleSlope": "abc"}), ("wc_text", {"WindowCenter": "abc"}),
+    ("slope_inf", {"RescaleSlope": "inf"}), ("slope_text", {"RescaleSlope": "abc"}),
+    ("wc_text", {"WindowCenter": "abc"}),
     ("ww0", {"WindowWidth": "0"}), ("ww_neg", {"WindowWidth": "-5"}), ("spacing0", {"PixelSpacing": ["0", "0"]}),
     ("spacing_neg", {"PixelSpacing": ["-1", "-1"]}), ("spacing_text", {"PixelSpacing": ["a", "b"]}),
     ("spacing_one", {"PixelSpacing": ["1"]}), ("spacing_nan", {"PixelSpacing": ["nan", "nan"]}),
     ("thick_text", {"SliceThickness": "x"}), ("ts_unknown", {"TransferSyntaxUID": "1.2.3.4"}),
-    ("ts_jpeg", {"TransferSyntaxUID": "1.2.840.10008.1.2.4.50"}), ("ts_rle", {"TransferSyntaxUID": "1.2.840.10008.1.2.5"}),
+    ("ts_jpeg", {"TransferSyntaxUID": "1.2.840.10008.1.2.4.50"}),
+    ("ts_rle", {"TransferSyntaxUID": "1.2.840.10008.1.2.5"}),
     ("ts_deflate", {"TransferSyntaxUID": "1.2.840.10008.1.2.1.99"}), ("ts_empty", {"TransferSyntaxUID": ""}),
-    ("no_pixels", {"PixelData": None}), ("empty_pixels", {"PixelData": b""}), ("short_pixels", {"PixelData": b"\x00\x01"}),
+    ("no_pixels", {"PixelData": None}), ("empty_pixels", {"PixelData": b""}),
+    ("short_pixels", {"PixelData": b"\x00\x01"}),
     ("no_sop", {"SOPInstanceUID": None}), ("no_sopclass", {"SOPClassUID": None}), ("no_rows", {"Rows": None}),
     ("modality_lut", {"ModalityLUTSequence": "broken"}), ("voi_lut", {"VOILUTSequence": "broken"}),
 ]
@@ -222,7 +229,8 @@ def test_png_headers_that_lie(tmp_path):
     bomb = zlib.compress(b"\x00" * (20001 * 200))   # 4 MB of zeros in ~4 kB
     cases = {"w0": (0, 16, 8, 0, small), "h0": (16, 0, 8, 0, small), "huge": (60000, 60000, 8, 0, small),
              "bomb_rows": (20000, 20000, 8, 0, bomb), "depth3": (16, 16, 3, 0, small), "colour5": (16, 16, 8, 5, small),
-             "short_idat": (16, 16, 8, 0, small[:10]), "wrong_size": (64, 64, 8, 0, small), "palette": (16, 16, 8, 3, small),
+             "short_idat": (16, 16, 8, 0, small[:10]), "wrong_size": (64, 64, 8, 0, small),
+             "palette": (16, 16, 8, 3, small),
              "depth16": (16, 16, 16, 0, small), "not_zlib": (16, 16, 8, 0, b"garbage" * 10)}
     for label, args in cases.items():
         path = tmp_path / f"{label}.png"
@@ -237,7 +245,8 @@ def test_npy_headers_that_lie(tmp_path):
     base = (tmp_path / "base.npy").read_bytes()
     edits = {"obj": ("'<f4'", "'|O'"), "complex": ("'<f4'", "'<c8'"), "void": ("'<f4'", "'|V4'"),
              "str": ("'<f4'", "'<U1'"), "neg": ("(4, 5)", "(-4, 5)"), "fortran": ("False", "True"),
-             "huge": ("(4, 5)", "(99999, 99999)"), "ndim5": ("(4, 5)", "(1, 1, 1, 4, 5)"), "empty": ("(4, 5)", "(0, 5)"),
+             "huge": ("(4, 5)", "(99999, 99999)"), "ndim5": ("(4, 5)", "(1, 1, 1, 4, 5)"),
+             "empty": ("(4, 5)", "(0, 5)"),
              "bad_dict": ("'descr'", "'descX'"), "f16": ("'<f4'", "'<f2'"), "bool": ("'<f4'", "'|b1'"),
              "text": ("{", "[")}
     for label, (old, new) in edits.items():

@@ -13,8 +13,8 @@ from pydicom.pixels import get_decoder
 
 from xaikit._util import sha256_file
 from xaikit.errors import ArgumentError, ImageReadError, XaikitError
-from xaikit.io import read_image
 from xaikit.io import dicom as dicom_module
+from xaikit.io import read_image
 
 
 def _copy(name: str, tmp_path, new_name: str | None = None):

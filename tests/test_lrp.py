@@ -13,6 +13,7 @@ from xaikit import XaikitError
 from xaikit.errors import ExplanationError
 from xaikit.saliency import METHODS, explain
 from xaikit.saliency.rules import AlphaBetaFullBias, SafeDivide
+
 from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 
 FAST = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
@@ -32,8 +33,9 @@ def plain_cnn() -> nn.Module:
     """Bias-free conv-ReLU-conv-ReLU-dense net without pooling (average pooling drops the relevance that a
     flat or w-square rule gives dead units: its inputs there are all zero)."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1, bias=False),
-                         nn.ReLU(), nn.Flatten(), nn.Linear(6 * 64, 3, bias=False)).double().eval()
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.ReLU(),
+                         nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(6 * 64, 3, bias=False)).double().eval()
 
 
 def _logit(model, x, idx):
@@ -166,7 +168,8 @@ def test_alpha_beta_on_one_dense_layer_matches_the_formula(alpha, beta, bias):
     act, inh = xp * wp + xn * wn, xp * wn + xn * wp
     out = xs @ w + layer.bias[1].detach()
     safe = SafeDivide(1e-7)
-    rel = out[:, None] * (alpha * act / safe(act.sum(1, keepdim=True) + b) - beta * inh / safe(inh.sum(1, keepdim=True) + b))
+    rel = out[:, None] * (alpha * act / safe(act.sum(1, keepdim=True) + b)
+                          - beta * inh / safe(inh.sum(1, keepdim=True) + b))
     assert torch.allclose(exp.raw.reshape(2, 5).double(), rel.float().double(), rtol=1e-6, atol=1e-7)
 
 

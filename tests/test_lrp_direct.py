@@ -7,8 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 from zennit.attribution import Gradient
 from zennit.composites import (
-    EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonPlus, EpsilonPlusFlat, LayerMapComposite,
-    SpecialFirstLayerMapComposite, layer_map_base,
+    EpsilonAlpha2Beta1,
+    EpsilonAlpha2Beta1Flat,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+    LayerMapComposite,
+    layer_map_base,
 )
 from zennit.rules import AlphaBeta, Epsilon, Flat, ZPlus
 from zennit.types import Linear
@@ -16,10 +20,16 @@ from zennit.types import Linear
 from xaikit.saliency import explain
 from xaikit.saliency.canonizers import ExactResNetCanonizer, canonized_copy
 from xaikit.saliency.direct_rules import (
-    DirectAlphaBeta, DirectAlphaBetaFullBias, DirectEpsilon, DirectFlat, DirectZPlus, direct_supported,
+    DirectAlphaBeta,
+    DirectAlphaBetaFullBias,
+    DirectEpsilon,
+    DirectFlat,
+    DirectZPlus,
+    direct_supported,
 )
 from xaikit.saliency.rules import AlphaBetaFullBias, SafeDivide
 from xaikit.saliency.safety import state_fingerprint
+
 from saliency_helpers import assert_unchanged, randomise_batchnorm, small_vgg, snapshot
 
 PAIRS = {  # direct rule, the zennit rule it stands for

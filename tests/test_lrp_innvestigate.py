@@ -1,4 +1,5 @@
-"""PRESETS["innvestigate"] reproduces iNNvestigate 2.1.2's analyzers on small CNNs (maps in tests/fixtures/innvestigate).
+"""PRESETS["innvestigate"] reproduces iNNvestigate 2.1.2's analyzers on small CNNs (maps in
+tests/fixtures/innvestigate).
 
 The fixtures were made by ``tests/fixtures/innvestigate/make_reference.py`` (TensorFlow + iNNvestigate in a
 throw-away environment; see its docstring). Here the same nets are rebuilt in PyTorch from the saved Keras
@@ -153,7 +154,8 @@ def test_batchnorm_net_matches_where_the_batchnorm_treatment_cancels(bn_net, ana
 
 
 @pytest.mark.xfail(strict=True, reason="iNNvestigate applies the rule to a fused BatchNorm surrogate with the variance "
-                                       "squared and gamma missing from its shift; xaikit merges BatchNorm into the conv")
+                                       "squared and gamma missing from its shift; xaikit merges BatchNorm into the "
+                                       "conv")
 @pytest.mark.parametrize("analyzer", BN_DIFFER)
 def test_batchnorm_net_differs_for_rules_that_see_the_batchnorm_shift(bn_net, analyzer):
     assert max(_bn_error(bn_net, analyzer, t) for t in TARGETS) <= TOL64

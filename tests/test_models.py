@@ -7,9 +7,19 @@ import torchvision
 from torch import nn
 
 from xaikit.errors import ArgumentError, ModelError, XaikitError
-from xaikit.models import (ARCHITECTURES, VOLUME_ARCHITECTURES, SmallCNN, _adapt_conv, _densenet_legacy_keys,
-                           build_model, cam_layer, classifier_layer, freeze_backbone, pretrained_weights_path,
-                           unfreeze)
+from xaikit.models import (
+    ARCHITECTURES,
+    VOLUME_ARCHITECTURES,
+    SmallCNN,
+    _adapt_conv,
+    _densenet_legacy_keys,
+    build_model,
+    cam_layer,
+    classifier_layer,
+    freeze_backbone,
+    pretrained_weights_path,
+    unfreeze,
+)
 
 EXPECTED = {"small_cnn", "resnet18", "resnet50", "densenet121", "efficientnet_b0", "vgg11_bn"}
 

@@ -1,4 +1,5 @@
-"""Every notebook: committed clean, thin, Colab-ready (the install cell first), and executing top to bottom in SMOKE mode."""
+"""Every notebook: committed clean, thin, Colab-ready (the install cell first), and executing top to bottom in SMOKE
+mode."""
 from __future__ import annotations
 
 import ast
@@ -66,7 +67,8 @@ def test_thin_and_parametrised(path):
             assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)), (
                 f"{path.name}, code cell {i}: defines a function or class; move it into xaikit/"
             )
-    assert nb.cells[0].cell_type == "markdown", f"{path.name}: should open with a markdown cell saying what you will learn"
+    assert nb.cells[0].cell_type == "markdown", (
+        f"{path.name}: should open with a markdown cell saying what you will learn")
 
 
 @pytest.mark.notebook
@@ -84,7 +86,8 @@ def test_executes_in_smoke_mode(path, tmp_path):
         client.execute()
     except CellExecutionError as err:
         failing = next(
-            (i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))),
+            (i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))),
             None,
         )
         pytest.fail(f"{path.name}: cell {failing} failed:\n{str(err)[-3000:]}")
@@ -123,8 +126,10 @@ def test_first_code_cell_installs_the_kit(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_opens_and_closes_with_the_reading_guide(path):
     nb = nbformat.read(path, as_version=4)
-    assert "what you will learn" in nb.cells[0].source.lower(), f"{path.name}: the first cell should say what you will learn"
-    assert "full run on a 2-core cpu" in nb.cells[0].source.lower(), f"{path.name}: state the measured run time at the top"
+    assert "what you will learn" in nb.cells[0].source.lower(), (
+        f"{path.name}: the first cell should say what you will learn")
+    assert "full run on a 2-core cpu" in nb.cells[0].source.lower(), (
+        f"{path.name}: state the measured run time at the top")
     last = nb.cells[-1]
     assert last.cell_type == "markdown" and "what to try next" in last.source.lower(), (
         f"{path.name}: should end with a markdown cell 'What to try next'"
@@ -172,7 +177,8 @@ def test_install_cell_on_colab_clones_the_repository(install_cell_env, tmp_path,
     namespace = {}
     exec(INSTALL_CELL, namespace)
     root = tmp_path / "content" / "xaikit-src"
-    assert install_cell_env == [["git", "clone", "--depth", "1", namespace["XAIKIT_REPO"], str(root)], _pip_editable(root)]
+    assert install_cell_env == [["git", "clone", "--depth", "1", namespace["XAIKIT_REPO"], str(root)],
+                                _pip_editable(root)]
     assert enabled == [True]
 
 

@@ -182,7 +182,8 @@ def test_patients_share_label_and_anatomy_and_have_synthetic_ids():
 
 @pytest.mark.parametrize(
     "kwargs, word",
-    [({"n": 0}, "n "), ({"n": 5, "prevalence": 1.5}, "prevalence"), ({"n": 5, "marker_rate_pos": -0.1}, "marker_rate_pos"),
+    [({"n": 0}, "n "), ({"n": 5, "prevalence": 1.5}, "prevalence"),
+     ({"n": 5, "marker_rate_pos": -0.1}, "marker_rate_pos"),
      ({"n": 5, "n_patients": 6}, "n_patients"), ({"n": 5, "marker_corner": "up"}, "marker_corner"),
      ({"n": 5, "seed": -2}, "seed")],
 )  # fmt: skip

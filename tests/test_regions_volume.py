@@ -45,7 +45,8 @@ def test_label_map_from_nifti_through_preprocess_and_per_image_sets(tmp_path):
     assert rs.shape == (16, 16, 16) and rs.spacing == pytest.approx((20.0, 20.0, 20.0))
     lesion = read_volume(tmp_path / "ct_labels.nii.gz").array == 6  # read_volume's layout, not the phantom's
     x, masks = pre(image, {"lesion": lesion})
-    assert masks["lesion"].any() and np.array_equal(rs["lesion"], masks["lesion"].numpy())  # same nearest-neighbour geometry as the masks
+    # same nearest-neighbour geometry as the masks
+    assert masks["lesion"].any() and np.array_equal(rs["lesion"], masks["lesion"].numpy())
     per_image = stack_regions([rs, rs])
     assert per_image.masks.shape == (2, len(rs), 16, 16, 16) and not per_image.shared
     df = region_scores(np.stack([x[0].numpy()] * 2), per_image, image_ids=["a", "b"])

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from xaikit import _resampling as R
-from xaikit.errors import ArgumentError
 
 
 def test_train_and_stats_share_one_implementation():

@@ -1,20 +1,17 @@
 """explain(): bad input, model safety under exceptions, targets, Explanation files, batch cache, views, widget."""
 from __future__ import annotations
 
-import time
-import warnings
-
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
 import torchvision
 
-from xaikit.errors import ExplanationError, MemoryBudgetError, ModelError, XaikitError
+from xaikit.errors import ExplanationError, MemoryBudgetError, ModelError
 from xaikit.saliency import METHODS, PRESETS, Explanation, explain, explain_many, register
 from xaikit.saliency.registry import METHODS as _REG
-from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 
+from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

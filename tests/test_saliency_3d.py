@@ -9,6 +9,7 @@ from torch import nn
 
 from xaikit.errors import ExplanationError, ModelError
 from xaikit.saliency import METHODS, explain
+
 from saliency_helpers import assert_unchanged, randomise_batchnorm, snapshot
 
 FAST = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},

@@ -10,6 +10,7 @@ from torch import nn
 
 from xaikit.errors import ExplanationError, ModelError, XaikitError
 from xaikit.saliency import METHODS, explain
+
 from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import torch
 import torchvision
 
 from xaikit.saliency import METHODS, explain
-from saliency_helpers import assert_unchanged, small_densenet, small_vgg, snapshot, tiny_cnn, tiny_inputs
 
+from saliency_helpers import assert_unchanged, small_densenet, small_vgg, snapshot, tiny_cnn, tiny_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,8 +9,8 @@ from zennit.attribution import Gradient
 from zennit.composites import EpsilonPlus
 
 from xaikit.saliency import explain
-from saliency_helpers import small_densenet, tiny_cnn, tiny_inputs
 
+from saliency_helpers import small_densenet, tiny_cnn, tiny_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,7 +67,10 @@ def _gradcam_reference(model, x, idx):
     maps = []
     for i in range(len(x)):
         act = model.features(x[i : i + 1]).detach()
-        head = lambda a: model.fc(model.flatten(model.pool(a)))[0, idx[i]]
+
+        def head(a):
+            return model.fc(model.flatten(model.pool(a)))[0, idx[i]]
+
         jac = torch.autograd.functional.jacobian(head, act)
         weights = jac.mean((2, 3), keepdim=True)
         cam = F.relu((weights * act).sum(1, keepdim=True))

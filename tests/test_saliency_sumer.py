@@ -9,6 +9,7 @@ from zennit.attribution import IntegratedGradients, SmoothGrad
 
 from xaikit.errors import ExplanationError
 from xaikit.saliency import PRESETS, explain
+
 from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 
 

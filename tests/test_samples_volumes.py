@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import pytest
 
 from xaikit.samples import DICOM_SERIES, VOLUME_MODEL, VOLUMES, build_dicom_series, sample_dir, volume_datasets

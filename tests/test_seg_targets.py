@@ -9,11 +9,11 @@ from torch import nn
 
 from xaikit import XaikitError
 from xaikit.errors import ExplanationError
+from xaikit.models import UNet
 from xaikit.regions import RegionSet
 from xaikit.saliency import METHODS, explain, targets
-from xaikit.models import UNet
-from saliency_helpers import assert_unchanged, snapshot
 
+from saliency_helpers import assert_unchanged, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -141,7 +141,8 @@ def test_every_method_on_a_tiny_unet_with_a_mask_target(name):
 
 @pytest.mark.parametrize("target, match", [
     (lambda: targets.segmentation(1, mask=torch.ones(8, 8, dtype=torch.bool)), r"mask has shape \(1, 8, 8\) but"),
-    (lambda: targets.segmentation(1, mask=torch.zeros(16, 16, dtype=torch.bool)), r"mask is empty for image\(s\) \[0, 1\]"),
+    (lambda: targets.segmentation(1, mask=torch.zeros(16, 16, dtype=torch.bool)),
+     r"mask is empty for image\(s\) \[0, 1\]"),
     (lambda: targets.segmentation(5, mask="pred"), r"class_index=5 is out of range; the model has 3 output channels"),
     (lambda: targets.segmentation(1, box=(20, 20, 30, 30)), r"box is empty"),
     (lambda: targets.segmentation(1, mask=torch.rand(16, 16)), "must be boolean"),
@@ -183,7 +184,8 @@ def test_explain_many_splits_per_image_masks_by_batch_and_does_not_cache_them(tm
     torch.testing.assert_close(many["gradient"].maps, one.maps)
     boxes = torch.tensor([[0, 0, 8, 8], [4, 4, 12, 12], [8, 8, 16, 16]])
     many = explain_many(net, x, "gradient", target=targets.segmentation(1, box=boxes), batch_size=2, progress=False)
-    torch.testing.assert_close(many["gradient"].maps, explain(net, x, "gradient", targets.segmentation(1, box=boxes)).maps)
+    torch.testing.assert_close(many["gradient"].maps,
+                               explain(net, x, "gradient", targets.segmentation(1, box=boxes)).maps)
 
 
 def test_method_grid_labels_rows_of_a_segmentation_explanation():

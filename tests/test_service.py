@@ -182,7 +182,8 @@ def test_full_queue_answers_503_with_retry_after_and_a_timeout_504():
 
 
 def test_load_every_request_is_answered(url):
-    """80 requests from 8 concurrent clients: all answered 200 (queue 8 >= clients), none lost (200 in the benchmark)."""
+    """80 requests from 8 concurrent clients: all answered 200 (queue 8 >= clients), none lost (200 in the
+    benchmark)."""
     data = PNG.read_bytes()
 
     def client(n: int) -> list[int]:

@@ -41,7 +41,8 @@ def test_lab_regions_split_the_lungs_by_lesion():
         m = {k: v.numpy() for k, v in s["masks"].items()}
         lesion_lung, other = regions["lesion_lung"][i], regions["other_lung"][i]
         assert (m["lesion"] & ~lesion_lung).sum() == 0  # the lesion lies in its lung
-        assert not (lesion_lung & other).any() and (lesion_lung | other).sum() == (m["left_lung"] | m["right_lung"]).sum()
+        assert (not (lesion_lung & other).any()
+                and (lesion_lung | other).sum() == (m["left_lung"] | m["right_lung"]).sum())
         assert regions["marker"][i].any() and s["label"] == 1
     with pytest.raises(DatasetError, match="marker"):
         lab_regions([{"id": "x", "masks": {"lesion": np.zeros((4, 4), bool)}}])

@@ -8,8 +8,16 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from xaikit.errors import StatsError
-from xaikit.stats import (TEST_COLUMNS, cohen_d, compare_groups, correct, hedges_g, paired_rank_biserial,
-                          rank_biserial, region_enrichment)
+from xaikit.stats import (
+    TEST_COLUMNS,
+    cohen_d,
+    compare_groups,
+    correct,
+    hedges_g,
+    paired_rank_biserial,
+    rank_biserial,
+    region_enrichment,
+)
 
 
 def _scores(rng, n=30, shift=0.15):
@@ -21,7 +29,8 @@ def _scores(rng, n=30, shift=0.15):
             for region in ("lesion", "lung", "marker"):
                 v = rng.normal(0.3, 0.05) + (shift if (label and region == "lesion" and method == "a") else 0)
                 rows.append({"image_id": f"im{i}", "patient_id": f"p{i // 2}", "label": label, "method": method,
-                             "region": region, "mass_frac": v, "density_ratio": np.exp(rng.normal(0.4 if region == "lesion" else 0, 0.3))})
+                             "region": region, "mass_frac": v,
+                             "density_ratio": np.exp(rng.normal(0.4 if region == "lesion" else 0, 0.3))})
     return pd.DataFrame(rows)
 
 

@@ -9,8 +9,17 @@ from scipy import stats
 from statsmodels.stats.power import TTestIndPower
 
 from xaikit.errors import StatsError
-from xaikit.stats import (alignment, alignment_summary, compare_methods, compare_regions, detectable_effect,
-                          mixed_model, power_table, required_n, spearman_ci)
+from xaikit.stats import (
+    alignment,
+    alignment_summary,
+    compare_methods,
+    compare_regions,
+    detectable_effect,
+    mixed_model,
+    power_table,
+    required_n,
+    spearman_ci,
+)
 
 
 def _paired(rng, n=25):

@@ -48,7 +48,8 @@ def test_region_boxplot_leaves_out_nan_and_says_so(scored):
     fig = region_boxplot(holes)
     drawn = sum(len(t.y) for t in fig.data if t.type == "box")
     assert drawn == len(holes) - 3 and "3 NaN scores not drawn" in fig.layout.title.text
-    assert not any(np.isnan(np.asarray(t.y, float)).any() for t in fig.data if t.type == "box")  # strict JSON in widgets
+    # strict JSON in widgets
+    assert not any(np.isnan(np.asarray(t.y, float)).any() for t in fig.data if t.type == "box")
     with pytest.raises(ArgumentError, match="every 'mass_frac' score is NaN"):
         region_boxplot(holes.assign(mass_frac=np.nan))
 

@@ -15,8 +15,16 @@ from torch.utils.data import Dataset
 from xaikit.checkpoint import load_checkpoint
 from xaikit.errors import ArgumentError, DatasetError, PreprocessMismatchError, TrainingError
 from xaikit.models import build_model
-from xaikit.train import (OPTIMIZERS, SCHEDULERS, choose_threshold, evaluate, evaluate_predictions,
-                          expected_calibration_error, fit, train_sample_model)
+from xaikit.train import (
+    OPTIMIZERS,
+    SCHEDULERS,
+    choose_threshold,
+    evaluate,
+    evaluate_predictions,
+    expected_calibration_error,
+    fit,
+    train_sample_model,
+)
 from xaikit.train import metrics as M
 from xaikit.viz.training import confusion_figure, history_figure, pr_figure, reliability_figure, roc_figure
 

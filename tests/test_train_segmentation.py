@@ -9,9 +9,7 @@ from scipy.spatial.distance import cdist
 from xaikit.errors import ArgumentError
 from xaikit.models import build_model
 from xaikit.train.detection import box_scores, fit_boxes, mean_average_precision, predict_boxes
-from xaikit.train.segmentation import (dice_iou, fit_segmentation, hd95, predict_labelmaps,
-                                       segmentation_scores)
-
+from xaikit.train.segmentation import dice_iou, fit_segmentation, hd95, predict_labelmaps, segmentation_scores
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

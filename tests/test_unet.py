@@ -36,4 +36,5 @@ def test_unet_is_traceable_and_its_batchnorms_fold():
         torch.testing.assert_close(dup(x), net(x))
     assert [type(c).__name__ for c in canonizers_for(net)] == ["ExactSequentialMergeBatchNorm"]
     bias_free = build_model("unet", num_classes=2, widths=(4, 8), bias=False, batch_norm=False)
-    assert all(getattr(m, "bias", None) is None for m in bias_free.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+    assert all(getattr(m, "bias", None) is None
+               for m in bias_free.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))

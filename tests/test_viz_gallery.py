@@ -47,12 +47,14 @@ def _builders(explanations):
     p1 = np.clip(y * 0.6 + RNG.random(40) * 0.4, 0, 1)
     ev = evaluate_predictions(y, np.stack([1 - p1, p1], 1), classes=["normal", "pneumonia"], n_boot=20, seed=0)
     history = pd.DataFrame([{"epoch": e, "split": s, "metric": m, "value": v}
-                            for e in range(3) for s, m, v in (("train", "loss", 1 / (e + 1)), ("val", "loss", 1.2 / (e + 1)),
-                                                              ("val", "roc_auc", 0.6 + 0.1 * e))])
+                            for e in range(3)
+                            for s, m, v in (("train", "loss", 1 / (e + 1)), ("val", "loss", 1.2 / (e + 1)),
+                                            ("val", "roc_auc", 0.6 + 0.1 * e))])
     scores = _scores()
     tests = compare_groups(scores, value="mass_frac", n_boot=20, seed=0)
     enrich = region_enrichment(scores, n_boot=20, seed=0)
-    feats = pd.DataFrame({"split": ["train"] * 10, "label": ["a", "b"] * 5, "mean": RNG.random(10), "std": RNG.random(10)})
+    feats = pd.DataFrame({"split": ["train"] * 10, "label": ["a", "b"] * 5, "mean": RNG.random(10),
+                          "std": RNG.random(10)})
     table = pd.DataFrame({"check": "feature_by_class", "feature": ["mean", "std"], "effect_size": [0.5, -0.1],
                           "effect_name": "rank_biserial", "flag": [True, False], "p_adj": [0.01, 0.8],
                           "group_a": "a", "group_b": "b"})
@@ -169,7 +171,8 @@ def test_static_figures_renderer_and_its_fallback(monkeypatch):
 def test_readable_tables():
     from xaikit.viz.tables import format_p, readable
 
-    assert [format_p(p) for p in (0.0, 5e-5, 1e-4, 0.1671, float("nan"))] == ["< 1e-4", "< 1e-4", "0.0001", "0.1671", "—"]
+    assert ([format_p(p) for p in (0.0, 5e-5, 1e-4, 0.1671, float("nan"))]
+            == ["< 1e-4", "< 1e-4", "0.0001", "0.1671", "—"])
     t = readable(pd.DataFrame({"n_a": [3.0, np.nan], "p_raw": [1e-7, 0.5], "significant": [True, False],
                                "converged": [False, True], "effect_size": [0.123456, -1.0]}))
     assert t.to_dict("list") == {"n_a": ["3", "—"], "p_raw": ["< 1e-4", "0.5000"], "significant": ["yes", "no"],

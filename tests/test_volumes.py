@@ -8,7 +8,6 @@ import torch
 from xaikit import XaikitError
 from xaikit.checkpoint import load_checkpoint, save_checkpoint
 from xaikit.data import VolumePreprocess, preprocess_from_dict
-from xaikit.data.volume import VolumeGeometry
 from xaikit.errors import ArgumentError
 from xaikit.io import MedicalImage
 from xaikit.models import VOLUME_ARCHITECTURES, build_model, classifier_layer, is_volume_model
@@ -133,7 +132,8 @@ def test_bad_volumes_name_the_file(tmp_path):
 
 
 def test_volume_set_is_deterministic_and_grouped_by_patient():
-    a, b = draw_volume_set(10, seed=4, shape=(16, 16, 16), n_patients=6), draw_volume_set(10, seed=4, shape=(16, 16, 16), n_patients=6)
+    a, b = (draw_volume_set(10, seed=4, shape=(16, 16, 16), n_patients=6),
+            draw_volume_set(10, seed=4, shape=(16, 16, 16), n_patients=6))
     assert a.table.equals(b.table) and np.array_equal(a[3].image, b[3].image)
     assert a.table["patient_id"].nunique() == 6 and a.table["label"].sum() == 5
     ds = VolumeSetDataset(a, VolumePreprocess(shape=16, window=VOLUME_WINDOW))
@@ -168,7 +168,7 @@ def _linear_world(aff, shape):
 def test_map_written_back_lands_on_the_source_world_coordinates(tmp_path, source_kind):
     import nibabel as nib
 
-    from xaikit.io import read_nifti, read_volume, write_dicom_series, write_map_nifti
+    from xaikit.io import read_volume, write_dicom_series
 
     vol = draw_volume(5, shape=(20, 24, 28))
     if source_kind == "nifti_oblique_las":

@@ -2,8 +2,8 @@
 
 A leaf module (numpy, scipy, statsmodels only): :mod:`xaikit.data.audit` corrects its feature tests and measures
 their effects with exactly the code :mod:`xaikit.stats` uses, without ``data`` importing ``stats`` (which sits
-downstream of it, see docs/architecture.md). :func:`xaikit.stats.correct` wraps :func:`adjust_pvalues` into the tidy tests
-table; :func:`xaikit.stats.rank_biserial` is :func:`rank_biserial`.
+downstream of it, see docs/architecture.md). :func:`xaikit.stats.correct` wraps :func:`adjust_pvalues` into the
+tidy tests table; :func:`xaikit.stats.rank_biserial` is :func:`rank_biserial`.
 """
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ def cluster_bootstrap(statistic: Callable[..., float], clusters: Sequence[Sequen
     rng = np.random.default_rng(seed)
     out = np.empty(n_boot)
     for b in range(n_boot):
-        drawn = [np.concatenate([groups[i] for i in np.repeat(np.arange(len(groups)), cluster_counts(len(groups), rng))])
+        drawn = [np.concatenate([groups[i]
+                                 for i in np.repeat(np.arange(len(groups)), cluster_counts(len(groups), rng))])
                  for groups in clusters]
         out[b] = statistic(*drawn)
     return out

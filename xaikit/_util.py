@@ -10,12 +10,12 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import IO, Iterator
 
 # mkstemp creates files as 0600; results are ordinary files, so give them the usual mode (0666 minus umask).
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
-from typing import IO, Iterator
 
 # Temporaries are named ".<name>.~<host>-<pid>.<random><suffix>" so that the next save of the same file can
 # tell a temporary left by a killed writer (SIGKILL, power loss: no ``finally`` ran) from one a live writer

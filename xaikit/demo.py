@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from tqdm.auto import tqdm
 
 from ._registry import Registry
 from .errors import DatasetError
 from .report import Report
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where a table is built
+    pass
 
 __all__ = ["STAGES", "DemoContext", "register_stage", "run_demo"]
 
@@ -102,7 +105,8 @@ def _training_stage(ctx: DemoContext, report: Report) -> None:
     threshold = float(ckpt.summary.get("decision_threshold", 0.5))
     ev = evaluate(ckpt.model, test, threshold=threshold, n_boot=200 if ctx.smoke else 1000, seed=0)
     ctx.results["evaluation"] = ev
-    report.table(ev.metrics, "test_metrics", caption=f"Test-split metrics at the threshold {threshold:.2f} chosen on the "
+    report.table(ev.metrics, "test_metrics",
+                 caption=f"Test-split metrics at the threshold {threshold:.2f} chosen on the "
                  "validation split (value, 95% patient-bootstrap CI).")
     report.figure(ev.plot_confusion(), "confusion_matrix", caption=f"Confusion matrix at threshold {threshold:.2f}.")
     report.figure(ev.plot_roc(), "roc", caption="ROC curve with a bootstrap band.")
@@ -393,8 +397,8 @@ def _segmentation_stage(ctx: DemoContext, report: Report) -> None:
     scores = pd.concat(rows, ignore_index=True)
     table = scores.groupby(["target", "method", "region"], as_index=False)[["mass_frac", "density_ratio"]].mean()
     report.table(table, "segmentation_region_mass", caption="Share of positive relevance per anatomical region "
-                 "and its density ratio (share / area share; mean over images): which pixels outside the heart drive the "
-                 "heart prediction?")
+                 "and its density ratio (share / area share; mean over images): which pixels outside the heart "
+                 "drive the heart prediction?")
     size = float(x.shape[-1])
     box_map = explain(boxer.model, x, "gradient", target=2, image_ids=test["image_ids"][:n])
     report.figure(mask_box_overlay(x[0, 0], maps[("heart (predicted mask)", "gradient")].maps[0],

@@ -6,11 +6,11 @@ points (:func:`xaikit.saliency.explain`, :func:`xaikit.train.evaluate`) call :fu
 with an :class:`OutOfDomainWarning` when inputs are far from it.
 
 The features of one input are six image statistics of what the model sees (mean, standard deviation, fractions
-of pixels below 0.05 and above 0.95, mean |Laplacian| for texture, left-right asymmetry) and the model's penultimate-layer
-activations (the input of its last ``nn.Linear``). They are standardised with the training mean and standard
-deviation and projected on the first ``n_components`` principal components of the training set. Two distances: the root
-mean square of the whitened projections (a Mahalanobis distance in that subspace; Lee et al., "A simple
-unified framework for detecting out-of-distribution samples and adversarial attacks", NeurIPS 2018, use
+of pixels below 0.05 and above 0.95, mean |Laplacian| for texture, left-right asymmetry) and the model's
+penultimate-layer activations (the input of its last ``nn.Linear``). They are standardised with the training mean
+and standard deviation and projected on the first ``n_components`` principal components of the training set. Two
+distances: the root mean square of the whitened projections (a Mahalanobis distance in that subspace; Lee et al.,
+"A simple unified framework for detecting out-of-distribution samples and adversarial attacks", NeurIPS 2018, use
 penultimate features the same way) and the RMS residual outside the subspace (what the training data never
 varied). Each has a threshold of ``margin`` times its largest training value; an input is out of domain when
 either is exceeded (:func:`domain_distance` > 1). The residual matters: the whitened distance alone missed

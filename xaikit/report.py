@@ -36,11 +36,14 @@ __all__ = ["Report"]
 _SLUG = re.compile(r"[^a-z0-9_.-]+")
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;\
+margin:2em auto;padding:0 1em;color:#222}
 h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}\
+td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}figure{margin:1em 0}figcaption{color:#555;font-size:0.9em}
-img{max-width:100%}.note{color:#666;font-size:0.9em}.warn{background:#fff4e0;border-left:4px solid #f0a000;padding:4px 8px}
+img{max-width:100%}.note{color:#666;font-size:0.9em}\
+.warn{background:#fff4e0;border-left:4px solid #f0a000;padding:4px 8px}
 nav a{margin-right:1em}
 """
 
@@ -97,7 +100,8 @@ class Report:
         self._blocks.append(f"<p{cls}>{html.escape(text)}</p>")
 
     def figure(self, fig: go.Figure, name: str, *, caption: str = "") -> None:
-        """Embed a Plotly figure (interactive); ``<name>.png`` is written by :meth:`write` when PNG export is possible."""
+        """Embed a Plotly figure (interactive); ``<name>.png`` is written by :meth:`write` when PNG export is
+        possible."""
         slug = self._unique(name)
         div = fig.to_html(include_plotlyjs=False, full_html=False, default_height=fig.layout.height or 450)
         self._pending_png.append((fig, self.out_dir / f"{slug}.png"))
@@ -123,7 +127,8 @@ class Report:
         self.files.append(path)
         shown = readable(df.head(max_rows), digits)
         more = (
-            f'<p class="note">Showing {max_rows} of {len(df)} rows; all rows in <a href="{path.name}">{path.name}</a>.</p>'
+            f'<p class="note">Showing {max_rows} of {len(df)} rows; '
+            f'all rows in <a href="{path.name}">{path.name}</a>.</p>'
             if len(df) > max_rows
             else f'<p class="note">Table as CSV: <a href="{path.name}">{path.name}</a>.</p>'
         )

@@ -120,11 +120,12 @@ def build_dicom(out: Path, seed: int = 7) -> list[Path]:
     ct_slice = MedicalImage(vol.image[12], spacing=vol.spacing[1:], window=(40.0, 400.0), modality="CT")
     common = dict(patient_id="PHANTOM-0001", date="20240101")
     return [
-        write_dicom(dx, out / "dicom" / "cxr_monochrome2.dcm", uid_seed="xaikit-dx-m2", description="phantom chest radiograph", **common),
+        write_dicom(dx, out / "dicom" / "cxr_monochrome2.dcm", uid_seed="xaikit-dx-m2",
+                    description="phantom chest radiograph", **common),
         write_dicom(dx, out / "dicom" / "cxr_monochrome1.dcm", photometric="MONOCHROME1", uid_seed="xaikit-dx-m1",
                     description="phantom chest radiograph, MONOCHROME1", **common),
-        write_dicom(ct_slice, out / "dicom" / "ct_slice_rescale.dcm", rescale=(0.5, -2048.0), uid_seed="xaikit-ct-slice",
-                    description="phantom CT slice, rescale slope 0.5", **common),
+        write_dicom(ct_slice, out / "dicom" / "ct_slice_rescale.dcm", rescale=(0.5, -2048.0),
+                    uid_seed="xaikit-ct-slice", description="phantom CT slice, rescale slope 0.5", **common),
         write_dicom(ct, out / "dicom" / "ct_volume_multiframe.dcm", rescale=(1.0, -2048.0), uid_seed="xaikit-ct-vol",
                     description="phantom CT volume, multi-frame", **common),
     ]  # fmt: skip
@@ -221,13 +222,14 @@ def build_models(out: Path, *, seed: int = 0, epochs: int = 40) -> dict[str, Pat
     README and notebooks can quote them without re-running anything. The shortcut model follows
     (:func:`build_shortcut_model`).
     """
-    from .data.manifest import ManifestDataset
     from .data.augment import Augment
+    from .data.manifest import ManifestDataset
     from .data.preprocess import Preprocess
     from .train import train_sample_model
 
     pre = Preprocess(**MODEL_PREPROCESS)
-    split = {name: ManifestDataset(out / "manifest.csv", split=name, preprocess=pre) for name in ("train", "val", "test")}
+    split = {name: ManifestDataset(out / "manifest.csv", split=name, preprocess=pre)
+             for name in ("train", "val", "test")}
     # small rotations/shifts/exposure changes: without them the model overfits 220 images (test AUC 0.92 vs 0.98)
     split["train"].transform = Augment(seed=seed)
     path = out / "models" / MODELS["clean"]
@@ -275,7 +277,8 @@ def add_model_card(path: Path, train, *, data: str) -> dict:
 
 
 def shortcut_datasets(spec: SampleSpec = SHORTCUT, preprocess=None):
-    """The train/val/test splits of the shortcut set as in-memory :class:`~xaikit.phantom.dataset.PhantomDataset` objects.
+    """The train/val/test splits of the shortcut set as in-memory :class:`~xaikit.phantom.dataset.PhantomDataset`
+    objects.
 
     Drawn deterministically from ``spec`` (default :data:`SHORTCUT`) and split by patient like the shipped
     set; images are quantised as the shipped PNGs are and go through ``preprocess`` (default the sample
@@ -421,7 +424,8 @@ def build_unet_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30,
     path = Path(out) / "models" / MODELS["unet"]
     save_checkpoint(path, model, classes=list(SEG_CLASSES), preprocess=SEG_PREPROCESS,
                     summary={"task": "segmentation", "epochs": epochs, "seed": seed, "n_train": len(train["images"]),
-                             "final_train_loss": round(float(history["loss"].iloc[-1]), 4), "n_test": len(test["images"]),
+                             "final_train_loss": round(float(history["loss"].iloc[-1]), 4),
+                             "n_test": len(test["images"]),
                              "test_metrics": metrics, "ci": "95% patient-bootstrap percentile",
                              "hd95_unit": "pixels at 64 px"})
     return path
@@ -460,7 +464,8 @@ def build_box_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30, 
     path = Path(out) / "models" / MODELS["heart_box"]
     save_checkpoint(path, model, classes=list(BOX_OUTPUTS), preprocess=SEG_PREPROCESS,
                     summary={"task": "box regression (heart)", "epochs": epochs, "seed": seed,
-                             "n_train": len(train["images"]), "final_train_loss": round(float(history["loss"].iloc[-1]), 4),
+                             "n_train": len(train["images"]),
+                             "final_train_loss": round(float(history["loss"].iloc[-1]), 4),
                              "n_test": len(test["images"]), "test_metrics": metrics,
                              "ci": "95% patient-bootstrap percentile", "box_units": "fraction of the image size"})
     return path

@@ -37,6 +37,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
@@ -215,36 +216,7 @@ def create_app(model: str | os.PathLike | Checkpoint, config: ServiceConfig | No
     app = FastAPI(title="xaikit", version=_version(),
                   description="Predictions and saliency maps for uploaded medical images (DICOM, NIfTI, PNG).")
 
-    def authorised(request: Request) -> None:
-        if config.token is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {config.token}".encode()):
-            raise HTTPException(401, "missing or wrong token: send the header 'Authorization: Bearer <token>'.",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    async def held(kind: str, upload: UploadFile, options: dict) -> JSONResponse:
-        if not gate.try_acquire():
-            return JSONResponse({"detail": f"the service is busy ({config.queue_size} requests held); retry "
-                                           f"after {config.retry_after_s} s."}, 503,
-                                headers={"Retry-After": str(config.retry_after_s)})
-        loop = asyncio.get_running_loop()
-        try:
-            data = await upload.read()
-            future = worker.pool.submit(worker.run, kind, data, upload.filename or "", options)
-        except BaseException:
-            gate.release()
-            raise
-        future.add_done_callback(lambda _: _call_soon(loop, gate.release))
-        try:
-            result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), config.timeout_s)
-        except asyncio.TimeoutError:
-            _log.warning("%s request timed out after %.1f s", kind, config.timeout_s)
-            return JSONResponse({"detail": f"the request took longer than {config.timeout_s} s and was "
-                                           "abandoned; try a cheaper method or a longer --timeout."}, 504)
-        except XaikitError as exc:
-            return JSONResponse({"detail": str(exc)}, 422)
-        return JSONResponse(result)
+    authorised, held = _authoriser(config), _holder(config, worker, gate)
 
     @app.get("/health")
     def health() -> dict:
@@ -275,6 +247,49 @@ def create_app(model: str | os.PathLike | Checkpoint, config: ServiceConfig | No
         return await held("explain", file, _options(method, target, params, len(ckpt.classes)))
 
     return _SizeLimit(app, config.max_upload_bytes)
+
+
+def _authoriser(config: ServiceConfig):
+    """The endpoint dependency that checks the bearer token (no token configured: every request passes)."""
+
+    def authorised(request: Request) -> None:
+        if config.token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {config.token}".encode()):
+            raise HTTPException(401, "missing or wrong token: send the header 'Authorization: Bearer <token>'.",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    return authorised
+
+
+def _holder(config: ServiceConfig, worker: _Worker, gate: _Gate):
+    """``held(kind, upload, options)``: one request on the model thread (503 when busy, 504 on timeout)."""
+
+    async def held(kind: str, upload: UploadFile, options: dict) -> JSONResponse:
+        if not gate.try_acquire():
+            return JSONResponse({"detail": f"the service is busy ({config.queue_size} requests held); retry "
+                                           f"after {config.retry_after_s} s."}, 503,
+                                headers={"Retry-After": str(config.retry_after_s)})
+        loop = asyncio.get_running_loop()
+        try:
+            data = await upload.read()
+            future = worker.pool.submit(worker.run, kind, data, upload.filename or "", options)
+        except BaseException:
+            gate.release()
+            raise
+        future.add_done_callback(lambda _: _call_soon(loop, gate.release))
+        try:
+            result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), config.timeout_s)
+        except asyncio.TimeoutError:
+            _log.warning("%s request timed out after %.1f s", kind, config.timeout_s)
+            return JSONResponse({"detail": f"the request took longer than {config.timeout_s} s and was "
+                                           "abandoned; try a cheaper method or a longer --timeout."}, 504)
+        except XaikitError as exc:
+            return JSONResponse({"detail": str(exc)}, 422)
+        return JSONResponse(result)
+
+    return held
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn) -> None:

@@ -123,10 +123,10 @@ def _lab_masks(m: Mapping[str, np.ndarray], image_id: Any) -> dict[str, np.ndarr
 
 def load_lab_models(samples_dir: Any = None) -> dict[str, nn.Module]:
     """The shipped ``clean`` and ``shortcut`` sample models (``{name: model}``, eval mode)."""
+    from pathlib import Path
+
     from .checkpoint import load_checkpoint
     from .samples import MODELS, sample_dir
-
-    from pathlib import Path
 
     folder = sample_dir() if samples_dir is None else Path(samples_dir)
     out = {}

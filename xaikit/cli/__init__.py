@@ -13,8 +13,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import (ArgumentError, CheckpointError, DatasetError, ExplanationError, ImageReadError, ManifestError,
-                      ModelError, PreprocessMismatchError, XaikitError)
+from ..errors import (
+    ArgumentError,
+    CheckpointError,
+    DatasetError,
+    ExplanationError,
+    ImageReadError,
+    ManifestError,
+    ModelError,
+    PreprocessMismatchError,
+    XaikitError,
+)
 
 __all__ = ["main", "parser", "exit_code", "EXIT_CODES"]
 

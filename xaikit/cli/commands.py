@@ -1,4 +1,5 @@
-"""One function per subcommand: ``predict``, ``explain``, ``serve``, ``demo``, ``samples`` (each returns an exit code)."""
+"""One function per subcommand: ``predict``, ``explain``, ``serve``, ``demo``, ``samples`` (each returns an exit
+code)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,8 @@ import sys
 import torch
 
 from ..errors import ArgumentError
-from ..inference import SLICE_POLICIES, load_model, predict as predict_probs, to_batch
+from ..inference import SLICE_POLICIES, load_model, to_batch
+from ..inference import predict as predict_probs
 from .inputs import collect_sources, load_items
 from .outputs import prediction_table, write_gallery, write_maps, write_table
 
@@ -46,7 +48,8 @@ def explain(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     try:
-        from ..service import ServiceConfig, serve as run_service
+        from ..service import ServiceConfig
+        from ..service import serve as run_service
     except ImportError as exc:
         raise ArgumentError(f"xaikit serve needs FastAPI and uvicorn ({exc}): pip install 'xaikit[service]' "
                             "(fastapi, uvicorn, python-multipart).") from exc

@@ -99,7 +99,8 @@ def _q(text: str) -> str:
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>xaikit explain</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}} img{{width:192px;image-rendering:auto}}</style>
+td,th{{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}} \
+img{{width:192px;image-rendering:auto}}</style>
 </head><body>
 <h1>xaikit explain</h1>
 <p>{n} image(s) &times; methods: {methods}. Overlays: the map on the original image, opacity following |relevance|

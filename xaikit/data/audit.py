@@ -178,8 +178,9 @@ def audit(data: Any, *, features: pd.DataFrame | None = None, alpha: float = 0.0
         rank-biserial correlation, or Kruskal-Wallis with epsilon-squared), ``duplicate_images``,
         ``duplicates_across_splits``, ``patients_across_splits``. Patient identifiers are never written into
         the table. The per-image numbers behind it (:func:`image_features`, less ``patient_id``) travel with
-        it as ``table.features`` (an :class:`AuditTable` is a DataFrame), from which :func:`xaikit.viz.audit.audit_figures` draws (each image is
-        read once, here). To audit features you already have, pass them as ``features=``.
+        it as ``table.features`` (an :class:`AuditTable` is a DataFrame), from which
+        :func:`xaikit.viz.audit.audit_figures` draws (each image is read once, here). To audit features you already
+        have, pass them as ``features=``.
 
     Examples
     --------

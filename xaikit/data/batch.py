@@ -75,7 +75,8 @@ def balanced_batch(dataset: Any, per_class: int | None = None, *, classes: Seque
     --------
     >>> test = ManifestDataset("manifest.csv", split="test", preprocess=pre)  # doctest: +SKIP
     >>> batch = balanced_batch(test, 6)  # doctest: +SKIP
-    >>> maps = explain_many(model, batch.images, "quick", labels=batch.labels, image_ids=batch.image_ids)  # doctest: +SKIP
+    >>> maps = explain_many(model, batch.images, "quick", labels=batch.labels,
+    ...                     image_ids=batch.image_ids)  # doctest: +SKIP
     """
     if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer))
                                   or per_class < 1):

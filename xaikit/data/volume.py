@@ -196,7 +196,8 @@ class VolumePreprocess:
         known = {"shape", "spacing", "normalize", "window", "percentiles", "max_anisotropy"}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ArgumentError(f"VolumePreprocess.from_dict: unknown keys {unknown}; expected some of {sorted(known)}.")
+            raise ArgumentError(f"VolumePreprocess.from_dict: unknown keys {unknown}; "
+                                f"expected some of {sorted(known)}.")
         return cls(**d)
 
     def __eq__(self, other: object) -> bool:

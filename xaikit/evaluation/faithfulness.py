@@ -71,7 +71,8 @@ def _check_sweep(ctx: EvalContext, patch: int, steps: int, output: str) -> int:
     return n_cells
 
 
-def sweep(ctx: EvalContext, kind: str, patch: int, steps: int, baseline: Any, output: str) -> tuple[np.ndarray, np.ndarray]:
+def sweep(ctx: EvalContext, kind: str, patch: int, steps: int, baseline: Any,
+          output: str) -> tuple[np.ndarray, np.ndarray]:
     """Outputs ``N x (steps + 1)`` and the removed fractions of one sweep, cached on the context.
 
     ``kind="removed"``: the ``k`` most relevant patches are set to the baseline (MoRF deletion).
@@ -165,7 +166,8 @@ _NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1
                ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
 
 
-def noisy_linear_imputation(image: np.ndarray, removed: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+def noisy_linear_imputation(image: np.ndarray, removed: np.ndarray, noise: float,
+                            rng: np.random.Generator) -> np.ndarray:
     """Fill ``removed`` pixels of ``image`` (C x H x W) from their 8 neighbours, plus Gaussian noise.
 
     Every removed pixel equals the weighted mean of its neighbours (1/6 direct, 1/12 diagonal; Rong et al.
@@ -273,7 +275,8 @@ def faithfulness_correlation(ctx: EvalContext, n_runs: int = 100, subset_size: i
     """
     n, c, h, w = ctx.inputs.shape
     if not isinstance(subset_size, int) or not 1 <= subset_size < h * w:
-        raise ArgumentError(f"subset_size={subset_size!r} must be an integer from 1 to the pixel count - 1 ({h * w - 1}).")
+        raise ArgumentError(f"subset_size={subset_size!r} must be an integer from 1 to the pixel count - 1 "
+                            f"({h * w - 1}).")
     if not isinstance(n_runs, int) or n_runs < 2:
         raise ArgumentError(f"n_runs={n_runs!r} must be an integer >= 2 (a correlation needs two points).")
     rs = np.random.RandomState(ctx.seed)

@@ -34,18 +34,18 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
-from pydicom.datadict import keyword_for_tag
 from pydicom.uid import UID_dictionary, generate_uid
 
 from .._util import atomic_path
 from ..errors import ImageReadError, ImageWriteError
 from ._common import existing_file
 
-__all__ = ["PROFILE_ACTIONS", "PROFILE_TAGS", "PROFILE_EDITION", "SAFE_KEYWORDS", "IDENTIFIER_KEYWORDS", "PATIENT_CHARACTERISTICS",
-           "dicom_meta", "deidentify"]
+__all__ = ["PROFILE_ACTIONS", "PROFILE_TAGS", "PROFILE_EDITION", "SAFE_KEYWORDS", "IDENTIFIER_KEYWORDS",
+           "PATIENT_CHARACTERISTICS", "dicom_meta", "deidentify"]
 
 #: Edition of PS3.15 Table E.1-1 used, as named by dicom-anonymizer's database module.
 PROFILE_EDITION = "dicomfields_2026c"

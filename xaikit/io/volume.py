@@ -125,7 +125,8 @@ def _series_headers(folder: Path, series_uid: str | None) -> list[tuple[Path, An
         raise ImageReadError(f"{folder}: no DICOM slices with Image Position/Orientation Patient found; a series "
                              "folder needs the slice files of one CT/MR series.")
     if series_uid is None and len(found) > 1:
-        raise ArgumentError(f"{folder} holds {len(found)} series ({', '.join(f'{k}: {len(v)} files' for k, v in found.items())}); "
+        raise ArgumentError(f"{folder} holds {len(found)} series "
+                            f"({', '.join(f'{k}: {len(v)} files' for k, v in found.items())}); "
                             "choose one with series_uid=.")
     key = series_uid if series_uid is not None else next(iter(found))
     if key not in found:

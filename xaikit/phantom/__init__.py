@@ -24,7 +24,15 @@ from .cohort import ChestSet, draw_chest_set
 from .dataset import PhantomDataset
 from .grid import grid_image, write_grid
 from .marker import MARKER_CORNERS
-from .volume import VOLUME_LABELS, VOLUME_WINDOW, VolumePhantom, VolumeSet, VolumeSetDataset, draw_volume, draw_volume_set
+from .volume import (
+    VOLUME_LABELS,
+    VOLUME_WINDOW,
+    VolumePhantom,
+    VolumeSet,
+    VolumeSetDataset,
+    draw_volume,
+    draw_volume_set,
+)
 
 __all__ = [
     "MASK_NAMES",

@@ -141,7 +141,8 @@ def draw_chest_set(
     """
     n_pat = _check_counts(n, n_patients)
     prevalence = _check_rate("prevalence", prevalence)
-    rate_pos, rate_neg = _check_rate("marker_rate_pos", marker_rate_pos), _check_rate("marker_rate_neg", marker_rate_neg)
+    rate_pos, rate_neg = (_check_rate("marker_rate_pos", marker_rate_pos),
+                          _check_rate("marker_rate_neg", marker_rate_neg))
     if marker_corner not in MARKER_CORNERS:
         raise ArgumentError(f"marker_corner must be one of {MARKER_CORNERS}; got {marker_corner!r}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

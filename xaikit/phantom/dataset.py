@@ -140,7 +140,8 @@ class PhantomDataset(PlannedItems, Dataset):
         else:
             tensor = torch.from_numpy(image.array.copy()).unsqueeze(0)
             masks = {k: torch.from_numpy(np.asarray(m, bool)) for k, m in phantom.masks.items()}
-        meta = {"marker": bool(phantom.meta["marker"]), "lesion_sides": ",".join(phantom.meta["lesion"].get("sides", [])),
+        meta = {"marker": bool(phantom.meta["marker"]),
+                "lesion_sides": ",".join(phantom.meta["lesion"].get("sides", [])),
                 "original_height": int(phantom.image.shape[0]), "original_width": int(phantom.image.shape[1])}
         return tensor, masks, meta
 

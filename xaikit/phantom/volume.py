@@ -194,7 +194,8 @@ class VolumeSet:
 
     def __getitem__(self, i: int) -> VolumePhantom:
         row = self.table.iloc[int(i)]
-        return draw_volume(int(row["seed"]), shape=self.shape, lesion=bool(row["label"]), lesion_scale=self.lesion_scale)
+        return draw_volume(int(row["seed"]), shape=self.shape, lesion=bool(row["label"]),
+                           lesion_scale=self.lesion_scale)
 
     def __repr__(self) -> str:
         return f"VolumeSet(n={len(self)}, lesions={int(self.table['label'].sum())}, shape={self.shape})"
@@ -250,7 +251,8 @@ class VolumeSetDataset(PlannedItems, Dataset):
     def __init__(self, volumes: VolumeSet, preprocess: Any, *, indices: Any = None,
                  classes: tuple[str, ...] = ("normal", "lesion"), cache: bool = True):
         if not isinstance(volumes, VolumeSet):
-            raise ArgumentError(f"VolumeSetDataset needs a VolumeSet from draw_volume_set; got {type(volumes).__name__}.")
+            raise ArgumentError("VolumeSetDataset needs a VolumeSet from draw_volume_set; "
+                                f"got {type(volumes).__name__}.")
         self.volumes, self.preprocess = volumes, preprocess
         self.indices = np.arange(len(volumes)) if indices is None else np.asarray(indices, dtype=int).reshape(-1)
         self.table = volumes.table.iloc[self.indices].reset_index(drop=True)

@@ -2,8 +2,18 @@
 
 >>> from xaikit.regions import grid, region_scores
 """
-from .builders import (FACE_PARSING_LABELS, FACE_REGIONS, boxes, chest_partition, face_boxes, from_labelmap,
-                       from_masks, grid, lung_zones, polygons)
+from .builders import (
+                       FACE_PARSING_LABELS,
+                       FACE_REGIONS,
+                       boxes,
+                       chest_partition,
+                       face_boxes,
+                       from_labelmap,
+                       from_masks,
+                       grid,
+                       lung_zones,
+                       polygons,
+)
 from .lungs import SEGMENTERS, LungSegmentation, dice, register_segmenter, segment_lungs
 from .regionset import RegionSet
 from .scores import NORMALISATIONS, SCORE_COLUMNS, SIGN_POLICIES, region_scores

@@ -203,8 +203,8 @@ def _close_top(mask: np.ndarray) -> np.ndarray:
 
 def _dark_inside(img: np.ndarray, body: np.ndarray, smooth: float) -> np.ndarray:
     """Air inside the body: below Otsu's threshold of the smoothed body pixels."""
-    from skimage.filters import gaussian, threshold_otsu
     from scipy import ndimage
+    from skimage.filters import gaussian, threshold_otsu
     from skimage.morphology import disk
 
     sm = gaussian(img, sigma=max(0.5, smooth * max(img.shape)))

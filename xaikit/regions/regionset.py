@@ -2,9 +2,9 @@
 
 A region set holds ``R`` named regions as boolean masks, either one set shared by every image
 (``R x H x W``) or one set per image (``N x R x H x W``); for volumes (``ndim=3``) the masks are
-``R x D x H x W`` or ``N x R x D x H x W`` and ``spacing`` (mm) gives region volumes in mm^3. Per-image sets are the normal case: regions
-come from each image's own anatomy (its lung masks, its marker) and go through the same geometric
-preprocessing as the image, so a region always covers the same anatomy — unlike a fixed grid laid
+``R x D x H x W`` or ``N x R x D x H x W`` and ``spacing`` (mm) gives region volumes in mm^3. Per-image sets are
+the normal case: regions come from each image's own anatomy (its lung masks, its marker) and go through the same
+geometric preprocessing as the image, so a region always covers the same anatomy — unlike a fixed grid laid
 over randomly cropped images.
 """
 from __future__ import annotations

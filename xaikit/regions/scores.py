@@ -125,7 +125,8 @@ def _as_planes(maps: np.ndarray, regions: RegionSet) -> tuple[np.ndarray, Region
     if regions.ndim == 2:
         return maps, regions
     n, d, h, w = maps.shape
-    return maps.reshape(n, d * h, w), RegionSet(regions.names, regions.masks.reshape(*regions.masks.shape[:-3], d * h, w))
+    return maps.reshape(n, d * h, w), RegionSet(regions.names,
+                                                regions.masks.reshape(*regions.masks.shape[:-3], d * h, w))
 
 
 def _with_volumes(table: pd.DataFrame, values: dict[str, np.ndarray], regions: RegionSet) -> pd.DataFrame:
@@ -342,7 +343,8 @@ def _pointing(s: np.ndarray, m: _Masks) -> np.ndarray:
 def _warn_degenerate(values: dict[str, np.ndarray], regions: RegionSet, ids: list[str]) -> None:
     empty = values["area_frac"] == 0
     if empty.any():
-        detail = "; ".join(f"{name!r} in {int(empty[:, j].sum())} images (e.g. {ids[int(np.flatnonzero(empty[:, j])[0])]})"
+        detail = "; ".join(f"{name!r} in {int(empty[:, j].sum())} images "
+                           f"(e.g. {ids[int(np.flatnonzero(empty[:, j])[0])]})"
                            for j, name in enumerate(regions.names) if empty[:, j].any())
         warnings.warn(f"region_scores: empty regions get NaN scores: {detail}.", stacklevel=3)
     flat = ~(values["mass"] > 0)

@@ -15,8 +15,7 @@ torch.Size([1, 64, 64])
 """
 from __future__ import annotations
 
-from . import cam, captum_methods, controls, lrp  # noqa: F401  (fill the registry)
-from . import targets
+from . import cam, captum_methods, controls, lrp, targets  # noqa: F401  (the first four fill the registry)
 from .batch import explain_many
 from .canonizers import DenseNetCanonizer, canonized, canonizers_for
 from .engine import MethodContext, explain, find_cam_layer

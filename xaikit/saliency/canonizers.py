@@ -34,9 +34,15 @@ from torch import nn
 from torchvision.models.densenet import DenseNet, _DenseLayer
 from torchvision.models.resnet import ResNet
 from torchvision.models.vgg import VGG
-from torchvision.models.video.resnet import BasicBlock as VideoBasicBlock, VideoResNet
-from zennit.canonizers import AttributeCanonizer, Canonizer, CompositeCanonizer, MergeBatchNorm
-from zennit.canonizers import SequentialMergeBatchNorm
+from torchvision.models.video.resnet import BasicBlock as VideoBasicBlock
+from torchvision.models.video.resnet import VideoResNet
+from zennit.canonizers import (
+    AttributeCanonizer,
+    Canonizer,
+    CompositeCanonizer,
+    MergeBatchNorm,
+    SequentialMergeBatchNorm,
+)
 from zennit.core import RemovableHandleList
 from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
@@ -149,7 +155,8 @@ class VideoResNetBlockCanonizer(AttributeCanonizer):
 
 
 class VideoResNetCanonizer(CompositeCanonizer):
-    """Canonizer for torchvision's 3D ResNets: BatchNorm3d merged into the preceding Conv3d, residual sums as modules."""
+    """Canonizer for torchvision's 3D ResNets: BatchNorm3d merged into the preceding Conv3d, residual sums as
+    modules."""
 
     def __init__(self) -> None:
         super().__init__((ExactSequentialMergeBatchNorm(), VideoResNetBlockCanonizer()))
@@ -283,7 +290,8 @@ def _warn_unmerged(report: dict, n_batchnorm: int) -> None:
     left = report["unmerged_batchnorm"]
     if not left:
         return
-    what = "no BatchNorm was merged" if len(left) == n_batchnorm else f"{len(left)} of {n_batchnorm} BatchNorms are not merged"
+    what = ("no BatchNorm was merged" if len(left) == n_batchnorm
+            else f"{len(left)} of {n_batchnorm} BatchNorms are not merged")
     warnings.warn(
         f"{what} into a linear layer ({', '.join(left[:3])}{', ...' if len(left) > 3 else ''}); LRP passes "
         "relevance through them unchanged (zennit Pass rule), so relevance conservation is approximate there.",

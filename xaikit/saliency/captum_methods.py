@@ -11,19 +11,41 @@ import warnings
 import numpy as np
 import torch
 from captum.attr import (
-    Deconvolution, DeepLift, DeepLiftShap, FeatureAblation, GradientShap, GuidedBackprop, GuidedGradCam,
-    InputXGradient, IntegratedGradients, KernelShap, LayerDeepLift, Lime, Occlusion, Saliency,
+    Deconvolution,
+    DeepLift,
+    DeepLiftShap,
+    FeatureAblation,
+    GradientShap,
+    GuidedBackprop,
+    GuidedGradCam,
+    InputXGradient,
+    IntegratedGradients,
+    KernelShap,
+    LayerDeepLift,
+    Lime,
+    Occlusion,
+    Saliency,
 )
 
-from .params import (boolean, checked, int_between, non_negative, one_of, positive, positive_int, real_number,
-                     stride_within_window, window_size)
+from .params import (
+    boolean,
+    checked,
+    int_between,
+    non_negative,
+    one_of,
+    positive,
+    positive_int,
+    real_number,
+    stride_within_window,
+    window_size,
+)
+from .registry import register
+from .targets import check_relevance_init
 
 # Upper bounds that stop a typo (n_steps=10**12) from allocating or running for ever: Gauss-Legendre nodes come
 # from an n x n eigenproblem (numpy's leggauss), and sample counts beyond these give no visible change.
 _STEPS = int_between(1, 2000, " (Gauss-Legendre nodes need an n x n matrix; 50-300 steps are usual)")
 _SAMPLES = int_between(1, 100_000, " (sampling error falls as 1/sqrt(n); 20-200 are usual)")
-from .registry import register
-from .targets import check_relevance_init
 
 __all__: list[str] = []  # methods are reached through METHODS
 

@@ -102,7 +102,8 @@ class DetectionTarget:
         reason = supports(info) if info is not None else None
         if reason:
             raise ExplanationError(f"method {info.name!r} cannot explain detections: {reason}. Use a gradient, "
-                                   "path, sampling, perturbation or CAM method (see xaikit.saliency.detection.supports).")
+                                   "path, sampling, perturbation or CAM method "
+                                   "(see xaikit.saliency.detection.supports).")
         return DetectionOutputs(model, self.max_detections)
 
     def bind(self, outputs: torch.Tensor) -> "BoxTarget":
@@ -138,7 +139,8 @@ class DetectionTarget:
             return int(torch.where(ok, det[:, 4], torch.tensor(-1.0, dtype=det.dtype)).argmax())
         iou = torch.where(ok, _iou(self._ref_box(i).to(det), det[:, :4]), torch.zeros(()))
         if float(iou.max()) <= 0:
-            raise ExplanationError(f"detection target: no detection of image {i} overlaps box {self._ref_box(i).tolist()}.")
+            raise ExplanationError(f"detection target: no detection of image {i} overlaps box "
+                                   f"{self._ref_box(i).tolist()}.")
         return int(iou.argmax())
 
     def _ref_box(self, i: int) -> torch.Tensor:

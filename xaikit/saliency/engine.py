@@ -479,7 +479,8 @@ def _check_model(model: nn.Module, x: torch.Tensor, logits: bool = True) -> None
         raise ExplanationError(f"inputs have {x.shape[1]} channel(s) (shape {tuple(x.shape)}) but the model's first "
                                f"convolution takes {conv.in_channels}; use the Preprocess the model was trained "
                                "with (channel handling), e.g. x.mean(1, keepdim=True) or x.expand(-1, 3, ...).")
-    _once(model, ("output", tuple(x.shape[1:]), x.dtype, str(x.device), logits), lambda: _check_output(model, x, logits))
+    _once(model, ("output", tuple(x.shape[1:]), x.dtype, str(x.device), logits),
+          lambda: _check_output(model, x, logits))
 
 
 _PROBED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()

@@ -136,8 +136,9 @@ class Explanation:
         if data.get("format_version") == 1:
             _check_v1(data, source)
         elif "sha256" not in data or _content_digest(data) != data["sha256"]:
-            raise ExplanationError(f"{source} is damaged: its contents do not match the checksum (SHA-256) stored at save "
-                                   "time (maps, probabilities, targets, ids or provenance changed). Recompute it.")
+            raise ExplanationError(f"{source} is damaged: its contents do not match the checksum (SHA-256) "
+                                   "stored at save time (maps, probabilities, targets, ids or provenance changed). "
+                                   "Recompute it.")
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
     def save(self, path: str | os.PathLike) -> None:

@@ -18,7 +18,10 @@ from typing import Mapping
 import torch
 from zennit.attribution import Gradient
 from zennit.composites import (
-    EpsilonGammaBox, ExcitationBackprop, LayerMapComposite, SpecialFirstLayerMapComposite, layer_map_base,
+    EpsilonGammaBox,
+    ExcitationBackprop,
+    LayerMapComposite,
+    SpecialFirstLayerMapComposite,
 )
 from zennit.core import Composite, Hook
 from zennit.types import Convolution, Linear

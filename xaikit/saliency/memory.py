@@ -82,7 +82,8 @@ def probe(model: nn.Module, sample: torch.Tensor) -> tuple[int, int, int]:
     x = sample.detach().clone().requires_grad_(True)
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = model(x)
-    result = (int(sum(seen.values())) + 2 * x.nelement() * x.element_size(), int(out.shape[1]) if out.ndim > 1 else 1, out.ndim)
+    result = (int(sum(seen.values())) + 2 * x.nelement() * x.element_size(), int(out.shape[1]) if out.ndim > 1 else 1,
+              out.ndim)
     cache[key] = result
     return result
 

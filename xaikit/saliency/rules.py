@@ -115,7 +115,8 @@ def _parse(spec: Any, selector: str) -> tuple[str | None, dict]:
         return None, {}
     if isinstance(spec, str):
         name, params = spec, {}
-    elif isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], Mapping):
+    elif (isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str)
+          and isinstance(spec[1], Mapping)):
         name, params = spec[0], dict(spec[1])
     else:
         raise ExplanationError(

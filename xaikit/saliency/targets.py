@@ -19,7 +19,8 @@ import torch
 
 from ..errors import ExplanationError
 
-__all__ = ["TargetSpec", "resolve_target", "Target", "RELEVANCE_INITS", "check_relevance_init"]
+__all__ = ["TargetSpec", "resolve_target", "Target", "RELEVANCE_INITS", "check_relevance_init", "detection",
+           "segmentation"]
 
 Target = Union[str, int, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 

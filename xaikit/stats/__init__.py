@@ -8,6 +8,7 @@ everything you tested one family.
 >>> from xaikit.stats import compare_groups, region_enrichment, correct
 """
 from . import protocols
+from ._table import TEST_COLUMNS
 from .alignment import alignment, alignment_summary, spearman_ci
 from .bootstrap import bootstrap_ci, cluster_bootstrap
 from .calibration import null_fwer
@@ -20,7 +21,6 @@ from .mixed import mixed_model
 from .power import detectable_effect, power_table, required_n
 from .protocols import PROTOCOLS, choose_test, nimanui, run_protocol, sumer2023
 from .summary import describe
-from ._table import TEST_COLUMNS
 
 __all__ = [
     "TEST_COLUMNS", "CORRECTIONS", "TWO_SAMPLE_TESTS", "PROTOCOLS",

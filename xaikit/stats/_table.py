@@ -54,7 +54,8 @@ def drop_nan(df: pd.DataFrame, columns: Sequence[str], where: str, label: Sequen
         keys = [c for c in ("image_id", *label) if c in df.columns]
         shown = df.loc[bad, keys].astype(str).agg("/".join, axis=1).tolist() if keys else []
         more = f" ({', '.join(shown[:8])}{' ...' if len(shown) > 8 else ''})" if shown else ""
-        warnings.warn(f"{where}: excluded {int(bad.sum())} of {len(df)} rows with NaN (or infinite) in {list(columns)}{more}.",
+        warnings.warn(f"{where}: excluded {int(bad.sum())} of {len(df)} rows with NaN (or infinite) in "
+                      f"{list(columns)}{more}.",
                       stacklevel=3)
     return df.loc[~bad]
 

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
 from .._multiplicity import CORRECTIONS, adjust_pvalues
 from ..errors import StatsError
 from ._table import as_tuple, groups_of, require

@@ -122,7 +122,8 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
             if bootstrap:
                 _check_clusters(a, b, keys, by, group, a_level, b_level)
             row = _one_test(a, b, value, fn, effect, bootstrap, n_boot, ci, seed, alternative)
-            row.update(dict(zip(by, keys)), family="compare_groups", test=test + ("+patient_bootstrap" if bootstrap else ""),
+            row.update(dict(zip(by, keys)), family="compare_groups",
+                       test=test + ("+patient_bootstrap" if bootstrap else ""),
                        group_a=str(a_level), group_b=str(b_level), value=value, group=group)
             rows.append(row)
     return correct(finish(rows), correction, alpha)

@@ -5,7 +5,6 @@ import re
 import warnings
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..errors import StatsError

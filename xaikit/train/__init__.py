@@ -9,10 +9,10 @@
   class; box IoU, hit rate, mAP@0.5), with patient-bootstrap CIs.
 """
 from .batchnorm import recalibrate_batchnorm
+from .detection import box_scores, fit_boxes, predict_boxes
 from .evaluate import Evaluation, evaluate, evaluate_predictions
 from .fit import MONITORS, OPTIMIZERS, SCHEDULERS, FitResult, fit
 from .metrics import choose_threshold, expected_calibration_error
-from .detection import box_scores, fit_boxes, predict_boxes
 from .recipes import train_sample_model
 from .segmentation import fit_segmentation, predict_labelmaps, segmentation_scores
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import ArgumentError, DatasetError
 from .._modes import eval_mode
+from ..errors import ArgumentError, DatasetError
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import ArgumentError
 from .._modes import train_mode
+from ..errors import ArgumentError
 
 __all__ = ["recalibrate_batchnorm"]
 

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
-from ..errors import ArgumentError
-from .._resampling import N_BOOT, patient_bootstrap, percentile_ci
 from .._modes import eval_mode
+from .._resampling import N_BOOT, patient_bootstrap, percentile_ci
+from ..errors import ArgumentError
 from ._tensors import fit_tensors
 
 __all__ = ["fit_boxes", "predict_boxes", "box_scores", "mean_average_precision"]
@@ -31,7 +31,8 @@ __all__ = ["fit_boxes", "predict_boxes", "box_scores", "mean_average_precision"]
 def fit_boxes(model: nn.Module, images: torch.Tensor, boxes: torch.Tensor, *, epochs: int = 30, batch_size: int = 16,
               lr: float = 3e-3, seed: int = 0) -> pd.DataFrame:
     """Train ``model`` (outputs ``N x 4``) to regress ``boxes`` (``N x 4``, image-size units) with smooth L1 +
-    generalized IoU loss (Rezatofighi et al. 2019), AdamW and a one-cycle schedule. Returns ``epoch, loss``; the model's train/eval modes are restored."""
+    generalized IoU loss (Rezatofighi et al. 2019), AdamW and a one-cycle schedule. Returns ``epoch, loss``; the
+    model's train/eval modes are restored."""
     if images.ndim != 4 or boxes.shape != (len(images), 4):
         raise ArgumentError(f"images must be N x C x H x W and boxes N x 4; got {tuple(images.shape)} and "
                             f"{tuple(boxes.shape)}.")
@@ -74,7 +75,8 @@ def box_scores(pred: torch.Tensor, truth: torch.Tensor, *, scores: torch.Tensor 
     """
     pred, truth = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(truth, dtype=torch.float64)
     if pred.shape != truth.shape or pred.ndim != 2 or pred.shape[1] != 4:
-        raise ArgumentError(f"pred and truth must both be N x 4 boxes; got {tuple(pred.shape)} and {tuple(truth.shape)}.")
+        raise ArgumentError(f"pred and truth must both be N x 4 boxes; got {tuple(pred.shape)} and "
+                            f"{tuple(truth.shape)}.")
     n = len(pred)
     image_ids = [str(i) for i in (image_ids if image_ids is not None else range(n))]
     patient_ids = list(patient_ids) if patient_ids is not None else image_ids

@@ -22,8 +22,7 @@ from torch.utils.data import Dataset
 from .._resampling import N_BOOT
 from ..errors import ArgumentError
 from . import metrics as M
-from ._data import (check_labels, collate_eval, dataset_labels, infer, make_loader, resolve_classes,
-                    resolve_device)
+from ._data import check_labels, collate_eval, dataset_labels, infer, make_loader, resolve_classes, resolve_device
 
 __all__ = ["Evaluation", "evaluate", "evaluate_predictions"]
 

@@ -23,14 +23,25 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .._modes import determinism, train_mode
 from ..data.splits import class_weights, weighted_sampler
 from ..errors import ArgumentError, TrainingError
 from . import metrics as M
 from ._data import autocast, infer, make_loader, resolve_classes, resolve_device
-from .._modes import determinism, train_mode
 from ._settings import EpochTools, FitSettings, Hardware, Optimisation, Output, Sampling, Selection
-from ._setup import (MONITORS, OPTIMIZERS, SCHEDULERS, VAL_METRICS, as_callbacks, check_args, check_data,
-                     common_preprocess, early_stopping_rule, make_optimizer, make_scheduler)
+from ._setup import (
+    MONITORS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    VAL_METRICS,
+    as_callbacks,
+    check_args,
+    check_data,
+    common_preprocess,
+    early_stopping_rule,
+    make_optimizer,
+    make_scheduler,
+)
 
 __all__ = ["FitResult", "fit", "OPTIMIZERS", "SCHEDULERS", "MONITORS"]
 

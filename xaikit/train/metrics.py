@@ -11,7 +11,7 @@ macro averages and one-vs-rest curves.
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd

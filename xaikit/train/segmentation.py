@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from ..errors import ArgumentError
-from .._resampling import N_BOOT, patient_bootstrap, percentile_ci
 from .._modes import eval_mode
+from .._resampling import N_BOOT, patient_bootstrap, percentile_ci
+from ..errors import ArgumentError
 from ._tensors import fit_tensors
 
 __all__ = ["fit_segmentation", "predict_labelmaps", "dice_iou", "hd95", "segmentation_scores", "SEG_METRICS"]
@@ -146,7 +146,8 @@ def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | tor
     patient_ids = list(patient_ids) if patient_ids is not None else image_ids
     if len(image_ids) != n or len(patient_ids) != n:
         raise ArgumentError(f"image_ids and patient_ids need one entry per image ({n}).")
-    rows = [{"image_id": image_ids[i], "class": name, **dict(zip(("dice", "iou"), dice_iou(pred[i] == k, truth[i] == k))),
+    rows = [{"image_id": image_ids[i], "class": name,
+             **dict(zip(("dice", "iou"), dice_iou(pred[i] == k, truth[i] == k))),
              "hd95": hd95(pred[i] == k, truth[i] == k, spacing)}
             for i in range(n) for k, name in enumerate(classes) if k > 0 or not skip_background]
     per_image = pd.DataFrame(rows, columns=["image_id", "class", *SEG_METRICS])

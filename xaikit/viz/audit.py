@@ -1,9 +1,6 @@
 """Figures of a dataset audit (:func:`xaikit.data.audit`): class balance, effect sizes, feature distributions."""
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go

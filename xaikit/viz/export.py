@@ -97,7 +97,8 @@ def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, s
     if not figs:
         return []
     if not png_export_available():
-        raise ArgumentError("Plotly cannot export PNG here: Kaleido needs a Chrome/Chromium browser (e.g. `apt-get install chromium`).")
+        raise ArgumentError("Plotly cannot export PNG here: Kaleido needs a Chrome/Chromium browser "
+                            "(e.g. `apt-get install chromium`).")
     finals = [Path(p).with_suffix(".png") for p in paths]
     with contextlib.ExitStack() as stack:
         tmps = [stack.enter_context(atomic_path(p)) for p in finals]
@@ -129,7 +130,8 @@ def _render_again(fig: go.Figure, tmp: Path, final: Path, scale: float, width: i
                               "written. Try again, or save it as HTML (save_figure(..., png=False)).")
 
 
-def colorize(values: np.ndarray, cmap: str = "gray", vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+def colorize(values: np.ndarray, cmap: str = "gray", vmin: float | None = None,
+             vmax: float | None = None) -> np.ndarray:
     """Map a 2D array to RGB uint8 through a Plotly colour scale (no matplotlib needed)."""
     from plotly.colors import get_colorscale, sample_colorscale
 

@@ -236,7 +236,8 @@ def region_explorer_figure(scores: pd.DataFrame, value: str = "mass_frac", group
         start += len(panel.data)
     buttons = [dict(label=str(m), method="update",
                     args=[{"visible": [lo <= t < hi for t in range(start)]},
-                          {"title.text": p.layout.title.text, "annotations": [a.to_plotly_json() for a in p.layout.annotations]}])
+                          {"title.text": p.layout.title.text,
+                           "annotations": [a.to_plotly_json() for a in p.layout.annotations]}])
                for m, p, (lo, hi) in zip(methods, panels, spans)]
     fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.15,
                                         yanchor="top", showactive=True)])

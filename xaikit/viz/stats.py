@@ -107,7 +107,8 @@ def _test_labels(tests: pd.DataFrame, label: Sequence[str]) -> pd.Series:
 def forest_plot(tests: pd.DataFrame, label: Sequence[str] = ("method", "region", "group_a", "group_b")) -> go.Figure:
     """Effect size with CI per test; filled markers are significant after correction."""
     names = _test_labels(tests, label)
-    sig = tests["significant"].fillna(False).astype(bool).to_numpy() if "significant" in tests else np.zeros(len(tests), bool)
+    sig = (tests["significant"].fillna(False).astype(bool).to_numpy() if "significant" in tests
+           else np.zeros(len(tests), bool))
     eff = tests["effect_size"].to_numpy(float)
     fig = go.Figure(go.Scatter(
         x=eff, y=names, mode="markers",

@@ -65,7 +65,8 @@ def _is_count(name: str, col: pd.Series) -> bool:
 def _is_flag(col: pd.Series) -> bool:
     if pd.api.types.is_bool_dtype(col):
         return True
-    return col.dtype == object and col.dropna().map(lambda v: isinstance(v, (bool, np.bool_))).all() and col.notna().any()
+    return (col.dtype == object and col.dropna().map(lambda v: isinstance(v, (bool, np.bool_))).all()
+            and col.notna().any())
 
 
 def _column(name: str, col: pd.Series, digits: int) -> pd.Series:

@@ -90,7 +90,8 @@ class ImageBrowser:
             raise ArgumentError(f"from_volume needs a 3D MedicalImage; got shape {volume.shape}.")
         if labelmap is not None and np.shape(labelmap) != volume.shape:
             raise ArgumentError(f"labelmap shape {np.shape(labelmap)} differs from the volume's {volume.shape}.")
-        values = names or ({int(v): f"label_{int(v)}" for v in np.unique(labelmap) if v} if labelmap is not None else {})
+        values = names or ({int(v): f"label_{int(v)}" for v in np.unique(labelmap) if v}
+                           if labelmap is not None else {})
 
         def get(i: int) -> View:
             plane = np.take(volume.array, i, axis=axis)
@@ -126,7 +127,8 @@ class ImageBrowser:
         if not 0 <= index < self.n:
             raise ArgumentError(f"{self.label} index {index} is outside 0..{self.n - 1}.")
         view = self._get_view(index)
-        return image_figure(view.plane, window=window or view.window, masks=view.masks, title=view.title, height=self.height)
+        return image_figure(view.plane, window=window or view.window, masks=view.masks, title=view.title,
+                            height=self.height)
 
     # ---- widget wiring --------------------------------------------------------------------------
     @property
@@ -168,7 +170,8 @@ class ImageBrowser:
             self.figure.data[0].dx = self.figure.data[0].dy = stride
             for trace in self.figure.data[1:]:
                 mask = view.masks.get(trace.name)
-                trace.z = None if mask is None else plotly_z(np.where(np.asarray(mask)[::stride, ::stride], 1.0, np.nan))
+                trace.z = (None if mask is None
+                           else plotly_z(np.where(np.asarray(mask)[::stride, ::stride], 1.0, np.nan)))
                 trace.dx = trace.dy = stride
             self.figure.layout.title.text = view.title
         self.level.value, self.width.value = view.window
