@@ -361,14 +361,7 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
 
 @register_stage("segmentation")
 def _segmentation_stage(ctx: DemoContext, report: Report) -> None:
-    import pandas as pd
-
-    from .regions import chest_partition, region_scores
-    from .saliency import explain, targets
     from .samples import segmentation_arrays
-    from .train.detection import predict_boxes
-    from .train.segmentation import predict_labelmaps
-    from .viz.segmentation import mask_box_overlay
 
     unet, boxer = _shipped_model(ctx, "unet"), _shipped_model(ctx, "heart_box")
     test = segmentation_arrays(ctx.samples, "test")
@@ -384,33 +377,51 @@ def _segmentation_stage(ctx: DemoContext, report: Report) -> None:
                  caption="UNet on the test split: Dice, IoU, HD95 (pixels) per class, 95% patient-bootstrap CIs.")
     report.table(boxer.metrics_table(), "box_metrics",
                  caption="Heart box model on the test split: mean IoU, hit rate (IoU >= 0.5), mAP@0.5, 95% CIs.")
-    pred = predict_labelmaps(unet.model, x)
+    heart_map = _segmentation_region_mass(ctx, unet.model, x, masks, test["image_ids"][:n], report)
+    _segmentation_overlays(unet.model, boxer.model, x, masks, test, heart_map, report)
+
+
+def _segmentation_region_mass(ctx: DemoContext, unet, x, masks: dict, image_ids, report: Report):
+    """Maps of the heart and lung targets, scored on the chest partition; returns the heart gradient map."""
+    import pandas as pd
+
+    from .regions import chest_partition, region_scores
+    from .saliency import explain, targets
+
     regions = chest_partition(masks["left_lung"], masks["right_lung"], masks["heart"])  # fractions sum to 1
     explained = {"heart (predicted mask)": targets.segmentation(2, mask="pred"),
                  "lung (true left lung)": targets.segmentation(1, mask=masks["left_lung"])}
     methods = ["gradient"] if ctx.smoke else ["gradient", "integrated_gradients"]
-    maps, rows = {}, []
-    for what, target in explained.items():
-        for method in methods:
-            maps[(what, method)] = explain(unet.model, x, method, target, image_ids=test["image_ids"][:n])
-            rows.append(region_scores(maps[(what, method)], regions, method=method).assign(target=what))
-    scores = pd.concat(rows, ignore_index=True)
+    maps = {(what, m): explain(unet, x, m, target, image_ids=image_ids)
+            for what, target in explained.items() for m in methods}
+    scores = pd.concat([region_scores(e, regions, method=m).assign(target=what) for (what, m), e in maps.items()],
+                       ignore_index=True)
     table = scores.groupby(["target", "method", "region"], as_index=False)[["mass_frac", "density_ratio"]].mean()
     report.table(table, "segmentation_region_mass", caption="Share of positive relevance per anatomical region "
                  "and its density ratio (share / area share; mean over images): which pixels outside the heart "
                  "drive the heart prediction?")
-    size = float(x.shape[-1])
-    box_map = explain(boxer.model, x, "gradient", target=2, image_ids=test["image_ids"][:n])
-    report.figure(mask_box_overlay(x[0, 0], maps[("heart (predicted mask)", "gradient")].maps[0],
-                                   masks={"predicted heart": (pred[0] == 2).numpy(), "true left lung":
-                                          masks["left_lung"][0].numpy()},
-                                   boxes={"predicted heart box": (predict_boxes(boxer.model, x[:1])[0] * size).tolist(),
-                                          "true heart box": test["boxes"][0].tolist()},
+    return maps[("heart (predicted mask)", "gradient")]
+
+
+def _segmentation_overlays(unet, boxer, x, masks: dict, test: dict, heart_map, report: Report) -> None:
+    """The heart map with predicted/true masks and boxes, and what moves the box model's right edge."""
+    from .saliency import explain
+    from .train.detection import predict_boxes
+    from .train.segmentation import predict_labelmaps
+    from .viz.segmentation import mask_box_overlay
+
+    pred = predict_labelmaps(unet, x[:1])
+    box = (predict_boxes(boxer, x[:1])[0] * float(x.shape[-1])).tolist()
+    report.figure(mask_box_overlay(x[0, 0], heart_map.maps[0],
+                                   masks={"predicted heart": (pred[0] == 2).numpy(),
+                                          "true left lung": masks["left_lung"][0].numpy()},
+                                   boxes={"predicted heart box": box, "true heart box": test["boxes"][0].tolist()},
                                    title="Gradient of the predicted heart mask's logit sum"), "segmentation_overlay",
                   caption="Map, predicted heart mask, true left lung, predicted and true heart boxes (legend toggles).")
-    report.figure(mask_box_overlay(x[0, 0], box_map.maps[0], boxes={"predicted heart box": (
-        predict_boxes(boxer.model, x[:1])[0] * size).tolist()}, title="Gradient of the box model's x1 (right edge)"),
-        "box_overlay", caption="What moves the predicted heart box's right edge.")
+    box_map = explain(boxer, x[:1], "gradient", target=2, image_ids=test["image_ids"][:1])
+    report.figure(mask_box_overlay(x[0, 0], box_map.maps[0], boxes={"predicted heart box": box},
+                                   title="Gradient of the box model's x1 (right edge)"),
+                  "box_overlay", caption="What moves the predicted heart box's right edge.")
 
 
 def run_demo(
