@@ -57,7 +57,7 @@ def test_training_and_prediction_functions_restore_mixed_modes():
 
 def test_no_hand_written_mode_restoring_left_in_train():
     """Every train/eval switch with a restore goes through xaikit._modes (one shape, undone in finally)."""
-    for path in [*TRAIN.glob("*.py"), TRAIN.parent / "models.py"]:
+    for path in [*TRAIN.glob("*.py"), *(TRAIN.parent / "models").glob("*.py")]:
         text = path.read_text()
         assert not re.search(r"=\s*model\.training\b", text), f"{path.name} saves model.training by hand"
         assert "model.train(was" not in text, f"{path.name} restores a mode by hand"

@@ -43,7 +43,15 @@ import torch
 from torch import nn
 
 from ._resampling import N_BOOT
+from .checkpoint import load_checkpoint
+from .data.preprocess import Preprocess
 from .errors import ArgumentError, DatasetError
+from .phantom import draw_chest_set
+from .phantom.dataset import PhantomDataset
+from .regions import RegionSet, region_scores
+from .saliency import explain_many
+from .samples import CLASSES, MODEL_PREPROCESS, MODELS, SHORTCUT, sample_dir
+from .stats import compare_paired, correct, region_enrichment
 
 __all__ = ["LAB_METHODS", "LAB_REGIONS", "ShortcutLab", "lab_dataset", "lab_regions", "load_lab_models",
            "shortcut_lab"]
@@ -72,10 +80,6 @@ def lab_dataset(n: int = 24, *, seed: int = 31, preprocess: Any = None):
     -------
     xaikit.phantom.dataset.PhantomDataset
     """
-    from .data.preprocess import Preprocess
-    from .phantom import draw_chest_set
-    from .phantom.dataset import PhantomDataset
-    from .samples import CLASSES, MODEL_PREPROCESS, SHORTCUT
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ArgumentError(f"lab_dataset: n must be an int >= 2 (images to test); got {n!r}.")
@@ -96,7 +100,6 @@ def lab_regions(samples: Sequence[Mapping[str, Any]]):
     """The lab's :class:`~xaikit.regions.RegionSet` (per image): ``marker``, ``lesion``, ``lesion_lung``
     (the lung(s) the lesion touches) and ``other_lung`` (the lung it does not touch; empty for a
     two-sided lesion, which then gives NaN scores and a warning in :func:`~xaikit.regions.region_scores`)."""
-    from .regions import RegionSet
 
     if not samples:
         raise ArgumentError("lab_regions: no samples given.")
@@ -124,9 +127,6 @@ def _lab_masks(m: Mapping[str, np.ndarray], image_id: Any) -> dict[str, np.ndarr
 def load_lab_models(samples_dir: Any = None) -> dict[str, nn.Module]:
     """The shipped ``clean`` and ``shortcut`` sample models (``{name: model}``, eval mode)."""
     from pathlib import Path
-
-    from .checkpoint import load_checkpoint
-    from .samples import MODELS, sample_dir
 
     folder = sample_dir() if samples_dir is None else Path(samples_dir)
     out = {}
@@ -229,9 +229,6 @@ def shortcut_lab(models: Mapping[str, nn.Module], dataset: Sequence[Mapping[str,
     -------
     ShortcutLab
     """
-    from .regions import region_scores
-    from .saliency import explain_many
-    from .stats import compare_paired, correct, region_enrichment
 
     if not models:
         raise ArgumentError("shortcut_lab: models is empty; pass {name: model}, e.g. load_lab_models().")

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .._multiplicity import adjust_pvalues, rank_biserial
 from ..errors import ArgumentError, DatasetError, ManifestError
 from ..io import read_image
+from .manifest import ManifestDataset
 from .splits import patient_leaks
 
 __all__ = ["audit", "AuditTable", "image_features", "FEATURES", "AUDIT_COLUMNS"]
@@ -75,7 +76,6 @@ def image_features(data: Any, *, progress: bool = True) -> pd.DataFrame:
 
 def _as_table(data: Any) -> pd.DataFrame:
     """``image_id, label, split, patient_id, path`` from a dataset, a manifest table or a CSV path."""
-    from .manifest import ManifestDataset
 
     if isinstance(data, (str, os.PathLike)):
         data = ManifestDataset(data)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .._util import atomic_write
 from ..errors import ArgumentError, ManifestError
-from ..io import SUPPORTED_EXTENSIONS
+from ..io import SUPPORTED_EXTENSIONS, write_png
 from .manifest import write_manifest
 
 __all__ = ["LOADERS", "from_class_folders", "from_rsna", "from_medmnist", "kermany_patient", "SPLIT_NAMES"]
@@ -399,8 +399,6 @@ def _class_names(labels: np.ndarray, classes: Sequence[str] | None, npz_path: Pa
 
 
 def _write_medmnist_image(image: np.ndarray, stem: Path) -> Path:
-    from ..io import write_png
-
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 3:  # RGB MedMNIST sets: BT.601 luminance, as read_image does
         image = image @ np.array([0.299, 0.587, 0.114])

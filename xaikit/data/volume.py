@@ -38,6 +38,8 @@ from scipy import ndimage
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
 from ..io.nifti import dhw_to_ras
+from ..io.volume import write_map_nifti
+from .preprocess import Preprocess, scale_intensity
 
 __all__ = ["VolumePreprocess", "VolumeGeometry", "VOLUME_NORMALIZATIONS", "preprocess_from_dict"]
 
@@ -263,7 +265,6 @@ class VolumePreprocess:
         view are 0) and written by :func:`xaikit.io.volume.write_map_nifti` (the source NIfTI file's own voxel
         order, affine and qform/sform), so it overlays the original scan voxel for voxel in any NIfTI viewer.
         """
-        from ..io.volume import write_map_nifti
 
         if not isinstance(source, MedicalImage) or source.ndim != 3:
             raise ArgumentError("write_map: source must be the 3D MedicalImage the map was computed from "
@@ -273,8 +274,6 @@ class VolumePreprocess:
         return write_map_nifti(self.geometry(source).inverse(arr), source, path)
 
     def _intensity(self, volume: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
-        from .preprocess import scale_intensity
-
         return scale_intensity(volume, self.normalize, self.window or window, self.percentiles, "VolumePreprocess")
 
 
@@ -282,7 +281,6 @@ def preprocess_from_dict(d: Mapping[str, Any]):
     """A :class:`~xaikit.data.Preprocess` or :class:`VolumePreprocess` from its ``to_dict()`` (by ``"kind"``)."""
     if d.get("kind") == "volume":
         return VolumePreprocess.from_dict(d)
-    from .preprocess import Preprocess
 
     return Preprocess.from_dict(d)
 

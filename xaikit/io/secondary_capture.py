@@ -17,6 +17,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from .. import __version__
 from .._util import atomic_path
 from ..errors import ArgumentError, ImageWriteError
 from .image import MedicalImage
@@ -181,6 +182,4 @@ def _set_pixels(ds: Dataset, stored: np.ndarray, photometric: str) -> None:
 
 
 def _version() -> str:
-    from .. import __version__
-
     return __version__

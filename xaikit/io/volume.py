@@ -26,6 +26,7 @@ from ..errors import ArgumentError, ImageReadError, ImageWriteError
 from .dicom import read_dicom
 from .image import MedicalImage
 from .nifti import read_nifti, save_nifti, write_nifti
+from .secondary_capture import _dataset, _ds, _rescale, _set_pixels, _stored, _uid
 
 __all__ = ["read_volume", "read_dicom_series", "write_dicom_series", "write_map_nifti"]
 
@@ -157,7 +158,6 @@ def write_dicom_series(image: MedicalImage, folder: str | os.PathLike, *, uid_se
     The geometry comes from ``image.affine`` (``(d, h, w)`` to RAS); it must have orthogonal columns. UIDs are
     derived from ``uid_seed`` (reproducible files); no patient identifier is written.
     """
-    from .secondary_capture import _dataset, _ds, _rescale, _set_pixels, _stored, _uid
 
     if not isinstance(image, MedicalImage) or image.ndim != 3 or image.affine is None:
         raise ArgumentError("write_dicom_series needs a 3D MedicalImage with an affine.")

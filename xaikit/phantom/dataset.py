@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ArgumentError
+from ..io import MedicalImage
 from .cohort import ChestSet
 
 __all__ = ["PhantomDataset", "PNG_WINDOW"]
@@ -129,8 +130,6 @@ class PhantomDataset(PlannedItems, Dataset):
         return item
 
     def _draw(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict]:
-        from ..io import MedicalImage
-
         phantom = self.chest[int(self.indices[i])]
         # the 8-bit quantisation of write_png(window=PNG_WINDOW), so inputs match the shipped PNGs
         levels = np.rint(MedicalImage(phantom.image).display(PNG_WINDOW).astype(np.float64) * 255)

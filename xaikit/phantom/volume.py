@@ -16,6 +16,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from ..errors import ArgumentError
+from ..io.image import MedicalImage
 from .dataset import PlannedItems
 
 __all__ = ["VOLUME_LABELS", "VOLUME_WINDOW", "VolumePhantom", "VolumeSet", "VolumeSetDataset", "draw_volume",
@@ -75,7 +76,6 @@ class VolumePhantom:
 
     def as_image(self):
         """The volume as a CT :class:`~xaikit.io.MedicalImage` (spacing, affine, lung window)."""
-        from ..io.image import MedicalImage
 
         return MedicalImage(self.image, spacing=self.spacing, window=VOLUME_WINDOW, affine=self.affine, modality="CT")
 

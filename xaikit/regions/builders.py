@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import RegionError
+from ..io import read_image
 from .regionset import RegionSet, _stack_named, as_numpy
 
 __all__ = ["grid", "from_masks", "lung_zones", "chest_partition", "from_labelmap", "boxes", "face_boxes",
@@ -206,7 +207,6 @@ def from_labelmap(labelmap: Any, names: Mapping[int, str] | Sequence[str] | str 
         CSV path with columns ``value,name``.
     """
     if isinstance(labelmap, (str, os.PathLike)):
-        from ..io import read_image
 
         labelmap = read_image(labelmap).array
     lab = as_numpy(labelmap)

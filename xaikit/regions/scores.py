@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArgumentError, ExplanationError, RegionError
+from .builders import from_masks
 from .regionset import RegionSet, as_numpy
 
 __all__ = ["SIGN_POLICIES", "NORMALISATIONS", "SCORE_COLUMNS", "region_scores"]
@@ -148,8 +149,6 @@ def _check_options(sign: str, normalize: str, topk: float) -> None:
 
 
 def _from_mapping(regions: Any) -> RegionSet:
-    from .builders import from_masks
-
     if not isinstance(regions, Mapping):
         raise ArgumentError(f"regions must be a RegionSet or {{name: mask}}; got {type(regions).__name__}.")
     return from_masks(regions)

@@ -14,6 +14,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import RegionError
+from ..io.image import MedicalImage
+from ..io.volume import read_volume
 from .builders import _names_table
 from .regionset import RegionSet, as_numpy
 
@@ -80,11 +82,8 @@ def stack_regions(sets: Sequence[RegionSet]) -> RegionSet:
 
 
 def _read_labels(labels: Any) -> tuple[np.ndarray, tuple | None, np.ndarray | None, str]:
-    from ..io.image import MedicalImage
-
     where = "the label map"
     if isinstance(labels, (str, os.PathLike)):
-        from ..io.volume import read_volume
 
         where = f"label map {os.fspath(labels)}"
         labels = read_volume(labels)

@@ -29,6 +29,7 @@ from ..errors import ExplanationError, MemoryBudgetError
 from .engine import explain
 from .explanation import Explanation
 from .memory import plan
+from .safety import guarded
 
 __all__ = ["explain_patches", "patch_starts", "blend_weights"]
 
@@ -155,7 +156,6 @@ def _assemble(model, inputs, first: Explanation, maps: torch.Tensor, record: dic
 
 def _fixed_target(model: nn.Module, inputs: torch.Tensor, target: Any, labels: Any):
     if isinstance(target, str) and target == "pred":
-        from .safety import guarded
 
         with guarded(model), torch.no_grad():
             return model(inputs).argmax(1), labels
@@ -174,8 +174,6 @@ def _check_layout(patch, overlap, margin, size, blend) -> None:
 
 
 def _check_budget(model, inputs, patch, budget, method) -> None:
-    from .safety import guarded
-
     probe = inputs[:1, :, : patch[0], : patch[1], : patch[2]]
     try:
         with guarded(model):

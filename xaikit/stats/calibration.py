@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import StatsError
+from ..regions import grid, region_scores
 from .correction import correct
 from .groups import compare_groups
 
@@ -32,7 +33,6 @@ def null_fwer(n_reps: int = 200, *, mode: str = "random_maps", n_images: int = 4
     n_images, size, grid_shape, n_methods
         Images per repetition, map side, region grid, and "methods" (independent maps of the same images).
     """
-    from ..regions import grid, region_scores
 
     if mode not in ("random_maps", "permuted_labels"):
         raise StatsError(f"null_fwer: mode must be 'random_maps' or 'permuted_labels'; got {mode!r}.")

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..checkpoint import check_preprocess, preprocess_dict
 from ..errors import ArgumentError, DatasetError, PreprocessMismatchError, TrainingError
 from ._data import check_labels, dataset_labels
 
@@ -42,7 +43,6 @@ def check_args(epochs, batch_size, optimizer, scheduler, class_weight, sampler, 
 def common_preprocess(model, train, val, preprocess) -> Any:
     """The preprocessing of this run: ``preprocess`` or ``train.preprocess``, which must equal
     ``val.preprocess`` and (for a loaded checkpoint being fine-tuned) ``model.xaikit_preprocess``."""
-    from ..checkpoint import check_preprocess, preprocess_dict
 
     preprocess = preprocess if preprocess is not None else getattr(train, "preprocess", None)
     val_preprocess = getattr(val, "preprocess", None)

@@ -20,6 +20,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._resampling import N_BOOT
+from ..checkpoint import check_preprocess
+from ..domain import watch_domain
 from ..errors import ArgumentError
 from . import metrics as M
 from ._data import check_labels, collate_eval, dataset_labels, infer, make_loader, resolve_classes, resolve_device
@@ -139,7 +141,6 @@ def evaluate(
     if preprocess is None:
         preprocess = getattr(dataset, "preprocess", None)
     if preprocess is not None and getattr(model, "xaikit_preprocess", None) is not None:
-        from ..checkpoint import check_preprocess
 
         check_preprocess(model, preprocess)
     classes = resolve_classes(model, dataset, classes)
@@ -147,7 +148,6 @@ def evaluate(
     loader = make_loader(dataset, batch_size, collate=collate_eval, num_workers=num_workers, device=device)
     model_device = next(model.parameters()).device
     model.to(device)
-    from ..domain import watch_domain  # a checkpoint's model warns when the data are far from its training data
 
     try:
         with watch_domain(model, where="evaluate"):

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .._modes import determinism, train_mode
+from ..checkpoint import save_checkpoint
 from ..data.splits import class_weights, weighted_sampler
 from ..errors import ArgumentError, TrainingError
 from . import metrics as M
@@ -42,6 +43,7 @@ from ._setup import (
     make_optimizer,
     make_scheduler,
 )
+from .tracking import TRACKERS, MlflowRun
 
 __all__ = ["FitResult", "fit", "OPTIMIZERS", "SCHEDULERS", "MONITORS"]
 
@@ -227,7 +229,6 @@ def fit(
 def _tracker(tracking, tracking_uri, experiment, params):
     if tracking is None:
         return None
-    from .tracking import TRACKERS, MlflowRun
 
     if tracking not in TRACKERS:
         raise ArgumentError(f"tracking={tracking!r}: use one of {list(TRACKERS)} or None.")
@@ -359,7 +360,6 @@ class _Run:
         self.best_val_loss = row["val_loss"]
         self.best_state = _copy_state(self.model)
         if self.checkpoint_path is not None:
-            from ..checkpoint import save_checkpoint
 
             save_checkpoint(self.checkpoint_path, self.model, classes=self.classes, preprocess=self.preprocess,
                             summary=self.result().summary())

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..checkpoint import preprocess_dict
 from ..models import build_model
 from .fit import FitResult, fit
 
@@ -58,6 +59,4 @@ def train_sample_model(
 
 
 def _preprocess_dict(preprocess: Any) -> dict | None:
-    from ..checkpoint import preprocess_dict
-
     return preprocess_dict(preprocess)

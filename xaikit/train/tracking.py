@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import ArgumentError
 
 __all__ = ["TRACKERS", "MlflowRun", "load_run_checkpoint", "mlflow_store"]
@@ -91,7 +92,6 @@ class MlflowRun:
         self.mlflow.log_metrics({**best, "best_epoch": float(result.best_epoch)})
         self.mlflow.log_dict(summary, "summary.json")
         if getattr(model, "xaikit_arch", None) is not None:
-            from ..checkpoint import save_checkpoint
 
             with tempfile.TemporaryDirectory(prefix="xaikit-mlflow-") as tmp:
                 path = save_checkpoint(Path(tmp) / ARTIFACT, model, classes=classes, preprocess=preprocess,
@@ -112,7 +112,6 @@ def _finite(value: Any) -> bool:
 
 def load_run_checkpoint(run_id: str, *, tracking_uri: str | os.PathLike | None = None, **load_kwargs: Any):
     """``load_checkpoint("runs:/<run_id>/model.pt")`` against ``tracking_uri`` (default ``./mlruns``)."""
-    from ..checkpoint import load_checkpoint
 
     with mlflow_store(tracking_uri):
         return load_checkpoint(f"runs:/{run_id}/{ARTIFACT}", **load_kwargs)

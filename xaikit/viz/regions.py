@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from ..errors import ArgumentError
 from ..regions.regionset import RegionSet, as_numpy
 from .image import plotly_z
+from .stats import region_boxplot
 
 __all__ = ["REGION_COLORS", "region_overlay", "region_value_map", "region_gallery", "region_explorer_figure"]
 
@@ -221,7 +222,6 @@ def region_explorer_figure(scores: pd.DataFrame, value: str = "mass_frac", group
     >>> [b.label for b in region_explorer_figure(s).layout.updatemenus[0].buttons]
     ['unknown']
     """
-    from .stats import region_boxplot
 
     methods = sorted(scores["method"].unique().tolist(), key=str)
     if not methods:
