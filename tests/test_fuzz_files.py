@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,14 +92,16 @@ def image_folder(tmp_path_factory):
 def _random_manifest(rng: np.random.Generator) -> bytes:
     columns = ["image_path", "label"] if rng.random() < 0.7 else list(rng.choice(_COLUMNS, 2, replace=False))
     columns += [c for c in _COLUMNS if c not in columns and rng.random() < 0.3]
+    if rng.random() < 0.1:   # a repeated column (issue 23: the first was used silently)
+        columns.append(str(rng.choice(columns)) + rng.choice(["", " "]))
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(columns)
     good = {"image_path": ["img/0.png", "img/1.png", "img/2.png", "img/3.png"], "label": ["a", "b"],
             "split": ["train", "test"], "patient_id": ["p1", "p2"], "mask_lung": ["", "img/1.png"]}
     for _ in range(int(rng.integers(0, 6))):   # mostly plausible cells, some hostile ones
-        writer.writerow([rng.choice(good[c]) if c in good and rng.random() < 0.75 else rng.choice(_CELLS)
-                         for c in columns])
+        cells = [rng.choice(good[c]) if c in good and rng.random() < 0.75 else rng.choice(_CELLS) for c in columns]
+        writer.writerow(cells + (["extra"] if rng.random() < 0.05 else []))   # a field too many (issue 23)
     data = text.getvalue().encode("utf-8", "surrogatepass")
     if rng.random() < 0.15:   # a damaged file: truncated, a stray byte, another encoding
         choice = int(rng.integers(0, 3))
@@ -114,6 +117,8 @@ def test_hostile_manifests(image_folder):
     def usable(ds) -> None:
         assert len(ds) > 0 and ((ds.labels >= 0) & (ds.labels < len(ds.classes))).all()
         assert ds[0]["image"].dtype == torch.float32
+        assert all(Path(p).is_file() for p in ds.table["path"]), "columns shifted: a path is not a file"
+        assert (ds.table["patient_id"].str.strip() != "").all(), "an empty patient_id was kept"
 
     for k in range(150):
         path = image_folder / f"m{k}.csv"
