@@ -135,15 +135,37 @@ def test_weights_changed_between_calls_change_the_map():
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     target = torch.tensor([0, 1])
     explain(model, x, "lrp_epsilon_alpha2_beta1", target)
-    for change in ("in_place", "data"):
+    for change in ("in_place", "data", "data_in_place", "data_item"):
         if change == "in_place":
             with torch.no_grad():
                 model.features[4].weight.mul_(-1.5)
-        else:
+        elif change == "data":
             model.classifier[0].weight.data = model.classifier[0].weight.data.flip(0).clone()
+        elif change == "data_in_place":  # neither version counter nor storage moves (issue 23)
+            model.features[0].weight.data.mul_(-2.0)
+        else:
+            model.classifier[0].weight.data[0] = 0.5
         got = explain(model, x, "lrp_epsilon_alpha2_beta1", target).raw
         want = relevance(model, EpsilonAlpha2Beta1(canonizers=[ExactSequentialMergeBatchNorm()]), x, target)
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max())), change
+
+
+def test_content_fingerprint_sees_edits_through_data_and_clear_caches_empties_every_cache():
+    from xaikit.saliency import clear_caches
+    from xaikit.saliency.canonizers import _COPIES
+    from xaikit.saliency.safety import content_fingerprint
+
+    model = nn.Linear(3, 2)
+    before = content_fingerprint(model)
+    model.weight.data.mul_(2)
+    assert state_fingerprint(model) == before[0] and content_fingerprint(model) != before
+    model.weight.data[0, 0] = 7.0
+    assert content_fingerprint(model) != before
+    vgg = small_vgg.__wrapped__()
+    explain(vgg, torch.randn(1, 3, 32, 32), "lrp_epsilon_plus_flat", 0)
+    assert vgg in _COPIES
+    clear_caches()
+    assert vgg not in _COPIES
 
 
 def test_state_fingerprint_sees_new_data_without_a_version_change():

@@ -153,3 +153,15 @@ def test_cam_layer_naming_a_linear_layer(model, x, method):
 
 def test_all_errors_are_xaikit_errors():
     assert issubclass(ExplanationError, XaikitError) and issubclass(ModelError, XaikitError)
+
+
+def test_deeplift_follows_weights_edited_through_data():
+    """Issue 23: ``p.data.mul_()`` moves no version counter; the private copy must still be rebuilt."""
+    import copy
+
+    model, x = tiny_cnn(), tiny_inputs(2)
+    explain(model, x, "deeplift", 0)
+    model.features[0].weight.data.mul_(-2.0)
+    got = explain(model, x, "deeplift", 0).maps
+    fresh = explain(copy.deepcopy(model), x, "deeplift", 0).maps
+    torch.testing.assert_close(got, fresh)

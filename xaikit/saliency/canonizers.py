@@ -42,7 +42,7 @@ from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 from zennit.types import BatchNorm
 
-from .safety import state_fingerprint
+from .safety import content_fingerprint, register_cache
 
 __all__ = ["DenseNetCanonizer", "VideoResNetCanonizer", "ExactResNetCanonizer", "ExactSequentialMergeBatchNorm",
            "canonizers_for", "canonized", "canonized_copy", "TOLERANCE"]
@@ -176,7 +176,7 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
     return []
 
 
-_VERIFIED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_VERIFIED: "weakref.WeakKeyDictionary[nn.Module, dict]" = register_cache(weakref.WeakKeyDictionary())
 
 
 @contextlib.contextmanager
@@ -188,7 +188,7 @@ def canonized(model: nn.Module, inputs: torch.Tensor) -> Iterator[dict]:
     """
     names = {id(m): n for n, m in model.named_modules()}
     batchnorms = [n for n, m in model.named_modules() if isinstance(m, BatchNorm)]
-    key = (state_fingerprint(model), tuple(inputs.shape[1:]))
+    key = (content_fingerprint(model), tuple(inputs.shape[1:]))
     cans = canonizers_for(model)
     cached = _VERIFIED.get(model)
     if cached is None or cached["key"] != key:
@@ -213,7 +213,7 @@ def canonized(model: nn.Module, inputs: torch.Tensor) -> Iterator[dict]:
         handles.remove()
 
 
-_COPIES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_COPIES: "weakref.WeakKeyDictionary[nn.Module, dict]" = register_cache(weakref.WeakKeyDictionary())
 
 
 def canonized_copy(model: nn.Module, inputs: torch.Tensor) -> tuple[nn.Module, dict]:
@@ -224,7 +224,7 @@ def canonized_copy(model: nn.Module, inputs: torch.Tensor) -> tuple[nn.Module, d
     ``(copy, report)``, the report as :func:`canonized` yields it; ``(model, report)`` when there is nothing to
     canonize or the canonizers fail the float64 output check.
     """
-    key = (state_fingerprint(model), tuple(inputs.shape[1:]), inputs.dtype, str(inputs.device))
+    key = (content_fingerprint(model), tuple(inputs.shape[1:]), inputs.dtype, str(inputs.device))
     cached = _COPIES.get(model)
     if cached is not None and cached["key"] == key:
         _warn_unmerged(cached["report"], cached["n_batchnorm"])

@@ -19,7 +19,7 @@ from .explanation import Explanation, plain
 from .memory import MemoryPlan, plan
 from .params import check_params
 from .registry import MethodInfo, get_method
-from .safety import guarded, hook_count, private_copy, state_fingerprint
+from .safety import guarded, hook_count, private_copy, register_cache, state_fingerprint
 from .targets import Target, TargetSpec, resolve_target
 
 __all__ = ["explain", "MethodContext", "REDUCTIONS", "find_cam_layer", "resolve_layer"]
@@ -482,7 +482,7 @@ def _check_model(model: nn.Module, x: torch.Tensor, logits: bool = True) -> None
     _once(model, ("output", tuple(x.shape[1:]), x.dtype, str(x.device), logits), lambda: _check_output(model, x, logits))
 
 
-_PROBED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_PROBED: "weakref.WeakKeyDictionary[nn.Module, dict]" = register_cache(weakref.WeakKeyDictionary())
 
 
 def _once(model: nn.Module, key: tuple, fn: Callable[[], Any]) -> Any:
