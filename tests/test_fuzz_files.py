@@ -53,6 +53,38 @@ def test_damaged_checkpoints(tmp_path):
     assert_clean(tally)
 
 
+_WRONG_VALUES = [None, "1", 1, 1.5, True, [], [1, "a"], {}, {"a": 1}, {"w": [1.0]}, torch.zeros(2), ["a", "b", "c"]]
+
+
+def test_checkpoints_with_entries_of_any_type(tmp_path):
+    """Issue 23: entries replaced by values of another type, the digest recomputed (someone who knows the format);
+    each must load the saved weights or be a CheckpointError naming the file, never a raw error."""
+    from xaikit.checkpoint import _META_KEYS, _digest
+
+    model = build_model("small_cnn", num_classes=2, widths=(4, 8))
+    good = save_checkpoint(tmp_path / "good.pt", model, classes=["a", "b"], preprocess={"size": [16, 16]})
+    payload = torch.load(good, weights_only=True)
+    rng = np.random.default_rng(4)
+    tally = Tally()
+
+    def loads_as_saved(ckpt) -> None:
+        assert len(ckpt.classes) == 2 and all(torch.equal(v, payload["state_dict"][k])
+                                             for k, v in ckpt.model.state_dict().items())
+
+    for k in range(60):
+        edited = dict(payload)
+        key = str(rng.choice([*_META_KEYS, "state_dict", "sha256"]))
+        edited[key] = _WRONG_VALUES[int(rng.integers(len(_WRONG_VALUES)))]
+        try:
+            edited["sha256"] = _digest({m: edited[m] for m in _META_KEYS}, edited["state_dict"])
+        except Exception:  # noqa: BLE001 - a state_dict the digest cannot read keeps the old digest
+            pass
+        path = tmp_path / f"typed{k}_{key}.pt"
+        torch.save(edited, path)
+        run_case(tally, path.name, lambda: load_checkpoint(path), loads_as_saved, names=str(path))
+    assert_clean(tally)
+
+
 def test_damaged_explanation_files(tmp_path):
     g = torch.Generator().manual_seed(0)
     exp = Explanation(torch.randn(2, 8, 8, generator=g), "gradient", {"n": 1}, "pred", torch.tensor([0, 1]),

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from .._util import atomic_write
+from .._util import PERMISSION_HINT, atomic_write, file_problem
 from ..errors import ArgumentError, DatasetError, ImageReadError, ManifestError
 from ..io import read_image
 from ..io.image import MedicalImage
@@ -52,9 +52,12 @@ def read_manifest(csv_path: str | os.PathLike, *, encoding: str = "utf-8-sig") -
         The file is missing, empty, not a CSV, or lacks ``image_path`` / ``label``.
     """
     path = Path(csv_path)
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "does not exist":
         raise ManifestError(f"{path}: manifest not found. Give the path of the CSV file "
                             f"(relative paths start at {Path.cwd()}).")
+    if problem:
+        raise ManifestError(f"{path}: the manifest {problem}; give the path of the CSV file.")
     header, table = _read_csv(path, encoding)
     _check_header(path, header)
     table.columns = [name or str(auto) for name, auto in zip(header, table.columns)]  # unnamed: pandas' name
@@ -89,6 +92,8 @@ def _read_csv(path: Path, encoding: str) -> tuple[list[str], pd.DataFrame]:
     except pd.errors.ParserError as exc:
         raise ManifestError(f"{path}: {str(exc).strip()}: a row has more fields than the header: an unquoted comma "
                             "in a path or label? Quote such cells (\"a,b.png\") or remove the extra field.") from exc
+    except PermissionError as exc:
+        raise ManifestError(f"{path}: permission denied: {PERMISSION_HINT}") from exc
     except (ValueError, OSError) as exc:
         raise ManifestError(f"{path}: cannot be parsed as a CSV manifest ({exc}).") from exc
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
@@ -427,13 +432,11 @@ def _check_path(row: int, value: str, column: str, root: Path, fence: Path | Non
         bad(row, column, value, f"{_OUTSIDE} {fence}; pass root= (the folder holding the "
                                 "images) or allow_outside_root=True if you trust this manifest")
         return str(path)
-    try:
-        found = path.is_file()
-    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte (found by fuzzing)
-        bad(row, column, value, f"not a usable path ({type(exc).__name__}: {exc})"[:300])
-        return str(path)
-    if not found:
+    problem = file_problem(path)  # also a name too long for the file system, a NUL byte (found by fuzzing)
+    if problem == "does not exist":
         bad(row, column, value, f"file not found ({path})")
+    elif problem:
+        bad(row, column, value, f"{path} {problem}"[:300])
     return str(path)
 
 
