@@ -105,6 +105,29 @@ class MethodContext:
         return g
 
 
+def _outside_inference_mode(fn: Callable) -> Callable:
+    """Run ``fn`` with inference mode off: gradients, hooks and captum need autograd, which
+    ``torch.inference_mode()`` disables for good (``no_grad`` the methods handle themselves). Inputs made in
+    inference mode are cloned per chunk by the engine; weights made there cannot take part in a backward pass."""
+
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        if not torch.is_inference_mode_enabled():
+            return fn(model, *args, **kwargs)
+        frozen = [n for n, t in (*model.named_parameters(), *model.named_buffers())
+                  if t.is_inference()] if isinstance(model, nn.Module) else []
+        if frozen:
+            raise ExplanationError(
+                f"explain: the model's weights ({', '.join(frozen[:3])}{', ...' if len(frozen) > 3 else ''}) were "
+                "created inside torch.inference_mode(), so no gradient can flow through them. Build or load the "
+                "model outside inference mode (torch.no_grad() is fine), then call explain().")
+        with torch.inference_mode(False):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
+
+
+@_outside_inference_mode
 def explain(
     model: nn.Module,
     inputs: torch.Tensor | Mapping | Sequence[Mapping],
