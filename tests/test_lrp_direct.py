@@ -1,6 +1,9 @@
 """Directly computed LRP rules (xaikit.saliency.direct_rules) against zennit's rules, and the cached canonized copy."""
 from __future__ import annotations
 
+import copy
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -183,3 +186,33 @@ def test_direct_rules_keep_the_graph_for_second_order_gradients():
     with Gradient(model, every_layer(DirectEpsilon(1e-3)), create_graph=True) as attributor:
         _, rel = attributor(x, attr_output=lambda y: F.one_hot(torch.tensor([0, 1]), 3) * y)
     assert rel.requires_grad
+
+
+@pytest.mark.parametrize("norm_kw", [{}, {"track_running_stats": False}, {"affine": False}],
+                         ids=["batchnorm", "no_running_stats", "no_affine"])
+def test_excitation_backprop_on_a_train_mode_net_reusing_one_in_place_relu(norm_kw):
+    """Issue 23: a train-mode BatchNorm net reusing one ReLU(inplace=True) gave raw errors (in-place on a hooked
+    view; zennit's merge of a BatchNorm without running statistics); it runs on the private copy, whose activations
+    are out-of-place and whose unmergeable BatchNorms are left alone, with zennit's map on such a copy."""
+    from zennit.composites import ExcitationBackprop
+
+    from xaikit.saliency.canonizers import ExactSequentialMergeBatchNorm
+
+    torch.manual_seed(3)
+    relu = nn.ReLU(inplace=True)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4, **norm_kw), relu,
+                          nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4, **norm_kw), relu,
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).double().train()
+    before = snapshot(model)
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    target = torch.tensor([0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # unmerged BatchNorms are announced
+        got = explain(model, x, "excitation_backprop", target).raw
+    assert_unchanged(model, before)
+    assert model.training
+    reference = copy.deepcopy(model).eval()
+    reference[2].inplace = False
+    canonizers = [ExactSequentialMergeBatchNorm()] if not norm_kw else []
+    want = relevance(reference, ExcitationBackprop(canonizers=canonizers), x, target)
+    torch.testing.assert_close(got, want.float())
