@@ -175,3 +175,26 @@ def test_power_with_bad_arguments(call, names):
     tally = Tally()
     run_case(tally, names, call, lambda out: None, names=names)
     assert_clean(tally)
+
+
+_BAD_RESAMPLING = {"ci": [1.5, 0, 1, -0.1, "0.95", None, float("nan"), True], "n_boot": [-5, 2.5, "100", None, True],
+                   "alternative": ["bigger", "", None, "two_sided", 1], "seed": ["x", 1.5, None]}
+
+
+@pytest.mark.parametrize("name", ["compare_groups", "region_enrichment"])
+def test_statistics_with_random_bad_resampling_arguments(name):
+    """Issue 23: ci=1.5 gave NaN CIs, n_boot=-5 and alternative='bigger' raw scipy errors."""
+    rng = np.random.default_rng(23)
+    call = {"compare_groups": compare_groups, "region_enrichment": region_enrichment}[name]
+    tally = Tally()
+    for k in range(30):
+        data = _random_scores(np.random.default_rng(k)).assign(area_frac=0.3)
+        arg = str(rng.choice(sorted(_BAD_RESAMPLING)))
+        bad = _BAD_RESAMPLING[arg][int(rng.integers(len(_BAD_RESAMPLING[arg])))]
+
+        def refused(_table) -> None:
+            raise AssertionError(f"{arg}={bad!r} was accepted")
+
+        run_case(tally, f"{name}#{k} {arg}={bad!r}", lambda: call(data, **{arg: bad, "n_boot": 10} if arg != "n_boot"
+                                                              else {arg: bad}), refused, names=f"{arg}=")
+    assert_clean(tally)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -198,3 +199,47 @@ def test_mannwhitney_p_matches_full_enumeration(a, b):
         row = compare_groups(df, by=(), n_boot=0).iloc[0]
     assert row["p_method"] in ("permutation_exact", "exact")
     assert row["p_raw"] == pytest.approx(_enumerated_mw_p(sorted(a), sorted(b)), abs=1e-9)
+
+
+# ------------------------------------------------------------------- issue 23: arguments, floods, messages
+@pytest.mark.parametrize("kwargs,names", [
+    ({"ci": 1.5}, "ci=1.5"), ({"ci": 0}, "ci=0"), ({"ci": "95%"}, "ci='95%'"), ({"n_boot": -5}, "n_boot=-5"),
+    ({"n_boot": 2.5}, "n_boot=2.5"), ({"alternative": "bigger"}, "alternative='bigger'"), ({"seed": "x"}, "seed='x'"),
+])
+def test_compare_groups_refuses_bad_resampling_arguments(kwargs, names):
+    df = _frame([0.1, 0.2, 0.3], [0.5, 0.6, 0.7])
+    with pytest.raises(StatsError, match=rf"compare_groups: {re.escape(names)}"):
+        compare_groups(df, by="region", **kwargs)
+    with pytest.raises(StatsError, match=re.escape(names)):
+        region_enrichment(df.assign(image_id=[f"i{k}" for k in range(6)], area_frac=0.5), by="region", **kwargs)
+
+
+def test_mixed_model_on_constant_data_warns_once_per_message():
+    from xaikit.stats import mixed_model
+
+    rows = [{"patient_id": f"p{p}", "image_id": f"i{p}{k}", "label": p % 2, "region": r, "mass_frac": 0.5}
+            for p in range(8) for k in range(2) for r in ("a", "b")]
+    with pytest.raises(StatsError, match=r"mixed_model: ci=2"):
+        mixed_model(pd.DataFrame(rows), ci=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = mixed_model(pd.DataFrame(rows))
+    messages = [str(w.message) for w in caught]
+    assert "is constant (0.5)" in messages[0] and len(messages) == len(set(messages)) and len(messages) < 20
+    assert res["p_raw"].isna().all() and (res["estimate"].iloc[1:] == 0).all()   # the result stays honest
+
+
+def test_all_nan_input_says_so_not_one_level():
+    df = _frame([0.1, 0.2], [0.3, 0.4]).assign(mass_frac=np.nan)
+    with pytest.raises(StatsError, match=r"compare_groups: all 4 rows have NaN .* nothing is left to test"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compare_groups(df, by="region")
+
+
+def test_an_undefined_single_test_is_explained_by_compare_groups_not_correct():
+    df = _frame([0.3, 0.3, 0.3], [0.7, 0.7, 0.7])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(StatsError, match=r"^compare_groups: no test .*all p_raw are NaN.*test='mannwhitney'"):
+            compare_groups(df, by="region", test="welch_t", n_boot=0)

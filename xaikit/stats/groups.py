@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import StatsError
-from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
+from ._table import as_tuple, cell_name, check_resampling, drop_nan, finish, groups_of, require
 from .bootstrap import bootstrap_ci, cluster_bootstrap, percentile_ci
 from .correction import correct
 from .effects import EFFECTS, no_spread
@@ -134,6 +134,7 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
     -1.0
     """
     by = as_tuple(by)
+    check_resampling("compare_groups", ci=ci, n_boot=n_boot, alternative=alternative, seed=seed)
     fn, effect = _test_and_effect(test, effect, "compare_groups")
     data = _prepare(scores, group, value, by, aggregate, bootstrap)
     levels = _pairs(data[group], pairs, reference)
@@ -148,12 +149,18 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
             row.update(dict(zip(by, keys)), family="compare_groups", test=test + ("+patient_bootstrap" if bootstrap else ""),
                        group_a=str(a_level), group_b=str(b_level), value=value, group=group)
             rows.append(row)
-    return correct(finish(rows), correction, alpha)
+    table = finish(rows)
+    if table["p_raw"].isna().all():  # say why here, not in correct() (which the user did not call)
+        raise StatsError(f"compare_groups: no test of this table is defined (all p_raw are NaN): {value!r} has no "
+                         f"variation within the groups of any cell, where a {test} p-value does not exist. Use "
+                         "test='mannwhitney' (defined for such data), or check the scores.")
+    return correct(table, correction, alpha)
 
 
 def two_sample(a: np.ndarray, b: np.ndarray, test: str = "mannwhitney", effect: str = "auto", *,
                n_boot: int = 2000, ci: float = 0.95, seed: int = 0, alternative: str = "two-sided") -> dict[str, Any]:
     """One two-sample test on arrays: ``{statistic, p_raw, effect_size, effect_name, ci_low, ci_high, n_a, n_b}``."""
+    check_resampling("two_sample", ci=ci, n_boot=n_boot, alternative=alternative, seed=seed)
     fn, effect = _test_and_effect(test, effect, "two_sample")
     frame = lambda x: pd.DataFrame({"v": np.asarray(x, float)})  # noqa: E731
     return _one_test(frame(a), frame(b), "v", fn, effect, None, n_boot, ci, seed, alternative)
