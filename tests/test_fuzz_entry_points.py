@@ -60,6 +60,8 @@ BAD_EXPLAIN = [
     ("seed text", {"seed": "x"}, "seed"),
     ("unknown param", {"n_steps": 3}, "n_steps"),
     ("preprocess garbage", {"preprocess": 42}, "preprocess"),
+    ("occlusion on a volume", {"method": "occlusion", "inputs": torch.rand(2, 2, 3, 8, 8, dtype=torch.float64)},
+     "2-D model"),   # issue 23: was blamed on the window
 ]
 
 
@@ -86,6 +88,8 @@ PARAM_GRID = {
     "occlusion": {"window": [0, 1, 8, 9, -2, 2.5], "stride": [0, 1, 100, -1]},
     "feature_ablation": {"n_segments": [0, 1, 2, -1], "compactness": [0, -1, 1e-9]},
     "lime": {"n_samples": [0, 1, 2], "n_segments": [0, 1, 3]},
+    "lrp_epsilon": {"epsilon": ["x", -1, None, float("nan"), 0, 0.25]},   # issue 23: 'x' was float()'s ValueError
+    "lrp_epsilon_gamma_box": {"gamma": ["x", -0.5, 0.0], "epsilon": [[1e-6], "1e-6"]},
 }
 
 

@@ -187,3 +187,11 @@ def test_a_model_built_inside_inference_mode_is_refused_clearly():
         model = tiny_cnn()
         with pytest.raises(ExplanationError, match="created inside torch.inference_mode"):
             explain(model, tiny_inputs(1), "gradient", 0)
+
+
+def test_an_all_zero_lime_map_is_announced():
+    """Issue 23: LIME's Lasso can zero every superpixel weight; the empty map must not pass for 'nothing matters'."""
+    model = tiny_cnn(bn=True).train()
+    with pytest.warns(UserWarning, match=r"lime: the surrogate .* weight 0 for 2 of 2 input\(s\).*no evidence"):
+        exp = explain(model, tiny_inputs(2), "lime", 0, n_segments=4, n_samples=30)
+    assert not exp.maps.any() and model.training

@@ -200,6 +200,8 @@ def explain(
     _check_run_args(seed, memory_budget)
     x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
     _check_tensor(x, info)
+    if isinstance(model, nn.Module):
+        _check_dims(model, x)  # a volume for a 2-D model: say that, not that a parameter does not fit the volume
     check_params(info.fn, params, info.name, x)
     if _bindable(target) and isinstance(model, nn.Module):
         model = target.prepare(model, info)  # detection: a wrapper with tensor outputs
