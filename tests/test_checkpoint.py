@@ -183,3 +183,109 @@ def test_metrics_table_reads_flat_and_per_class_test_metrics(model, tmp_path):
     assert nested[["class", "metric", "value"]].values.tolist() == [["heart", "dice", 0.97], ["lung", "dice", 0.99]]
     assert nested["ci_low"].isna().tolist() == [False, True]  # a value without an interval: NaN, not dropped
     assert load_checkpoint(save_checkpoint(tmp_path / "none.pt", model, classes=["a", "b"])).metrics_table().empty
+# ------------------------------------------------------------------ issue 23: structure, files, classes, subsets
+def _redigest(path, **changes):
+    """Edit entries and recompute the digest, as someone would who knows the format: only structure checks help."""
+    payload = torch.load(path, weights_only=True)
+    payload.update(changes)
+    meta = {k: payload[k] for k in ck._META_KEYS}
+    state = payload["state_dict"]
+    if isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()) and isinstance(meta["summary"], dict):
+        payload["sha256"] = ck._digest(meta, state)
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize("changes,names", [
+    ({"summary": [1, 2]}, "summary is a list"),
+    ({"state_dict": [1, 2]}, "state_dict is a list"),
+    ({"state_dict": {"conv": [1.0]}}, "state_dict['conv'] is a list"),
+    ({"format_version": "1"}, "format_version is '1'"),
+    ({"classes": "normal,pneumonia"}, "classes is a str"),
+    ({"classes": [0, 1]}, "classes[0] is a int"),
+    ({"arch": None}, "arch is a NoneType"),
+    ({"preprocess": [64]}, "preprocess is a list"),
+])
+def test_entries_of_the_wrong_type_are_refused_before_use(saved, changes, names):
+    _redigest(saved, **changes)
+    with pytest.raises(CheckpointError, match="not a checkpoint as save_checkpoint writes it|not an integer") as info:
+        load_checkpoint(saved)
+    assert names in str(info.value) and str(saved) in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"hello", b"e", b"\x80\x02}q\x00.", b"PK\x03\x04garbage"])
+def test_small_text_or_garbage_files_are_checkpoint_errors(tmp_path, content):
+    path = tmp_path / "tiny.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+
+
+def test_more_class_names_than_outputs_is_refused_on_load(saved):
+    _redigest(saved, classes=["normal", "pneumonia", "covid"])
+    with pytest.raises(CheckpointError, match="3 class names .* model with 2 outputs"):
+        load_checkpoint(saved)
+
+
+def test_a_dict_naming_some_settings_is_checked_on_those(saved):
+    ckpt = load_checkpoint(saved, preprocess={"size": [64, 64]})   # means the saved preprocessing: accepted
+    assert ckpt.preprocess_dict == PREP
+    check_preprocess(ckpt.model, {"size": (64, 64), "channels": 1})
+    with pytest.raises(PreprocessMismatchError, match=r"size: model=\[64, 64\], given=128") as info:
+        load_checkpoint(saved, preprocess={"size": 128})
+    assert "normalize" not in str(info.value)
+
+
+def _not_files(tmp_path):
+    import os
+
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to(loop)
+    dangling = tmp_path / "dangling.pt"
+    dangling.symlink_to(tmp_path / "gone.pt")
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    return [(folder, "is a (folder|directory)"), (loop, "symbolic link loop"), (dangling, "symbolic link to a missing file"),
+            (fifo, "not a regular file")]
+
+
+def test_folders_links_and_fifos_are_named_as_such(tmp_path):
+    from xaikit.data import read_manifest
+    from xaikit.errors import ExplanationError, ImageReadError, ManifestError
+    from xaikit.io import read_image
+    from xaikit.saliency import Explanation
+
+    for path, what in _not_files(tmp_path):
+        for call, error in ((load_checkpoint, CheckpointError), (Explanation.load, ExplanationError),
+                            (read_manifest, ManifestError), (read_image, ImageReadError)):
+            with pytest.raises(error, match=what) as info:   # a FIFO is never opened: no hang
+                call(path)
+            assert str(path) in str(info.value) and "no such file" not in str(info.value)
+
+
+def test_permission_errors_say_permission_not_damage(saved, tmp_path, model, monkeypatch):
+    from xaikit.errors import ExplanationError
+    from xaikit.saliency import Explanation
+
+    exp = Explanation(torch.zeros(1, 4, 4), "gradient", {}, "pred", torch.tensor([0]), torch.tensor([0]),
+                      torch.tensor([[0.6, 0.4]]), ["a"])
+    exp.save(tmp_path / "exp.pt")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:   # root reads anything: simulate the user without read access
+        patch.setattr(torch, "load", denied)
+        with pytest.raises(CheckpointError, match="permission denied: this user may not read it") as info:
+            load_checkpoint(saved)
+        assert "truncated" not in str(info.value)
+        with pytest.raises(ExplanationError, match="permission denied"):
+            Explanation.load(tmp_path / "exp.pt")
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)   # an unwritable folder
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*new\.pt .*PermissionError.*may write"):
+        save_checkpoint(tmp_path / "new.pt", model, classes=CLASSES)
+    with pytest.raises(ExplanationError, match=r"cannot write Explanation file .*new_exp\.pt.*may write"):
+        exp.save(tmp_path / "new_exp.pt")

@@ -93,3 +93,62 @@ def test_utf8_with_byte_order_mark_is_read(folder):
     path = folder / "bom.csv"
     path.write_bytes(b"\xef\xbb\xbfimage_path,label\nimg/0.png,a\nimg/1.png,b\n")
     assert ManifestDataset(path).classes == ["a", "b"]
+
+
+# ------------------------------------------------------------------------------------- issue 23: structure
+def _write(folder: Path, text: str) -> Path:
+    (folder / "s.csv").write_text(text)
+    return folder / "s.csv"
+
+
+@pytest.mark.parametrize("header", ["image_path,label,label", "image_path,label, label", "image_path,label,split,split"])
+def test_repeated_columns_are_refused(folder, header):
+    n = header.count(",") + 1
+    csv = _write(folder, header + "\n" + ",".join(["img/0.png", "a", "b", "c"][:n]) + "\n")
+    repeated = "label" if header.count("label") > 1 else "split"
+    with pytest.raises(ManifestError, match=rf"s\.csv: the header names column\(s\) \['{repeated}'\] more than once"):
+        ManifestDataset(csv)
+
+
+@pytest.mark.parametrize("line", [2, 3])
+def test_a_row_with_an_extra_field_is_refused_not_shifted(folder, line):
+    rows = ["img/0.png,a", "img/1.png,b"]
+    rows[line - 2] += ",extra"
+    csv = _write(folder, "image_path,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ManifestError, match=rf"s\.csv: .*line {line}.*more fields than the header") as info:
+        ManifestDataset(csv)
+    assert "image_path='extra'" not in str(info.value)
+
+
+@pytest.mark.parametrize("cell", ["", " ", "NaN"])
+def test_an_empty_patient_id_is_a_bad_row_not_the_image_id(folder, cell):
+    csv = _write(folder, f"image_path,label,patient_id\nimg/0.png,a,p1\nimg/1.png,b,{cell}\nimg/2.png,a,p2\n")
+    with pytest.raises(ManifestError, match=r"row 2 .*patient_id=.*empty patient_id"):
+        ManifestDataset(csv)
+    with pytest.warns(UserWarning, match="Skipped 1 of 3"):
+        ds = ManifestDataset(csv, on_error="skip")
+    assert ds.patient_ids.tolist() == ["p1", "p2"]
+
+
+def test_sparse_integer_labels_warn_about_the_empty_classes(folder):
+    csv = _csv(folder, [0, 1, 5, 0, 1, 5])
+    with pytest.warns(UserWarning, match=r"6 classes of which \[2, 3, 4\] have no image.*classes="):
+        ds = ManifestDataset(csv)
+    assert ds.classes == ["0", "1", "2", "3", "4", "5"]
+    named = ManifestDataset(csv, classes=["a", "b", "c", "d", "e", "f"])   # the user says what they mean: quiet
+    assert named.labels.tolist() == [0, 1, 5, 0, 1, 5]
+
+
+def test_outside_root_names_the_one_flag_first(folder, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    paths = []
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 9 * i, np.uint8)).save(elsewhere / f"{i}.png")
+        paths.append(str(elsewhere / f"{i}.png"))
+    csv = _csv(folder, ["a", "b", "a"], paths)
+    with pytest.raises(ManifestError) as info:
+        ManifestDataset(csv)
+    first = str(info.value).splitlines()[0]
+    assert "3 path(s) lie outside the dataset root" in first and "root=" in first and "allow_outside_root=True" in first
+    assert len(ManifestDataset(csv, root=elsewhere)) == 3

@@ -60,6 +60,8 @@ BAD_EXPLAIN = [
     ("seed text", {"seed": "x"}, "seed"),
     ("unknown param", {"n_steps": 3}, "n_steps"),
     ("preprocess garbage", {"preprocess": 42}, "preprocess"),
+    ("occlusion on a volume", {"method": "occlusion", "inputs": torch.rand(2, 2, 3, 8, 8, dtype=torch.float64)},
+     "2-D model"),   # issue 23: was blamed on the window
 ]
 
 
@@ -86,6 +88,8 @@ PARAM_GRID = {
     "occlusion": {"window": [0, 1, 8, 9, -2, 2.5], "stride": [0, 1, 100, -1]},
     "feature_ablation": {"n_segments": [0, 1, 2, -1], "compactness": [0, -1, 1e-9]},
     "lime": {"n_samples": [0, 1, 2], "n_segments": [0, 1, 3]},
+    "lrp_epsilon": {"epsilon": ["x", -1, None, float("nan"), 0, 0.25]},   # issue 23: 'x' was float()'s ValueError
+    "lrp_epsilon_gamma_box": {"gamma": ["x", -0.5, 0.0], "epsilon": [[1e-6], "1e-6"]},
 }
 
 
@@ -174,4 +178,27 @@ def test_correct_with_bad_p_values(p, names):
 def test_power_with_bad_arguments(call, names):
     tally = Tally()
     run_case(tally, names, call, lambda out: None, names=names)
+    assert_clean(tally)
+
+
+_BAD_RESAMPLING = {"ci": [1.5, 0, 1, -0.1, "0.95", None, float("nan"), True], "n_boot": [-5, 2.5, "100", None, True],
+                   "alternative": ["bigger", "", None, "two_sided", 1], "seed": ["x", 1.5, None]}
+
+
+@pytest.mark.parametrize("name", ["compare_groups", "region_enrichment"])
+def test_statistics_with_random_bad_resampling_arguments(name):
+    """Issue 23: ci=1.5 gave NaN CIs, n_boot=-5 and alternative='bigger' raw scipy errors."""
+    rng = np.random.default_rng(23)
+    call = {"compare_groups": compare_groups, "region_enrichment": region_enrichment}[name]
+    tally = Tally()
+    for k in range(30):
+        data = _random_scores(np.random.default_rng(k)).assign(area_frac=0.3)
+        arg = str(rng.choice(sorted(_BAD_RESAMPLING)))
+        bad = _BAD_RESAMPLING[arg][int(rng.integers(len(_BAD_RESAMPLING[arg])))]
+
+        def refused(_table) -> None:
+            raise AssertionError(f"{arg}={bad!r} was accepted")
+
+        run_case(tally, f"{name}#{k} {arg}={bad!r}", lambda: call(data, **{arg: bad, "n_boot": 10} if arg != "n_boot"
+                                                              else {arg: bad}), refused, names=f"{arg}=")
     assert_clean(tally)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,38 @@ def test_damaged_checkpoints(tmp_path):
     assert_clean(tally)
 
 
+_WRONG_VALUES = [None, "1", 1, 1.5, True, [], [1, "a"], {}, {"a": 1}, {"w": [1.0]}, torch.zeros(2), ["a", "b", "c"]]
+
+
+def test_checkpoints_with_entries_of_any_type(tmp_path):
+    """Issue 23: entries replaced by values of another type, the digest recomputed (someone who knows the format);
+    each must load the saved weights or be a CheckpointError naming the file, never a raw error."""
+    from xaikit.checkpoint import _META_KEYS, _digest
+
+    model = build_model("small_cnn", num_classes=2, widths=(4, 8))
+    good = save_checkpoint(tmp_path / "good.pt", model, classes=["a", "b"], preprocess={"size": [16, 16]})
+    payload = torch.load(good, weights_only=True)
+    rng = np.random.default_rng(4)
+    tally = Tally()
+
+    def loads_as_saved(ckpt) -> None:
+        assert len(ckpt.classes) == 2 and all(torch.equal(v, payload["state_dict"][k])
+                                             for k, v in ckpt.model.state_dict().items())
+
+    for k in range(60):
+        edited = dict(payload)
+        key = str(rng.choice([*_META_KEYS, "state_dict", "sha256"]))
+        edited[key] = _WRONG_VALUES[int(rng.integers(len(_WRONG_VALUES)))]
+        try:
+            edited["sha256"] = _digest({m: edited[m] for m in _META_KEYS}, edited["state_dict"])
+        except Exception:  # noqa: BLE001 - a state_dict the digest cannot read keeps the old digest
+            pass
+        path = tmp_path / f"typed{k}_{key}.pt"
+        torch.save(edited, path)
+        run_case(tally, path.name, lambda: load_checkpoint(path), loads_as_saved, names=str(path))
+    assert_clean(tally)
+
+
 def test_damaged_explanation_files(tmp_path):
     g = torch.Generator().manual_seed(0)
     exp = Explanation(torch.randn(2, 8, 8, generator=g), "gradient", {"n": 1}, "pred", torch.tensor([0, 1]),
@@ -92,14 +125,16 @@ def image_folder(tmp_path_factory):
 def _random_manifest(rng: np.random.Generator) -> bytes:
     columns = ["image_path", "label"] if rng.random() < 0.7 else list(rng.choice(_COLUMNS, 2, replace=False))
     columns += [c for c in _COLUMNS if c not in columns and rng.random() < 0.3]
+    if rng.random() < 0.1:   # a repeated column (issue 23: the first was used silently)
+        columns.append(str(rng.choice(columns)) + rng.choice(["", " "]))
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(columns)
     good = {"image_path": ["img/0.png", "img/1.png", "img/2.png", "img/3.png"], "label": ["a", "b"],
             "split": ["train", "test"], "patient_id": ["p1", "p2"], "mask_lung": ["", "img/1.png"]}
     for _ in range(int(rng.integers(0, 6))):   # mostly plausible cells, some hostile ones
-        writer.writerow([rng.choice(good[c]) if c in good and rng.random() < 0.75 else rng.choice(_CELLS)
-                         for c in columns])
+        cells = [rng.choice(good[c]) if c in good and rng.random() < 0.75 else rng.choice(_CELLS) for c in columns]
+        writer.writerow(cells + (["extra"] if rng.random() < 0.05 else []))   # a field too many (issue 23)
     data = text.getvalue().encode("utf-8", "surrogatepass")
     if rng.random() < 0.15:   # a damaged file: truncated, a stray byte, another encoding
         choice = int(rng.integers(0, 3))
@@ -115,6 +150,8 @@ def test_hostile_manifests(image_folder):
     def usable(ds) -> None:
         assert len(ds) > 0 and ((ds.labels >= 0) & (ds.labels < len(ds.classes))).all()
         assert ds[0]["image"].dtype == torch.float32
+        assert all(Path(p).is_file() for p in ds.table["path"]), "columns shifted: a path is not a file"
+        assert (ds.table["patient_id"].str.strip() != "").all(), "an empty patient_id was kept"
 
     for k in range(150):
         path = image_folder / f"m{k}.csv"

@@ -112,3 +112,36 @@ def test_write_nifti_plain_array_and_2d(tmp_path, rng):
         write_nifti(vol, tmp_path / "b.nii", affine=np.eye(3))
     with pytest.raises(ArgumentError, match=".nii"):
         write_nifti(vol, tmp_path / "b.img")
+
+
+# ---------------------------------------------------------------- issue 23: a byte cap and one float32 copy
+def test_a_volume_whose_read_would_pass_the_byte_cap_is_refused_first(tmp_path):
+    from xaikit.errors import ImageReadError
+
+    nib.save(nib.Nifti1Image(np.zeros((100, 100, 100), np.float64), np.eye(4)), tmp_path / "f64.nii")
+    # 10**6 voxels is within max_voxels=10**6, but 8-byte voxels + the float32 result need 12 MB > 6 x 10**6 bytes
+    with pytest.raises(ImageReadError, match=r"f64\.nii: reading this volume .* needs .* GiB at its peak"):
+        read_image(tmp_path / "f64.nii", max_voxels=10**6)
+    assert read_image(tmp_path / "f64.nii", max_voxels=2 * 10**6).shape == (100, 100, 100)
+
+
+def test_a_large_volume_is_read_with_one_float32_copy(tmp_path):
+    import tracemalloc
+
+    stored = np.zeros((260, 260, 260), np.uint8)   # above WINDOW_SAMPLE voxels, as a real 800^3 CT is
+    stored[60:200, 80:180, 100:160] = 200
+    nifti = nib.Nifti1Image(stored, np.diag([0.7, 0.7, 1.5, 1.0]))
+    nifti.header.set_slope_inter(0.5, -3.0)
+    nib.save(nifti, tmp_path / "big.nii.gz")
+    tracemalloc.start()
+    try:
+        img = read_image(tmp_path / "big.nii.gz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    result = img.array.nbytes
+    # stored voxels (1/4 of the result) + the result + a finiteness mask (1/4): was about 3x the result
+    assert peak < 1.7 * result, f"peak {peak / 2**20:.0f} MB for a {result / 2**20:.0f} MB result"
+    assert img.array.flags["C_CONTIGUOUS"] and img.array.dtype == np.float32
+    reference = nib.as_closest_canonical(nib.load(tmp_path / "big.nii.gz")).get_fdata(dtype=np.float32)
+    np.testing.assert_array_equal(img.array, reference[::-1, ::-1, :].transpose(2, 1, 0))

@@ -1,6 +1,9 @@
 """Directly computed LRP rules (xaikit.saliency.direct_rules) against zennit's rules, and the cached canonized copy."""
 from __future__ import annotations
 
+import copy
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -145,15 +148,37 @@ def test_weights_changed_between_calls_change_the_map():
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     target = torch.tensor([0, 1])
     explain(model, x, "lrp_epsilon_alpha2_beta1", target)
-    for change in ("in_place", "data"):
+    for change in ("in_place", "data", "data_in_place", "data_item"):
         if change == "in_place":
             with torch.no_grad():
                 model.features[4].weight.mul_(-1.5)
-        else:
+        elif change == "data":
             model.classifier[0].weight.data = model.classifier[0].weight.data.flip(0).clone()
+        elif change == "data_in_place":  # neither version counter nor storage moves (issue 23)
+            model.features[0].weight.data.mul_(-2.0)
+        else:
+            model.classifier[0].weight.data[0] = 0.5
         got = explain(model, x, "lrp_epsilon_alpha2_beta1", target).raw
         want = relevance(model, EpsilonAlpha2Beta1(canonizers=[ExactSequentialMergeBatchNorm()]), x, target)
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max())), change
+
+
+def test_content_fingerprint_sees_edits_through_data_and_clear_caches_empties_every_cache():
+    from xaikit.saliency import clear_caches
+    from xaikit.saliency.canonizers import _COPIES
+    from xaikit.saliency.safety import content_fingerprint
+
+    model = nn.Linear(3, 2)
+    before = content_fingerprint(model)
+    model.weight.data.mul_(2)
+    assert state_fingerprint(model) == before[0] and content_fingerprint(model) != before
+    model.weight.data[0, 0] = 7.0
+    assert content_fingerprint(model) != before
+    vgg = small_vgg.__wrapped__()
+    explain(vgg, torch.randn(1, 3, 32, 32), "lrp_epsilon_plus_flat", 0)
+    assert vgg in _COPIES
+    clear_caches()
+    assert vgg not in _COPIES
 
 
 def test_state_fingerprint_sees_new_data_without_a_version_change():
@@ -171,3 +196,33 @@ def test_direct_rules_keep_the_graph_for_second_order_gradients():
     with Gradient(model, every_layer(DirectEpsilon(1e-3)), create_graph=True) as attributor:
         _, rel = attributor(x, attr_output=lambda y: F.one_hot(torch.tensor([0, 1]), 3) * y)
     assert rel.requires_grad
+
+
+@pytest.mark.parametrize("norm_kw", [{}, {"track_running_stats": False}, {"affine": False}],
+                         ids=["batchnorm", "no_running_stats", "no_affine"])
+def test_excitation_backprop_on_a_train_mode_net_reusing_one_in_place_relu(norm_kw):
+    """Issue 23: a train-mode BatchNorm net reusing one ReLU(inplace=True) gave raw errors (in-place on a hooked
+    view; zennit's merge of a BatchNorm without running statistics); it runs on the private copy, whose activations
+    are out-of-place and whose unmergeable BatchNorms are left alone, with zennit's map on such a copy."""
+    from zennit.composites import ExcitationBackprop
+
+    from xaikit.saliency.canonizers import ExactSequentialMergeBatchNorm
+
+    torch.manual_seed(3)
+    relu = nn.ReLU(inplace=True)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4, **norm_kw), relu,
+                          nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4, **norm_kw), relu,
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).double().train()
+    before = snapshot(model)
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    target = torch.tensor([0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # unmerged BatchNorms are announced
+        got = explain(model, x, "excitation_backprop", target).raw
+    assert_unchanged(model, before)
+    assert model.training
+    reference = copy.deepcopy(model).eval()
+    reference[2].inplace = False
+    canonizers = [ExactSequentialMergeBatchNorm()] if not norm_kw else []
+    want = relevance(reference, ExcitationBackprop(canonizers=canonizers), x, target)
+    torch.testing.assert_close(got, want.float())

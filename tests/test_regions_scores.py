@@ -160,3 +160,17 @@ def test_normalize_values_are_checked(maps):
     rs = grid(1, 2, (12, 10))
     with pytest.raises(ArgumentError, match=r"normalize='l2' is not one of"):
         region_scores(maps, rs, normalize="l2")
+
+
+def test_issue23_constant_maps_point_nowhere_and_no_maps_is_an_argument_error():
+    import warnings as _w
+
+    from xaikit.errors import ArgumentError
+    from xaikit.regions import grid
+
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        table = region_scores(np.ones((2, 4, 6)), grid(1, 3, (4, 6)))
+    assert table["pointing"].isna().all()   # argmax of a constant map is pixel 0: no region is credited
+    with pytest.raises(ArgumentError, match=r"region_scores: no maps to score .*N = 0"):
+        region_scores(np.zeros((0, 4, 6)), grid(1, 3, (4, 6)))

@@ -154,3 +154,45 @@ def test_cam_layer_naming_a_linear_layer(model, x, method):
 
 def test_all_errors_are_xaikit_errors():
     assert issubclass(ExplanationError, XaikitError) and issubclass(ModelError, XaikitError)
+
+
+def test_deeplift_follows_weights_edited_through_data():
+    """Issue 23: ``p.data.mul_()`` moves no version counter; the private copy must still be rebuilt."""
+    import copy
+
+    model, x = tiny_cnn(), tiny_inputs(2)
+    explain(model, x, "deeplift", 0)
+    model.features[0].weight.data.mul_(-2.0)
+    got = explain(model, x, "deeplift", 0).maps
+    fresh = explain(copy.deepcopy(model), x, "deeplift", 0).maps
+    torch.testing.assert_close(got, fresh)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_gives_the_same_map_inside_inference_mode(method):
+    """Issue 23: explain() inside ``torch.inference_mode()`` leaves it for the computation (gradient, LRP,
+    Grad-CAM, IG and deeplift failed there), with the very same maps as outside."""
+    model, extra = tiny_cnn(bn=True), ({"window": 4, "stride": 4} if method == "occlusion" else {})
+    x = tiny_inputs(2)
+    want = explain(model, x, method, 0, **extra).maps
+    with torch.inference_mode():
+        x_inf = x.clone()
+        got = explain(model, x_inf, method, 0, **extra).maps
+    assert not got.is_inference() and got.shape == want.shape and torch.isfinite(got).all()
+    if method != "gradient_shap":  # gradient_shap differs between two plain calls too (seeding: reported to the lead)
+        torch.testing.assert_close(got, want)
+
+
+def test_a_model_built_inside_inference_mode_is_refused_clearly():
+    with torch.inference_mode():
+        model = tiny_cnn()
+        with pytest.raises(ExplanationError, match="created inside torch.inference_mode"):
+            explain(model, tiny_inputs(1), "gradient", 0)
+
+
+def test_an_all_zero_lime_map_is_announced():
+    """Issue 23: LIME's Lasso can zero every superpixel weight; the empty map must not pass for 'nothing matters'."""
+    model = tiny_cnn(bn=True).train()
+    with pytest.warns(UserWarning, match=r"lime: the surrogate .* weight 0 for 2 of 2 input\(s\).*no evidence"):
+        exp = explain(model, tiny_inputs(2), "lime", 0, n_segments=4, n_samples=30)
+    assert not exp.maps.any() and model.training

@@ -76,7 +76,8 @@ def test_compare_groups_matches_scipy(rng):
     for _, row in res.iterrows():
         cell = scores[(scores.method == row.method) & (scores.region == row.region)]
         a, b = (cell.loc[cell.label == g, "mass_frac"].to_numpy() for g in (0, 1))
-        ref = stats.mannwhitneyu(a, b)
+        assert row.p_method == "exact"  # small groups without ties: scipy's exact U distribution
+        ref = stats.mannwhitneyu(a, b, method="exact")
         assert row.statistic == pytest.approx(ref.statistic) and row.p_raw == pytest.approx(ref.pvalue)
         assert row.effect_size == pytest.approx(rank_biserial(a, b))
         assert row.ci_low <= row.effect_size <= row.ci_high
@@ -172,7 +173,8 @@ def test_compare_groups_reference_vs_each_is_one_holm_family(rng):
     for _, row in res.iterrows():
         cell = df[df.region == row.region]
         a, b = (cell.loc[cell.label == int(g), "mean"].to_numpy() for g in (row.group_a, row.group_b))
-        expected_p.append(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        assert row.p_method == "exact"
+        expected_p.append(stats.mannwhitneyu(a, b, alternative="two-sided", method="exact").pvalue)
         assert row.effect_size == pytest.approx(rank_biserial(a, b)) and row.ci_low <= row.effect_size <= row.ci_high
     assert res["p_raw"].to_numpy() == pytest.approx(expected_p)
     assert res["p_adj"].to_numpy() == pytest.approx(multipletests(expected_p, method="holm")[1])  # over all 15

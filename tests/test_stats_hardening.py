@@ -1,7 +1,9 @@
 """Statistics that never lie: degenerate data from issue 15, and hypothesis properties of the stats layer."""
 from __future__ import annotations
 
+import itertools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -166,3 +168,79 @@ def test_correct_properties(p, method):
 def test_correct_refuses_any_p_outside_the_unit_interval(p):
     with pytest.raises(StatsError, match="outside"):
         correct(pd.DataFrame({"p_raw": [0.01, p]}))
+
+
+# ------------------------------------------------------------------------ exact Mann-Whitney p (issue 23)
+def _enumerated_mw_p(a: list[float], b: list[float]) -> float:
+    """Reference: two-sided permutation p of U, every split of the pooled values enumerated (ties as midranks),
+    two-sided as twice the smaller tail (scipy's convention)."""
+    pooled = np.array(a + b, float)
+    ranks = stats.rankdata(pooled)
+    u_of = lambda idx: ranks[list(idx)].sum() - len(a) * (len(a) + 1) / 2  # noqa: E731
+    observed = u_of(range(len(a)))
+    splits = np.array([u_of(idx) for idx in itertools.combinations(range(len(pooled)), len(a))])
+    return float(min(1.0, 2 * min(np.mean(splits <= observed + 1e-9), np.mean(splits >= observed - 1e-9))))
+
+
+def test_mannwhitney_with_ties_in_small_groups_is_exact():
+    df = pd.DataFrame({"label": [0] * 3 + [1] * 3, "mass_frac": [1.0, 1.0, 2.0, 3.0, 3.0, 4.0]})
+    row = compare_groups(df, by=(), n_boot=0).iloc[0]
+    # scipy's default switches to the normal approximation with ties (p = 0.072 here): not what 6 values can show
+    assert row["p_raw"] == pytest.approx(0.1) and row["p_method"] == "permutation_exact"
+    assert not row["significant"]
+
+
+@_PROPS
+@given(a=st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), min_size=2, max_size=6),
+       b=st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), min_size=2, max_size=6))
+def test_mannwhitney_p_matches_full_enumeration(a, b):
+    df = pd.DataFrame({"label": [0] * len(a) + [1] * len(b), "mass_frac": a + b})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = compare_groups(df, by=(), n_boot=0).iloc[0]
+    assert row["p_method"] in ("permutation_exact", "exact")
+    assert row["p_raw"] == pytest.approx(_enumerated_mw_p(sorted(a), sorted(b)), abs=1e-9)
+
+
+# ------------------------------------------------------------------- issue 23: arguments, floods, messages
+@pytest.mark.parametrize("kwargs,names", [
+    ({"ci": 1.5}, "ci=1.5"), ({"ci": 0}, "ci=0"), ({"ci": "95%"}, "ci='95%'"), ({"n_boot": -5}, "n_boot=-5"),
+    ({"n_boot": 2.5}, "n_boot=2.5"), ({"alternative": "bigger"}, "alternative='bigger'"), ({"seed": "x"}, "seed='x'"),
+])
+def test_compare_groups_refuses_bad_resampling_arguments(kwargs, names):
+    df = _frame([0.1, 0.2, 0.3], [0.5, 0.6, 0.7])
+    with pytest.raises(StatsError, match=rf"compare_groups: {re.escape(names)}"):
+        compare_groups(df, by="region", **kwargs)
+    with pytest.raises(StatsError, match=re.escape(names)):
+        region_enrichment(df.assign(image_id=[f"i{k}" for k in range(6)], area_frac=0.5), by="region", **kwargs)
+
+
+def test_mixed_model_on_constant_data_warns_once_per_message():
+    from xaikit.stats import mixed_model
+
+    rows = [{"patient_id": f"p{p}", "image_id": f"i{p}{k}", "label": p % 2, "region": r, "mass_frac": 0.5}
+            for p in range(8) for k in range(2) for r in ("a", "b")]
+    with pytest.raises(StatsError, match=r"mixed_model: ci=2"):
+        mixed_model(pd.DataFrame(rows), ci=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = mixed_model(pd.DataFrame(rows))
+    messages = [str(w.message) for w in caught]
+    assert "is constant (0.5)" in messages[0] and len(messages) == len(set(messages)) and len(messages) < 20
+    assert res["p_raw"].isna().all() and (res["estimate"].iloc[1:] == 0).all()   # the result stays honest
+
+
+def test_all_nan_input_says_so_not_one_level():
+    df = _frame([0.1, 0.2], [0.3, 0.4]).assign(mass_frac=np.nan)
+    with pytest.raises(StatsError, match=r"compare_groups: all 4 rows have NaN .* nothing is left to test"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compare_groups(df, by="region")
+
+
+def test_an_undefined_single_test_is_explained_by_compare_groups_not_correct():
+    df = _frame([0.3, 0.3, 0.3], [0.7, 0.7, 0.7])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(StatsError, match=r"^compare_groups: no test .*all p_raw are NaN.*test='mannwhitney'"):
+            compare_groups(df, by="region", test="welch_t", n_boot=0)

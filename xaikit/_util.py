@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 import warnings
@@ -122,6 +124,40 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as a regular file (a phrase to put after the path), or ``None`` when it can be
+    opened for reading as far as ``stat`` can tell.
+
+    Tells apart what "no such file" would hide: a folder, a symbolic link loop or to nothing, a FIFO/socket/device
+    (opening a FIFO blocks until someone writes to it), and a folder above the file that this user may not enter.
+    Whether the file itself is readable is found by opening it (catch ``PermissionError`` there: ``os.access`` is
+    wrong for root and for ACLs).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "is a symbolic link to a missing file" if os.path.islink(path) else "does not exist"
+    except PermissionError:
+        return "cannot be reached: a folder above it does not let this user in (permission denied)"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (the link leads back to itself)"
+        return f"is not a usable path ({exc.strerror or exc})"
+    except ValueError as exc:  # an embedded NUL byte
+        return f"is not a usable path ({exc})"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a FIFO, socket or device), so it is not read"
+    return None
+
+
+PERMISSION_HINT = ("this user may not read it. Ask its owner for read access (e.g. chmod u+r) or copy it somewhere "
+                   "you can read.")
+WRITE_HINT = ("check that the folder exists and that this user may write there (permissions, a read-only disk, "
+              "free space), or choose another path.")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ._util import atomic_write
+from ._util import PERMISSION_HINT, WRITE_HINT, atomic_write, file_problem
 from .errors import ArgumentError, CheckpointError, ModelError, PreprocessMismatchError
 
 __all__ = [
@@ -185,8 +185,11 @@ def save_checkpoint(
     }
     payload = {**meta, "state_dict": state, "sha256": _digest(meta, state)}
     path = Path(path)
-    with atomic_write(path, "wb") as fh:
-        torch.save(payload, fh)
+    try:
+        with atomic_write(path, "wb") as fh:
+            torch.save(payload, fh)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {path} ({type(exc).__name__}: {exc}); {WRITE_HINT}") from exc
     return path
 
 
@@ -201,7 +204,8 @@ def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: 
         ``fit(..., tracking="mlflow")``; needs ``mlflow-skinny``; the current MLflow tracking URI is used).
     preprocess : Preprocess or dict, optional
         The preprocessing you intend to use; if it differs from the saved one,
-        :class:`~xaikit.errors.PreprocessMismatchError` lists the differing keys.
+        :class:`~xaikit.errors.PreprocessMismatchError` lists the differing keys. A dict naming some settings
+        (``{"size": 128}``) is checked on those settings only.
     device : str or torch.device
         Where to put the model.
     allow_nonfinite : bool
@@ -229,6 +233,7 @@ def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: 
         )
     _check_finite(path, state, allow_nonfinite)
     model = _rebuild(path, meta["arch"], meta["arch_kwargs"], state)
+    _check_classes(path, model, meta["classes"])
     model.eval().to(device)
     model.xaikit_classes = list(meta["classes"])
     model.xaikit_preprocess = meta["preprocess"]
@@ -242,6 +247,9 @@ def load_checkpoint(path: str | os.PathLike, *, preprocess: Any = None, device: 
 
 def check_preprocess(model: nn.Module, preprocess: Any) -> None:
     """Raise :class:`~xaikit.errors.PreprocessMismatchError` if ``preprocess`` differs from the model's.
+
+    A :class:`~xaikit.data.Preprocess` must match in every setting; a plain dict naming some settings
+    (``{"size": 128}``) must match in those it names.
 
     The model's preprocessing is ``model.xaikit_preprocess`` (set by :func:`load_checkpoint`). A model without
     one cannot be checked: a warning says so.
@@ -257,8 +265,12 @@ def check_preprocess(model: nn.Module, preprocess: Any) -> None:
                       "preprocessing cannot be checked; save and load it with xaikit.checkpoint", stacklevel=2)
         return
     saved = preprocess_dict(saved)
+    # a plain dict such as {"size": 128} names the settings the caller relies on: those must match the saved ones;
+    # a Preprocess object (or its full to_dict()) is the whole preprocessing and must match in every setting
+    partial = isinstance(preprocess, Mapping) and not set(saved) <= set(given)
+    keys = sorted(set(given) if partial else set(saved) | set(given))
     diffs = [f"{k}: model={saved.get(k, '<missing>')!r}, given={given.get(k, '<missing>')!r}"
-             for k in sorted(set(saved) | set(given)) if saved.get(k, _MISSING) != given.get(k, _MISSING)]
+             for k in keys if saved.get(k, _MISSING) != given.get(k, _MISSING)]
     if diffs:
         raise PreprocessMismatchError(
             "the preprocessing differs from the one the model was trained with (" + "; ".join(diffs) + "). "
@@ -273,17 +285,24 @@ _MISSING = object()
 
 
 def _read(path: Path) -> dict:
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "does not exist":
         raise CheckpointError(f"checkpoint {path} does not exist; check the path or train and save a model first")
+    if problem:
+        raise CheckpointError(f"checkpoint {path} {problem}; give the path of the .pt file itself")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as exc:
+        raise CheckpointError(f"checkpoint {path}: permission denied: {PERMISSION_HINT}") from exc
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path} holds objects other than tensors and plain values (or is damaged), so it is refused "
             f"(xaikit loads with weights_only=True): {str(exc).splitlines()[0]}. Only load files you trust; "
             "re-save the model with xaikit.checkpoint.save_checkpoint."
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError, UnicodeDecodeError, OverflowError) as exc:
+        # a text file's first byte is read as a pickle opcode: KeyError: 101 and the like (found by fuzzing)
         raise CheckpointError(
             f"{path} is truncated or not a torch file ({type(exc).__name__}: {exc}). Copy or save it again."
         ) from exc
@@ -292,13 +311,41 @@ def _read(path: Path) -> dict:
             f"{path} is not an xaikit checkpoint (no format={FORMAT!r} entry). For a plain state dict, build the "
             "model with xaikit.models.build_model and call model.load_state_dict(torch.load(..., weights_only=True))."
         )
-    if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {payload.get('format_version')}, newer than this "
-                              f"xaikit reads ({FORMAT_VERSION}); upgrade xaikit")
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: format_version is {version!r} ({type(version).__name__}), not an integer; "
+                              "the file was not written by save_checkpoint or was edited. Save the model again.")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {version}, newer than this xaikit reads ({FORMAT_VERSION}); "
+                              "upgrade xaikit")
     missing = [k for k in (*_META_KEYS, "state_dict", "sha256") if k not in payload]
     if missing:
         raise CheckpointError(f"{path} lacks the entries {missing}; it was not written by save_checkpoint")
+    _check_structure(path, payload)
     return payload
+
+
+#: The type each entry of a checkpoint must have (checked before the digest touches them).
+_ENTRY_TYPES = {"arch": str, "arch_kwargs": dict, "classes": list, "preprocess": (dict, type(None)), "summary": dict,
+                "state_dict": dict, "sha256": str}
+
+
+def _check_structure(path: Path, payload: dict) -> None:
+    """Every entry of the type save_checkpoint writes: an edited file must fail here, not deep inside the loader."""
+    wrong = [f"{key} is a {type(payload[key]).__name__}" for key, kind in _ENTRY_TYPES.items()
+             if not isinstance(payload[key], kind)]
+    state = payload["state_dict"]
+    if isinstance(state, dict):
+        wrong += [f"state_dict[{k!r}] is a {type(v).__name__}" for k, v in state.items()
+                  if not isinstance(k, str) or not torch.is_tensor(v)][:3]
+    if isinstance(payload["classes"], list):
+        wrong += [f"classes[{i}] is a {type(c).__name__}" for i, c in enumerate(payload["classes"])
+                  if not isinstance(c, str)][:3]
+    if isinstance(payload["arch_kwargs"], dict):
+        wrong += [f"arch_kwargs key {k!r} is not a string" for k in payload["arch_kwargs"] if not isinstance(k, str)]
+    if wrong:
+        raise CheckpointError(f"{path} is not a checkpoint as save_checkpoint writes it: {'; '.join(wrong)}. The file "
+                              "was edited or written by another program; do not use it, save the model again.")
 
 
 def nonfinite_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
@@ -336,6 +383,15 @@ def _rebuild(path: Path, arch: str, arch_kwargs: dict, state: dict) -> nn.Module
     except (ModelError, ArgumentError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild architecture {arch!r} with {arch_kwargs}: {exc}") from exc
     return model
+
+
+def _check_classes(path: Path, model: nn.Module, classes: list[str]) -> None:
+    """As many class names as the model has outputs (save_checkpoint refuses a mismatch; an edited file must too)."""
+    outputs = getattr(model, "xaikit_arch_kwargs", {}).get("num_classes")
+    if isinstance(outputs, int) and len(classes) != outputs:
+        raise CheckpointError(f"{path}: {len(classes)} class names {classes[:5]} for a model with {outputs} outputs; "
+                              "the names would be attached to the wrong logits. The file was edited; save the model "
+                              "again with the right classes=.")
 
 
 def _check_state_matches(state: dict, arch: str, arch_kwargs: dict, error: type, what: str) -> None:

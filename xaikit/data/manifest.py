@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from .._util import atomic_write
+from .._util import PERMISSION_HINT, atomic_write, file_problem
 from ..errors import ArgumentError, DatasetError, ImageReadError, ManifestError
 from ..io import read_image
 from ..io.image import MedicalImage
@@ -33,6 +33,7 @@ __all__ = ["ManifestDataset", "read_manifest", "write_manifest", "REQUIRED_COLUM
 
 REQUIRED_COLUMNS = ("image_path", "label")
 MASK_PREFIX = "mask_"
+_OUTSIDE = "the path leaves the dataset root"
 _PROBLEM_COLUMNS = ["row", "line", "column", "value", "problem"]
 _INT = re.compile(r"^[+-]?\d+$")
 #: Label cells that mean "no label" in exported tables (pandas' and spreadsheets' spellings of missing).
@@ -51,11 +52,34 @@ def read_manifest(csv_path: str | os.PathLike, *, encoding: str = "utf-8-sig") -
         The file is missing, empty, not a CSV, or lacks ``image_path`` / ``label``.
     """
     path = Path(csv_path)
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "does not exist":
         raise ManifestError(f"{path}: manifest not found. Give the path of the CSV file "
                             f"(relative paths start at {Path.cwd()}).")
+    if problem:
+        raise ManifestError(f"{path}: the manifest {problem}; give the path of the CSV file.")
+    header, table = _read_csv(path, encoding)
+    _check_header(path, header)
+    table.columns = [name or str(auto) for name, auto in zip(header, table.columns)]  # unnamed: pandas' name
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {missing}; found {list(table.columns)}. A manifest needs "
+                            f"{list(REQUIRED_COLUMNS)} (optional: split, patient_id, image_id, mask_<name>).")
+    return table
+
+
+def _read_csv(path: Path, encoding: str) -> tuple[list[str], pd.DataFrame]:
+    """The header as written (pandas renames a repeated column ``label.1``) and the rows as strings.
+
+    ``index_col=False``: a first row with more fields than the header must not turn column 1 into an index and
+    shift every column (pandas' default); pandas then drops the extra field with a ParserWarning, refused here.
+    """
+    kw = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encoding=encoding)
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding=encoding)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            header = pd.read_csv(path, header=None, nrows=1, **kw).iloc[0].tolist()
+            table = pd.read_csv(path, index_col=False, **kw)
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not readable as {exc.encoding} text: byte {exc.object[exc.start:exc.end]!r} at "
                             f"offset {exc.start} ({exc.reason}). Save the CSV as UTF-8 (e.g. Excel's 'CSV UTF-8'), "
@@ -65,14 +89,25 @@ def read_manifest(csv_path: str | os.PathLike, *, encoding: str = "utf-8-sig") -
     except pd.errors.EmptyDataError as exc:
         raise ManifestError(f"{path}: the manifest is empty (no header, no rows). It needs at least the columns "
                             f"{list(REQUIRED_COLUMNS)} and one row per image.") from exc
-    except (pd.errors.ParserError, ValueError, OSError) as exc:
+    except pd.errors.ParserError as exc:
+        raise ManifestError(f"{path}: {str(exc).strip()}: a row has more fields than the header: an unquoted comma "
+                            "in a path or label? Quote such cells (\"a,b.png\") or remove the extra field.") from exc
+    except PermissionError as exc:
+        raise ManifestError(f"{path}: permission denied: {PERMISSION_HINT}") from exc
+    except (ValueError, OSError) as exc:
         raise ManifestError(f"{path}: cannot be parsed as a CSV manifest ({exc}).") from exc
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise ManifestError(f"{path}: missing column(s) {missing}; found {list(table.columns)}. A manifest needs "
-                            f"{list(REQUIRED_COLUMNS)} (optional: split, patient_id, image_id, mask_<name>).")
-    return table
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        raise ManifestError(f"{path}: the first data row (line 2) has more fields than the header {header}: an "
+                            "unquoted comma in a path or label? Quote such cells or remove the extra field.")
+    return [str(c).strip() for c in header], table
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    counts = pd.Series([h for h in header if h], dtype=object).value_counts()
+    repeated = sorted(counts[counts > 1].index)
+    if repeated:
+        raise ManifestError(f"{path}: the header names column(s) {repeated} more than once (spaces around names "
+                            "ignored); it is unclear which one holds the data. Keep one column of each name.")
 
 
 def write_manifest(table: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
@@ -137,7 +172,8 @@ class ManifestDataset(Dataset):
     ----------
     table : pandas.DataFrame
         The kept rows: the manifest's columns plus ``row`` (1-based data row of the CSV), ``id``,
-        ``label_index``, ``patient_id`` (the image id where the manifest has none) and ``path`` (absolute).
+        ``label_index``, ``patient_id`` (the image id where the manifest has no such column; an empty cell in
+        it is a bad row) and ``path`` (absolute).
     classes : list of str
     labels : numpy.ndarray of int64
     patient_ids : numpy.ndarray of str
@@ -192,6 +228,7 @@ class ManifestDataset(Dataset):
             raise ManifestError(f"{self.csv_path}: the manifest has no rows{where}; add one row per image.")
         base = self.csv_path.parent
         fence = None if allow_outside_root else Path(os.path.normpath(os.path.abspath(root or base)))
+        self._fence = fence
         table, problems = _validate(rows, self.classes, base, fence, fold_label_case)
         self.skipped = problems
         if not problems.empty:
@@ -209,6 +246,11 @@ class ManifestDataset(Dataset):
             f"  row {p.row} (line {p.line}), {p.column}={p.value!r}: {p.problem}" for p in problems.itertuples()
         )
         head = f"{self.csv_path}: {n_bad} of {n_rows} rows are bad ({len(problems)} problems):\n{lines}"
+        outside = problems["problem"].str.startswith(_OUTSIDE).sum()
+        if outside:  # one cause for many rows (manifest here, images on /data): say the fix once, first
+            head = (f"{self.csv_path}: {outside} path(s) lie outside the dataset root {self._fence}. If the manifest "
+                    "is kept apart from its images (e.g. absolute paths to /data), pass root='<folder holding the "
+                    "images>' (keeps the protection) or allow_outside_root=True (trust this manifest).\n" + head)
         if on_error == "raise" or n_bad == n_rows:
             hint = ("\nEvery row is bad: fix the manifest." if n_bad == n_rows else
                     "\nFix these rows, or pass on_error='skip' to leave them out (they are then listed in .skipped).")
@@ -299,7 +341,13 @@ def _classes(labels: pd.Series, classes: Sequence[str] | None, csv_path: Path, f
     present = sorted(set(cells))
     if present and all(_INT.match(s) for s in present):
         top = max(int(s) for s in present)
-        return [str(i) for i in range(max(top, 0) + 1)]
+        names = [str(i) for i in range(max(top, 0) + 1)]
+        empty = sorted(set(range(len(names))) - {int(s) for s in present})
+        if empty:
+            warnings.warn(f"{csv_path}: integer labels {sorted({int(s) for s in present})} are read as class "
+                          f"indices, so the model gets {len(names)} classes of which {empty} have no image. Pass "
+                          "classes=[...] with one name per index you mean (or relabel 0..K-1).", stacklevel=3)
+        return names
     return _merge_case_variants(cells, csv_path, fold)
 
 
@@ -354,10 +402,21 @@ def _validate(rows: pd.DataFrame, classes: list[str], root: Path, fence: Path | 
     table["_mask_paths"] = mask_paths
     table["id"] = _ids(table, bad)
     if "patient_id" in table.columns:
-        table["patient_id"] = [p.strip() or i for p, i in zip(table["patient_id"], table["id"])]
+        table["patient_id"] = [_patient(r, p, bad) for r, p in zip(table["row"], table["patient_id"])]
     else:
         table["patient_id"] = table["id"]
     return table, pd.DataFrame(problems, columns=_PROBLEM_COLUMNS).sort_values(["row", "column"], kind="stable")
+
+
+def _patient(row: int, value: str, bad: Callable) -> str:
+    """An empty patient id is a bad row: made up from the image id, one patient's images could land in both the
+    training and the test split (found by fuzzing: the fallback hid exactly that leak)."""
+    value = value.strip()
+    if not value or value.lower() in MISSING_LABELS:
+        bad(row, "patient_id", value, "empty patient_id: the patient is unknown, so a patient split could put "
+                                      "their images on both sides; fill it in (or drop the patient_id column to "
+                                      "treat every image as its own patient)")
+    return value
 
 
 def _check_path(row: int, value: str, column: str, root: Path, fence: Path | None, bad: Callable, *,
@@ -370,16 +429,14 @@ def _check_path(row: int, value: str, column: str, root: Path, fence: Path | Non
     path = Path(value).expanduser()
     path = path if path.is_absolute() else root / path
     if fence is not None and not _inside(path, fence):
-        bad(row, column, value, f"the path leaves the dataset root {fence}; pass root= (the folder holding the "
+        bad(row, column, value, f"{_OUTSIDE} {fence}; pass root= (the folder holding the "
                                 "images) or allow_outside_root=True if you trust this manifest")
         return str(path)
-    try:
-        found = path.is_file()
-    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte (found by fuzzing)
-        bad(row, column, value, f"not a usable path ({type(exc).__name__}: {exc})"[:300])
-        return str(path)
-    if not found:
+    problem = file_problem(path)  # also a name too long for the file system, a NUL byte (found by fuzzing)
+    if problem == "does not exist":
         bad(row, column, value, f"file not found ({path})")
+    elif problem:
+        bad(row, column, value, f"{path} {problem}"[:300])
     return str(path)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._util import file_problem
 from ..errors import ArgumentError, ImageReadError
 
 __all__ = ["existing_file", "checked_pixels", "rgb_to_gray", "check_rgb", "check_voxels", "LUMA_WEIGHTS",
@@ -35,12 +36,15 @@ def existing_file(path: str | os.PathLike) -> Path:
 
 
 def _readable(path: Path) -> Path:
-    if not path.exists():
+    problem = file_problem(path)
+    if problem == "does not exist":
         raise ImageReadError(f"{path}: no such file. Check the path (relative paths start at {Path.cwd()}).")
-    if path.is_dir():
+    if problem == "is a folder, not a file":
         raise ImageReadError(
             f"{path} is a directory; pass one image file (a DICOM series folder is read file by file)."
         )
+    if problem:
+        raise ImageReadError(f"{path} {problem}; pass the path of one image file.")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path} is an empty file (0 bytes); the copy or download is incomplete.")
     with open(path, "rb"):

@@ -95,9 +95,20 @@ class MedicalImage:
         )
 
 
+#: Pixels beyond which the default window is computed on an evenly strided sample (see :func:`_auto_window`).
+WINDOW_SAMPLE = 2**22
+
+
 def _auto_window(array: np.ndarray) -> tuple[float, float]:
-    """A robust default window: the 0.5-99.5 percentile range of the finite pixels."""
-    finite = array[np.isfinite(array)]
+    """A robust default window: the 0.5-99.5 percentile range of the finite pixels.
+
+    Above :data:`WINDOW_SAMPLE` pixels, of an evenly strided sample of that many: the exact percentiles of an 800^3
+    volume copied it twice more (mask, then partition), 1 GiB each, for a display setting.
+    """
+    flat = array.reshape(-1)
+    if flat.size > WINDOW_SAMPLE:
+        flat = flat[:: -(-flat.size // WINDOW_SAMPLE)]
+    finite = flat[np.isfinite(flat)]
     if finite.size == 0:
         return (0.0, 1.0)
     lo, hi = np.percentile(finite, [0.5, 99.5])

@@ -29,7 +29,7 @@ import numpy as np
 
 from .._util import atomic_path
 from ..errors import ArgumentError, ImageReadError, ImageWriteError, XaikitError
-from ._common import check_voxels, checked_pixels, existing_file
+from ._common import MAX_VOXELS, check_voxels, checked_pixels, existing_file
 from .image import MedicalImage
 
 __all__ = ["read_nifti", "write_nifti", "ras_to_dhw", "dhw_to_ras"]
@@ -62,8 +62,10 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None,
         4D files: the volume (4th index) to read. Default 0, with a warning when there are several.
     max_voxels : int, optional
         Refuse a header claiming more voxels than this (default :data:`xaikit.io._common.MAX_VOXELS`,
-        2**29), before reading. The claimed size is also checked against the file's length, so a short
-        file with a huge header fails at once instead of allocating what the header says.
+        2**29), before reading, and a read whose peak memory (stored voxels + float32 result) would pass
+        ``BYTES_PER_LIMIT_VOXEL * max_voxels`` bytes (3 GiB by default). The claimed size is also checked
+        against the file's length, so a short file with a huge header fails at once instead of allocating
+        what the header says. The read holds the stored voxels and one float32 copy, nothing more.
 
     Returns
     -------
@@ -84,7 +86,7 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None,
         img = nib.load(path)
         _check_claim(img, path, max_voxels)
         n_volumes, img = _one_volume(img, volume, path)
-        data, canonical_affine, zooms = _canonical(img, path)
+        data, canonical_affine, zooms, scaling = _canonical(img, path)
     except XaikitError:
         raise
     except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, nib.orientations.OrientationError,
@@ -97,7 +99,8 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None,
     affine = canonical_affine @ perm
     affine[:3, :] *= to_mm
     zooms = zooms * to_mm
-    array = data[::-1, ::-1, :].transpose(2, 1, 0)
+    array = _float32(data[::-1, ::-1, :].transpose(2, 1, 0), scaling, path)
+    del data  # the stored voxels (nibabel keeps no reference): freed before the checks below allocate masks
     spacing = (float(zooms[2]), float(zooms[1]), float(zooms[0]))
     if not all(np.isfinite(v) and v > 0 for v in spacing) or not np.isfinite(affine).all():
         raise ImageReadError(f"{path}: the header's voxel size {spacing} (pixdim) or affine is not finite and "
@@ -119,12 +122,31 @@ def _check_claim(img, path: Path, max_voxels: int | None) -> None:
                              "A 1-D NIfTI holds a signal or a table, not an image.")
     check_voxels(path, shape[:3], max_voxels, what="volume")
     itemsize = img.header.get_data_dtype().itemsize
+    _check_bytes(path, shape[:3], itemsize, max_voxels)
     needed = int(img.header.get_data_offset()) + int(np.prod(shape, dtype=np.int64)) * itemsize
     have = _stored_length(path, needed)
     if have < needed:
         raise ImageReadError(f"{path}: the header claims shape {shape} of {img.header.get_data_dtype()} "
                              f"({needed:,} bytes with the header), but the file holds only {have:,}; it is "
                              "truncated or its header is wrong. Copy or export the file again.")
+
+
+#: Bytes a read may hold at its peak per voxel of the limit: the float32 result (4) and the stored volume (up to 2,
+#: int16) -- 3 GiB at the default 2**29 voxels. A float64 or 16-byte volume near the voxel limit needs more.
+BYTES_PER_LIMIT_VOXEL = 6
+
+
+def _check_bytes(path: Path, shape: tuple[int, ...], itemsize: int, max_voxels: int | None) -> None:
+    """The memory the read will hold at its peak (stored voxels + float32 result) against the byte cap."""
+    limit = BYTES_PER_LIMIT_VOXEL * (MAX_VOXELS if max_voxels is None else int(max_voxels))
+    n = int(np.prod(shape, dtype=np.int64))
+    need = n * (4 + itemsize)
+    if need > limit:
+        raise ImageReadError(
+            f"{path}: reading this volume {tuple(shape)} of {itemsize}-byte voxels needs {need / 2**30:.1f} GiB at its "
+            f"peak (the stored voxels and the float32 result), over the cap of {limit / 2**30:.1f} GiB "
+            f"({BYTES_PER_LIMIT_VOXEL} bytes x max_voxels). If you trust the file and have the memory, pass a larger "
+            "max_voxels= (e.g. max_voxels=2**31).")
 
 
 def _stored_length(path: Path, needed: int) -> int:
@@ -143,19 +165,43 @@ def _stored_length(path: Path, needed: int) -> int:
     return total
 
 
-def _canonical(img, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _canonical(img, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     """float32 voxels reoriented to the closest canonical (RAS+) axes, their affine and zooms: what
-    ``nib.as_closest_canonical`` does, but without its float64 detour through the scaled data."""
+    ``nib.as_closest_canonical`` does, but without its float64 detour through the scaled data. The voxels are
+    returned as stored (a view of nibabel's array) with the header's scaling; :func:`_float32` makes the one copy."""
     ornt = nib.io_orientation(img.affine)
     if np.isnan(ornt).any():
         raise ImageReadError(f"{path}: the header's affine {img.affine.tolist()} is singular (e.g. all zero), so "
                              "the orientation of the voxels is unknown. Fix the sform/qform (e.g. nibabel's "
                              "set_sform with the scanner geometry) and save the file again.")
-    data = nib.orientations.apply_orientation(img.get_fdata(dtype=np.float32), ornt)
+    stored, scaling = _stored(img)
+    data = nib.orientations.apply_orientation(stored, ornt)  # flips and a transpose: views, no copy
     affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape[:3])
     zooms = np.empty(3)
     zooms[ornt[:, 0].astype(int)] = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
-    return data, affine, zooms
+    return data, affine, zooms, scaling
+
+
+def _stored(img) -> tuple[np.ndarray, tuple]:
+    """The voxels as stored (nibabel's one array) and the read scaling ``(slope, inter)`` to apply to them;
+    nibabel's ``get_fdata`` would make a float array of the whole volume here already."""
+    proxy = img.dataobj
+    if nib.is_proxy(proxy) and hasattr(proxy, "get_unscaled"):
+        return proxy.get_unscaled(), (proxy.slope, proxy.inter)
+    return np.asarray(proxy), (1.0, 0.0)
+
+
+def _float32(view: np.ndarray, scaling: tuple, path: Path) -> np.ndarray:
+    """One C-contiguous float32 copy of ``view`` scaled as nibabel scales it (``apply_read_scaling``, then float32),
+    slice by slice: the peak is the stored volume plus the result, not two float volumes (3x the result before)."""
+    if view.dtype.kind not in "biuf":  # RGB24 / RGBA32 / complex voxels: not one intensity per voxel
+        raise ImageReadError(f"{path}: the voxels are of type {view.dtype} (colour or complex), not one intensity "
+                             "per voxel; convert the volume to a scalar type (e.g. with nibabel) first.")
+    slope, inter = scaling
+    out = np.empty(view.shape, dtype=np.float32)
+    for k in range(view.shape[0]):
+        out[k] = nib.volumeutils.apply_read_scaling(np.asarray(view[k]), slope, inter)
+    return out
 
 
 def _one_volume(img, volume: int | None, path: Path):

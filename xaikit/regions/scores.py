@@ -18,7 +18,7 @@ module works on them unchanged.
 - ``topk_overlap`` is the share of the image's top-``topk`` pixels (at or above the k-th largest value,
   ties included; zero-relevance pixels never count under the positive/absolute policies) inside the
   region, and ``pointing`` is 1.0 when the map's maximum falls in the region (Zhang et al. 2018's
-  pointing game), NaN when the map has no positive value.
+  pointing game), NaN when the map has no positive value or is constant (no maximum to point with).
 
 Everything is computed with matrix products over flattened masks, in chunks of images to bound memory.
 """
@@ -170,6 +170,9 @@ def _unpack(expl: Any, labels: Any, image_ids: Any, patient_ids: Any, preds: Any
         plane = "H x W" if ndim == 2 else "D x H x W (volume regions)"
         raise ArgumentError(f"maps must be a numeric N x {plane} array; got shape {maps.shape}, dtype {maps.dtype}.")
     n = maps.shape[0]
+    if n == 0:
+        raise ArgumentError(f"region_scores: no maps to score (shape {maps.shape}, N = 0): the explanation or array "
+                            "holds no image; explain at least one input first.")
     ids = [str(i) for i in range(n)] if image_ids is None else [str(i) for i in image_ids]
     meta = {"image_id": ids, "label": _optional(labels, n, "labels"), "pred": _optional(preds, n, "preds"),
             "method": str(method) if method is not None else "unknown"}
@@ -334,7 +337,8 @@ def _topk_overlap(raw: np.ndarray, s: np.ndarray, m: _Masks, sign: str, k: int) 
 def _pointing(s: np.ndarray, m: _Masks) -> np.ndarray:
     peak = s.argmax(axis=1)
     hit = m.contains(peak).astype(float)
-    has_peak = s[np.arange(len(s)), peak] > 0
+    # no positive value, or a constant map (argmax would credit whichever region holds pixel 0): nothing points
+    has_peak = (s[np.arange(len(s)), peak] > 0) & (s.max(axis=1) > s.min(axis=1))
     return np.where(has_peak[:, None], hit, np.nan)
 
 

@@ -23,7 +23,7 @@ from .explanation import Explanation
 from .patches import explain_patches
 from .presets import PRESETS
 from .registry import METHODS, MethodInfo, register
-from .safety import guarded, private_copy
+from .safety import clear_caches, guarded, private_copy
 
 __all__ = [
     "explain",
@@ -42,4 +42,5 @@ __all__ = [
     "DenseNetCanonizer",
     "guarded",
     "private_copy",
+    "clear_caches",
 ]

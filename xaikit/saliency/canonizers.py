@@ -43,12 +43,12 @@ from zennit.canonizers import (
     MergeBatchNorm,
     SequentialMergeBatchNorm,
 )
-from zennit.core import RemovableHandleList
+from zennit.core import RemovableHandleList, collect_leaves
 from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 from zennit.types import BatchNorm
 
-from .safety import state_fingerprint
+from .safety import content_fingerprint, register_cache
 
 __all__ = ["DenseNetCanonizer", "VideoResNetCanonizer", "ExactResNetCanonizer", "ExactSequentialMergeBatchNorm",
            "canonizers_for", "canonized", "canonized_copy", "TOLERANCE"]
@@ -67,8 +67,25 @@ class ExactMerge:
         batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data, 1.0 - batch_norm.eps)
 
 
+def mergeable(batch_norm: nn.Module) -> bool:
+    """A BatchNorm with running statistics and affine parameters: the merge needs all four (one built with
+    ``track_running_stats=False`` or ``affine=False`` made zennit's merge raise AttributeError/TypeError)."""
+    return all(getattr(batch_norm, k, None) is not None for k in ("running_mean", "running_var", "weight", "bias"))
+
+
 class ExactSequentialMergeBatchNorm(ExactMerge, SequentialMergeBatchNorm):
-    """zennit's SequentialMergeBatchNorm with an exact identity left behind (see :class:`ExactMerge`)."""
+    """zennit's SequentialMergeBatchNorm with an exact identity left behind (see :class:`ExactMerge`); BatchNorms
+    that cannot be merged (:func:`mergeable`) are left alone and reported unmerged."""
+
+    def apply(self, root_module: nn.Module) -> list:
+        instances, last = [], None
+        for leaf in collect_leaves(root_module):  # zennit's loop, with the mergeable() condition
+            if isinstance(last, self.linear_type) and isinstance(leaf, self.batch_norm_type) and mergeable(leaf):
+                instance = self.copy()
+                instance.register((last,), leaf)
+                instances.append(instance)
+            last = leaf
+        return instances
 
 
 class ExactResNetCanonizer(CompositeCanonizer):
@@ -89,7 +106,7 @@ class DenseNetMergeBatchNorm(ExactMerge, MergeBatchNorm):
                 pairs.append((module.features.conv0, module.features.norm0))
             if isinstance(module, _DenseLayer):
                 pairs.append((module.conv1, module.norm2))
-            for linear, norm in pairs:
+            for linear, norm in [(lin, bn) for lin, bn in pairs if mergeable(bn)]:
                 instance = self.copy()
                 instance.register((linear,), norm)
                 instances.append(instance)
@@ -183,7 +200,7 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
     return []
 
 
-_VERIFIED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_VERIFIED: "weakref.WeakKeyDictionary[nn.Module, dict]" = register_cache(weakref.WeakKeyDictionary())
 
 
 @contextlib.contextmanager
@@ -195,7 +212,7 @@ def canonized(model: nn.Module, inputs: torch.Tensor) -> Iterator[dict]:
     """
     names = {id(m): n for n, m in model.named_modules()}
     batchnorms = [n for n, m in model.named_modules() if isinstance(m, BatchNorm)]
-    key = (state_fingerprint(model), tuple(inputs.shape[1:]))
+    key = (content_fingerprint(model), tuple(inputs.shape[1:]))
     cans = canonizers_for(model)
     cached = _VERIFIED.get(model)
     if cached is None or cached["key"] != key:
@@ -220,7 +237,7 @@ def canonized(model: nn.Module, inputs: torch.Tensor) -> Iterator[dict]:
         handles.remove()
 
 
-_COPIES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_COPIES: "weakref.WeakKeyDictionary[nn.Module, dict]" = register_cache(weakref.WeakKeyDictionary())
 
 
 def canonized_copy(model: nn.Module, inputs: torch.Tensor) -> tuple[nn.Module, dict]:
@@ -229,32 +246,40 @@ def canonized_copy(model: nn.Module, inputs: torch.Tensor) -> tuple[nn.Module, d
     Built once per model state and input shape (cached; the copy holds nothing of ``model``), so LRP pays
     neither the BatchNorm merge nor its undoing per call and ``model`` itself is never touched. Returns
     ``(copy, report)``, the report as :func:`canonized` yields it; ``(model, report)`` when there is nothing to
-    canonize or the canonizers fail the float64 output check.
+    canonize and no in-place activation. In-place activations of the copy are made out-of-place (a reused
+    ``ReLU(inplace=True)`` overwrote views zennit's hooks keep); when the canonizers fail the float64 output check,
+    the copy is used without them.
     """
-    key = (state_fingerprint(model), tuple(inputs.shape[1:]), inputs.dtype, str(inputs.device))
+    key = (content_fingerprint(model), tuple(inputs.shape[1:]), inputs.dtype, str(inputs.device))
     cached = _COPIES.get(model)
     if cached is not None and cached["key"] == key:
         _warn_unmerged(cached["report"], cached["n_batchnorm"])
         return (model if cached["copy"] is None else cached["copy"]), cached["report"]
-    if not canonizers_for(model):
+    if not canonizers_for(model) and not _in_place(model):
         with canonized(model, inputs) as report:
             return model, report
     dup = copy.deepcopy(model).eval()
     for p in dup.parameters():
         p.requires_grad_(False)
+    for m in _in_place(dup):
+        m.inplace = False  # zennit's hooks see views that a (reused) in-place activation would overwrite
     with canonized(dup, inputs) as report:  # the float64 check and the report, on the copy
         pass
     if report["canonizers"]:
         for canonizer in canonizers_for(dup):
             canonizer.apply(dup)  # for good: the copy is private and never restored
         _drop_merged(dup, report["merged_batchnorm"])
-        for m in dup.modules():
-            m.xaikit_private = True  # weights nobody changes: direct rules may cache their clamped parts
-    else:
-        dup = None  # the canonizers changed the outputs (warned): LRP runs on the model as it is
+    # else: no canonizers, or they changed the outputs (warned): LRP runs on the copy as it is
+    for m in dup.modules():
+        m.xaikit_private = True  # weights nobody changes: direct rules may cache their clamped parts
     n_batchnorm = sum(isinstance(m, BatchNorm) for m in model.modules())
     _COPIES[model] = {"key": key, "copy": dup, "report": report, "n_batchnorm": n_batchnorm}
-    return (model if dup is None else dup), report
+    return dup, report
+
+
+def _in_place(model: nn.Module) -> list[nn.Module]:
+    """Modules that overwrite their input (``nn.ReLU(inplace=True)`` and other activations with ``inplace``)."""
+    return [m for m in model.modules() if getattr(m, "inplace", False) is True]
 
 
 def _drop_merged(model: nn.Module, names: list[str]) -> None:

@@ -315,7 +315,14 @@ def _per_sample(ctx, explainer, n_samples, mask):
 @checked(**_SP_RULES, n_samples=_SAMPLES)
 def lime(ctx, n_segments=50, compactness=10.0, n_samples=100):
     """LIME on SLIC superpixels with captum's default Lasso surrogate (Ribeiro et al. 2016)."""
-    return _per_sample(ctx, Lime(ctx.head), n_samples, superpixels(ctx.inputs, n_segments, compactness))
+    attr = _per_sample(ctx, Lime(ctx.head), n_samples, superpixels(ctx.inputs, n_segments, compactness))
+    zero = [i for i in range(len(attr)) if not attr[i].any()]
+    if zero:  # Lasso shrank every weight to 0: an empty map that says nothing, not "nothing matters"
+        warnings.warn(f"lime: the surrogate (captum's Lasso) gave every superpixel weight 0 for {len(zero)} of "
+                      f"{len(attr)} input(s) (positions {zero[:5]}): the score barely changed over the {n_samples} "
+                      "samples, or the penalty is too strong for it. Such a map is no evidence that nothing "
+                      "matters; use more n_samples / n_segments, or kernel_shap.", stacklevel=4)
+    return attr
 
 
 @register("kernel_shap", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3, supports_3d=True)

@@ -39,6 +39,7 @@ from zennit.rules import AlphaBeta, Epsilon, Flat, Norm, Pass, ZPlus
 from zennit.types import Activation, AvgPool, BatchNorm
 
 from .hooks import AlphaBetaFullBias, check_alpha_beta
+from .safety import register_cache
 
 __all__ = ["DirectRule", "DirectEpsilon", "DirectZPlus", "DirectAlphaBeta", "DirectAlphaBetaFullBias", "DirectFlat",
            "DirectPass", "DirectSumNorm", "direct_layer_map_base", "clamped", "direct_supported"]
@@ -53,7 +54,7 @@ def direct_supported(module: nn.Module) -> bool:
     return (isinstance(module, _CONVS) and module.padding_mode == "zeros" and not isinstance(module.padding, str))
 
 
-_CLAMPED: dict[int, tuple[weakref.ref, dict]] = {}  # id(tensor) -> (weak reference, {(sign, version): tensor})
+_CLAMPED: dict[int, tuple[weakref.ref, dict]] = register_cache({})  # id(tensor) -> (weak reference, {(sign, version): tensor})
 
 
 def _modified(t: torch.Tensor, sign: str) -> torch.Tensor:

@@ -19,7 +19,7 @@ from .explanation import Explanation, plain
 from .memory import MemoryPlan, plan
 from .params import check_params
 from .registry import MethodInfo, get_method
-from .safety import guarded, hook_count, private_copy, state_fingerprint
+from .safety import guarded, hook_count, private_copy, register_cache, state_fingerprint
 from .targets import Target, TargetSpec, resolve_target
 
 __all__ = ["explain", "MethodContext", "REDUCTIONS", "find_cam_layer", "resolve_layer"]
@@ -105,6 +105,29 @@ class MethodContext:
         return g
 
 
+def _outside_inference_mode(fn: Callable) -> Callable:
+    """Run ``fn`` with inference mode off: gradients, hooks and captum need autograd, which
+    ``torch.inference_mode()`` disables for good (``no_grad`` the methods handle themselves). Inputs made in
+    inference mode are cloned per chunk by the engine; weights made there cannot take part in a backward pass."""
+
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        if not torch.is_inference_mode_enabled():
+            return fn(model, *args, **kwargs)
+        frozen = [n for n, t in (*model.named_parameters(), *model.named_buffers())
+                  if t.is_inference()] if isinstance(model, nn.Module) else []
+        if frozen:
+            raise ExplanationError(
+                f"explain: the model's weights ({', '.join(frozen[:3])}{', ...' if len(frozen) > 3 else ''}) were "
+                "created inside torch.inference_mode(), so no gradient can flow through them. Build or load the "
+                "model outside inference mode (torch.no_grad() is fine), then call explain().")
+        with torch.inference_mode(False):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
+
+
+@_outside_inference_mode
 def explain(
     model: nn.Module,
     inputs: torch.Tensor | Mapping | Sequence[Mapping],
@@ -177,6 +200,8 @@ def explain(
     _check_run_args(seed, memory_budget)
     x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
     _check_tensor(x, info)
+    if isinstance(model, nn.Module):
+        _check_dims(model, x)  # a volume for a 2-D model: say that, not that a parameter does not fit the volume
     check_params(info.fn, params, info.name, x)
     if _bindable(target) and isinstance(model, nn.Module):
         model = target.prepare(model, info)  # detection: a wrapper with tensor outputs
@@ -483,7 +508,7 @@ def _check_model(model: nn.Module, x: torch.Tensor, logits: bool = True) -> None
           lambda: _check_output(model, x, logits))
 
 
-_PROBED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_PROBED: "weakref.WeakKeyDictionary[nn.Module, dict]" = register_cache(weakref.WeakKeyDictionary())
 
 
 def _once(model: nn.Module, key: tuple, fn: Callable[[], Any]) -> Any:

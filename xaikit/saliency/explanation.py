@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .._util import atomic_write
+from .._util import PERMISSION_HINT, WRITE_HINT, atomic_write, file_problem
 from ..errors import ExplanationError
 
 __all__ = ["Explanation", "plain"]
@@ -143,16 +143,23 @@ class Explanation:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to one file atomically (``torch.save`` of plain types)."""
-        with atomic_write(path, "wb") as fh:
-            torch.save(self.to_dict(), fh)
+        try:
+            with atomic_write(path, "wb") as fh:
+                torch.save(self.to_dict(), fh)
+        except OSError as exc:
+            raise ExplanationError(f"cannot write Explanation file {os.fspath(path)!r} ({type(exc).__name__}: "
+                                   f"{exc}); {WRITE_HINT}") from exc
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Explanation":
         """Read a file written by :meth:`save` (``weights_only=True``; damaged files raise ExplanationError)."""
+        problem = file_problem(path)
+        if problem:
+            raise ExplanationError(f"Explanation file {os.fspath(path)!r} {problem}.")
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise ExplanationError(f"Explanation file {os.fspath(path)!r} does not exist.") from None
+        except PermissionError as exc:
+            raise ExplanationError(f"Explanation file {os.fspath(path)!r}: permission denied: {PERMISSION_HINT}") from exc
         except Exception as exc:  # torch/pickle raise RuntimeError, UnpicklingError, EOFError... on damage
             raise ExplanationError(
                 f"Explanation file {os.fspath(path)!r} cannot be read ({type(exc).__name__}: {exc}); "

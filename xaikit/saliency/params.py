@@ -42,12 +42,22 @@ def checked(**rules: Rule) -> Callable[[Callable], Callable]:
 
 def check_params(fn: Callable, params: dict, method: str, inputs: torch.Tensor) -> None:
     """Apply the rules attached to ``fn`` to the resolved ``params`` (defaults included)."""
-    rules = getattr(fn, "param_rules", {})
+    rules = {**{k: r for k, r in _COMMON_RULES.items() if k in params}, **getattr(fn, "param_rules", {})}
     for name, rule in rules.items():
         if name in params:
             rule(params[name], name, method, inputs)
     if "_all" in rules:
         rules["_all"](params, method, inputs)
+
+
+def _common_non_negative(value: Any, name: str, method: str, inputs: torch.Tensor) -> None:
+    non_negative(value, name, method, inputs)
+
+
+#: Rules for parameters that mean the same in every method that has them (LRP's epsilon, stabiliser and gamma):
+#: applied unless the method declares its own, so epsilon='x' is an ExplanationError, not float()'s ValueError.
+_COMMON_RULES: dict[str, Rule] = {"epsilon": _common_non_negative, "stabilizer": _common_non_negative,
+                                  "gamma": _common_non_negative}
 
 
 def _fail(method: str, name: str, value: Any, need: str) -> None:

@@ -16,7 +16,8 @@ import contextlib
 import copy
 import warnings
 import weakref
-from typing import Iterator
+import zlib
+from typing import Iterator, MutableMapping
 
 import torch
 import torch.fx as fx
@@ -25,7 +26,8 @@ from torch import nn
 
 from ..errors import ModelError
 
-__all__ = ["guarded", "private_copy", "state_fingerprint", "HOOK_DICTS", "hook_count"]
+__all__ = ["guarded", "private_copy", "state_fingerprint", "content_fingerprint", "clear_caches", "register_cache",
+           "HOOK_DICTS", "hook_count"]
 
 HOOK_DICTS = (
     "_forward_hooks",
@@ -77,7 +79,56 @@ def state_fingerprint(model: nn.Module) -> tuple:
                  for t in list(model.parameters()) + list(model.buffers()))
 
 
-_COPIES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+def content_fingerprint(model: nn.Module) -> tuple:
+    """:func:`state_fingerprint` plus a checksum of every weight's and buffer's *values*.
+
+    Edits through ``.data`` (``p.data.mul_(2)``, ``p.data[0] = 1``) move neither the version counter nor the storage
+    address, so a cache keyed on :func:`state_fingerprint` alone would serve a private copy holding the old weights.
+    CRC-32 of the bytes on the CPU (about a third of a forward pass's memory traffic; a change detector, not a
+    security check), sums on other devices.
+    """
+    return state_fingerprint(model), tuple(_checksum(t) for t in list(model.parameters()) + list(model.buffers()))
+
+
+def _checksum(t: torch.Tensor) -> int | tuple[float, float]:
+    t = t.detach()
+    if t.layout != torch.strided or t.device.type == "meta":
+        return 0
+    if t.device.type != "cpu":
+        flat = t.reshape(-1).double()
+        weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=flat.dtype) % 97  # position matters
+        return float(flat.sum()), float((flat * weights).sum())
+    raw = t.contiguous().reshape(-1).view(torch.uint8).numpy() if t.numel() else b""
+    return zlib.crc32(raw)
+
+
+#: Every per-model cache of the saliency layer (private copies, canonized copies, probe results), for clear_caches.
+_CACHES: list[MutableMapping] = []
+
+
+def register_cache(cache: MutableMapping) -> MutableMapping:
+    """Add a per-model cache to those :func:`clear_caches` empties; returns it."""
+    _CACHES.append(cache)
+    return cache
+
+
+def clear_caches() -> None:
+    """Drop every private model copy and cached check the saliency methods keep.
+
+    The caches are keyed on the model's weights (:func:`content_fingerprint`) and freed with the model, so this is
+    never needed for correctness; call it to release memory at once (a private copy is a second model) or after
+    changing a model in a way no fingerprint can see (e.g. swapping a module's ``forward``).
+
+    Examples
+    --------
+    >>> from xaikit.saliency import clear_caches
+    >>> clear_caches()
+    """
+    for cache in _CACHES:
+        cache.clear()
+
+
+_COPIES: "weakref.WeakKeyDictionary[nn.Module, dict]" = register_cache(weakref.WeakKeyDictionary())
 
 
 def private_copy(model: nn.Module, layer: str | None = None) -> tuple[nn.Module, nn.Module | None]:
@@ -97,7 +148,7 @@ def private_copy(model: nn.Module, layer: str | None = None) -> tuple[nn.Module,
     layer_module : torch.nn.Module or None
         The module in the copy whose output is the output of ``layer``.
     """
-    key = (state_fingerprint(model), layer)
+    key = (content_fingerprint(model), layer)
     cached = _COPIES.get(model)
     if cached is not None and cached["key"] == key:
         return cached["copy"], cached["layer"]

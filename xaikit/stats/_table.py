@@ -20,6 +20,26 @@ def as_tuple(by: str | Sequence[str] | None) -> tuple[str, ...]:
     return (by,) if isinstance(by, str) else tuple(by)
 
 
+ALTERNATIVES = ("two-sided", "less", "greater")
+
+
+def check_resampling(where: str, *, ci: Any = 0.95, n_boot: Any = 0, alternative: Any = "two-sided",
+                     seed: Any = 0) -> None:
+    """Refuse a confidence level outside (0, 1), a negative or non-integer ``n_boot``, an unknown ``alternative``
+    or a non-integer ``seed`` before scipy/numpy see them (ci=1.5 gave NaN CIs, n_boot=-5 and
+    alternative='bigger' raw scipy errors)."""
+    if isinstance(ci, bool) or not isinstance(ci, (int, float, np.floating)) or not 0 < float(ci) < 1:
+        raise StatsError(f"{where}: ci={ci!r} must be a confidence level strictly between 0 and 1 (e.g. 0.95).")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise StatsError(f"{where}: n_boot={n_boot!r} must be a whole number >= 0 of bootstrap resamples "
+                         "(0: no bootstrap CI; 2000 is usual).")
+    if alternative not in ALTERNATIVES:
+        raise StatsError(f"{where}: alternative={alternative!r} is not one of {list(ALTERNATIVES)} "
+                         "('greater': group_a scores higher).")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise StatsError(f"{where}: seed={seed!r} must be an integer.")
+
+
 def require(df: Any, columns: Iterable[str], where: str) -> pd.DataFrame:
     """Check ``df`` is a DataFrame holding ``columns``; raise a StatsError naming what is missing."""
     if not isinstance(df, pd.DataFrame):
@@ -57,6 +77,9 @@ def drop_nan(df: pd.DataFrame, columns: Sequence[str], where: str, label: Sequen
         warnings.warn(f"{where}: excluded {int(bad.sum())} of {len(df)} rows with NaN (or infinite) in "
                       f"{list(columns)}{more}.",
                       stacklevel=3)
+    if bad.all():  # else the next message would be about levels or sizes of an empty table ("one level only ([])")
+        raise StatsError(f"{where}: all {len(df)} rows have NaN (or infinite) values in {list(columns)}; nothing is "
+                         "left to test. Check how the scores were computed (e.g. an empty region or a map of NaN).")
     return df.loc[~bad]
 
 

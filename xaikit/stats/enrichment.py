@@ -10,7 +10,7 @@ from scipy import stats
 
 from .._resampling import N_BOOT
 from ..errors import StatsError
-from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
+from ._table import as_tuple, cell_name, check_resampling, drop_nan, finish, groups_of, require
 from .bootstrap import bootstrap_ci
 from .correction import correct
 from .effects import cohen_dz, no_spread, paired_rank_biserial
@@ -62,6 +62,7 @@ def region_enrichment(scores: pd.DataFrame, *, value: str = "density_ratio",
     (0.0078, 1.0)
     """
     by = as_tuple(by)
+    check_resampling("region_enrichment", ci=ci, n_boot=n_boot, alternative=alternative, seed=seed)
     if test not in ONE_SAMPLE_TESTS:
         raise StatsError(f"region_enrichment: unknown test {test!r}; choose one of {sorted(ONE_SAMPLE_TESTS)}.")
     data = _log_ratios(scores, value, by, floor, aggregate)

@@ -12,7 +12,7 @@ from scipy import stats
 
 from .._resampling import N_BOOT
 from ..errors import StatsError
-from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
+from ._table import as_tuple, cell_name, check_resampling, drop_nan, finish, groups_of, require
 from .bootstrap import bootstrap_ci, cluster_bootstrap, percentile_ci
 from .correction import correct
 from .effects import EFFECTS, no_spread
@@ -20,9 +20,29 @@ from .effects import EFFECTS, no_spread
 __all__ = ["TWO_SAMPLE_TESTS", "compare_groups", "two_sample"]
 
 
-def _mannwhitney(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float]:
-    res = stats.mannwhitneyu(a, b, alternative=alternative)
-    return float(res.statistic), float(res.pvalue)
+#: Permutations drawn (seeded) for a Mann-Whitney p with ties; when the two groups have at most this many distinct
+#: splits, scipy enumerates all of them and the p is exact.
+MW_PERMUTATIONS = 9999
+#: Below this many observations in the smaller group, tied data get a permutation p: scipy's tie-corrected normal
+#: approximation is then too coarse (3 vs 3 separated values with ties: 0.072 against the exact 0.1).
+MW_SMALL = 20
+
+
+def _mannwhitney(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float, str]:
+    """U, its p and how p was computed: ``"exact"`` (no ties, small: scipy's exact U distribution),
+    ``"permutation_exact"`` (ties, every split enumerated), ``"permutation_monte_carlo"`` (ties, MW_PERMUTATIONS
+    seeded random splits) or ``"asymptotic"`` (large samples: normal approximation with tie correction)."""
+    both = np.concatenate([a, b])
+    ties = np.unique(both).size < both.size
+    small = min(a.size, b.size) < MW_SMALL or math.comb(both.size, a.size) <= MW_PERMUTATIONS
+    if ties and small:
+        method = stats.PermutationMethod(n_resamples=MW_PERMUTATIONS, rng=np.random.default_rng(0))
+        res = stats.mannwhitneyu(a, b, alternative=alternative, method=method)
+        exact = math.comb(both.size, a.size) <= MW_PERMUTATIONS
+        return float(res.statistic), float(res.pvalue), "permutation_exact" if exact else "permutation_monte_carlo"
+    kind = "exact" if small else "asymptotic"
+    res = stats.mannwhitneyu(a, b, alternative=alternative, method=kind)
+    return float(res.statistic), float(res.pvalue), kind
 
 
 def _no_variance(a: np.ndarray, b: np.ndarray) -> bool:
@@ -31,22 +51,23 @@ def _no_variance(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(no_spread(sds, a, b).all()) if min(len(a), len(b)) > 1 else False
 
 
-def _welch(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float]:
+def _welch(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float, str]:
     if _no_variance(a, b):
-        return np.nan, np.nan
+        return np.nan, np.nan, "undefined"
     res = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
-    return float(res.statistic), float(res.pvalue)
+    return float(res.statistic), float(res.pvalue), "t_distribution"
 
 
-def _student(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float]:
+def _student(a: np.ndarray, b: np.ndarray, alternative: str) -> tuple[float, float, str]:
     if _no_variance(a, b):
-        return np.nan, np.nan
+        return np.nan, np.nan, "undefined"
     res = stats.ttest_ind(a, b, equal_var=True, alternative=alternative)
-    return float(res.statistic), float(res.pvalue)
+    return float(res.statistic), float(res.pvalue), "t_distribution"
 
 
-#: Two-sample tests by name: ``f(a, b, alternative) -> (statistic, p)``, and their default effect size.
-TWO_SAMPLE_TESTS: dict[str, tuple[Callable[..., tuple[float, float]], str]] = {
+#: Two-sample tests by name: ``f(a, b, alternative) -> (statistic, p, p_method)``, and their default effect size.
+#: ``p_method`` says how p was computed (``"exact"``, ``"permutation_exact"``, ``"asymptotic"``, ...).
+TWO_SAMPLE_TESTS: dict[str, tuple[Callable[..., tuple[float, float, str]], str]] = {
     "mannwhitney": (_mannwhitney, "rank_biserial"),
     "welch_t": (_welch, "hedges_g"),
     "student_t": (_student, "cohen_d"),
@@ -99,8 +120,11 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
     Returns
     -------
     pandas.DataFrame
-        One row per cell and pair, with the tests-table columns plus ``value``, ``group`` and the
-        ``by`` columns.
+        One row per cell and pair, with the tests-table columns plus ``p_method``, ``value``, ``group`` and
+        the ``by`` columns. ``p_method`` says how ``p_raw`` was computed: Mann-Whitney gives ``"exact"`` (no
+        ties, small groups), ``"permutation_exact"`` / ``"permutation_monte_carlo"`` (ties in small groups: the
+        normal approximation scipy uses with ties is too coarse there) or ``"asymptotic"``; t-tests give
+        ``"t_distribution"``; ``bootstrap="patient"`` gives ``"patient_bootstrap"``.
 
     Examples
     --------
@@ -111,6 +135,7 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
     -1.0
     """
     by = as_tuple(by)
+    check_resampling("compare_groups", ci=ci, n_boot=n_boot, alternative=alternative, seed=seed)
     fn, effect = _test_and_effect(test, effect, "compare_groups")
     data = _prepare(scores, group, value, by, aggregate, bootstrap)
     levels = _pairs(data[group], pairs, reference)
@@ -126,12 +151,18 @@ def compare_groups(scores: pd.DataFrame, group: str = "label", *, value: str = "
                        test=test + ("+patient_bootstrap" if bootstrap else ""),
                        group_a=str(a_level), group_b=str(b_level), value=value, group=group)
             rows.append(row)
-    return correct(finish(rows), correction, alpha)
+    table = finish(rows)
+    if table["p_raw"].isna().all():  # say why here, not in correct() (which the user did not call)
+        raise StatsError(f"compare_groups: no test of this table is defined (all p_raw are NaN): {value!r} has no "
+                         f"variation within the groups of any cell, where a {test} p-value does not exist. Use "
+                         "test='mannwhitney' (defined for such data), or check the scores.")
+    return correct(table, correction, alpha)
 
 
 def two_sample(a: np.ndarray, b: np.ndarray, test: str = "mannwhitney", effect: str = "auto", *,
                n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0, alternative: str = "two-sided") -> dict[str, Any]:
     """One two-sample test on arrays: ``{statistic, p_raw, effect_size, effect_name, ci_low, ci_high, n_a, n_b}``."""
+    check_resampling("two_sample", ci=ci, n_boot=n_boot, alternative=alternative, seed=seed)
     fn, effect = _test_and_effect(test, effect, "two_sample")
     frame = lambda x: pd.DataFrame({"v": np.asarray(x, float)})  # noqa: E731
     return _one_test(frame(a), frame(b), "v", fn, effect, None, n_boot, ci, seed, alternative)
@@ -211,7 +242,7 @@ def _one_test(a: pd.DataFrame, b: pd.DataFrame, value: str, fn: Callable, effect
               n_boot: int, ci: float, seed: int, alternative: str) -> dict[str, Any]:
     # sorted: the result (bootstrap CI included) does not depend on the order of the rows
     xa, xb = np.sort(a[value].to_numpy(float)), np.sort(b[value].to_numpy(float))
-    statistic, p = fn(xa, xb, alternative)
+    statistic, p, p_method = fn(xa, xb, alternative)
     if np.isnan(p):
         warnings.warn(f"compare_groups: {value!r} is constant within both groups ({_few(xa)} vs {_few(xb)}); "
                       "a t-test is undefined there, p is NaN. Use test='mannwhitney' for such data.", stacklevel=3)
@@ -228,10 +259,11 @@ def _one_test(a: pd.DataFrame, b: pd.DataFrame, value: str, fn: Callable, effect
             (lo, hi), p = percentile_ci(reps, ci), _bootstrap_p(reps, [len(c) for c in clusters])
         else:
             lo = hi = p = np.nan
+        p_method = "patient_bootstrap"
     else:
         lo, hi = bootstrap_ci(eff, (xa, xb), n_boot=n_boot, ci=ci, seed=seed)
-    return {"n_a": len(xa), "n_b": len(xb), "statistic": statistic, "p_raw": p, "effect_size": size,
-            "effect_name": effect, "ci_low": lo, "ci_high": hi}
+    return {"n_a": len(xa), "n_b": len(xb), "statistic": statistic, "p_raw": p, "p_method": p_method,
+            "effect_size": size, "effect_name": effect, "ci_low": lo, "ci_high": hi}
 
 
 def _few(x: np.ndarray) -> str:

@@ -11,7 +11,7 @@ from scipy import stats
 
 from .._resampling import N_BOOT
 from ..errors import StatsError
-from ._table import as_tuple, cell_name, drop_nan, finish, groups_of, require
+from ._table import as_tuple, cell_name, check_resampling, drop_nan, finish, groups_of, require
 from .bootstrap import bootstrap_ci, percentile_ci
 from .correction import correct
 from .effects import kendall_w, paired_rank_biserial
@@ -40,6 +40,7 @@ def compare_paired(scores: pd.DataFrame, within: str, *, by: str | Sequence[str]
         after averaging per patient).
     """
     by = as_tuple(by)
+    check_resampling("compare_paired", ci=ci, n_boot=n_boot, seed=seed)
     require(scores, [within, subject, value, *by], "compare_paired")
     data = drop_nan(scores, [value], "compare_paired", label=(within,), value=value)
     rows = []

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections import Counter
 from typing import Any
 
 import pandas as pd
 
 from ..errors import StatsError
-from ._table import drop_nan, require
+from ._table import check_resampling, drop_nan, require
 
 __all__ = ["MIXED_COLUMNS", "mixed_model"]
 
@@ -45,6 +46,7 @@ def mixed_model(scores: pd.DataFrame, formula: str = "mass_frac ~ C(region) * C(
     import statsmodels.formula.api as smf
 
     require(scores, [], "mixed_model")
+    check_resampling("mixed_model", ci=ci)
     groups = groups or ("patient_id" if "patient_id" in scores.columns else "image_id")
     lhs = formula.split("~")[0].strip() if "~" in formula else ""
     if lhs not in scores.columns:
@@ -60,12 +62,24 @@ def mixed_model(scores: pd.DataFrame, formula: str = "mass_frac ~ C(region) * C(
                             re_formula=re_formula)
     except Exception as err:  # the formula engine raises its own error types; re-raised with context
         raise StatsError(f"mixed_model: cannot build the model {formula!r}: {err}") from err
+    if data[lhs].nunique() < 2:
+        warnings.warn(f"mixed_model: {lhs!r} is constant ({data[lhs].iloc[0]}) in all {len(data)} rows: there is "
+                      "no variance to model, so the fit is degenerate (estimates are that constant and 0, p-values "
+                      "and CIs undefined); the optimiser's own warnings follow, each once.", stacklevel=2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = model.fit(reml=reml, **fit_kwargs)
-    for w in caught:  # re-emit statsmodels' convergence warnings under our name, nothing is hidden
-        warnings.warn(f"mixed_model: {w.message}", stacklevel=2)
-    return _tidy(fit, ci, groups, len(data), data[groups].nunique())
+        table = _tidy(fit, ci, groups, len(data), data[groups].nunique())
+    _reemit(caught)
+    return table
+
+
+def _reemit(caught: list) -> None:
+    """statsmodels' and numpy's warnings under our name, each distinct message once with its count (constant data
+    gave 219, 200 of them the same slogdet warning): nothing hidden, nothing flooded."""
+    counts = Counter(str(w.message) for w in caught)
+    for message, n in counts.items():
+        warnings.warn(f"mixed_model: {message}" + (f" ({n} times)" if n > 1 else ""), stacklevel=3)
 
 
 def _plain(data: pd.DataFrame, used: list[str]) -> pd.DataFrame:
