@@ -5,6 +5,7 @@ ranking carries the same guarantees as every other test the kit runs.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -107,6 +108,12 @@ def rank_methods(table: pd.DataFrame, *, correction: str = "holm", n_boot: int =
     data = table[~(table["method"].isin(CONTROLS) & table["metric"].isin(_no_control_metrics(table)))].copy()
     for k in keys:
         data[k] = _filled(data[k])
+    alone = data.groupby("metric")["method"].nunique()
+    if (alone < 2).any():  # e.g. one method on robustness: without the controls nothing is left to compare with
+        warnings.warn(f"rank_methods: {sorted(alone[alone < 2].index)} have a single method once the controls are "
+                      "left out (they are no reference there, see CONTROL_ROLES): not tested; sanity_verdicts "
+                      "judges them against stated thresholds.", stacklevel=2)
+        data = data[data["metric"].isin(alone[alone >= 2].index)]
     tests = compare_paired(data, "method", by=keys, subject="image_id", value="value", n_boot=n_boot, seed=seed,
                            correction=correction, alpha=alpha)
     higher = table.groupby("metric")["higher_is_better"].first()
