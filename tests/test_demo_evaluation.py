@@ -63,11 +63,11 @@ def test_every_verdict_is_drawn_with_its_controls(stage):
     names = [t.name for t in figs["evaluation_curves"].data]
     assert names.count("random") == 2 and names.count("sobel") == 2
     # randomisation: the model-independent reference and the verdict's threshold
-    assert set(CONTROLS) <= {t.name for t in figs["evaluation_randomisation"].data}
-    assert 0.5 in [s.y0 for s in figs["evaluation_randomisation"].layout.shapes]
+    assert set(CONTROLS) <= {t.name for t in figs["evaluation_cascading_randomisation"].data}
+    assert 0.5 in [s.y0 for s in figs["evaluation_cascading_randomisation"].layout.shapes]
     # every other checked metric has its forest; robustness with the threshold and without controls
     for metric in set(verdicts["check"]) - {"deletion", "insertion", "cascading_randomisation"}:
-        fig = figs[f"evaluation_forest_{metric}"]
+        fig = figs[f"evaluation_{metric}"]
         drawn = set(fig.data[0].y)
         if metric == "max_sensitivity":
             assert drawn == {"gradient", "gradcam"} and [s.x0 for s in fig.layout.shapes] == [0.5]

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from evaluation_helpers import inputs, lesion_masks, tiny_cnn
-from xaikit.evaluation import (CONTROL_ROLES, CONTROLS, FAMILIES, ROBUSTNESS_THRESHOLDS, rank_methods,
+from xaikit.evaluation import (CONTROL_ROLES, CONTROLS, FAMILIES, ROBUSTNESS_THRESHOLDS, curves, rank_methods,
                                sanity_verdicts, score_many, summarise)
 from xaikit.saliency import explain
-from xaikit.viz.evaluation import metric_forest, rank_heatmap
+from xaikit.errors import ArgumentError
+from xaikit.viz.evaluation import metric_forest, rank_heatmap, verdict_figures
 
 METRICS = {"deletion": {"steps": 8}, "pointing_game": {}, "max_sensitivity": {"n_samples": 2},
            "local_lipschitz": {"n_samples": 2}, "sparseness": {},
@@ -31,7 +32,8 @@ def scored():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NaN warnings of constant maps
         table = score_many(model, x, exps, METRICS, masks=lesion_masks(6), progress=False)
-    return table, summarise(table, n_boot=50), rank_methods(table, n_boot=0)
+        sweep = curves(model, x, exps, ["deletion"], steps=8)
+    return table, summarise(table, n_boot=50), rank_methods(table, n_boot=0), sweep
 
 
 def test_every_family_has_a_stated_role():
@@ -41,13 +43,13 @@ def test_every_family_has_a_stated_role():
 
 def test_the_random_control_is_trivially_stable(scored):
     """Why robustness cannot be judged against it: max-sensitivity 0 for a map that ignores its input."""
-    table, _, _ = scored
+    table, _, _, _ = scored
     rob = table[(table["method"] == "random") & (table["family"] == "robustness")]
     assert len(rob) and np.allclose(rob["value"], 0.0)
 
 
 def test_no_robustness_verdict_mentions_a_control(scored):
-    table, _, tests = scored
+    table, _, tests, _ = scored
     verdicts = sanity_verdicts(table, tests)
     rob = verdicts[verdicts["family"] == "robustness"]
     assert set(rob["check"]) == {"max_sensitivity", "local_lipschitz"}
@@ -65,7 +67,7 @@ def test_no_robustness_verdict_mentions_a_control(scored):
 
 
 def test_floor_and_reference_verdicts_name_what_they_compare_with(scored):
-    table, _, tests = scored
+    table, _, tests, _ = scored
     verdicts = sanity_verdicts(table, tests)
     floor = verdicts[verdicts["family"].isin(["faithfulness", "localisation"])]
     assert set(floor["check"]) == {"deletion", "pointing_game"}
@@ -78,7 +80,7 @@ def test_floor_and_reference_verdicts_name_what_they_compare_with(scored):
 
 
 def test_controls_are_not_ranked_or_tested_on_robustness_and_complexity(scored):
-    table, summary, tests = scored
+    table, summary, tests, _ = scored
     no_role = summary["family"].isin(["robustness", "complexity"])
     ctrl = summary["method"].isin(CONTROLS)
     assert summary.loc[no_role & ctrl, "rank"].isna().all()
@@ -92,7 +94,7 @@ def test_controls_are_not_ranked_or_tested_on_robustness_and_complexity(scored):
 
 
 def test_rank_heatmap_excludes_controls_from_robustness_columns(scored):
-    _, summary, _ = scored
+    _, summary, _, _ = scored
     heat = rank_heatmap(summary)
     z = pd.DataFrame(heat.data[0].z, index=heat.data[0].y, columns=heat.data[0].x)
     for metric in ("max_sensitivity", "local_lipschitz", "sparseness"):
@@ -106,10 +108,30 @@ def test_rank_heatmap_excludes_controls_from_robustness_columns(scored):
 
 
 def test_robustness_forest_draws_the_threshold_not_the_controls(scored):
-    _, summary, _ = scored
+    _, summary, _, _ = scored
     fig = metric_forest(summary, "max_sensitivity")
     assert sorted(fig.data[0].y) == ["gradient", "ig"]
     assert [s.x0 for s in fig.layout.shapes] == [ROBUSTNESS_THRESHOLDS["max_sensitivity"]]
     assert "stated threshold 0.5" in fig.layout.title.text
     deletion = metric_forest(summary, "deletion")
     assert sorted(deletion.data[0].y) == ["gradient", "ig", "random", "sobel"]  # the floor is drawn
+
+
+def test_verdict_figures_draw_every_verdict_with_what_it_is_judged_against(scored):
+    table, summary, tests, sweep = scored
+    verdicts = sanity_verdicts(table, tests)
+    figs = verdict_figures(summary, verdicts, sweep)
+    assert set(figs) == {"curves", "cascading_randomisation", "pointing_game", "max_sensitivity", "local_lipschitz"}
+    assert set(verdicts["check"]) - {"deletion"} <= set(figs)  # deletion is drawn in "curves"
+    assert {t.name for t in figs["curves"].data} == {"gradient", "ig", "random", "sobel"}
+    assert {t.name for t in figs["cascading_randomisation"].data} == {"gradient", "ig", "random", "sobel"}
+    assert 0.5 in [s.y0 for s in figs["cascading_randomisation"].layout.shapes]
+    assert "random" in figs["pointing_game"].data[0].y  # the floor of a localisation verdict
+    assert "random" not in figs["max_sensitivity"].data[0].y and len(figs["max_sensitivity"].layout.shapes) == 1
+    assert len(figs["local_lipschitz"].layout.shapes) == 0  # not judged: no threshold to draw
+    stated = verdict_figures(summary, verdicts, sweep, robustness_thresholds={"local_lipschitz": 2.0})
+    assert [s.x0 for s in stated["local_lipschitz"].layout.shapes] == [2.0]
+    with pytest.raises(ArgumentError, match="pass curves="):
+        verdict_figures(summary, verdicts)
+    with pytest.raises(ArgumentError, match="lacks columns"):
+        verdict_figures(summary, verdicts.drop(columns="family"))

@@ -325,25 +325,25 @@ def _evaluation_stage(ctx: DemoContext, report: Report) -> None:
 
 
 def _evaluation_figures(model, x, maps, summary, verdicts, metrics) -> list:
-    """(name, figure, caption) drawing every verdict: the curves with the random floor, the randomisation curves
-    with their model-independent reference and threshold, and a forest for every other metric with a verdict."""
+    """(name, figure, caption) drawing every verdict (:func:`xaikit.viz.evaluation.verdict_figures`)."""
     from .evaluation import curves
-    from .viz.evaluation import metric_forest, perturbation_curves, randomisation_curves
+    from .viz.evaluation import verdict_figures
 
-    figures = [
-        ("evaluation_randomisation", randomisation_curves(summary),
-         "Similarity to the original maps as the model is randomised from the top layer down; grey: the "
-         "model-independent random and Sobel maps (the reference), red: the verdict's threshold."),
-        ("evaluation_curves", perturbation_curves(curves(model, x, maps, patch=metrics["deletion"]["patch"],
-                                                         steps=metrics["deletion"]["steps"])),
-         "Deletion and insertion curves (mean over images); grey: the random (dotted) and Sobel (dashed) controls, "
-         "the floor the deletion and insertion verdicts compare with.")]
-    drawn = {"deletion", "insertion", "cascading_randomisation"}
-    for metric in [m for m in verdicts["check"].drop_duplicates() if m not in drawn]:
-        basis = verdicts.loc[verdicts["check"] == metric, "judged_against"].iloc[0]
-        figures.append((f"evaluation_forest_{metric}", metric_forest(summary, metric),
-                        f"{metric.replace('_', ' ')} per method with 95% bootstrap CIs; judged against: {basis}."))
-    return figures
+    sweep = curves(model, x, maps, patch=metrics["deletion"]["patch"], steps=metrics["deletion"]["steps"])
+    captions = {
+        "curves": "Deletion and insertion curves (mean over images); grey: the random (dotted) and Sobel (dashed) "
+                  "controls, the floor the deletion and insertion verdicts compare with.",
+        "cascading_randomisation": "Similarity to the original maps as the model is randomised from the top layer "
+                                   "down; grey: the model-independent random and Sobel maps (the reference), red "
+                                   "dashed: the verdict's threshold."}
+    figures = verdict_figures(summary, verdicts, sweep)
+    out = []
+    for name, fig in figures.items():
+        basis = verdicts.loc[verdicts["check"] == name, "judged_against"]
+        default = f"{name.replace('_', ' ')} per method with 95% bootstrap CIs; judged against: " \
+                  f"{basis.iloc[0] if len(basis) else '-'}."
+        out.append((f"evaluation_{name}", fig, captions.get(name, default)))
+    return out
 
 
 @register_stage("volumes")

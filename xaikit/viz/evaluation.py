@@ -17,7 +17,8 @@ from ..evaluation import CONTROLS, METRICS, ROBUSTNESS_THRESHOLDS, controls_comp
 from .image import plotly_z
 from .saliency import SIGN_MODES, display_map
 
-__all__ = ["randomisation_maps", "randomisation_curves", "perturbation_curves", "metric_forest", "rank_heatmap"]
+__all__ = ["randomisation_maps", "randomisation_curves", "perturbation_curves", "metric_forest", "rank_heatmap",
+           "verdict_figures"]
 
 _CONTROL_STYLE = {"random": "dot", "sobel": "dash"}
 _CONTROL_COLOR = {"random": "#7f7f7f", "sobel": "#3b3b3b"}
@@ -197,3 +198,41 @@ def rank_heatmap(summary: pd.DataFrame, *, similarity: str = "spearman_abs") -> 
     fig.update_layout(title="Rank of each method per metric (1 = best)", height=max(320, 30 * len(wide) + 150),
                       width=max(500, 70 * wide.shape[1] + 220), margin=dict(l=170, b=140))
     return fig
+
+
+def verdict_figures(summary: pd.DataFrame, verdicts: pd.DataFrame, curves: pd.DataFrame | None = None, *,
+                    similarity: str = "spearman_abs", similarity_threshold: float = 0.5,
+                    robustness_thresholds: Mapping[str, float] | None = None) -> dict[str, go.Figure]:
+    """One figure per checked metric of :func:`xaikit.evaluation.sanity_verdicts`, so every verdict is visible.
+
+    - deletion / insertion (and other curve kinds in ``curves``, from :func:`xaikit.evaluation.curves`): one
+      :func:`perturbation_curves` figure ``"curves"`` with the controls drawn (it needs ``curves``);
+    - randomisation checks: :func:`randomisation_curves` with the model-independent reference maps and the
+      verdict's ``similarity_threshold``, named after the metric;
+    - every other checked metric: :func:`metric_forest` (the random floor drawn for faithfulness and
+      localisation; the stated threshold, not the controls, for robustness), named after the metric.
+
+    Pass the same thresholds as to ``sanity_verdicts``. An unknown verdict table raises an error naming its
+    missing columns; a curve verdict without ``curves`` raises one asking for them.
+    """
+    missing = [c for c in ("check", "family") if c not in verdicts.columns]
+    if missing:
+        raise ArgumentError(f"verdict_figures: verdicts lacks columns {missing}; pass sanity_verdicts' table.")
+    checks = verdicts["check"].drop_duplicates().tolist()
+    kinds = [] if curves is None else curves["curve"].drop_duplicates().tolist()
+    on_curves = [c for c in checks if c in kinds]
+    if curves is None and any(c in ("deletion", "insertion", "deletion_lerf") for c in checks):
+        raise ArgumentError("verdict_figures: the verdicts judge deletion/insertion; pass curves=xaikit.evaluation."
+                            "curves(model, x, explanations, ...) so that the figure can show them with the controls.")
+    figures = {"curves": perturbation_curves(curves, on_curves)} if on_curves else {}
+    thresholds = {**ROBUSTNESS_THRESHOLDS, **dict(robustness_thresholds or {})}
+    for metric in checks:
+        family = verdicts.loc[verdicts["check"] == metric, "family"].iloc[0]
+        if metric in on_curves:
+            continue
+        if family == "randomisation":
+            figures[metric] = randomisation_curves(summary, metric, similarity, threshold=similarity_threshold)
+        else:
+            figures[metric] = metric_forest(summary, metric, threshold=thresholds.get(metric)
+                                            if family == "robustness" else None)
+    return figures
