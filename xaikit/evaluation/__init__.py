@@ -8,7 +8,11 @@ complexity)::
 one row per image x method x metric (per layer and similarity for the randomisation checks), parameters
 recorded as columns. :func:`score_many` scores many methods (plus the ``random`` and ``sobel`` controls) on
 many metrics with model passes shared; :func:`summarise` and :func:`rank_methods` turn the table into means
-with bootstrap CIs and paired tests in one multiplicity family (:mod:`xaikit.stats`).
+with bootstrap CIs and paired tests in one multiplicity family (:mod:`xaikit.stats`). :func:`sanity_verdicts`
+judges each family against what means something for it (:data:`CONTROL_ROLES`): the random map is the floor of
+faithfulness and localisation, the model-independent maps the reference of randomisation, and robustness a stated
+threshold (:data:`ROBUSTNESS_THRESHOLDS`), never a control. The inputs are checked against the model's training
+domain once per call (:func:`xaikit.domain.checked_once`), never the copies a metric perturbs.
 
 Examples
 --------
