@@ -222,7 +222,8 @@ def checked_once(model: nn.Module, x: torch.Tensor | None, *, where: str = "xaik
     ``x=None``: nothing to check).
     ``stacklevel`` counts from the caller of the ``with`` statement's function (3: its caller's caller).
     """
-    dist = None if x is None else check_domain(model, x, where=where, stacklevel=stacklevel + 2)  # + generator, contextlib
+    # stacklevel + 2: this generator's frame and contextlib's __enter__ sit between check_domain and the caller
+    dist = None if x is None else check_domain(model, x, where=where, stacklevel=stacklevel + 2)
     with domain_check_off():
         yield dist
 

@@ -83,8 +83,8 @@ def randomisation_curves(summary: pd.DataFrame, metric: str = "cascading_randomi
     """Mean similarity to the original maps per randomised layer, one line per method, with bootstrap CIs.
 
     ``summary`` is :func:`xaikit.evaluation.summarise` of a table holding the randomisation metric. The
-    model-independent controls, the verdict's reference, are drawn dashed in grey; a method whose line stays
-    high, like theirs, does not depend on the learned weights. ``threshold`` (the ``similarity_threshold`` of
+    model-independent controls, the verdict's reference, are drawn in grey (random dotted, sobel dashed); a
+    method whose line stays high, like theirs, does not depend on the learned weights. ``threshold`` (the ``similarity_threshold`` of
     :func:`xaikit.evaluation.sanity_verdicts`) is drawn as a red line; ``None`` leaves it out.
     """
     sub = _rows(summary, "randomisation_curves", metric=metric, similarity=similarity)
