@@ -14,6 +14,7 @@ import pandas as pd
 from ..errors import ArgumentError
 from ..stats import bootstrap_ci, compare_paired
 from .core import CONTROLS
+from .registry import METRICS
 
 __all__ = ["summarise", "rank_methods", "sanity_verdicts", "KEYS", "CONTROL_ROLES", "ROBUSTNESS_THRESHOLDS",
            "controls_compare"]
@@ -46,9 +47,10 @@ def controls_compare(family: str) -> bool:
 
 def _no_control_metrics(table: pd.DataFrame) -> set:
     """Metrics on which a control is no reference (robustness, complexity): controls are not ranked there."""
-    if "family" not in table.columns:
-        return set()
-    fams = table.groupby("metric")["family"].first()
+    if "family" in table.columns:
+        fams = table.groupby("metric")["family"].first().to_dict()
+    else:  # a table without the family column: the registry knows the metric's family
+        fams = {m: METRICS[m].family for m in table["metric"].unique() if m in METRICS}
     return {m for m, f in fams.items() if not controls_compare(f)}
 
 
