@@ -122,3 +122,67 @@ def test_domain_survives_a_weights_only_checkpoint(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded.model.xaikit_domain == domain and loaded.card == {}
     np.testing.assert_allclose(check_domain(loaded.model, x), domain_distance(domain, domain_features(model, x)))
+
+
+# ------------------------------------------------------------------------ scoring: the user's inputs, checked once
+_SCORED = {"deletion": {"patch": 16, "steps": 4}, "insertion": {"patch": 16, "steps": 4},
+           "max_sensitivity": {"n_samples": 2}, "local_lipschitz": {"n_samples": 2},
+           "sensitivity_max": {"n_samples": 2}, "faithfulness_correlation": {"n_runs": 5, "subset_size": 64},
+           "cascading_randomisation": {"similarities": ["spearman_abs"]}}
+
+
+def _domain_warnings(record):
+    return [w for w in record if issubclass(w.category, OutOfDomainWarning)]
+
+
+@needs_model
+def test_scoring_held_out_phantoms_raises_no_domain_warning(clean):
+    """The metrics' noisy copies are far from the training data (measured: 1.1-1.6 times the threshold for
+    uniform noise of 0.05): the check must see the user's images only, which are in domain."""
+    from xaikit.domain import domain_check_off
+    from xaikit.evaluation import curves, randomised_maps, score, score_many
+    from xaikit.saliency import explain
+
+    _, x = _split(clean, "test")
+    x = x[:3]
+    noisy = x + (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 0.1 - 0.05)
+    assert domain_distance(clean.model.xaikit_domain, domain_features(clean.model, noisy)).max() > 1.0
+    with domain_check_off():
+        exp = explain(clean.model, x, "gradient")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        score_many(clean.model, x, {"gradient": exp}, _SCORED, progress=False)
+        score("max_sensitivity", clean.model, x, exp, n_samples=2)
+        curves(clean.model, x, {"gradient": exp}, steps=4, patch=16)
+        randomised_maps(clean.model, x[:1], exp.select([0]))
+    assert _domain_warnings(record) == [], [str(w.message) for w in _domain_warnings(record)]
+
+
+def test_scoring_out_of_domain_inputs_warns_exactly_once():
+    """Out-of-domain inputs warn once per scoring call, from the caller's line, naming the user's image count."""
+    from xaikit.evaluation import curves, score, score_many
+    from xaikit.saliency import explain
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=2).eval()
+    rng = np.random.default_rng(0)
+    model.xaikit_domain = fit_domain(model, torch.from_numpy(rng.uniform(0.2, 0.8, (40, 1, 32, 32)).astype(
+        np.float32)), n_components=4)
+    far = torch.from_numpy(rng.uniform(0.0, 0.1, (3, 1, 32, 32)).astype(np.float32))
+    with pytest.warns(OutOfDomainWarning, match=r"explain: 3 of 3"):
+        exp = explain(model, far, "gradient")
+    for call, where in [
+        (lambda: score_many(model, far, {"gradient": exp}, _SCORED, progress=False), "score_many"),
+        (lambda: score("max_sensitivity", model, far, exp, n_samples=3), "score"),
+        (lambda: score("cascading_randomisation", model, far, exp), "score"),
+        (lambda: curves(model, far, {"gradient": exp}, steps=4), "curves")]:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            call()
+        found = _domain_warnings(record)
+        assert len(found) == 1, (where, [str(w.message) for w in found])
+        assert str(found[0].message).startswith(f"{where}: 3 of 3 input(s)")  # the user's 3, not 3 x n_samples
+        assert found[0].filename == __file__  # points at the user's call
+    # the check is switched back on after each call
+    with pytest.warns(OutOfDomainWarning, match="explain: 3 of 3"):
+        explain(model, far, "gradient")

@@ -154,7 +154,9 @@ def test_score_many_shares_passes_and_ranks_with_one_family():
     assert tests["family_size"].nunique() == 1 and tests["family_size"].iloc[0] == tests["p_raw"].notna().sum()
     verdicts = sanity_verdicts(table, tests)
     assert set(verdicts["method"]) == {"gradient", "saliency_ig"}
-    assert verdicts["verdict"].str.contains("random control").all()
+    floor = verdicts["family"] == "faithfulness"
+    assert verdicts.loc[floor, "verdict"].str.contains("random control").all()
+    assert not verdicts.loc[~floor, "verdict"].str.contains("control").any()  # robustness: a stated threshold
 
 
 def test_one_sweep_serves_every_method_end_points():

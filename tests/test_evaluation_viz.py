@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 
 from xaikit.errors import ArgumentError
@@ -37,7 +38,9 @@ def test_randomisation_figures(results):
     fig = randomisation_maps(maps, 1)
     assert len(fig.data) == len(maps)
     curves_fig = randomisation_curves(summary)
-    assert {t.name for t in curves_fig.data} == {"gradient", "random", "sobel"}
+    assert {t.name for t in curves_fig.data} == {"gradient", "random", "sobel"}  # the reference maps drawn
+    assert [s.y0 for s in curves_fig.layout.shapes] == [0, 0.5]  # zero and the verdict's threshold
+    assert [s.y0 for s in randomisation_curves(summary, threshold=None).layout.shapes] == [0]
     assert list(curves_fig.data[0].x) == table.drop_duplicates("layer_index").dropna(subset=["layer_index"]) \
         .sort_values("layer_index")["layer"].tolist()
     with pytest.raises(ArgumentError, match="no maps for stages"):
@@ -48,7 +51,16 @@ def test_curves_forest_and_ranks(results):
     model, x, exps, table, summary = results
     c = curves(model, x, exps, steps=4)
     fig = perturbation_curves(c)
-    assert len(fig.data) == 2 and list(fig.data[0].x) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    # every verdict visible: the controls' curves are drawn in each panel (random dotted, sobel dashed, grey)
+    assert [t.name for t in fig.data] == ["gradient", "random", "sobel"] * 2
+    assert list(fig.data[0].x) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    styles = {t.name: (t.line.dash, t.line.color) for t in fig.data}
+    assert styles["random"] == ("dot", "#7f7f7f") and styles["sobel"][0] == "dash"
+    random_mean = c[(c["method"] == "random") & (c["curve"] == "deletion")].groupby("fraction")["output"].mean()
+    np.testing.assert_allclose(fig.data[1].y, random_mean.to_numpy())
+    with pytest.raises(ArgumentError, match="no curves of the random control"):
+        perturbation_curves(curves(model, x, exps, steps=4, controls=()))
+    assert len(perturbation_curves(curves(model, x, exps, steps=4, controls=()), require_controls=False).data) == 2
     forest = metric_forest(summary, "deletion")
     assert sorted(forest.data[0].y) == ["gradient", "random", "sobel"]
     with pytest.raises(ArgumentError, match="several rows per method"):

@@ -274,18 +274,18 @@ def _evaluation_setup(ctx: DemoContext):
     metrics = {"deletion": {"patch": patch, "steps": steps}, "insertion": {"patch": patch, "steps": steps},
                "cascading_randomisation": {"similarities": ["spearman_abs", "ssim"],
                                            "layers": weights[:3] if ctx.smoke else weights},
-               "pointing_game": {}, "relevance_mass": {}, "sparseness": {}}
+               "pointing_game": {}, "relevance_mass": {}, "sparseness": {},
+               "max_sensitivity": {"n_samples": 2 if ctx.smoke else 5}}  # judged against a stated threshold
     if not ctx.smoke:
-        metrics["max_sensitivity"] = {"n_samples": 5}
         metrics["faithfulness_correlation"] = {"n_runs": 50, "subset_size": 256}
     return ckpt, samples, x, lesions, metrics
 
 
 @register_stage("evaluation")
 def _evaluation_stage(ctx: DemoContext, report: Report) -> None:
-    from .evaluation import curves, rank_methods, sanity_verdicts, score_many, summarise
+    from .evaluation import ROBUSTNESS_THRESHOLDS, rank_methods, sanity_verdicts, score_many, summarise
     from .saliency import explain_many
-    from .viz.evaluation import perturbation_curves, randomisation_curves, rank_heatmap
+    from .viz.evaluation import rank_heatmap
 
     ckpt, samples, x, lesions, metrics = _evaluation_setup(ctx)
     methods = dict(list(_STATS_METHODS.items())[: 2 if ctx.smoke else 3])
@@ -295,23 +295,53 @@ def _evaluation_stage(ctx: DemoContext, report: Report) -> None:
     summary = summarise(table, n_boot=n_boot)
     verdicts = sanity_verdicts(table, rank_methods(table, n_boot=n_boot))
     ctx.results["evaluation_scores"] = table
+    ctx.results["evaluation_verdicts"] = verdicts
     report.section(
         "7. Which maps to trust",
         f"{len(samples)} pneumonia test images, maps for the pneumonia logit, scored on faithfulness (deletion and "
-        "insertion of patches ranked by the map), the cascading model-parameter randomisation check (Adebayo et al. "
-        "2018), localisation against the ground-truth lesion masks and sparseness, beside the random and Sobel "
-        "controls. Means with bootstrap CIs over images; paired tests against the controls form one Holm family.",
+        "insertion of patches ranked by the map), robustness (max-sensitivity), the cascading model-parameter "
+        "randomisation check (Adebayo et al. 2018), localisation against the ground-truth lesion masks and "
+        "sparseness. Each verdict is judged against what means something for it (column judged_against): the "
+        "random map is the floor of faithfulness and localisation (paired tests, one Holm family); the "
+        "model-independent random and Sobel maps are the reference of the randomisation check; robustness is "
+        f"judged against a stated threshold (max-sensitivity < {ROBUSTNESS_THRESHOLDS['max_sensitivity']:g}), "
+        "never against a control, since a map that ignores its input is trivially stable. Sparseness describes "
+        "the maps and gets no verdict. Every verdict is drawn in a figure below.",
     )
-    report.table(verdicts, "evaluation_verdicts", caption="Which method fails which check, in plain words.")
+    report.table(verdicts, "evaluation_verdicts", caption="Which method fails which check, in plain words, and "
+                 "what it was judged against.")
     cols = ["metric", "layer", "similarity", "method", "n", "mean", "ci_low", "ci_high", "rank"]
     report.table(summary[cols], "evaluation_summary", caption="Method x metric: mean, 95% bootstrap CI, rank "
-                 "(1 = best; randomisation: lower similarity is better).", max_rows=60)
-    report.figure(randomisation_curves(summary), "evaluation_randomisation",
-                  caption="Similarity to the original maps as the model is randomised from the top layer down.")
-    report.figure(perturbation_curves(curves(ckpt.model, x, maps, patch=metrics["deletion"]["patch"],
-                                             steps=metrics["deletion"]["steps"])), "evaluation_curves",
-                  caption="Deletion and insertion curves (mean over images).")
-    report.figure(rank_heatmap(summary), "evaluation_ranks", caption="Rank of each method on each metric.")
+                 "(1 = best; randomisation: lower similarity is better; controls are not ranked on robustness and "
+                 "sparseness).", max_rows=60)
+    figures = [*_evaluation_figures(ckpt.model, x, maps, summary, verdicts, metrics),
+               ("evaluation_ranks", rank_heatmap(summary),
+                "Rank of each method on each metric (controls only where they are compared with).")]
+    ctx.results["evaluation_figures"] = {name: fig for name, fig, _ in figures}
+    for name, fig, caption in figures:
+        report.figure(fig, name, caption=caption)
+
+
+def _evaluation_figures(model, x, maps, summary, verdicts, metrics) -> list:
+    """(name, figure, caption) drawing every verdict (:func:`xaikit.viz.evaluation.verdict_figures`)."""
+    from .evaluation import curves
+    from .viz.evaluation import verdict_figures
+
+    sweep = curves(model, x, maps, patch=metrics["deletion"]["patch"], steps=metrics["deletion"]["steps"])
+    captions = {
+        "curves": "Deletion and insertion curves (mean over images); grey: the random (dotted) and Sobel (dashed) "
+                  "controls, the floor the deletion and insertion verdicts compare with.",
+        "cascading_randomisation": "Similarity to the original maps as the model is randomised from the top layer "
+                                   "down; grey: the model-independent random and Sobel maps (the reference), red "
+                                   "dashed: the verdict's threshold."}
+    figures = verdict_figures(summary, verdicts, sweep)
+    out = []
+    for name, fig in figures.items():
+        basis = verdicts.loc[verdicts["check"] == name, "judged_against"]
+        default = f"{name.replace('_', ' ')} per method with 95% bootstrap CIs; judged against: " \
+                  f"{basis.iloc[0] if len(basis) else '-'}."
+        out.append((f"evaluation_{name}", fig, captions.get(name, default)))
+    return out
 
 
 @register_stage("volumes")

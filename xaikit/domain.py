@@ -25,6 +25,7 @@ Everything stored is plain lists and numbers, so it travels in a ``weights_only`
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import warnings
 from typing import Any, Iterator
 
@@ -35,11 +36,14 @@ from torch import nn
 from .errors import ArgumentError
 
 __all__ = ["OutOfDomainWarning", "IMAGE_STATS", "domain_features", "fit_domain", "domain_distance", "check_domain",
-           "watch_domain"]
+           "watch_domain", "checked_once", "domain_check_off"]
 
 #: The image statistics in a domain's feature vector, in order.
 IMAGE_STATS = ("mean", "std", "dark_fraction", "bright_fraction", "laplacian", "asymmetry")
 DOMAIN_METHOD = "pca_whitened_and_residual/v1"
+# True while the kit runs the model on inputs it made itself (perturbed copies, randomised models): the user's
+# inputs were checked once on the way in. A context variable, so threads and asyncio tasks each have their own.
+_OFF: contextvars.ContextVar[bool] = contextvars.ContextVar("xaikit_domain_check_off", default=False)
 
 
 class OutOfDomainWarning(UserWarning):
@@ -169,7 +173,7 @@ def check_domain(model: nn.Module, x: torch.Tensor, *, where: str = "xaikit", st
     :func:`xaikit.checkpoint.load_checkpoint`); otherwise returns :func:`domain_distance` of each input.
     """
     domain = getattr(model, "xaikit_domain", None)
-    if not domain:
+    if not domain or _OFF.get():
         return None
     dist = domain_distance(domain, domain_features(model, x))
     _warn(domain, dist, where, stacklevel + 1)
@@ -181,7 +185,7 @@ def watch_domain(model: nn.Module, *, where: str = "xaikit") -> Iterator[None]:
     """Check every input the model sees inside the block (no extra forward pass); warn at the end as
     :func:`check_domain` does. Hooks are always removed; nothing is checked when the block raised."""
     domain = getattr(model, "xaikit_domain", None)
-    if not domain:
+    if not domain or _OFF.get():
         yield
         return
     stats: list[torch.Tensor] = []
@@ -194,6 +198,34 @@ def watch_domain(model: nn.Module, *, where: str = "xaikit") -> Iterator[None]:
     if stats:
         feats = torch.cat([torch.cat(stats), torch.cat(seen)], 1) if seen else torch.cat(stats)
         _warn(domain, domain_distance(domain, feats.double().numpy()), where, 4)
+
+
+@contextlib.contextmanager
+def domain_check_off() -> Iterator[None]:
+    """Inside the block no domain check runs (:func:`check_domain`, :func:`watch_domain`): for inputs the kit
+    made itself, e.g. a metric's noisy or occluded copies of images that were already checked."""
+    token = _OFF.set(True)
+    try:
+        yield
+    finally:
+        _OFF.reset(token)
+
+
+@contextlib.contextmanager
+def checked_once(model: nn.Module, x: torch.Tensor | None, *, where: str = "xaikit",
+                 stacklevel: int = 3) -> Iterator[np.ndarray | None]:
+    """Check the user's inputs ``x`` once (:func:`check_domain`), then run the block with the check off.
+
+    What a metric feeds the model inside the block (perturbed copies, randomised model copies) is the kit's own
+    making and far from the training data by design: warning about it would say nothing about the user's data.
+    Yields the distances of ``x`` (``None`` for a model without a stored domain, inside an outer check, or for
+    ``x=None``: nothing to check).
+    ``stacklevel`` counts from the caller of the ``with`` statement's function (3: its caller's caller).
+    """
+    # stacklevel + 2: this generator's frame and contextlib's __enter__ sit between check_domain and the caller
+    dist = None if x is None else check_domain(model, x, where=where, stacklevel=stacklevel + 2)
+    with domain_check_off():
+        yield dist
 
 
 def _warn(domain: dict, dist: np.ndarray, where: str, stacklevel: int) -> None:

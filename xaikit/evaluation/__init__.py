@@ -8,7 +8,11 @@ complexity)::
 one row per image x method x metric (per layer and similarity for the randomisation checks), parameters
 recorded as columns. :func:`score_many` scores many methods (plus the ``random`` and ``sobel`` controls) on
 many metrics with model passes shared; :func:`summarise` and :func:`rank_methods` turn the table into means
-with bootstrap CIs and paired tests in one multiplicity family (:mod:`xaikit.stats`).
+with bootstrap CIs and paired tests in one multiplicity family (:mod:`xaikit.stats`). :func:`sanity_verdicts`
+judges each family against what means something for it (:data:`CONTROL_ROLES`): the random map is the floor of
+faithfulness and localisation, the model-independent maps the reference of randomisation, and robustness a stated
+threshold (:data:`ROBUSTNESS_THRESHOLDS`), never a control. The inputs are checked against the model's training
+domain once per call (:func:`xaikit.domain.checked_once`), never the copies a metric perturbs.
 
 Examples
 --------
@@ -26,11 +30,13 @@ from .context import EvalContext, make_context
 from .core import CONTROLS, SCORE_COLUMNS, curves, randomised_maps, score, score_many
 from .faithfulness import noisy_linear_imputation, patch_ranks
 from .randomisation import SIMILARITIES, randomisable_layers, similarity
-from .ranking import rank_methods, sanity_verdicts, summarise
+from .ranking import (CONTROL_ROLES, ROBUSTNESS_THRESHOLDS, controls_compare, rank_methods, sanity_verdicts,
+                      summarise)
 from .registry import FAMILIES, METRICS, MetricInfo, get_metric, register_metric
 
 __all__ = [
     "score", "score_many", "METRICS", "MetricInfo", "FAMILIES", "register_metric", "get_metric", "CONTROLS",
     "SCORE_COLUMNS", "EvalContext", "make_context", "summarise", "rank_methods", "sanity_verdicts", "curves",
     "randomised_maps", "SIMILARITIES", "similarity", "randomisable_layers", "patch_ranks", "noisy_linear_imputation",
+    "CONTROL_ROLES", "ROBUSTNESS_THRESHOLDS", "controls_compare",
 ]

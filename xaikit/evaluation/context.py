@@ -138,12 +138,14 @@ class EvalContext:
             raise ArgumentError(
                 "explanation must be an xaikit Explanation (not a plain tensor of maps) for metrics that recompute "
                 "maps (robustness, randomisation): pass the result of xaikit.saliency.explain.")
+        from ..domain import domain_check_off
         from ..saliency import explain
 
         kw = dict(self.explain_kwargs)
         ids = [self.image_ids[int(i)] for i in index]  # same per-image random streams as the original maps
-        exp = explain(self.model if model is None else model, x, self.method, self.targets[index], image_ids=ids,
-                      keep_raw=False, **kw)
+        with domain_check_off():  # x: the kit's perturbed copies (the user's inputs were checked on the way in)
+            exp = explain(self.model if model is None else model, x, self.method, self.targets[index],
+                          image_ids=ids, keep_raw=False, **kw)
         self.counts["explain_inputs"] += len(x)
         return exp.maps.double()
 

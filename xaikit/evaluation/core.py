@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..domain import checked_once, domain_check_off
 from ..errors import ArgumentError, EvaluationError
 from ..saliency.safety import guarded
 from .context import EvalContext, make_context
@@ -73,7 +74,8 @@ def score(metric: str, model: nn.Module, inputs: torch.Tensor, explanation: Any,
     """
     info = get_metric(metric)
     params = check_params(info, params)
-    with guarded(model):  # also around make_context: target="pred" runs the model (in eval mode)
+    # the user's inputs are checked against the training domain once; the metric's own copies never are
+    with guarded(model), checked_once(model, _domain_inputs(inputs), where="score"):
         ctx = make_context(model, inputs, explanation, target=target, masks=masks, seed=seed,
                            memory_budget=memory_budget)
         return run_metric(info, ctx, params)
@@ -107,7 +109,9 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
     explanations = {**dict(explanations), **_controls(model, inputs, explanations, controls, target)}
     shared: dict = {}
     tables = []
-    with guarded(model), tqdm(total=len(jobs) * len(explanations), desc="evaluate", disable=not progress) as bar:
+    # the user's inputs are checked against the training domain once, here; controls and metric copies never are
+    with guarded(model), checked_once(model, _domain_inputs(inputs), where="score_many"), \
+            tqdm(total=len(jobs) * len(explanations), desc="evaluate", disable=not progress) as bar:
         for label, exp in explanations.items():
             ctx = make_context(model, inputs, exp, target=target, masks=masks, seed=seed,
                                memory_budget=memory_budget, shared=shared, label=str(label))
@@ -116,6 +120,12 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
                 tables.append(run_metric(info, ctx, params))
                 bar.update(1)
     return pd.concat(tables, ignore_index=True)
+
+
+def _domain_inputs(inputs: Any) -> Any:
+    """The inputs the domain check sees: a tensor N x C x H x W, else nothing to check (make_context rejects it)."""
+    ok = isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.dtype.is_floating_point
+    return inputs.detach() if ok and bool(torch.isfinite(inputs).all()) else None
 
 
 def _metric_jobs(metrics: Any, have_masks: bool) -> list[tuple[MetricInfo, dict]]:
@@ -138,8 +148,9 @@ def _controls(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str,
     first = next(iter(explanations.values()))
     tgt = target if target is not None else getattr(first, "targets", "pred")
     ids = getattr(first, "image_ids", None)
-    return {c: explain(model, inputs, c, tgt, image_ids=ids, labels=getattr(first, "labels", None))
-            for c in controls if c not in explanations}
+    with domain_check_off():  # the user's inputs: checked once by the caller, not once per control
+        return {c: explain(model, inputs, c, tgt, image_ids=ids, labels=getattr(first, "labels", None))
+                for c in controls if c not in explanations}
 
 
 def check_params(info: MetricInfo, params: dict) -> dict:
@@ -200,13 +211,21 @@ def _warn_nan(table: pd.DataFrame, metric: str, method: str) -> None:
 
 def curves(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, Any],
            kinds: Sequence[str] = ("deletion", "insertion"), *, target: Any = None, patch: int = 1, steps: int = 32,
-           baseline: Any = 0.0, output: str = "logit", memory_budget: int | None = None) -> pd.DataFrame:
-    """Perturbation curves of every method, tidy: ``image_id, method, curve, fraction, output`` (for figures)."""
+           baseline: Any = 0.0, output: str = "logit", memory_budget: int | None = None,
+           controls: Sequence[str] = CONTROLS) -> pd.DataFrame:
+    """Perturbation curves of every method, tidy: ``image_id, method, curve, fraction, output`` (for figures).
+
+    The ``controls`` (as in :func:`score_many`) get their curves too, so a figure can show the floor that a
+    verdict such as "gradcam beats the random control on deletion" compares with (``()`` for none).
+    """
     from .faithfulness import perturbation_curves
 
+    if not isinstance(explanations, Mapping) or not explanations:
+        raise ArgumentError("explanations must be a non-empty dict {label: Explanation}.")
+    explanations = {**dict(explanations), **_controls(model, inputs, explanations, controls, target)}
     shared: dict = {}
     frames = []
-    with guarded(model):
+    with guarded(model), checked_once(model, _domain_inputs(inputs), where="curves"):
         for label, exp in explanations.items():
             ctx = make_context(model, inputs, exp, target=target, memory_budget=memory_budget, shared=shared,
                                label=str(label))
@@ -224,7 +243,7 @@ def randomised_maps(model: nn.Module, inputs: torch.Tensor, explanation: Any, *,
     if order not in ("cascading", "independent"):
         raise ArgumentError(f'order={order!r} must be "cascading" or "independent".')
     info = get_metric(f"{order}_randomisation")
-    with guarded(model):
+    with guarded(model), checked_once(model, _domain_inputs(inputs), where="randomised_maps"):
         ctx = make_context(model, inputs, explanation, seed=seed, memory_budget=memory_budget)
         table = run_metric(info, ctx, check_params(info, {"layers": layers}))
     maps = {"original": ctx.maps.numpy(), **ctx.cache[("randomised_maps", order, seed)]}

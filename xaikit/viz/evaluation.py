@@ -13,12 +13,29 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import ArgumentError
+from ..evaluation import CONTROLS, METRICS, ROBUSTNESS_THRESHOLDS, controls_compare
 from .image import plotly_z
 from .saliency import SIGN_MODES, display_map
 
-__all__ = ["randomisation_maps", "randomisation_curves", "perturbation_curves", "metric_forest", "rank_heatmap"]
+__all__ = ["randomisation_maps", "randomisation_curves", "perturbation_curves", "metric_forest", "rank_heatmap",
+           "verdict_figures"]
 
 _CONTROL_STYLE = {"random": "dot", "sobel": "dash"}
+_CONTROL_COLOR = {"random": "#7f7f7f", "sobel": "#3b3b3b"}
+
+
+def _family(summary: pd.DataFrame, metric: str) -> str | None:
+    """The metric's family: the summary's ``family`` column, else the registry (None for an unknown metric)."""
+    if "family" in summary.columns:
+        fam = summary.loc[summary["metric"] == metric, "family"].dropna()
+        if len(fam):
+            return str(fam.iloc[0])
+    return METRICS[metric].family if metric in METRICS else None
+
+
+def _compares_controls(summary: pd.DataFrame, metric: str) -> bool:
+    family = _family(summary, metric)
+    return family is None or controls_compare(family)
 
 
 def _rows(table: pd.DataFrame, who: str, **where) -> pd.DataFrame:
@@ -62,11 +79,13 @@ def randomisation_maps(maps: Mapping[str, np.ndarray], index: int = 0, *, layers
 
 
 def randomisation_curves(summary: pd.DataFrame, metric: str = "cascading_randomisation",
-                         similarity: str = "spearman_abs") -> go.Figure:
+                         similarity: str = "spearman_abs", *, threshold: float | None = 0.5) -> go.Figure:
     """Mean similarity to the original maps per randomised layer, one line per method, with bootstrap CIs.
 
-    ``summary`` is :func:`xaikit.evaluation.summarise` of a table holding the randomisation metric. Controls are
-    dashed; a method whose line stays high does not depend on the learned weights.
+    ``summary`` is :func:`xaikit.evaluation.summarise` of a table holding the randomisation metric. The
+    model-independent controls, the verdict's reference, are drawn in grey (random dotted, sobel dashed); a
+    method whose line stays high, like theirs, does not depend on the learned weights. ``threshold`` (the ``similarity_threshold`` of
+    :func:`xaikit.evaluation.sanity_verdicts`) is drawn as a red line; ``None`` leaves it out.
     """
     sub = _rows(summary, "randomisation_curves", metric=metric, similarity=similarity)
     order = sub.drop_duplicates("layer").sort_values("layer_index")["layer"].tolist() if "layer_index" in sub \
@@ -75,22 +94,33 @@ def randomisation_curves(summary: pd.DataFrame, metric: str = "cascading_randomi
     for method, m in sub.groupby("method", sort=False):
         m = m.set_index("layer").reindex(order)
         fig.add_trace(go.Scatter(x=order, y=m["mean"], mode="lines+markers", name=str(method),
-                                 line=dict(dash=_CONTROL_STYLE.get(str(method), "solid")),
+                                 line=dict(dash=_CONTROL_STYLE.get(str(method), "solid"),
+                                           color=_CONTROL_COLOR.get(str(method))),
                                  error_y=dict(type="data", symmetric=False, array=m["ci_high"] - m["mean"],
                                               arrayminus=m["mean"] - m["ci_low"], thickness=1)))
     fig.add_hline(y=0, line=dict(color="grey", width=1))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line=dict(color="#d62728", width=1, dash="dash"),
+                      annotation_text=f"verdict threshold {threshold:g}", annotation_position="top left")
     fig.update_layout(title=f"{metric.replace('_', ' ')}: {similarity} similarity to the original maps",
                       xaxis_title="randomised down to layer (top first)", yaxis_title=f"{similarity} (mean, 95% CI)",
                       height=420, width=760)
     return fig
 
 
-def perturbation_curves(curves: pd.DataFrame, kinds: Sequence[str] | None = None) -> go.Figure:
+def perturbation_curves(curves: pd.DataFrame, kinds: Sequence[str] | None = None, *,
+                        require_controls: bool = True) -> go.Figure:
     """Mean target output against the fraction perturbed, per method; one panel per curve kind.
 
-    ``curves`` is :func:`xaikit.evaluation.curves`. Deletion: a faithful map drops fast (low area); insertion:
-    it rises fast (high area).
+    ``curves`` is :func:`xaikit.evaluation.curves` (which adds the controls). Deletion: a faithful map drops fast
+    (low area); insertion: it rises fast (high area). The controls are drawn in grey, dotted (random) and dashed
+    (sobel): the random map is the floor that the verdicts ("gradcam beats the random control on deletion")
+    compare with, so a figure without it is refused unless ``require_controls=False``.
     """
+    if require_controls and "random" not in set(curves["method"].astype(str)):
+        raise ArgumentError("perturbation_curves: the table has no curves of the random control, the floor the "
+                            "deletion/insertion verdicts compare with; compute them with xaikit.evaluation.curves "
+                            "(controls=CONTROLS, its default) or pass require_controls=False.")
     kinds = list(kinds or curves["curve"].drop_duplicates())
     fig = make_subplots(1, len(kinds), subplot_titles=kinds, shared_yaxes=True)
     colors = {}
@@ -99,7 +129,7 @@ def perturbation_curves(curves: pd.DataFrame, kinds: Sequence[str] | None = None
         sub = _rows(curves, "perturbation_curves", curve=kind)
         mean = sub.groupby(["method", "fraction"], sort=False)["output"].mean().reset_index()
         for method, m in mean.groupby("method", sort=False):
-            color = colors.setdefault(method, palette[len(colors) % len(palette)])
+            color = _CONTROL_COLOR.get(str(method)) or colors.setdefault(method, palette[len(colors) % len(palette)])
             fig.add_trace(go.Scatter(x=m["fraction"], y=m["output"], mode="lines", name=str(method),
                                      legendgroup=str(method), showlegend=j == 0,
                                      line=dict(color=color, dash=_CONTROL_STYLE.get(str(method), "solid"))), 1, j + 1)
@@ -110,37 +140,99 @@ def perturbation_curves(curves: pd.DataFrame, kinds: Sequence[str] | None = None
 
 
 def metric_forest(summary: pd.DataFrame, metric: str, *, layer: str | None = None,
-                  similarity: str | None = None) -> go.Figure:
-    """Mean of one metric per method with its bootstrap CI, best method on top; controls in grey."""
+                  similarity: str | None = None, threshold: float | None = None) -> go.Figure:
+    """Mean of one metric per method with its bootstrap CI, best method on top; controls in grey.
+
+    Controls are drawn only where the verdicts compare with them (:data:`xaikit.evaluation.CONTROL_ROLES`: the
+    floor of faithfulness and localisation, the reference of randomisation). Robustness is judged against a
+    stated threshold instead, drawn as a red line: ``threshold``, default
+    :data:`xaikit.evaluation.ROBUSTNESS_THRESHOLDS` of the metric (none for metrics without one).
+    """
     sub = _rows(summary, "metric_forest", metric=metric, layer=layer, similarity=similarity)
     if sub["method"].duplicated().any():
         raise ArgumentError(f"metric_forest: {metric!r} has several rows per method (layers/similarities); pass "
                             "layer=... and similarity=....")
-    sub = sub.sort_values("rank", ascending=False)
+    robust = _family(summary, metric) == "robustness"
+    if not _compares_controls(summary, metric):
+        sub = sub[~sub["method"].isin(CONTROLS)]
+    if threshold is None and robust:
+        threshold = ROBUSTNESS_THRESHOLDS.get(metric)
+    sub = sub.assign(_order=np.where(sub["higher_is_better"], -sub["mean"], sub["mean"]))
+    sub = sub.sort_values("_order", ascending=False)
     colors = ["#999999" if m in _CONTROL_STYLE else "#1f77b4" for m in sub["method"]]
     fig = go.Figure(go.Scatter(x=sub["mean"], y=sub["method"].astype(str), mode="markers",
                                marker=dict(size=10, color=colors),
                                error_x=dict(type="data", symmetric=False, array=sub["ci_high"] - sub["mean"],
                                             arrayminus=sub["mean"] - sub["ci_low"])))
     better = "higher" if bool(sub["higher_is_better"].iloc[0]) else "lower"
-    fig.update_layout(title=f"{metric.replace('_', ' ')} ({better} is better; mean and 95% bootstrap CI)",
+    judged = ""
+    if threshold is not None:
+        fig.add_vline(x=threshold, line=dict(color="#d62728", width=1, dash="dash"))
+        judged = f"; red: stated threshold {threshold:g}"
+    elif robust:
+        judged = "; no stated threshold"
+    fig.update_layout(title=f"{metric.replace('_', ' ')} ({better} is better; mean and 95% bootstrap CI{judged})",
                       xaxis_title=metric, height=max(300, 32 * len(sub) + 120), width=700,
                       margin=dict(l=170))
     return fig
 
 
 def rank_heatmap(summary: pd.DataFrame, *, similarity: str = "spearman_abs") -> go.Figure:
-    """Rank of every method on every metric (1 = best); randomisation metrics at their last layer."""
+    """Rank of every method on every metric (1 = best); randomisation metrics at their last layer.
+
+    Controls are ranked only where the verdicts compare with them (:data:`xaikit.evaluation.CONTROL_ROLES`):
+    their cells in robustness and complexity columns are empty (a random map is trivially stable, not the best).
+    """
     rows = summary
     if "similarity" in rows.columns:
         rand = rows["similarity"].notna()
         last = rows.loc[rand].groupby("metric")["layer_index"].transform("max")
         keep = ~rand | ((rows["similarity"] == similarity) & (rows["layer_index"] == last.reindex(rows.index)))
         rows = rows[keep.fillna(False).astype(bool)]
-    wide = rows.pivot_table(index="method", columns="metric", values="rank", aggfunc="first")
+    no_role = [m for m in rows["metric"].unique() if not _compares_controls(summary, m)]
+    rows = rows.assign(rank=rows["rank"].where(~(rows["method"].isin(CONTROLS) & rows["metric"].isin(no_role))))
+    wide = rows.pivot_table(index="method", columns="metric", values="rank", aggfunc="first", dropna=False)
     fig = go.Figure(go.Heatmap(z=wide.to_numpy(), x=wide.columns.tolist(), y=wide.index.astype(str).tolist(),
                                colorscale="Viridis_r", text=wide.to_numpy(), texttemplate="%{text:.0f}",
                                colorbar=dict(title="rank")))
     fig.update_layout(title="Rank of each method per metric (1 = best)", height=max(320, 30 * len(wide) + 150),
                       width=max(500, 70 * wide.shape[1] + 220), margin=dict(l=170, b=140))
     return fig
+
+
+def verdict_figures(summary: pd.DataFrame, verdicts: pd.DataFrame, curves: pd.DataFrame | None = None, *,
+                    similarity: str = "spearman_abs", similarity_threshold: float = 0.5,
+                    robustness_thresholds: Mapping[str, float] | None = None) -> dict[str, go.Figure]:
+    """One figure per checked metric of :func:`xaikit.evaluation.sanity_verdicts`, so every verdict is visible.
+
+    - deletion / insertion (and other curve kinds in ``curves``, from :func:`xaikit.evaluation.curves`): one
+      :func:`perturbation_curves` figure ``"curves"`` with the controls drawn (it needs ``curves``);
+    - randomisation checks: :func:`randomisation_curves` with the model-independent reference maps and the
+      verdict's ``similarity_threshold``, named after the metric;
+    - every other checked metric: :func:`metric_forest` (the random floor drawn for faithfulness and
+      localisation; the stated threshold, not the controls, for robustness), named after the metric.
+
+    Pass the same thresholds as to ``sanity_verdicts``. An unknown verdict table raises an error naming its
+    missing columns; a curve verdict without ``curves`` raises one asking for them.
+    """
+    missing = [c for c in ("check", "family") if c not in verdicts.columns]
+    if missing:
+        raise ArgumentError(f"verdict_figures: verdicts lacks columns {missing}; pass sanity_verdicts' table.")
+    checks = verdicts["check"].drop_duplicates().tolist()
+    kinds = [] if curves is None else curves["curve"].drop_duplicates().tolist()
+    on_curves = [c for c in checks if c in kinds]
+    if curves is None and any(c in ("deletion", "insertion", "deletion_lerf") for c in checks):
+        raise ArgumentError("verdict_figures: the verdicts judge deletion/insertion; pass curves=xaikit.evaluation."
+                            "curves(model, x, explanations, ...) so that the figure can show them with the controls.")
+    figures = {"curves": perturbation_curves(curves, on_curves)} if on_curves else {}
+    thresholds = {**ROBUSTNESS_THRESHOLDS, **dict(robustness_thresholds or {})}
+    for metric in checks:
+        family = verdicts.loc[verdicts["check"] == metric, "family"].iloc[0]
+        if metric in on_curves:
+            continue
+        if family == "randomisation":
+            figures[metric] = randomisation_curves(summary, metric, similarity, threshold=similarity_threshold)
+        else:
+            figures[metric] = metric_forest(summary, metric, threshold=thresholds.get(metric)
+                                            if family == "robustness" else None)
+    return figures
