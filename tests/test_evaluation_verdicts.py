@@ -12,12 +12,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation_helpers import inputs, lesion_masks, tiny_cnn
-from xaikit.evaluation import (CONTROL_ROLES, CONTROLS, FAMILIES, ROBUSTNESS_THRESHOLDS, curves, rank_methods,
-                               sanity_verdicts, score_many, summarise)
-from xaikit.saliency import explain
 from xaikit.errors import ArgumentError
+from xaikit.evaluation import (
+    CONTROL_ROLES,
+    CONTROLS,
+    FAMILIES,
+    ROBUSTNESS_THRESHOLDS,
+    curves,
+    rank_methods,
+    sanity_verdicts,
+    score_many,
+    summarise,
+)
+from xaikit.saliency import explain
 from xaikit.viz.evaluation import metric_forest, rank_heatmap, verdict_figures
+
+from evaluation_helpers import inputs, lesion_masks, tiny_cnn
 
 METRICS = {"deletion": {"steps": 8}, "pointing_game": {}, "max_sensitivity": {"n_samples": 2},
            "local_lipschitz": {"n_samples": 2}, "sparseness": {},

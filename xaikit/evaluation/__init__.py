@@ -30,8 +30,7 @@ from .context import EvalContext, make_context
 from .core import CONTROLS, SCORE_COLUMNS, curves, randomised_maps, score, score_many
 from .faithfulness import noisy_linear_imputation, patch_ranks
 from .randomisation import SIMILARITIES, randomisable_layers, similarity
-from .ranking import (CONTROL_ROLES, ROBUSTNESS_THRESHOLDS, controls_compare, rank_methods, sanity_verdicts,
-                      summarise)
+from .ranking import CONTROL_ROLES, ROBUSTNESS_THRESHOLDS, controls_compare, rank_methods, sanity_verdicts, summarise
 from .registry import FAMILIES, METRICS, MetricInfo, get_metric, register_metric
 
 __all__ = [
