@@ -129,7 +129,8 @@ def plan(model: nn.Module, inputs: torch.Tensor, methods: Any, metrics: Sequence
     table = pd.DataFrame(rows, columns=["method", "metric", "passes"])
     per_pass = _probe_seconds(model, inputs) if probe else float("nan")
     table["seconds"] = table["passes"] * per_pass
-    return Plan(table, per_pass, _peak_memory(model, inputs, memory_budget), n, str(inputs.device))
+    copies = int(np.ceil(table["passes"].max() / max(n, 1) / FORWARD)) if len(table) else 1  # inputs per image
+    return Plan(table, per_pass, _peak_memory(model, inputs, memory_budget, n * max(copies, 1)), n, str(inputs.device))
 
 
 def metric_passes(metric: str, params: Mapping, method_cost: float, model: nn.Module,
@@ -213,14 +214,16 @@ def _probe_seconds(model: nn.Module, inputs: torch.Tensor) -> float:
     return seconds / len(x)
 
 
-def _peak_memory(model: nn.Module, inputs: torch.Tensor, budget: int | None) -> int:
+def _peak_memory(model: nn.Module, inputs: torch.Tensor, budget: int | None, largest: int) -> int:
+    """Weights, the inputs, and the activations of the largest chunk: the memory plan's ``max_batch`` inputs, or
+    all of the largest unit's inputs (``largest``) where they fit in fewer."""
     from ..saliency.memory import plan as memory_plan
 
     with guarded(model):
         chunk = memory_plan(model, inputs, budget, "evaluation")
     weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
     images = inputs.numel() * inputs.element_size()
-    return int(weights + images + min(chunk.max_batch, 64 * len(inputs)) * chunk.per_sample)
+    return int(weights + images + min(chunk.max_batch, largest) * chunk.per_sample)
 
 
 def _duration(seconds: float) -> str:
