@@ -64,14 +64,22 @@ class Plan:
         """Estimated wall time of the study (explain and score)."""
         return float(self.table["seconds"].sum())
 
-    def summary(self) -> str:
-        """The plan as readable text: one line per (method, metric), the largest first, then the totals."""
-        rows = self.table.sort_values("passes", ascending=False, kind="stable")
-        width = max([len(f"{m} x {k}") for m, k in zip(rows["method"], rows["metric"])] + [12])
+    def summary(self, rows: int = 20) -> str:
+        """The plan as readable text: the ``rows`` costliest (method, metric) pairs, the rest counted, the totals."""
+        ranked = self.table.sort_values("passes", ascending=False, kind="stable")
+        idle = ranked["passes"] == 0  # NaN (a metric the plan does not know) stays visible
+        busy, idle = ranked[~idle], ranked[idle]
+        shown, rest = busy.head(rows), busy.iloc[rows:]
+        width = max([len(f"{m} x {k}") for m, k in zip(shown["method"], shown["metric"])] + [24])
         lines = [f"plan: {self.n_images} images on {self.device}; one forward+backward pass "
                  f"{_duration(self.seconds_per_pass)} per image"]
-        for method, metric, passes, seconds in rows[["method", "metric", "passes", "seconds"]].itertuples(False):
+        for method, metric, passes, seconds in shown[["method", "metric", "passes", "seconds"]].itertuples(False):
             lines.append(f"  {f'{method} x {metric}':<{width}}  {passes:>12,.0f} passes  ~{_duration(seconds)}")
+        if len(rest):
+            lines.append(f"  {f'{len(rest)} more pairs':<{width}}  {rest['passes'].sum():>12,.0f} passes  "
+                         f"~{_duration(rest['seconds'].sum())}")
+        if len(idle):
+            lines.append(f"  {f'{len(idle)} pairs run no model':<{width}}  {0:>12} passes  (maps, masks, shared sweeps)")
         lines.append(f"  {'total':<{width}}  {self.passes:>12,.0f} passes  ~{_duration(self.seconds)}; "
                      f"peak memory ~{self.peak_memory / 2**20:,.0f} MiB")
         return "\n".join(lines)
