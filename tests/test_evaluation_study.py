@@ -12,7 +12,7 @@ import torch
 import xaikit.evaluation.core as core
 from evaluation_helpers import inputs, lesion_masks, tiny_cnn
 from xaikit.errors import ArgumentError
-from xaikit.evaluation import METRICS, plan, score_many
+from xaikit.evaluation import METRICS, autocast_parity, plan, score, score_many
 from xaikit.evaluation.context import make_context
 from xaikit.evaluation.core import check_params, run_metric
 from xaikit.evaluation.cost import metric_passes
@@ -225,3 +225,35 @@ def test_the_table_is_the_same_on_every_device(device, whole, case):
     assert next(net.parameters()).device.type == dev.type  # the model stays where the user put it
     p = plan(net, x.to(dev), maps, METRICS_SMALL, masks=True)
     assert p.device.startswith(device) and p.seconds_per_pass > 0
+
+
+def test_autocast_parity_measures_what_reduced_precision_changes():
+    model, x = tiny_cnn(), inputs(4)
+    metrics = {"deletion": {"steps": 6}, "sparseness": {}}
+    check = autocast_parity(model, x, ["gradient", "gradcam", "input_x_gradient"], metrics, dtype=torch.bfloat16)
+    maps = check[check["metric"] == "maps"].set_index("method")
+    assert (maps["rel_diff"] > 0).all() and (maps["rel_diff"] < 0.5).all()  # bfloat16 keeps ~3 significant digits
+    # the autocast column is the score of the autocast maps, with the metric's passes under autocast too
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = explain(model, x, "gradient")
+        want = score("deletion", model, x, low, steps=6)["value"].mean()
+    got = check[(check["method"] == "gradient") & (check["metric"] == "deletion")]
+    assert float(got["autocast"].iloc[0]) == pytest.approx(want, rel=1e-6)
+    ref = score("deletion", model, x, explain(model, x, "gradient"), steps=6)["value"].mean()
+    assert float(got["float32"].iloc[0]) == pytest.approx(ref, rel=1e-9)
+    assert check.loc[check["metric"] != "maps", "rank_spearman"].between(-1, 1).all()
+
+
+@pytest.mark.gpu
+@CUDA
+def test_float16_autocast_on_cuda_keeps_maps_and_ranks():
+    model, x = tiny_cnn().cuda(), inputs(6).cuda()
+    check = autocast_parity(model, x, ["gradient", "gradcam", "integrated_gradients"], {"deletion": {"steps": 6}})
+    assert (check.loc[check["metric"] == "maps", "rel_diff"] < 0.05).all()
+    assert (check.loc[check["metric"] == "deletion", "rel_diff"] < 0.05).all()
+
+
+def test_autocast_must_be_a_dtype(case):
+    model, x, exps, _ = case
+    with pytest.raises(ArgumentError, match="autocast"):
+        score_many(model, x, exps, ["sparseness"], autocast="half", progress=False)

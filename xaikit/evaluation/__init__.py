@@ -27,6 +27,7 @@ from .core import CONTROLS, SCORE_COLUMNS, curves, randomised_maps, score, score
 from .faithfulness import noisy_linear_imputation, patch_ranks
 from .many import ScoreCache
 from .cost import Plan, plan
+from .precision import autocast_parity
 from .randomisation import SIMILARITIES, randomisable_layers, similarity
 from .ranking import rank_methods, sanity_verdicts, summarise
 from .registry import FAMILIES, METRICS, MetricInfo, get_metric, register_metric
@@ -35,5 +36,5 @@ __all__ = [
     "score", "score_many", "METRICS", "MetricInfo", "FAMILIES", "register_metric", "get_metric", "CONTROLS",
     "SCORE_COLUMNS", "EvalContext", "make_context", "summarise", "rank_methods", "sanity_verdicts", "curves",
     "randomised_maps", "SIMILARITIES", "similarity", "randomisable_layers", "patch_ranks", "noisy_linear_imputation",
-    "plan", "Plan", "ScoreCache",
+    "plan", "Plan", "ScoreCache", "autocast_parity",
 ]

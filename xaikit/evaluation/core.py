@@ -83,7 +83,8 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
                metrics: Sequence[str] | Mapping[str, Mapping] | None = None, *, masks: Any = None,
                controls: Sequence[str] = CONTROLS, target: Any = None, seed: int = 0,
                memory_budget: int | None = None, progress: bool = True, batch_size: int | None = None,
-               cache_dir: str | os.PathLike | None = None, executor: Any = None) -> pd.DataFrame:
+               cache_dir: str | os.PathLike | None = None, executor: Any = None,
+               autocast: torch.dtype | None = None) -> pd.DataFrame:
     """Score many methods on many metrics with model passes shared; the controls are scored too.
 
     Parameters
@@ -105,6 +106,9 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
     executor : distributed.Client or concurrent.futures.Executor, optional
         Run each batch as one task there (the model is sent once per Dask worker); the table equals the local
         loop's. With a cluster, give ``cache_dir`` on a file system every worker can reach.
+    autocast : torch.dtype, optional
+        Run the metrics' model passes under :class:`torch.autocast` in this dtype (``torch.float16`` on CUDA,
+        ``torch.bfloat16`` on CPU); check what it changes with :func:`xaikit.evaluation.autocast_parity`.
     Other parameters as in :func:`score`.
 
     Returns
@@ -127,7 +131,7 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
     with guarded(model):
         return score_batches(model, inputs, explanations, jobs, masks=masks, target=target, seed=seed,
                              memory_budget=memory_budget, batch_size=batch_size, cache_dir=cache_dir,
-                             executor=executor, progress=progress,
+                             executor=executor, progress=progress, autocast=autocast,
                              weights=unit_weights(model, inputs, explanations, jobs))
 
 

@@ -14,6 +14,7 @@ parquet needs, is not a dependency of the kit).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,15 +45,18 @@ def score_batches(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[
                   jobs: Sequence[tuple[str, dict]], *, masks: Any = None, target: Any = None, seed: int = 0,
                   memory_budget: int | None = None, batch_size: int | None = None,
                   cache_dir: str | os.PathLike | None = None, executor: Any = None, progress: bool = True,
-                  weights: Mapping[tuple[str, str], float] | None = None) -> pd.DataFrame:
+                  weights: Mapping[tuple[str, str], float] | None = None, autocast: Any = None) -> pd.DataFrame:
     """Run every (method, metric) on every batch of images; the table in method, metric, image order.
 
     ``jobs`` are ``(metric name, checked parameters)``; ``weights`` the planned cost per image of each
-    ``(label, metric)`` (the progress bar advances by it, so its ETA follows the plan, not the unit count).
+    ``(label, metric)`` (the progress bar advances by it, so its ETA follows the plan, not the unit count);
+    ``autocast`` a dtype for :class:`torch.autocast` on the inputs' device (``None``: the model's own precision).
     """
     batches = _batches(inputs, explanations, masks, target, batch_size)
     cache = ScoreCache(Path(cache_dir), model_fingerprint(model)) if cache_dir is not None else None
-    opts = {"seed": int(seed), "memory_budget": memory_budget}
+    if autocast is not None and not isinstance(autocast, torch.dtype):
+        raise ArgumentError(f"autocast={autocast!r} must be a torch dtype (torch.float16, torch.bfloat16) or None.")
+    opts = {"seed": int(seed), "memory_budget": memory_budget, "autocast": autocast}
     weights = dict(weights or {})
     total = sum(_batch_weight(b, jobs, weights) for b in batches)
     results: dict[int, dict] = {}
@@ -87,14 +91,15 @@ def score_batch(model: nn.Module, batch: dict, jobs: Sequence[tuple[str, dict]],
     for label, exp in batch["explanations"].items():
         ctx = None
         for j, (name, params) in enumerate(jobs):
-            key = cache.key(batch, label, exp, name, params, opts["seed"]) if cache else None
+            key = cache.key(batch, label, exp, name, params, opts) if cache else None
             table = cache.load(key) if cache else None
             if table is None:
                 if ctx is None:
                     ctx = make_context(model, batch["inputs"], exp, target=batch["target"], masks=batch["masks"],
                                        seed=opts["seed"], memory_budget=opts["memory_budget"], shared=shared,
                                        label=str(label))
-                table = run_metric(get_metric(name), ctx, params)
+                with _precision(batch["inputs"], opts.get("autocast")):
+                    table = run_metric(get_metric(name), ctx, params)
                 if cache:
                     cache.save(key, table)
             else:
@@ -104,6 +109,13 @@ def score_batch(model: nn.Module, batch: dict, jobs: Sequence[tuple[str, dict]],
                 bar.set_postfix_str(f"{label}: {name}")
                 bar.update(_unit_weight(batch, label, name, weights))
     return out
+
+
+def _precision(inputs: torch.Tensor, dtype: torch.dtype | None):
+    """``torch.autocast`` on the inputs' device for ``dtype``; a no-op for ``None``."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(inputs.device.type, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------- batches
@@ -183,10 +195,10 @@ class ScoreCache:
         self.root = Path(root) / "scores" / model_fp[:16]
         self.model_fp = model_fp
 
-    def key(self, batch: dict, label: str, explanation: Any, metric: str, params: dict, seed: int) -> str:
+    def key(self, batch: dict, label: str, explanation: Any, metric: str, params: dict, opts: dict) -> str:
         h = hashlib.sha256()
-        head = {"model": self.model_fp, "label": str(label), "metric": metric, "params": plain(params), "seed": seed,
-                "format": CACHE_FORMAT}
+        head = {"model": self.model_fp, "label": str(label), "metric": metric, "params": plain(params),
+                "seed": opts["seed"], "autocast": str(opts.get("autocast")), "format": CACHE_FORMAT}
         h.update(json.dumps(head, sort_keys=True, default=repr).encode())
         for part in (batch["inputs"], _maps_digest(explanation), batch["masks"], batch["target"]):
             h.update(_digest(part).encode())
