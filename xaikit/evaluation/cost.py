@@ -6,7 +6,7 @@ of ``steps`` points runs ``steps - 1`` forward passes per image; max-sensitivity
 copies (``n_samples`` times the method's cost); a randomisation check re-explains once per stage. Metrics that
 read one sweep together (insertion and LeRF deletion; max-sensitivity and the local Lipschitz estimate) are
 counted once, where :func:`xaikit.evaluation.score_many` computes them. Time is the passes times the seconds of
-one probe forward+backward pass on these inputs and this device; what runs beside the model (ROAD's imputation,
+one image's forward+backward, probed on these inputs and this device (batches of 8); what runs beside the model (ROAD's imputation,
 similarity measures, Python) is not in it, so read the estimate as a lower bound that holds within tens of
 percent for model-bound work.
 """
@@ -208,18 +208,20 @@ def _method_cost(method: str, params: Mapping, inputs: torch.Tensor) -> float:
     return get_method(method).passes(sized)
 
 
-def _probe_seconds(model: nn.Module, inputs: torch.Tensor) -> float:
-    """Seconds of one image's forward+backward: one warm-up pass, then one timed pass on up to 8 images."""
-    x = inputs[: min(8, len(inputs))].detach()
+def _probe_seconds(model: nn.Module, inputs: torch.Tensor, batch: int = 8) -> float:
+    """Seconds of one image's forward+backward at ``batch`` images a pass (the inputs repeated to fill it): one
+    warm-up pass, then the mean of two timed ones (one timed pass alone swings with the machine's load)."""
+    x = inputs.detach().repeat((batch + len(inputs) - 1) // len(inputs), *[1] * (inputs.ndim - 1))[:batch]
+    times = []
     with guarded(model), torch.enable_grad():
-        for batch in (x[:1], x):
+        for _ in range(3):
             start = time.perf_counter()
-            probe = batch.clone().requires_grad_(True)
+            probe = x.clone().requires_grad_(True)
             model(probe).sum().backward()
             if probe.is_cuda:
                 torch.cuda.synchronize(probe.device)
-            seconds = time.perf_counter() - start
-    return seconds / len(x)
+            times.append(time.perf_counter() - start)
+    return float(np.mean(times[1:])) / len(x)
 
 
 def _peak_memory(model: nn.Module, inputs: torch.Tensor, budget: int | None, largest: int) -> int:
