@@ -85,7 +85,8 @@ class Interrupt:
 
 
 RUN_METRIC = core.run_metric
-SUBSET = ("gradient", "gradcam", "lrp_epsilon_plus")  # the cluster and resume rows: their ratios, at a fifth of the cost
+#: The cluster and resume rows: their ratios, at a fifth of the cost of every method.
+SUBSET = ("gradient", "gradcam", "lrp_epsilon_plus")
 
 
 def timed(fn):
@@ -137,7 +138,7 @@ def resume_rows(model, x, masks, maps, metrics, batch: int) -> None:
     with tempfile.TemporaryDirectory() as cache:
         full, t_full = timed(lambda: score_many(model, x, maps, metrics, **kw))
         units = (len(maps) + 2) * len(metrics) * -(-len(x) // batch)
-        core.run_metric = first = Interrupt(at=units // 2)
+        core.run_metric = Interrupt(at=units // 2)
         t = time.perf_counter()
         try:
             score_many(model, x, maps, metrics, cache_dir=cache, **kw)

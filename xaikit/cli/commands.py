@@ -1,4 +1,7 @@
-"""One function per subcommand: ``predict``, ``explain``, ``evaluate``, ``serve``, ``demo``, ``samples`` (each returns an exit code)."""
+"""One function per subcommand: ``predict``, ``explain``, ``evaluate``, ``serve``, ``demo``, ``samples``.
+
+Each returns an exit code.
+"""
 from __future__ import annotations
 
 import argparse

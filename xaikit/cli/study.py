@@ -68,10 +68,11 @@ def write_study(out: Path, plan_text: str, table, n_boot: int, n_images: int) ->
     kinds, metrics = table["method"].nunique(), table["metric"].nunique()
     report.section("Which maps to trust", f"{n_images} image(s), {kinds} map kinds (the methods and the random and "
                    f"Sobel controls) x {metrics} metric(s). Means with bootstrap CIs over images; paired tests against "
-                   "the controls in one Holm family. Images are named by a running index and the SHA-256 of their file.")
+                   "the controls in one Holm family. Images are named by a running index and the SHA-256 of their "
+                   "file.")
     report.table(verdicts, "verdicts", caption="Which method fails which check, in plain words.")
-    cols = [c for c in ("metric", "layer", "similarity", "method", "n", "mean", "ci_low", "ci_high", "rank")
-            if c in summary.columns]
+    wanted = ("metric", "layer", "similarity", "method", "n", "mean", "ci_low", "ci_high", "rank")
+    cols = [c for c in wanted if c in summary.columns]
     report.table(summary[cols], "summary", caption="Method x metric: mean, 95% bootstrap CI, rank (1 = best).",
                  max_rows=80)
     report.table(tests, "tests", caption="Paired tests of the methods (one multiplicity family).", max_rows=40)

@@ -6,7 +6,8 @@ of ``steps`` points runs ``steps - 1`` forward passes per image; max-sensitivity
 copies (``n_samples`` times the method's cost); a randomisation check re-explains once per stage. Metrics that
 read one sweep together (insertion and LeRF deletion; max-sensitivity and the local Lipschitz estimate) are
 counted once, where :func:`xaikit.evaluation.score_many` computes them. Time is the passes times the seconds of
-one image's forward+backward, probed on these inputs and this device (batches of 8); what runs beside the model (ROAD's imputation,
+one image's forward+backward, probed on these inputs and this device (batches of 8); what runs beside the model
+(ROAD's imputation,
 similarity measures, Python) is not in it, so read the estimate as a lower bound that holds within tens of
 percent for model-bound work.
 """
@@ -79,7 +80,8 @@ class Plan:
             lines.append(f"  {f'{len(rest)} more pairs':<{width}}  {rest['passes'].sum():>12,.0f} passes  "
                          f"~{_duration(rest['seconds'].sum())}")
         if len(idle):
-            lines.append(f"  {f'{len(idle)} pairs run no model':<{width}}  {0:>12} passes  (maps, masks, shared sweeps)")
+            lines.append(f"  {f'{len(idle)} pairs run no model':<{width}}  {0:>12} passes  "
+                         "(maps, masks, shared sweeps)")
         lines.append(f"  {'total':<{width}}  {self.passes:>12,.0f} passes  ~{_duration(self.seconds)}; "
                      f"peak memory ~{self.peak_memory / 2**20:,.0f} MiB")
         return "\n".join(lines)
