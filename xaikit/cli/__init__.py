@@ -1,4 +1,4 @@
-"""The ``xaikit`` command line: ``predict``, ``explain``, ``serve``, ``demo``, ``samples``.
+"""The ``xaikit`` command line: ``predict``, ``explain``, ``evaluate``, ``serve``, ``demo``, ``samples``.
 
 Run ``xaikit --help`` (or ``python -m xaikit --help``) and ``xaikit <command> --help`` for examples. The commands
 are thin layers over the package (:mod:`xaikit.inference`, :func:`xaikit.saliency.explain_many`,
@@ -71,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _predict_parser(sub)
     _explain_parser(sub)
+    _evaluate_parser(sub)
     _serve_parser(sub)
     _demo_parser(sub)
     samples = sub.add_parser("samples", help="rebuild data_samples/ deterministically",
@@ -117,6 +118,45 @@ def _explain_parser(sub) -> None:
     p.add_argument("--preset", default=None, metavar="NAME", help="a named set of methods: quick, sumer2023")
     p.add_argument("--target", default="pred", metavar="pred|label|INDEX",
                    help="explain the predicted class (default), the true label (manifest input), or class INDEX")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; reruns resume)")
+
+
+_EVALUATE_EXAMPLES = """examples:
+  xaikit evaluate data_samples/models/phantom_small_cnn.pt data_samples/images/ --preset quick --dry-run
+  xaikit evaluate model.pt data_samples/manifest.csv --preset sumer2023 --metric deletion \\
+      --metric cascading_randomisation --metric max_sensitivity --out study/
+  xaikit evaluate model.pt scans/ --method gradcam --method gradient --metric deletion \\
+      --metric-param deletion:steps=16 --workers 2 --out study/
+
+prints the plan (passes per method x metric, estimated time, peak memory) and, unless --dry-run, writes into --out:
+index.html (verdicts, the method x metric table with bootstrap CIs, figures), scores.csv, summary.csv, tests.csv,
+verdicts.csv, plan.txt. The random and Sobel controls are scored beside the methods. Rerunning the same command
+computes only what is missing (maps and scores are cached in <out>/.cache); an interrupted run loses at most one
+batch of one method x metric. Metrics: python -c "import xaikit.evaluation as e; print(sorted(e.METRICS))".
+"""
+
+
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="which maps to trust: methods x metrics with CIs, verdicts, a report",
+                       description="Explain the images with the methods, score every map on the metrics beside the "
+                                   "random and Sobel controls, and write the table with bootstrap CIs, the verdicts "
+                                   "and an index.html into --out. Prints the plan first.",
+                       epilog=_EVALUATE_EXAMPLES + "\n" + _EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common_inputs(p)
+    p.add_argument("--method", action="append", default=[], metavar="NAME", help="a saliency method (repeat)")
+    p.add_argument("--preset", default=None, metavar="NAME", help="a named set of methods: quick, sumer2023")
+    p.add_argument("--metric", action="append", default=[], metavar="NAME",
+                   help="a metric (repeat; default: deletion, insertion, cascading_randomisation, sparseness)")
+    p.add_argument("--metric-param", action="append", default=[], metavar="METRIC:KEY=VALUE",
+                   help="a metric parameter, e.g. deletion:steps=16 (JSON value; repeat)")
+    p.add_argument("--target", default="pred", metavar="pred|label|INDEX",
+                   help="explain the predicted class (default), the true label (manifest input), or class INDEX")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the CIs and tests (default 1000)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="run on a Dask LocalCluster of N worker processes (default: this process)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on the Dask cluster of this scheduler (tcp://host:8786)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; reruns resume)")
 
 

@@ -1,5 +1,7 @@
-"""One function per subcommand: ``predict``, ``explain``, ``serve``, ``demo``, ``samples`` (each returns an exit
-code)."""
+"""One function per subcommand: ``predict``, ``explain``, ``evaluate``, ``serve``, ``demo``, ``samples``.
+
+Each returns an exit code.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +10,7 @@ import sys
 
 import torch
 
+from .._util import atomic_write
 from ..errors import ArgumentError
 from ..inference import SLICE_POLICIES, load_model, to_batch
 from ..inference import predict as predict_probs
@@ -43,6 +46,39 @@ def explain(args: argparse.Namespace) -> int:
     write_table(table, args.out / "explanations.csv")
     index = write_gallery(args.out, table, list(results), ckpt.classes)
     print(f"{len(items)} image(s) x {len(results)} method(s) explained: {index.resolve()}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from ..evaluation import plan, score_many
+    from ..saliency import explain_many
+    from .study import executor, metric_specs, write_study
+
+    methods = _methods(args.method, args.preset)
+    metrics = metric_specs(args.metric, args.metric_param)
+    if args.n_boot < 100:
+        raise ArgumentError(f"--n-boot {args.n_boot}: use at least 100 bootstrap resamples (default 1000).")
+    ckpt, items = _prepare(args)
+    x = to_batch(ckpt, [it.image for it in items])
+    cost = plan(ckpt.model, x, methods, metrics)
+    print(cost.summary(), file=sys.stdout if args.dry_run else sys.stderr)
+    if args.dry_run:
+        return 0
+    target, ids = _target(args.target, len(ckpt.classes)), [it.image_id for it in items]
+    with contextlib.ExitStack() as stack:
+        client = executor(args, stack)
+        maps = explain_many(ckpt.model, x, methods, target=target, batch_size=args.batch_size,
+                            cache_dir=args.out / ".cache", image_ids=ids, labels=_labels(items, args.target),
+                            progress=not args.no_progress, executor=client)
+        table = score_many(ckpt.model, x, maps, metrics, batch_size=args.batch_size, cache_dir=args.out / ".cache",
+                           progress=not args.no_progress, executor=client)
+    table["image_id"] = table["image_id"].map({it.image_id: it.name for it in items})  # the names explain uses
+    with atomic_write(args.out / "plan.txt", "w") as fh:
+        fh.write(cost.summary() + "\n")
+    index = write_study(args.out, cost.summary(), table, args.n_boot, len(items))
+    print(f"{len(items)} image(s) x {len(maps)} method(s) x {len(metrics)} metric(s) evaluated: {index.resolve()}")
     return 0
 
 

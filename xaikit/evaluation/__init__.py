@@ -28,7 +28,10 @@ True
 from . import complexity, faithfulness, localisation, randomisation, robustness  # noqa: F401  (fill the registry)
 from .context import EvalContext, make_context
 from .core import CONTROLS, SCORE_COLUMNS, curves, randomised_maps, score, score_many
+from .cost import Plan, plan
 from .faithfulness import noisy_linear_imputation, patch_ranks
+from .many import ScoreCache
+from .precision import autocast_parity
 from .randomisation import SIMILARITIES, randomisable_layers, similarity
 from .ranking import CONTROL_ROLES, ROBUSTNESS_THRESHOLDS, controls_compare, rank_methods, sanity_verdicts, summarise
 from .registry import FAMILIES, METRICS, MetricInfo, get_metric, register_metric
@@ -38,4 +41,5 @@ __all__ = [
     "SCORE_COLUMNS", "EvalContext", "make_context", "summarise", "rank_methods", "sanity_verdicts", "curves",
     "randomised_maps", "SIMILARITIES", "similarity", "randomisable_layers", "patch_ranks", "noisy_linear_imputation",
     "CONTROL_ROLES", "ROBUSTNESS_THRESHOLDS", "controls_compare",
+    "plan", "Plan", "ScoreCache", "autocast_parity",
 ]

@@ -109,7 +109,7 @@ class EvalContext:
                 self.counts["forward_batches"] += 1
                 self.counts["forward_inputs"] += len(x)
                 parts.append(_read(logits, self.targets[index], output))
-        out = torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
+        out = torch.cat(parts).cpu() if parts else torch.empty(0, dtype=torch.float64)  # one copy to the host
         bad = ~torch.isfinite(out)
         if bool(bad.any()):
             raise EvaluationError(
@@ -154,7 +154,7 @@ def _read(logits: torch.Tensor, targets: torch.Tensor, output: str) -> torch.Ten
     logits = logits.double()
     if output == "prob":
         logits = torch.softmax(logits, 1)
-    return logits.gather(1, targets.view(-1, 1).to(logits.device)).squeeze(1).cpu()
+    return logits.gather(1, targets.view(-1, 1).to(logits.device)).squeeze(1)
 
 
 def _target_key(targets: torch.Tensor) -> tuple:

@@ -8,6 +8,7 @@ max-sensitivity and the local Lipschitz estimate, and the randomised model copie
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -15,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..domain import checked_once, domain_check_off
 from ..errors import ArgumentError, EvaluationError
@@ -84,7 +84,9 @@ def score(metric: str, model: nn.Module, inputs: torch.Tensor, explanation: Any,
 def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, Any],
                metrics: Sequence[str] | Mapping[str, Mapping] | None = None, *, masks: Any = None,
                controls: Sequence[str] = CONTROLS, target: Any = None, seed: int = 0,
-               memory_budget: int | None = None, progress: bool = True) -> pd.DataFrame:
+               memory_budget: int | None = None, progress: bool = True, batch_size: int | None = None,
+               cache_dir: str | os.PathLike | None = None, executor: Any = None,
+               autocast: torch.dtype | None = None) -> pd.DataFrame:
     """Score many methods on many metrics with model passes shared; the controls are scored too.
 
     Parameters
@@ -96,30 +98,44 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
         when ``masks`` are given).
     controls : sequence of str
         Control methods explained and scored beside the others (``()`` for none).
+    batch_size : int, optional
+        Images per unit of work (a unit is one method x metric x batch). ``None`` (default): all images in one
+        batch. Metrics that draw random noise draw it per batch from ``seed``, so tables of different batch
+        sizes differ in those metrics (not in deterministic ones).
+    cache_dir : path, optional
+        Disk cache of finished units (see :mod:`xaikit.evaluation.many`): an interrupted run recomputes at most
+        the unit it was in; a rerun reads the cache. May be the folder given to ``explain_many``.
+    executor : distributed.Client or concurrent.futures.Executor, optional
+        Run each batch as one task there (the model is sent once per Dask worker); the table equals the local
+        loop's. With a cluster, give ``cache_dir`` on a file system every worker can reach.
+    autocast : torch.dtype, optional
+        Run the metrics' model passes under :class:`torch.autocast` in this dtype (``torch.float16`` on CUDA,
+        ``torch.bfloat16`` on CPU); check what it changes with :func:`xaikit.evaluation.autocast_parity`.
     Other parameters as in :func:`score`.
 
     Returns
     -------
     pandas.DataFrame
         The tables of :func:`score` for every (method, metric), concatenated; ``method`` holds the labels.
+
+    Examples
+    --------
+    >>> table = score_many(net, images, maps, ["deletion", "sparseness"], batch_size=8,  # doctest: +SKIP
+    ...                    cache_dir="study-cache/")
     """
+    from .cost import unit_weights
+    from .many import score_batches
+
     if not isinstance(explanations, Mapping) or not explanations:
         raise ArgumentError("explanations must be a non-empty dict {label: Explanation}.")
-    jobs = _metric_jobs(metrics, masks is not None)
+    jobs = [(info.name, params) for info, params in _metric_jobs(metrics, masks is not None)]
     explanations = {**dict(explanations), **_controls(model, inputs, explanations, controls, target)}
-    shared: dict = {}
-    tables = []
     # the user's inputs are checked against the training domain once, here; controls and metric copies never are
-    with guarded(model), checked_once(model, _domain_inputs(inputs), where="score_many"), \
-            tqdm(total=len(jobs) * len(explanations), desc="evaluate", disable=not progress) as bar:
-        for label, exp in explanations.items():
-            ctx = make_context(model, inputs, exp, target=target, masks=masks, seed=seed,
-                               memory_budget=memory_budget, shared=shared, label=str(label))
-            for info, params in jobs:
-                bar.set_postfix_str(f"{label}: {info.name}")
-                tables.append(run_metric(info, ctx, params))
-                bar.update(1)
-    return pd.concat(tables, ignore_index=True)
+    with guarded(model), checked_once(model, _domain_inputs(inputs), where="score_many"):
+        return score_batches(model, inputs, explanations, jobs, masks=masks, target=target, seed=seed,
+                             memory_budget=memory_budget, batch_size=batch_size, cache_dir=cache_dir,
+                             executor=executor, progress=progress, autocast=autocast,
+                             weights=unit_weights(model, inputs, explanations, jobs))
 
 
 def _domain_inputs(inputs: Any) -> Any:

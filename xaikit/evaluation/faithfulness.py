@@ -256,10 +256,10 @@ def _all_logits(ctx: EvalContext, x: torch.Tensor, index: torch.Tensor) -> torch
     parts = []
     with torch.no_grad():
         for pos in ctx.chunked(len(x), lambda p: p):
-            parts.append(ctx.model(x[pos]).double().cpu())
+            parts.append(ctx.model(x[pos]).double())
             ctx.counts["forward_batches"] += 1
             ctx.counts["forward_inputs"] += len(pos)
-    return torch.cat(parts)
+    return torch.cat(parts).cpu()  # one copy to the host, after the loop
 
 
 # ---------------------------------------------------------------------------------------- faithfulness correlation

@@ -1,0 +1,201 @@
+"""Workload benchmark: a study (Sümer et al.'s preset + the controls x six metrics) against its compute bound.
+
+On the shipped clean phantom model and pneumonia test images with lesion masks:
+
+* ``plan``: :func:`xaikit.evaluation.plan`'s passes (one image's forward+backward each) of the explain phase and
+  the scoring phase; the *compute bound* of a phase is its passes times one pass's seconds, measured bare (a
+  forward+backward at batch 8) before each phase, so the bound follows the machine's load through the run.
+* ``explain`` and ``score``: each phase's time as a ratio to its bound (goal <= 1.1 overall). Metrics do work
+  the bound does not count (similarities, ROAD's imputation, Python), and a forward-only pass is counted as 1/3.
+* ``1 vs 2 Dask workers``: the scoring phase on a LocalCluster of 1 and of 2 worker processes (1 thread each),
+  after the local loop at the same batch size (goal: 2 workers >= 1.7x one on 2 idle cores).
+* ``resume``: the scoring phase interrupted half-way (an exception in the middle unit), then resumed, then
+  reread: units recomputed, and the times against one uninterrupted run.
+* ``gpu``: the same study on CUDA where a device exists (goal: >= 20x the 2-core CPU).
+
+The default (2 images at 64 px, max-sensitivity with 2 noisy copies, the top 2 randomisation stages,
+occlusion left out: alone it needs more model passes than the other 14 methods together) runs in about
+2 minutes on a 2-core CPU. ``--images 16 --size 128 --with-occlusion --stages 9 --noise-samples 10`` is the
+issue's full workload (about 12 minutes here by the plan).
+
+Usage::
+
+    python benchmarks/bench_workload.py
+    python benchmarks/bench_workload.py --images 4 --no-cluster
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import xaikit.evaluation.core as core
+from xaikit.checkpoint import load_checkpoint
+from xaikit.data import ManifestDataset
+from xaikit.evaluation import plan, randomisable_layers, score_many
+from xaikit.saliency import PRESETS, explain_many
+from xaikit.samples import MODELS, sample_dir
+
+
+def data(n: int, size: int):
+    ckpt = load_checkpoint(sample_dir() / "models" / MODELS["clean"])
+    test = ManifestDataset(sample_dir() / "manifest.csv", split="test", preprocess=ckpt.preprocess)
+    samples = [test[int(i)] for i in np.flatnonzero(test.labels == 1)[:n]]
+    x = torch.stack([s["image"] for s in samples])
+    masks = torch.stack([s["masks"]["lesion"] for s in samples]).float()
+    if size != x.shape[-1]:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        masks = F.interpolate(masks[:, None], size=(size, size), mode="nearest")[:, 0]
+    return ckpt.model.eval(), x, masks.bool(), [s["id"] for s in samples]
+
+
+def pass_seconds(model, x, rounds: int = 3) -> float:
+    """One image's bare forward+backward (input gradient) at batch 8, the median of ``rounds`` timings."""
+    batch = x.repeat((8 + len(x) - 1) // len(x), 1, 1, 1)[:8]
+    times = []
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for _ in range(rounds + 1):
+        xb = batch.clone().requires_grad_(True)
+        t = time.perf_counter()
+        model(xb).sum().backward()
+        if xb.is_cuda:
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) / len(batch))
+    return statistics.median(times[1:])
+
+
+class Interrupt:
+    """core.run_metric that raises in unit ``at`` (a user's Ctrl-C) and counts the units it computes."""
+
+    def __init__(self, at: int | None = None):
+        self.at, self.calls = at, 0
+
+    def __call__(self, info, ctx, params):
+        self.calls += 1
+        if self.at is not None and self.calls == self.at:
+            raise KeyboardInterrupt
+        return RUN_METRIC(info, ctx, params)
+
+
+RUN_METRIC = core.run_metric
+#: The cluster and resume rows: their ratios, at a fifth of the cost of every method.
+SUBSET = ("gradient", "gradcam", "lrp_epsilon_plus")
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def study(args, model, x, masks, ids, methods, metrics, device: str) -> dict:
+    model, x, masks = model.to(device), x.to(device), masks.to(device)
+    p = plan(model, x, methods, metrics, masks=True)
+    explain_passes = float(p.table.loc[p.table["metric"] == "explain", "passes"].sum())
+    score_passes = p.passes - explain_passes
+    bound = pass_seconds(model, x)
+    maps, t_explain = timed(lambda: explain_many(model, x, methods, target=1, image_ids=ids, progress=False))
+    bound = (bound + pass_seconds(model, x)) / 2
+    table, t_score = timed(lambda: score_many(model, x, maps, metrics, masks=masks, progress=False))
+    return {"plan": p, "maps": maps, "table": table, "t_explain": t_explain, "t_score": t_score, "bound": bound,
+            "explain_passes": explain_passes, "score_passes": score_passes}
+
+
+def report_study(name: str, r: dict) -> None:
+    b_explain, b_score = r["explain_passes"] * r["bound"], r["score_passes"] * r["bound"]
+    total = r["t_explain"] + r["t_score"]
+    print(f"{name}: one pass {r['bound'] * 1000:.1f} ms per image (bare, measured in the run)")
+    print(f"  explain  {r['explain_passes']:8.0f} passes  bound {b_explain:7.1f} s  took {r['t_explain']:7.1f} s  "
+          f"ratio {r['t_explain'] / b_explain:5.2f}")
+    print(f"  score    {r['score_passes']:8.0f} passes  bound {b_score:7.1f} s  took {r['t_score']:7.1f} s  "
+          f"ratio {r['t_score'] / b_score:5.2f}")
+    print(f"  overall  {r['explain_passes'] + r['score_passes']:8.0f} passes  bound {b_explain + b_score:7.1f} s  "
+          f"took {total:7.1f} s  ratio {total / (b_explain + b_score):5.2f}  (plan's estimate "
+          f"{r['plan'].seconds:.1f} s)")
+
+
+def cluster_rows(model, x, masks, maps, metrics, batch: int) -> None:
+    from xaikit.cluster import local_cluster
+
+    kw = dict(masks=masks, batch_size=batch, progress=False)
+    with local_cluster(1, 1) as one, local_cluster(2, 1) as two:
+        _, t_local = timed(lambda: score_many(model, x, maps, metrics, **kw))
+        _, t_one = timed(lambda: score_many(model, x, maps, metrics, executor=one, **kw))
+        _, t_two = timed(lambda: score_many(model, x, maps, metrics, executor=two, **kw))
+    print(f"score on Dask (batch {batch}): local loop {t_local:.1f} s, 1 worker {t_one:.1f} s, 2 workers "
+          f"{t_two:.1f} s -> 2 workers vs 1: {t_one / t_two:.2f}x, vs the local loop: {t_local / t_two:.2f}x")
+
+
+def resume_rows(model, x, masks, maps, metrics, batch: int) -> None:
+    kw = dict(masks=masks, batch_size=batch, progress=False)
+    with tempfile.TemporaryDirectory() as cache:
+        full, t_full = timed(lambda: score_many(model, x, maps, metrics, **kw))
+        units = (len(maps) + 2) * len(metrics) * -(-len(x) // batch)
+        core.run_metric = Interrupt(at=units // 2)
+        t = time.perf_counter()
+        try:
+            score_many(model, x, maps, metrics, cache_dir=cache, **kw)
+        except KeyboardInterrupt:
+            pass
+        t_first = time.perf_counter() - t
+        core.run_metric = second = Interrupt()
+        resumed, t_second = timed(lambda: score_many(model, x, maps, metrics, cache_dir=cache, **kw))
+        core.run_metric = third = Interrupt()
+        reread, t_read = timed(lambda: score_many(model, x, maps, metrics, cache_dir=cache, **kw))
+        core.run_metric = RUN_METRIC
+    same = resumed.equals(reread) and np.allclose(resumed["value"], full["value"], rtol=1e-4, equal_nan=True)
+    print(f"resume: {units} units; interrupted in unit {units // 2} after {t_first:.1f} s, the rerun computed "
+          f"{second.calls} units in {t_second:.1f} s, a third run {third.calls} ({t_read:.1f} s); interrupted + "
+          f"resumed = {(t_first + t_second) / t_full:.2f}x one uninterrupted run ({t_full:.1f} s), reread "
+          f"{t_read / t_full:.3f}x; same table: {same}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--size", type=int, default=64, help="image side in px (the model is fully convolutional)")
+    ap.add_argument("--stages", type=int, default=2, help="randomisation stages, top layer first")
+    ap.add_argument("--noise-samples", type=int, default=2, help="max-sensitivity's noisy copies")
+    ap.add_argument("--with-occlusion", action="store_true")
+    ap.add_argument("--no-cluster", action="store_true")
+    ap.add_argument("--full-rows", action="store_true", help="cluster and resume rows with every method")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")  # domain warnings on resized images, NaN notes of the controls
+    torch.manual_seed(0)
+    model, x, masks, ids = data(args.images, args.size)
+    methods = {k: v for k, v in PRESETS["sumer2023"].items() if args.with_occlusion or k != "occlusion"}
+    metrics = {"deletion": {"patch": max(1, args.size // 16), "steps": 16},
+               "insertion": {"patch": max(1, args.size // 16), "steps": 16},
+               "cascading_randomisation": {"similarities": ["spearman_abs"],
+                                           "layers": randomisable_layers(model)[: args.stages]},
+               "relevance_mass": {}, "sparseness": {}, "max_sensitivity": {"n_samples": args.noise_samples}}
+    print(f"{len(methods)} methods + 2 controls x {len(metrics)} metrics on {args.images} images at {args.size} px; "
+          f"{torch.get_num_threads()} torch threads; timings on a shared machine: read the ratios")
+    cpu = study(args, model, x, masks, ids, methods, metrics, "cpu")
+    print(cpu["plan"].summary(rows=8))
+    report_study("cpu", cpu)
+    batch = max(1, -(-args.images // 2))
+    subset = {k: cpu["maps"][k] for k in SUBSET} if not args.full_rows else cpu["maps"]
+    print(f"cluster and resume rows: {', '.join(subset)} + the controls x the same metrics, in batches of {batch}"
+          + ("" if args.full_rows else " (--full-rows: every method)"))
+    if not args.no_cluster and args.images >= 2:
+        cluster_rows(model, x, masks, subset, metrics, batch)
+    resume_rows(model, x, masks, subset, metrics, batch)
+    if torch.cuda.is_available():
+        gpu = study(args, model, x, masks, ids, methods, metrics, "cuda")
+        report_study(f"gpu ({torch.cuda.get_device_name()})", gpu)
+        cpu_total, gpu_total = cpu["t_explain"] + cpu["t_score"], gpu["t_explain"] + gpu["t_score"]
+        print(f"gpu vs cpu: {cpu_total / gpu_total:.1f}x on the same study")
+    else:
+        print("gpu: no CUDA device here (torch.cuda.is_available() is False); the GPU row runs where one exists")
+
+
+if __name__ == "__main__":
+    main()
