@@ -1,4 +1,4 @@
-"""Saliency maps through one call: ``explain(model, inputs, method, target)`` for 30+ methods.
+"""Saliency maps through one call: ``explain(model, inputs, method, target)`` for 45+ methods.
 
 Methods live in the :data:`METHODS` registry (captum gradients/paths/perturbations, the CAM family, zennit LRP
 composites with canonizers, and controls). Every call leaves the model as it was, keeps memory under a
@@ -15,7 +15,7 @@ torch.Size([1, 64, 64])
 """
 from __future__ import annotations
 
-from . import cam, captum_methods, controls, lrp  # noqa: F401  (fill the registry)
+from . import cam, captum_methods, contrastive, controls, fullgrad, layer_methods, lrp, sampling  # noqa: F401
 from . import targets
 from .batch import explain_many
 from .canonizers import DenseNetCanonizer, canonized, canonizers_for

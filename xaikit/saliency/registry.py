@@ -45,6 +45,10 @@ class MethodInfo:
     private_copy : bool
         The method runs on a private copy of the model with a fresh, non-in-place ReLU module per use
         (captum's DeepLift and modified-ReLU methods need that; see :mod:`xaikit.saliency.safety`).
+    refuses : dict
+        Kinds of use the method refuses, with the reason: keys ``"detection"``, ``"segmentation"``,
+        ``"volume"``. :func:`explain` raises with the reason; registry-wide tests read it (a method either
+        runs on volumes, segmentation and detection targets or says here why not).
     defaults : dict
         Default parameters; ``explain(..., **params)`` overrides them. Read by :func:`register` from the
         keyword defaults of ``fn``'s signature, the one place they are stated.
@@ -60,6 +64,7 @@ class MethodInfo:
     supports_3d: bool = False
     clean_forward: bool = False
     private_copy: bool = False
+    refuses: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
 
     def passes(self, params: dict | None = None) -> float:
