@@ -22,7 +22,7 @@ from .canonizers import DenseNetCanonizer, canonized, canonizers_for
 from .engine import MethodContext, explain, find_cam_layer
 from .explanation import Explanation
 from .patches import explain_patches
-from .presets import PRESETS
+from .presets import PRESETS, innvestigate
 from .registry import METHODS, MethodInfo, register
 from .safety import guarded, private_copy
 
@@ -36,6 +36,7 @@ __all__ = [
     "MethodInfo",
     "MethodContext",
     "PRESETS",
+    "innvestigate",
     "register",
     "find_cam_layer",
     "canonizers_for",
