@@ -21,6 +21,7 @@ from .batch import explain_many
 from .canonizers import DenseNetCanonizer, canonized, canonizers_for
 from .engine import MethodContext, explain, find_cam_layer
 from .explanation import Explanation
+from .layer_view import LayerActivations, layer_activations
 from .patches import explain_patches
 from .presets import PRESETS, innvestigate
 from .registry import METHODS, MethodInfo, register
@@ -30,6 +31,8 @@ __all__ = [
     "explain",
     "explain_many",
     "explain_patches",
+    "layer_activations",
+    "LayerActivations",
     "targets",
     "Explanation",
     "METHODS",
