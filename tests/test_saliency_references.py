@@ -55,7 +55,8 @@ def up(t: torch.Tensor, size) -> torch.Tensor:
 CAPTUM = {
     "layer_activation": lambda m, l, x, t: LayerActivation(m, l).attribute(x).mean(1, keepdim=True),
     "layer_conductance": lambda m, l, x, t: LayerConductance(m, l).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
-    "internal_influence": lambda m, l, x, t: InternalInfluence(m, l).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
+    "internal_influence": lambda m, l, x, t:
+        InternalInfluence(m, l).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
     "layer_gradient_x_activation": lambda m, l, x, t: LayerGradientXActivation(m, l).attribute(x, t).sum(1, True),
     "layer_integrated_gradients": lambda m, l, x, t:
         LayerIntegratedGradients(m, l).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
