@@ -46,7 +46,9 @@ def top_layer(model: nn.Module) -> str:
     return names[-1]
 
 
-@register("contrastive_excitation_backprop", family="lrp", library="zennit", cost=4, supports_3d=True)
+@register("contrastive_excitation_backprop", family="lrp", library="zennit", cost=4, supports_3d=True,
+          refuses={"detection": "the dual unit negates the weights of one top linear unit; a detector's box score "
+                                "comes out of its post-processing (top-k, NMS, box decoding), not from one unit"})
 def contrastive_excitation_backprop(ctx, relevance_init="one_hot"):
     """Contrastive excitation backprop: MWP of the target minus MWP of its dual unit (top-layer weights
     negated), signed (Zhang et al. 2016). ``relevance_init="one_hot"`` is the paper's top-down signal."""

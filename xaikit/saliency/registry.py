@@ -46,9 +46,10 @@ class MethodInfo:
         The method runs on a private copy of the model with a fresh, non-in-place ReLU module per use
         (captum's DeepLift and modified-ReLU methods need that; see :mod:`xaikit.saliency.safety`).
     refuses : dict
-        Kinds of use the method refuses, with the reason: keys ``"detection"``, ``"segmentation"``,
-        ``"volume"``. :func:`explain` raises with the reason; registry-wide tests read it (a method either
-        runs on volumes, segmentation and detection targets or says here why not).
+        Targets the method refuses, with the reason (key ``"detection"``, read by
+        :func:`xaikit.saliency.detection.supports`, which :func:`explain` consults): registry-wide tests read it,
+        so a method either runs on volumes, segmentation and detection targets or says here why not (volumes:
+        ``supports_3d``).
     defaults : dict
         Default parameters; ``explain(..., **params)`` overrides them. Read by :func:`register` from the
         keyword defaults of ``fn``'s signature, the one place they are stated.
