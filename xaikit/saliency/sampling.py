@@ -9,7 +9,6 @@ the draws do not matter (linear models) and with direct implementations of the f
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Iterator
 
 import torch
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from captum.attr import Saliency
 
 from ..errors import ExplanationError
+from .cam import _capture
 from .params import checked, int_between, non_negative, one_of
 from .registry import register
 
@@ -125,26 +125,11 @@ def expected_gradients(ctx, n_samples=32, references=None, n_references=8):
     return _input_shap(ctx, _references(ctx, references, n_references), n_samples, 0.0)
 
 
-@contextlib.contextmanager
-def _layer_leaf(layer: torch.nn.Module, store: dict):
-    """Forward hook making the layer output a graph leaf (its gradient is the layer gradient)."""
-
-    def hook(module, args, output):
-        store["act"] = output.detach().requires_grad_(True)
-        return store["act"].clone()
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        yield store
-    finally:
-        handle.remove()
-
-
 def _layer_acts(ctx, x: torch.Tensor) -> torch.Tensor:
     store: dict = {}
-    with _layer_leaf(ctx.layer, store), torch.no_grad():
+    with _capture(ctx.layer, store, with_grad=False), torch.no_grad():
         ctx.model(x)
-    return store["act"].detach()
+    return store["act"]
 
 
 @register("layer_gradient_shap", family="cam", library="xaikit", cost=lambda p: 2 * p["n_samples"],
@@ -156,7 +141,7 @@ def layer_gradient_shap(ctx, n_samples=20, stdevs=0.0):
     total = None
     for m, noisy, base, points in _path_points(ctx, _shared_refs(ctx), n_samples, stdevs):
         store: dict = {}
-        with _layer_leaf(ctx.layer, store), torch.enable_grad():
+        with _capture(ctx.layer, store, with_grad=True), torch.enable_grad():
             out = ctx.model(points)
             score = ctx.spec.score(out) if ctx.spec.fn is not None else \
                 out.gather(1, ctx.spec.indices.repeat(m).view(-1, 1).to(out.device))
