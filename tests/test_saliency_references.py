@@ -347,3 +347,32 @@ def test_contrastive_excitation_backprop_is_the_papers_formula():
     dual = _mwp(ws + [-l3.weight.double()], [flat, h1, h2], top)
     exp = explain(model, x, "contrastive_excitation_backprop", torch.tensor([1, 2]), reduction="sum")
     torch.testing.assert_close(exp.raw.double().flatten(1), (mwp - dual).float().double(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("gradient_shap", {"n_samples": 3, "stdevs": 0.1}), ("expected_gradients", {"n_samples": 3}),
+    ("layer_gradient_shap", {"n_samples": 3, "stdevs": 0.1}), ("rise", {"n_masks": 6, "grid": 2}),
+    ("shapley_value_sampling", {"n_samples": 1, "n_segments": 4}),
+])
+def test_random_methods_draw_from_per_image_streams(name, params):
+    """An image's map does not depend on its batch, the memory budget or the global torch / numpy RNG state."""
+    from saliency_helpers import tiny_cnn, tiny_inputs
+
+    model, x = tiny_cnn().float(), tiny_inputs(3).float()
+    torch.manual_seed(11)
+    np.random.seed(11)
+    together = explain(model, x, name, **params)
+    torch.manual_seed(99)
+    np.random.seed(99)
+    alone = explain(model, x[2:], name, image_ids=["2"], memory_budget=8_000, **params)  # one sample per pass
+    torch.testing.assert_close(alone.maps, together.maps[2:], rtol=1e-5, atol=1e-7)
+
+
+def test_explain_many_passes_the_noise_tunnel_on():
+    from saliency_helpers import tiny_cnn, tiny_inputs
+    from xaikit.saliency import explain_many
+
+    model, x = tiny_cnn().float(), tiny_inputs(2).float()
+    tunnel = {"type": "vargrad", "n": 2, "sigma": 0.1}
+    many = explain_many(model, x, {"nt": {"method": "gradcam", "noise_tunnel": tunnel}}, progress=False)
+    torch.testing.assert_close(many["nt"].maps, explain(model, x, "gradcam", noise_tunnel=tunnel).maps)
