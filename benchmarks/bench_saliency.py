@@ -14,12 +14,16 @@ alpha2beta1 <= 2.5x, xaikit <= 5 % over the direct call.
 (RSS sampled every 2 ms; CUDA: max allocated).
 Also: DenseNet-121 at 224 px with integrated gradients at 200 steps under the default 2 GiB budget
 (``--densenet``), and the SaliencyExplorer's Python time per slider move (``--widget``).
+``--new`` (also part of the default run, short: batch 2, 64 px, 2 rounds): the methods of issue 24 (layer
+methods, pytorch-grad-cam CAMs, FullGrad, RISE, Shapley sampling, Expected Gradients, contrastive EB, NoiseTunnel)
+at their bench settings, each as a ratio to the limit measured in the same rounds, in total and per pass.
 ``--volumes``: every 3D-capable method on a 3D network (``r3d_18`` or ``small_cnn3d``, ``--volume-size`` voxels per
 side), each timed interleaved with the 3D physical limit (ratio per pass) and its peak memory.
 
 Usage::
 
     python benchmarks/bench_saliency.py                    # issue-16 table, resnet18, 224 px, batch 8
+    python benchmarks/bench_saliency.py --new              # only the issue-24 methods, short
     python benchmarks/bench_saliency.py --all --quick      # subset of methods, batch 2
     python benchmarks/bench_saliency.py --all              # all methods, resnet18, 224 px, batch 8
     python benchmarks/bench_saliency.py --densenet --widget
@@ -44,6 +48,31 @@ QUICK = ["gradient", "integrated_gradients", "gradcam", "lrp_epsilon_plus", "smo
 SETTINGS = {"integrated_gradients": {"n_steps": 20}, "smoothgrad": {"n_samples": 10},
             "smoothgrad_sq": {"n_samples": 10}, "vargrad": {"n_samples": 10}, "gradient_shap": {"n_samples": 10},
             "lime": {"n_samples": 50}, "kernel_shap": {"n_samples": 50}}
+
+
+# The methods added in issue 24 with bench settings (sampling counts cut so the short run stays short); label ->
+# (method, explain() keywords). The last row is NoiseTunnel over Grad-CAM.
+NEW = {
+    "layer_activation": ("layer_activation", {}),
+    "layer_conductance": ("layer_conductance", {"n_steps": 8}),
+    "internal_influence": ("internal_influence", {"n_steps": 8}),
+    "layer_gradient_x_activation": ("layer_gradient_x_activation", {}),
+    "layer_integrated_gradients": ("layer_integrated_gradients", {"n_steps": 8}),
+    "layer_gradient_shap": ("layer_gradient_shap", {"n_samples": 8}),
+    "xgradcam": ("xgradcam", {}),
+    "gradcam_elementwise": ("gradcam_elementwise", {}),
+    "eigencam": ("eigencam", {}),
+    "eigengradcam": ("eigengradcam", {}),
+    "ablationcam (layer4, 512 ch)": ("ablationcam", {}),
+    "fullgrad": ("fullgrad", {}),
+    "gradient_shap": ("gradient_shap", {"n_samples": 8}),
+    "expected_gradients": ("expected_gradients", {"n_samples": 8}),
+    "rise": ("rise", {"n_masks": 64}),
+    "shapley_value_sampling": ("shapley_value_sampling", {"n_segments": 16, "n_samples": 2}),
+    "linear_approximation": ("linear_approximation", {"n_samples": 32}),
+    "contrastive_excitation_backprop": ("contrastive_excitation_backprop", {}),
+    "gradcam + noise_tunnel n=8": ("gradcam", {"noise_tunnel": {"type": "smoothgrad", "n": 8, "sigma": 0.1}}),
+}
 
 
 class PeakRSS:
@@ -233,6 +262,34 @@ def bench_methods(args) -> None:
               f"{over} {mem.mib:9.0f}", flush=True)
 
 
+def bench_new(args) -> None:
+    """Issue-24 methods: explain() time as a multiple of the physical limit measured in the same rounds."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=2).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(args.new_batch, 3, args.new_size, args.new_size)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    limit = physical_limit(model, x, target)
+    print(f"issue-24 methods: resnet18, batch {args.new_batch}, {args.new_size} px, {torch.get_num_threads()} "
+          f"threads, {args.new_repeats} rounds (limit, xaikit); medians of per-round ratios")
+    print(f"| {'method':33s} | {'limit ms':>8s} | {'xaikit ms':>9s} | {'x limit':>8s} | {'passes':>6s} | "
+          f"{'per pass':>8s} |")
+    print(f"|{'-' * 35}|{'-' * 10}|{'-' * 11}|{'-' * 10}|{'-' * 8}|{'-' * 10}|")
+    for label, (name, kw) in NEW.items():
+        if args.methods and name not in args.methods:
+            continue
+        params = {k: v for k, v in kw.items() if k != "noise_tunnel"}
+        passes = METHODS[name].passes({**params, "input_size": args.new_size}) * kw.get("noise_tunnel", {}).get("n", 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tl, tx = rounds([limit, lambda: explain(model, x, name, target, **kw)], args.new_repeats)
+        ratio = median_ratio(tx, tl)
+        print(f"| {label:33s} | {statistics.median(tl) * 1e3:8.0f} | {statistics.median(tx) * 1e3:9.0f} | "
+              f"{ratio:7.2f}x | {passes:6.1f} | {ratio / max(passes, 1):7.2f}x |", flush=True)
+
+
 def bench_densenet(args) -> None:
     torch.manual_seed(0)
     model = torchvision.models.densenet121(num_classes=2).eval()
@@ -307,6 +364,10 @@ def main() -> None:
     ap.add_argument("--densenet-steps", type=int, default=200)
     ap.add_argument("--widget", action="store_true", help="SaliencyExplorer callback time")
     ap.add_argument("--no-methods", action="store_true")
+    ap.add_argument("--new", action="store_true", help="only the issue-24 methods (also in the default run)")
+    ap.add_argument("--new-batch", type=int, default=2)
+    ap.add_argument("--new-size", type=int, default=64)
+    ap.add_argument("--new-repeats", type=int, default=2)
     ap.add_argument("--volumes", action="store_true", help="3D methods on a 3D network")
     ap.add_argument("--volume-arch", default="r3d_18", help="small_cnn3d or r3d_18")
     ap.add_argument("--volume-size", type=int, default=32)
@@ -315,8 +376,13 @@ def main() -> None:
     args.batch = args.batch or (2 if args.quick else 8)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.new:
+        bench_new(args)
+        return
     if not args.no_methods:
         (bench_methods if args.all else bench_table)(args)
+        if not args.all:
+            bench_new(args)
     if args.widget:
         bench_widget(args)
     if args.densenet:

@@ -8,6 +8,16 @@ from torch import nn
 
 from xaikit.saliency.safety import HOOK_DICTS
 
+#: Small settings of the layer, path and sampling methods for the registry-wide tests (their defaults are sized
+#: for real images; these keep each test call at a few forwards).
+FAST_LAYER_SAMPLED = {
+    "layer_conductance": {"n_steps": 4}, "internal_influence": {"n_steps": 4},
+    "layer_integrated_gradients": {"n_steps": 4},
+    "layer_gradient_shap": {"n_samples": 2}, "expected_gradients": {"n_samples": 2}, "rise": {"n_masks": 8, "grid": 4},
+    "shapley_value_sampling": {"n_samples": 1, "n_segments": 4},
+    "linear_approximation": {"n_samples": 8, "n_segments": 6},
+}
+
 
 @functools.lru_cache(maxsize=None)
 def small_vgg() -> nn.Module:

@@ -14,16 +14,15 @@ from xaikit.errors import ExplanationError
 from xaikit.saliency import METHODS, explain
 from xaikit.saliency.rules import AlphaBetaFullBias, SafeDivide
 
-from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
+from saliency_helpers import FAST_LAYER_SAMPLED, assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 
-FAST = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
+FAST = {**FAST_LAYER_SAMPLED, "integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
         "vargrad": {"n_samples": 3}, "gradient_shap": {"n_samples": 3}, "lime": {"n_samples": 12, "n_segments": 8},
         "kernel_shap": {"n_samples": 12, "n_segments": 8}, "feature_ablation": {"n_segments": 8},
         "occlusion": {"window": 4, "stride": 4}}
 
-# captum's GradientShap draws its baselines with numpy's global RNG, which explain() does not seed: two calls
-# give different maps (with or without no_grad); left to the owner of captum_methods.gradient_shap.
-NOT_REPEATABLE = {"gradient_shap"}
+# Every random method draws from per-image streams seeded by explain(): two calls give the same map.
+NOT_REPEATABLE: set = set()
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

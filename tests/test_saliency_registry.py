@@ -50,3 +50,15 @@ def test_registration_refuses_a_second_source_and_parameters_without_defaults():
         def bad(ctx, a, **kw):
             """Bad."""
     assert "_x" not in METHODS and "_y" not in METHODS
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_refusals_are_recorded_with_their_reason(name):
+    """A method runs on volumes and on class, mask and box targets, or its MethodInfo says why not."""
+    from xaikit.saliency.detection import supports
+
+    info = METHODS[name]
+    assert set(info.refuses) <= {"detection"}, f"{name}: unknown refusal keys {set(info.refuses)}"
+    assert all(isinstance(why, str) and len(why) > 20 for why in info.refuses.values())
+    if "detection" in info.refuses:
+        assert supports(info) == info.refuses["detection"]

@@ -1,4 +1,4 @@
-"""Saliency maps through one call: ``explain(model, inputs, method, target)`` for 30+ methods.
+"""Saliency maps through one call: ``explain(model, inputs, method, target)`` for 45+ methods.
 
 Methods live in the :data:`METHODS` registry (captum gradients/paths/perturbations, the CAM family, zennit LRP
 composites with canonizers, and controls). Every call leaves the model as it was, keeps memory under a
@@ -15,13 +15,14 @@ torch.Size([1, 64, 64])
 """
 from __future__ import annotations
 
-from . import cam, captum_methods, controls, lrp, targets  # noqa: F401  (the first four fill the registry)
+from . import cam, captum_methods, contrastive, controls, fullgrad, layer_methods, lrp, sampling, targets  # noqa: F401 (registering)
 from .batch import explain_many
 from .canonizers import DenseNetCanonizer, canonized, canonizers_for
 from .engine import MethodContext, explain, find_cam_layer
 from .explanation import Explanation
+from .layer_view import LayerActivations, layer_activations
 from .patches import explain_patches
-from .presets import PRESETS
+from .presets import PRESETS, innvestigate
 from .registry import METHODS, MethodInfo, register
 from .safety import clear_caches, guarded, private_copy
 
@@ -29,12 +30,15 @@ __all__ = [
     "explain",
     "explain_many",
     "explain_patches",
+    "layer_activations",
+    "LayerActivations",
     "targets",
     "Explanation",
     "METHODS",
     "MethodInfo",
     "MethodContext",
     "PRESETS",
+    "innvestigate",
     "register",
     "find_cam_layer",
     "canonizers_for",

@@ -141,3 +141,116 @@ def _channel_scores(ctx, i: int, act: torch.Tensor, logits: torch.Tensor) -> tor
             out = ctx.model(x * masks[start : start + ctx.memory.max_batch * 3])
             scores.append(ctx.spec.fn(out) if idx is None else torch.softmax(out, 1)[:, idx])
     return torch.cat(scores)
+
+
+# --- the pytorch-grad-cam 1.5 family (jacobgil/pytorch-grad-cam), checked against the grad-cam package ---------
+def _weighted(weights: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Signed channel sum ``sum_c w_c A_c`` for weights ``n x C``."""
+    return (weights.view(*weights.shape, *([1] * (act.ndim - 2))) * act).sum(1, keepdim=True)
+
+
+@register("xgradcam", family="cam", library="xaikit", cost=0.5, needs_layer=True, signed=False, clean_forward=True,
+          supports_3d=True)
+def xgradcam(ctx):
+    """XGrad-CAM: channel weights sum(grad x A) / (sum(A) + 1e-7) (Fu et al. 2020); ReLU; not in captum."""
+    act, grad, _ = layer_pass(ctx)
+    sp = _spatial(act)
+    weights = (grad * act).sum(sp) / (act.sum(sp) + 1e-7)
+    signed = _weighted(weights, act)
+    return signed.clamp_min(0), signed
+
+
+@register("gradcam_elementwise", family="cam", library="xaikit", cost=0.5, needs_layer=True, signed=False,
+          clean_forward=True, supports_3d=True)
+def gradcam_elementwise(ctx):
+    """Grad-CAM element-wise (pytorch-grad-cam's GradCAMElementWise): channel sum of ReLU(grad x A), then ReLU."""
+    act, grad, _ = layer_pass(ctx)
+    return (grad * act).clamp_min(0).sum(1, keepdim=True)
+
+
+def first_component(t: torch.Tensor) -> torch.Tensor:
+    """Projection of each position's channel vector on the first principal component (``n x 1 x h x w``).
+
+    pytorch-grad-cam's ``get_2d_projection``: channels centred over positions, SVD, projection on the first right
+    singular vector. SVD leaves the sign free; it is fixed so that the larger magnitude is positive (the sign
+    correction of Chung & Ying 2025, pytorch-grad-cam's ``get_2d_projection_with_sign_correction``).
+    """
+    out = []
+    for a in t.double():
+        flat = a.reshape(a.shape[0], -1).T
+        flat = flat - flat.mean(0)
+        _, _, vh = torch.linalg.svd(flat, full_matrices=False)
+        proj = flat @ vh[0]
+        out.append(-proj if proj.min().abs() > proj.max().abs() else proj)
+    return torch.stack(out).reshape(len(t), 1, *t.shape[2:]).to(t.dtype)
+
+
+@register("eigencam", family="cam", library="xaikit", cost=1 / 3, needs_layer=True, signed=False, clean_forward=True,
+          supports_3d=True)
+def eigencam(ctx):
+    """Eigen-CAM: first principal component of the layer's activations (Muhammad & Yeasin 2020), ReLU.
+
+    Class-agnostic (the target does not enter); sign fixed as in :func:`first_component`. Not in captum.
+    """
+    store: dict = {}
+    with _capture(ctx.layer, store, with_grad=False), torch.no_grad():
+        ctx.store["logits"] = ctx.model(ctx.inputs)
+    signed = first_component(store["act"])
+    return signed.clamp_min(0), signed
+
+
+@register("eigengradcam", family="cam", library="xaikit", cost=0.5, needs_layer=True, signed=False,
+          clean_forward=True, supports_3d=True)
+def eigengradcam(ctx):
+    """Eigen-Grad-CAM: first principal component of gradient x activation (pytorch-grad-cam), ReLU."""
+    act, grad, _ = layer_pass(ctx)
+    signed = first_component(grad * act)
+    return signed.clamp_min(0), signed
+
+
+@register("ablationcam", family="cam", library="xaikit", cost=lambda p: 1 + p.get("n_channels", 512) / 3,
+          needs_layer=True, signed=False, clean_forward=True, supports_3d=True)
+def ablationcam(ctx):
+    """Ablation-CAM (Desai & Ramaswamy 2020): channel weight = relative drop of the target score when the
+    channel is set to zero, ``(y - y_k) / y``; ReLU of the weighted sum. Ablated copies run forward only, in
+    memory-sized chunks; the layer's output is computed once per image. Not in captum."""
+    store: dict = {}
+    with _capture(ctx.layer, store, with_grad=False), torch.no_grad():
+        logits = ctx.model(ctx.inputs)
+    ctx.store["logits"] = logits
+    act = store["act"]
+    scores = _target_scores(ctx, logits, slice(None))
+    weights = torch.stack([_ablation_drops(ctx, i, act[i], scores[i]) for i in range(len(act))])
+    signed = _weighted(weights, act)
+    return signed.clamp_min(0), signed
+
+
+def _target_scores(ctx, out: torch.Tensor, rows) -> torch.Tensor:
+    """The target score of outputs ``out`` (index targets: the logit, as pytorch-grad-cam's ClassifierOutputTarget)."""
+    if ctx.spec.fn is not None:
+        return ctx.spec.score(out)
+    idx = ctx.spec.indices[rows] if ctx.spec.indices is not None else out.argmax(1)
+    return out.gather(1, idx.to(out.device).view(-1, 1)).squeeze(1)
+
+
+def _ablation_drops(ctx, i: int, act: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+    chunk, drops = ctx.memory.max_batch * 3, []
+    x = ctx.inputs[i : i + 1]
+    for start in range(0, len(act), chunk):
+        channels = torch.arange(start, min(start + chunk, len(act)), device=act.device)
+        ablated = act[None].repeat(len(channels), *([1] * act.ndim))
+        ablated[torch.arange(len(channels)), channels] = 0
+        handle = ctx.layer.register_forward_hook(lambda m, a, o, new=ablated: new)
+        try:
+            with torch.no_grad():
+                out = ctx.model(x.expand(len(channels), *x.shape[1:]))
+        finally:
+            handle.remove()
+        if ctx.spec.fn is not None:
+            drops.append(ctx.spec.score(out))
+        else:
+            idx = ctx.spec.indices[i] if ctx.spec.indices is not None else ctx.store["logits"][i].argmax()
+            drops.append(out[:, int(idx)])
+    ablated_scores = torch.cat(drops)
+    safe = torch.where(score != 0, score, torch.ones_like(score))
+    return (score - ablated_scores) / safe

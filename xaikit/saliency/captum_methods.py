@@ -15,7 +15,6 @@ from captum.attr import (
     DeepLift,
     DeepLiftShap,
     FeatureAblation,
-    GradientShap,
     GuidedBackprop,
     GuidedGradCam,
     InputXGradient,
@@ -25,6 +24,7 @@ from captum.attr import (
     Lime,
     Occlusion,
     Saliency,
+    ShapleyValueSampling,
 )
 
 from .params import (
@@ -158,22 +158,6 @@ def _baseline_set(ctx) -> torch.Tensor:
     shape = (1, *ctx.inputs.shape[1:])
     noise = torch.randn(shape, generator=ctx.generator(-1), device=ctx.inputs.device, dtype=ctx.inputs.dtype)
     return torch.cat([torch.zeros(shape, device=ctx.inputs.device, dtype=ctx.inputs.dtype), noise])
-
-
-@register("gradient_shap", family="sampling", library="captum", cost=lambda p: p["n_samples"], supports_3d=True)
-@checked(n_samples=_SAMPLES, stdevs=non_negative)
-def gradient_shap(ctx, n_samples=20, stdevs=0.0):
-    """GradientSHAP (Lundberg & Lee 2017) over baselines {zeros, seeded noise}; samples run in memory-sized chunks."""
-    explainer = GradientShap(ctx.head)
-    baselines = _baseline_set(ctx)
-    per = _per_eval(ctx)
-    total = torch.zeros_like(ctx.inputs)
-    for start in range(0, int(n_samples), per):
-        m = min(per, int(n_samples) - start)
-        total += m * explainer.attribute(ctx.inputs, baselines=baselines, target=ctx.target, n_samples=m,
-                                         stdevs=float(stdevs))
-    ctx.record["baselines"] = "zeros + seeded unit Gaussian noise"
-    return total / n_samples
 
 
 # --- DeepLIFT and modified-ReLU backprop (private copy with fresh ReLUs) ------------------------------
@@ -330,3 +314,35 @@ def lime(ctx, n_segments=50, compactness=10.0, n_samples=100):
 def kernel_shap(ctx, n_segments=50, compactness=10.0, n_samples=100):
     """Kernel SHAP on SLIC superpixels (Lundberg & Lee 2017)."""
     return _per_sample(ctx, KernelShap(ctx.head), n_samples, superpixels(ctx.inputs, n_segments, compactness))
+
+
+@register("shapley_value_sampling", family="perturbation", library="captum",
+          cost=lambda p: p["n_samples"] * p["n_segments"] / 3, supports_3d=True)
+@checked(**_SP_RULES, n_samples=_SAMPLES, baseline=real_number)
+def shapley_value_sampling(ctx, n_segments=16, compactness=10.0, n_samples=8, baseline=0.0):
+    """Shapley value sampling (Castro et al. 2009) on SLIC superpixels: each superpixel's mean marginal effect
+    over ``n_samples`` random orderings (captum ``ShapleyValueSampling``); efficiency: the attributions of an
+    image sum to f(x) - f(baseline). Orderings come from each image's own seeded stream."""
+    mask = superpixels(ctx.inputs, n_segments, compactness)
+    explainer, parts = ShapleyValueSampling(ctx.head), []
+    for i, stream in enumerate(ctx.index):
+        target = None if ctx.target is None else ctx.target[i : i + 1]
+        with torch.random.fork_rng(devices=[ctx.inputs.device] if ctx.inputs.device.type == "cuda" else []):
+            torch.manual_seed(ctx.seed * 1_000_003 + int(stream))  # captum draws orderings with torch.randperm
+            parts.append(explainer.attribute(ctx.inputs[i : i + 1], baselines=float(baseline), target=target,
+                                             feature_mask=mask[i : i + 1], n_samples=int(n_samples),
+                                             perturbations_per_eval=max(1, ctx.memory.max_batch)))
+    ctx.record["superpixels"] = "skimage.segmentation.slic"
+    return torch.cat(parts)
+
+
+@register("linear_approximation", family="perturbation", library="captum", cost=lambda p: p["n_samples"] / 3,
+          supports_3d=True)
+@checked(**_SP_RULES, n_samples=_SAMPLES)
+def linear_approximation(ctx, n_segments=50, compactness=10.0, n_samples=100):
+    """LIME with an unregularised linear surrogate (captum ``Lime`` + ``SkLearnLinearRegression``) on SLIC
+    superpixels: TorchEsegeta's "Linear Approximation" (a local linear model of the score)."""
+    from captum._utils.models.linear_model import SkLearnLinearRegression
+
+    explainer = Lime(ctx.head, interpretable_model=SkLearnLinearRegression())
+    return _per_sample(ctx, explainer, n_samples, superpixels(ctx.inputs, n_segments, compactness))

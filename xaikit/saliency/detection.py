@@ -39,7 +39,8 @@ UNSUPPORTED = {
 
 def supports(info: Any) -> str | None:
     """``None`` when method ``info`` (a :class:`~xaikit.saliency.MethodInfo`) can explain detections, else why not."""
-    return UNSUPPORTED.get(info.name) or _FAMILY_REASON.get(info.family)
+    refused = getattr(info, "refuses", {}).get("detection")
+    return refused or UNSUPPORTED.get(info.name) or _FAMILY_REASON.get(info.family)
 
 
 def detection(index: int | None = None, *, box: Any = None, label: int | None = None, output: str = "score",

@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import ExplanationError, ModelError
 from .explanation import Explanation, plain
 from .memory import MemoryPlan, plan
+from .noise_tunnel import check_noise_tunnel, run_tunnel
 from .params import check_params
 from .registry import MethodInfo, get_method
 from .safety import guarded, hook_count, private_copy, register_cache, state_fingerprint
@@ -142,6 +143,7 @@ def explain(
     seed: int = 0,
     reduction: str = "sum",
     keep_raw: bool = True,
+    noise_tunnel: Mapping | None = None,
     **params: Any,
 ) -> Explanation:
     """Explain the model's outputs for ``inputs`` with one saliency ``method``.
@@ -177,6 +179,10 @@ def explain(
         ``"max_abs"``.
     keep_raw : bool
         Keep the per-channel attribution in ``Explanation.raw``.
+    noise_tunnel : dict, optional
+        Run the method on noisy copies and combine (captum's NoiseTunnel, for any method):
+        ``{"type": "smoothgrad" | "smoothgrad_sq" | "vargrad", "n": 16, "sigma": 0.15}``
+        (:mod:`xaikit.saliency.noise_tunnel`); noise seeded per image.
     **params
         Method parameters (see ``METHODS[method].defaults``).
 
@@ -203,6 +209,7 @@ def explain(
     if isinstance(model, nn.Module):
         _check_dims(model, x)  # a volume for a 2-D model: say that, not that a parameter does not fit the volume
     check_params(info.fn, params, info.name, x)
+    tunnel = check_noise_tunnel(noise_tunnel, info)
     if _bindable(target) and isinstance(model, nn.Module):
         model = target.prepare(model, info)  # detection: a wrapper with tensor outputs
     _check_model(model, x, logits=not _bindable(target))
@@ -215,7 +222,7 @@ def explain(
         check_preprocess(model, preprocess)
     request = _Request(model=model, x=x, info=info, target=target, labels=labels, image_ids=tuple(image_ids),
                        layer_name=_layer_name(model, info, layer, x), budget=memory_budget, seed=seed,
-                       reduction=reduction, keep_raw=keep_raw, params=params)
+                       reduction=reduction, keep_raw=keep_raw, params=params, tunnel=tunnel)
     with guarded(model):
         return _run(request)
 
@@ -236,6 +243,7 @@ class _Request:
     reduction: str
     keep_raw: bool
     params: dict
+    tunnel: dict | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,8 +270,9 @@ def _run(req: _Request) -> Explanation:
             f"{type(model).__name__} returns outputs of {memory.output_ndim} dimensions, not logits N x K; "
             "explain a segmentation model with target=targets.segmentation(class_index, mask=...) and a detector "
             "with target=targets.detection(...) (from xaikit.saliency import targets).")
-    spec = resolve_target(target, len(x), memory.n_classes, req.labels, needs_indices=not info.clean_forward)
-    if spec.policy == "pred" and not info.clean_forward:
+    clean = info.clean_forward and req.tunnel is None  # noisy copies: "pred" is fixed on the clean input first
+    spec = resolve_target(target, len(x), memory.n_classes, req.labels, needs_indices=not clean)
+    if spec.policy == "pred" and not clean:
         pre_logits = _logits(model, x, memory.max_batch)
         spec = TargetSpec("pred", pre_logits.argmax(1))
     streams = torch.tensor([zlib.crc32(i.encode()) for i in req.image_ids])  # per-image random streams
@@ -277,7 +286,7 @@ def _run(req: _Request) -> Explanation:
         ctx = MethodContext(model=run_model, head=_Head(run_model, spec.subset(sl), chunk, store), inputs=chunk,
                             spec=spec.subset(sl), layer=run_layer, memory=memory, seed=req.seed, index=streams[sl],
                             store=store)
-        attr, raw = _call(info, ctx, req.params, req.seed + start)
+        attr, raw = _call(info, ctx, req.params, req.seed + start, req.tunnel)
         attrs.append(attr.detach().float())
         raws.append(None if raw is None else raw.detach().float())
         logits.append(store.get("logits"))
@@ -292,13 +301,13 @@ _CAPTUM_CHATTER = (".*did not already require gradients.*", ".*Setting forward, 
                    ".*Setting backward hooks on ReLU.*")
 
 
-def _call(info: MethodInfo, ctx: MethodContext, params: dict, seed: int):
+def _call(info: MethodInfo, ctx: MethodContext, params: dict, seed: int, tunnel: dict | None = None):
     devices = [ctx.inputs.device] if ctx.inputs.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), warnings.catch_warnings():
         for message in _CAPTUM_CHATTER:
             warnings.filterwarnings("ignore", message=message)
         torch.manual_seed(seed)
-        out = info.fn(ctx, **params)
+        out = info.fn(ctx, **params) if tunnel is None else run_tunnel(info, ctx, params, tunnel)
     return out if isinstance(out, tuple) else (out, None)
 
 

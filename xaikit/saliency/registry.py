@@ -46,6 +46,11 @@ class MethodInfo:
     private_copy : bool
         The method runs on a private copy of the model with a fresh, non-in-place ReLU module per use
         (captum's DeepLift and modified-ReLU methods need that; see :mod:`xaikit.saliency.safety`).
+    refuses : dict
+        Targets the method refuses, with the reason (key ``"detection"``, read by
+        :func:`xaikit.saliency.detection.supports`, which :func:`explain` consults): registry-wide tests read it,
+        so a method either runs on volumes, segmentation and detection targets or says here why not (volumes:
+        ``supports_3d``).
     defaults : dict
         Default parameters; ``explain(..., **params)`` overrides them. Read by :func:`register` from the
         keyword defaults of ``fn``'s signature, the one place they are stated.
@@ -61,6 +66,7 @@ class MethodInfo:
     supports_3d: bool = False
     clean_forward: bool = False
     private_copy: bool = False
+    refuses: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
 
     def passes(self, params: dict | None = None) -> float:
