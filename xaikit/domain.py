@@ -35,7 +35,7 @@ from torch import nn
 from .errors import ArgumentError
 
 __all__ = ["OutOfDomainWarning", "IMAGE_STATS", "domain_features", "fit_domain", "domain_distance", "check_domain",
-           "watch_domain"]
+           "watch_domain", "assess_domain", "warn_domain", "domain_columns", "domain_badge"]
 
 #: The image statistics in a domain's feature vector, in order.
 IMAGE_STATS = ("mean", "std", "dark_fraction", "bright_fraction", "laplacian", "asymmetry")
@@ -56,20 +56,34 @@ def _last_linear(model: nn.Module) -> nn.Linear | None:
 
 def _image_stats(x: torch.Tensor) -> torch.Tensor:
     plane = x.detach().float().mean(1)  # channel mean: grey images replicated for RGB networks
+    dims = tuple(range(1, plane.ndim))  # (H, W), or (D, H, W) for volumes: texture and asymmetry per slice
     flat = plane.flatten(1)
-    lap = (4 * plane[:, 1:-1, 1:-1] - plane[:, :-2, 1:-1] - plane[:, 2:, 1:-1] - plane[:, 1:-1, :-2]
-           - plane[:, 1:-1, 2:]).abs().mean((1, 2))
-    asym = (plane - plane.flip(-1)).abs().mean((1, 2))
+    lap = (4 * plane[..., 1:-1, 1:-1] - plane[..., :-2, 1:-1] - plane[..., 2:, 1:-1] - plane[..., 1:-1, :-2]
+           - plane[..., 1:-1, 2:]).abs().mean(dims)
+    asym = (plane - plane.flip(-1)).abs().mean(dims)
     dark, bright = (flat < 0.05).float().mean(1), (flat > 0.95).float().mean(1)
     return torch.stack([flat.mean(1), flat.std(1), dark, bright, lap, asym], 1)
 
 
+def _feature_hook(model: nn.Module):
+    """Where the learned features come from: the input of the last ``nn.Linear`` (classifiers, box heads), else
+    the channel means of the deepest encoder block's output (``model.encoders[-1]`` of a UNet)."""
+    layer = _last_linear(model)
+    if layer is not None:
+        return layer, lambda module, inputs, output: inputs[0].detach().flatten(1).float().cpu()
+    encoders = getattr(model, "encoders", None)
+    if isinstance(encoders, nn.ModuleList) and len(encoders):
+        return encoders[-1], lambda module, inputs, output: output.detach().flatten(2).mean(2).float().cpu()
+    return None, None
+
+
 @contextlib.contextmanager
 def _penultimate(model: nn.Module) -> Iterator[list]:
-    """Record the input of the model's last ``nn.Linear`` during forward passes; the hook is always removed."""
-    layer, seen = _last_linear(model), []
+    """Record the model's learned features (:func:`_feature_hook`) during forward passes; the hook is always
+    removed."""
+    (layer, take), seen = _feature_hook(model), []
     handle = None if layer is None else layer.register_forward_hook(
-        lambda module, inputs, output: seen.append(inputs[0].detach().flatten(1).float().cpu()))
+        lambda module, inputs, output: seen.append(take(module, inputs, output)))
     try:
         yield seen
     finally:
@@ -78,10 +92,12 @@ def _penultimate(model: nn.Module) -> Iterator[list]:
 
 
 def domain_features(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """``N x F`` features of inputs ``x`` (``N x C x H x W``, preprocessed as the model sees them): the image
-    statistics :data:`IMAGE_STATS`, then the penultimate activations. The model's mode is restored."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise ArgumentError(f"domain_features needs an N x C x H x W tensor; got {getattr(x, 'shape', type(x))}.")
+    """``N x F`` features of inputs ``x`` (``N x C x H x W``, or ``N x C x D x H x W`` for volumes, preprocessed
+    as the model sees them): the image statistics :data:`IMAGE_STATS`, then the model's learned features (the
+    input of its last ``nn.Linear``; a UNet's deepest encoder channels). The model's mode is restored."""
+    if not isinstance(x, torch.Tensor) or x.ndim not in (4, 5):
+        raise ArgumentError("domain_features needs an N x C x H x W (or N x C x D x H x W) tensor; got "
+                            f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}.")
     was_training = model.training
     device = next(model.parameters()).device
     parts = []
@@ -121,6 +137,8 @@ def fit_domain(model: nn.Module, x: torch.Tensor, *, n_components: int = 8, marg
         Store it in the checkpoint summary as ``"domain"``.
     """
     feats = domain_features(model, x)
+    # keep a residual outside the subspace (the second distance) even for few features
+    n_components = min(n_components, feats.shape[1] - 1)
     if len(feats) <= n_components:
         raise ArgumentError(f"fit_domain needs more than n_components={n_components} images; got {len(feats)}.")
     mean, std = feats.mean(0), feats.std(0)
@@ -162,6 +180,15 @@ def domain_distance(domain: dict[str, Any], features: np.ndarray) -> np.ndarray:
     return np.maximum(within / domain["threshold"], outside / domain["residual_threshold"])
 
 
+def assess_domain(model: nn.Module, x: torch.Tensor) -> np.ndarray | None:
+    """:func:`domain_distance` of each input ``x`` from the model's stored domain (``model.xaikit_domain``, set
+    by :func:`xaikit.checkpoint.load_checkpoint`), without a warning; ``None`` for a model without one."""
+    domain = getattr(model, "xaikit_domain", None)
+    if not domain:
+        return None
+    return domain_distance(domain, domain_features(model, x))
+
+
 def check_domain(model: nn.Module, x: torch.Tensor, *, where: str = "xaikit", stacklevel: int = 3) -> np.ndarray | None:
     """Warn (:class:`OutOfDomainWarning`) when inputs ``x`` are far from the model's training domain.
 
@@ -171,9 +198,39 @@ def check_domain(model: nn.Module, x: torch.Tensor, *, where: str = "xaikit", st
     domain = getattr(model, "xaikit_domain", None)
     if not domain:
         return None
-    dist = domain_distance(domain, domain_features(model, x))
-    _warn(domain, dist, where, stacklevel + 1)
+    feats = domain_features(model, x)
+    dist = domain_distance(domain, feats)
+    _warn(domain, dist, where, stacklevel + 1, feats)
     return dist
+
+
+def warn_domain(model: nn.Module, x: torch.Tensor, distances, *, where: str = "xaikit", stacklevel: int = 2) -> None:
+    """The warning of :func:`check_domain` for distances already measured (:func:`assess_domain`), once."""
+    domain = getattr(model, "xaikit_domain", None)
+    if domain and distances is not None:
+        dist = np.asarray(distances, dtype=np.float64)
+        far = dist > 1.0
+        feats = domain_features(model, x[torch.from_numpy(far)]) if far.any() else None
+        _warn(domain, dist, where, stacklevel + 1, feats, far_only=True)
+
+
+def domain_columns(distances, n: int) -> dict[str, Any]:
+    """The ``domain_distance`` (float, NaN when not checked) and ``in_domain`` (nullable bool) columns of a table
+    of ``n`` inputs, from :func:`assess_domain`'s result (``None``: the model has no stored domain)."""
+    import pandas as pd
+
+    if distances is None:
+        return {"domain_distance": np.full(n, np.nan), "in_domain": pd.array([None] * n, dtype="boolean")}
+    dist = np.asarray(distances, dtype=np.float64)
+    return {"domain_distance": dist.round(4), "in_domain": pd.array(dist <= 1.0, dtype="boolean")}
+
+
+def domain_badge(distance: float | None) -> str:
+    """A short flag for titles and tables: ``in domain (0.62)``, ``OUT OF DOMAIN (2.3x threshold)`` or
+    ``domain not checked`` (a model without a stored domain)."""
+    if distance is None or not np.isfinite(distance):
+        return "domain not checked"
+    return f"in domain ({distance:.2f})" if distance <= 1.0 else f"OUT OF DOMAIN ({distance:.1f}x threshold)"
 
 
 @contextlib.contextmanager
@@ -192,16 +249,38 @@ def watch_domain(model: nn.Module, *, where: str = "xaikit") -> Iterator[None]:
     finally:
         handle.remove()
     if stats:
-        feats = torch.cat([torch.cat(stats), torch.cat(seen)], 1) if seen else torch.cat(stats)
-        _warn(domain, domain_distance(domain, feats.double().numpy()), where, 4)
+        feats = (torch.cat([torch.cat(stats), torch.cat(seen)], 1) if seen else torch.cat(stats)).double().numpy()
+        _warn(domain, domain_distance(domain, feats), where, 4, feats)
 
 
-def _warn(domain: dict, dist: np.ndarray, where: str, stacklevel: int) -> None:
+_STAT_WORDS = {"mean": "mean intensity", "std": "intensity spread (std)", "dark_fraction": "share of dark pixels",
+               "bright_fraction": "share of bright pixels", "laplacian": "fine texture (mean |Laplacian|)",
+               "asymmetry": "left-right asymmetry"}
+
+
+def _farthest_stat(domain: dict, feats: np.ndarray) -> str:
+    """The image statistic of the far inputs farthest from training, in words with the inputs' real values."""
+    n = len(IMAGE_STATS)
+    mean, std = np.asarray(domain["feature_mean"][:n]), np.asarray(domain["feature_std"][:n])
+    seen = feats[:, :n]
+    k = int(np.argmax(np.abs(seen.mean(0) - mean) / std))
+    lo, hi = seen[:, k].min(), seen[:, k].max()
+    values = f"{lo:.3f}" if len(seen) == 1 else f"{lo:.3f} to {hi:.3f}"
+    return f"{_STAT_WORDS[IMAGE_STATS[k]]} {values} against {mean[k]:.3f} +- {std[k]:.3f} in training"
+
+
+def _warn(domain: dict, dist: np.ndarray, where: str, stacklevel: int, feats: np.ndarray | None = None, *,
+          far_only: bool = False) -> None:
     far = dist > 1.0
     if far.any():
         what = domain.get("description") or "its training data"
+        if feats is not None:
+            detail = "; " + _farthest_stat(domain, feats if far_only else feats[far])
+        else:
+            detail = ""
+        spread = f"{dist[far].min():.1f}" if far.sum() == 1 else f"{dist[far].min():.1f} to {dist[far].max():.1f}"
         warnings.warn(
             f"{where}: {int(far.sum())} of {len(dist)} input(s) are far from the model's training domain "
-            f"({dist[far].min():.1f} to {dist[far].max():.1f} times the threshold; trained on {what}). Its "
+            f"({spread} times the threshold{detail}; trained on {what}). Its "
             "predictions and saliency maps on these inputs are not trustworthy; use a model trained on data like "
             "yours (see Checkpoint.card).", OutOfDomainWarning, stacklevel=stacklevel)
