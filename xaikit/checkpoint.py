@@ -78,8 +78,10 @@ class Checkpoint:
         if self.preprocess is None:
             raise ArgumentError("Checkpoint.prepare: this checkpoint stores no Preprocess; preprocess the images "
                                 "yourself with the one the model was trained with.")
+        from .data.preprocess import prepare_many  # one aspect-ratio warning per call, quoting the real sizes
+
         many = isinstance(images, (list, tuple))
-        return torch.stack([self.preprocess(im)[0] for im in (images if many else [images])])
+        return prepare_many(self.preprocess, images if many else [images])
 
     @property
     def preprocess(self):

@@ -28,7 +28,7 @@ from .errors import ArgumentError, CheckpointError
 from .io.image import MedicalImage
 
 __all__ = ["SLICE_POLICIES", "load_model", "content_id", "planes", "to_batch", "predict", "overlay_rgb",
-           "map_sign", "map_summary"]
+           "map_sign", "map_summary", "prediction_caption", "titled"]
 
 #: How a volume meets a 2D model: its middle slice, every slice, or one slice index (an int).
 SLICE_POLICIES = ("middle", "all")
@@ -86,8 +86,9 @@ def _slice(image: MedicalImage, k: int) -> MedicalImage:
 
 def to_batch(ckpt: Checkpoint, images: Sequence[MedicalImage]) -> torch.Tensor:
     """``N x C x H x W`` float32: each 2D image through the checkpoint's own ``Preprocess``."""
-    pre = ckpt.preprocess
-    return torch.stack([pre(im)[0] for im in images]) if images else torch.empty(0)
+    from .data.preprocess import prepare_many  # one aspect-ratio warning per call, quoting the real sizes
+
+    return prepare_many(ckpt.preprocess, images) if images else torch.empty(0)
 
 
 @torch.no_grad()
@@ -143,3 +144,28 @@ def map_summary(saliency_map) -> dict[str, float]:
         "map_positive_frac": float(np.clip(m, 0, None).sum() / total) if total > 0 else float("nan"),
         "map_top5pct_frac": float(top.sum() / total) if total > 0 else float("nan"),
     }
+
+
+def prediction_caption(pred_class: str, prob: float, distance: float | None) -> str:
+    """``predicted: pneumonia (p = 0.998) | OUT OF DOMAIN (2.3x threshold)``: what every overlay title says
+    (:func:`xaikit.domain.domain_badge`; ``distance`` from :func:`xaikit.domain.assess_domain`)."""
+    from .domain import domain_badge
+
+    return f"predicted: {pred_class} (p = {prob:.3f}) | {domain_badge(distance)}"
+
+
+def titled(rgb: np.ndarray, text: str, *, alert: bool = False) -> np.ndarray:
+    """``rgb`` (``H x W x 3`` uint8) with a band above it holding ``text`` (white on black; white on dark red
+    when ``alert``, e.g. out of domain), so a PNG shared alone still says what the model predicted and whether
+    the input was like its training data. The font scales with the image width."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    width = rgb.shape[1]
+    size = max(10, min(48, width // 40))
+    font = ImageFont.load_default(size=size)
+    while size > 8 and font.getlength(text) > width - 8:  # shrink to fit narrow images
+        size -= 1
+        font = ImageFont.load_default(size=size)
+    band = Image.new("RGB", (width, int(size * 1.6)), (150, 0, 0) if alert else (0, 0, 0))
+    ImageDraw.Draw(band).text((4, int(size * 0.3)), text, fill=(255, 255, 255), font=font)
+    return np.concatenate([np.asarray(band, dtype=np.uint8), rgb], axis=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from ..errors import (ArgumentError, CheckpointError, DatasetError, ExplanationError, ImageReadError, ManifestError,
@@ -160,8 +161,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CODES["ok"]
     from . import commands
 
-    try:
-        return getattr(commands, args.command)(args)
-    except XaikitError as err:
-        print(f"xaikit {args.command}: error: {err}", file=sys.stderr)
-        return exit_code(err)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning(args.command)  # restored when the block ends
+        try:
+            return getattr(commands, args.command)(args)
+        except XaikitError as err:
+            print(f"xaikit {args.command}: error: {err}", file=sys.stderr)
+            return exit_code(err)
+
+
+def _one_line_warning(command: str):
+    """Print a warning as one line on stderr, ``xaikit explain: warning (OutOfDomainWarning): ...``, without
+    Python's source location and code line (meaningless to a command-line user)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"xaikit {command}: warning ({category.__name__}): {text}", file=file or sys.stderr)
+
+    return show

@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import torch
 
+from ..domain import OutOfDomainWarning, assess_domain, warn_domain
 from ..errors import ArgumentError
 from ..inference import SLICE_POLICIES, load_model, predict as predict_probs, to_batch
 from .inputs import collect_sources, load_items
@@ -15,8 +17,9 @@ from .outputs import prediction_table, write_gallery, write_maps, write_table
 
 def predict(args: argparse.Namespace) -> int:
     ckpt, items = _prepare(args)
-    probs = predict_probs(ckpt.model, to_batch(ckpt, [it.image for it in items]), args.batch_size)
-    table = prediction_table(items, probs, ckpt.classes)
+    x = to_batch(ckpt, [it.image for it in items])
+    probs = predict_probs(ckpt.model, x, args.batch_size)
+    table = prediction_table(items, probs, ckpt.classes, _domain(ckpt, x, "xaikit predict"))
     if args.out is None:
         table.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:
@@ -32,10 +35,13 @@ def explain(args: argparse.Namespace) -> int:
     x = to_batch(ckpt, [it.image for it in items])
     probs = predict_probs(ckpt.model, x, args.batch_size)
     labels = _labels(items, args.target)
-    results = explain_many(ckpt.model, x, methods, target=_target(args.target, len(ckpt.classes)),
-                           batch_size=args.batch_size, cache_dir=args.out / ".cache",
-                           image_ids=[it.image_id for it in items], labels=labels, progress=not args.no_progress)
-    predictions = prediction_table(items, probs, ckpt.classes)
+    distances = _domain(ckpt, x, "xaikit explain")
+    with warnings.catch_warnings():  # said once above, with the inputs' numbers; not again per method and batch
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        results = explain_many(ckpt.model, x, methods, target=_target(args.target, len(ckpt.classes)),
+                               batch_size=args.batch_size, cache_dir=args.out / ".cache",
+                               image_ids=[it.image_id for it in items], labels=labels, progress=not args.no_progress)
+    predictions = prediction_table(items, probs, ckpt.classes, distances)
     write_table(predictions, args.out / "predictions.csv")
     table = write_maps(args.out, items, results, ckpt.preprocess, predictions)
     write_table(table, args.out / "explanations.csv")
@@ -88,6 +94,13 @@ def _prepare(args: argparse.Namespace):
     for path, reason in bad:
         print(f"xaikit: skipped unreadable input {path}: {reason}", file=sys.stderr)
     return ckpt, items
+
+
+def _domain(ckpt, x: torch.Tensor, where: str):
+    """Each input's distance from the checkpoint's training domain (``None`` without one), warned about once."""
+    distances = assess_domain(ckpt.model, x)
+    warn_domain(ckpt.model, x, distances, where=where)
+    return distances
 
 
 def _slices(value: str) -> str | int:
