@@ -15,6 +15,7 @@ import torch
 import xaikit
 from xaikit.cli import EXIT_CODES, main
 from xaikit.checkpoint import load_checkpoint
+from xaikit.data.preprocess import AspectRatioWarning
 from xaikit.inference import content_id
 from xaikit.io import read_image
 
@@ -221,3 +222,55 @@ def test_planes_of_a_volume():
     assert plane.window == volume.window and plane.spacing == volume.spacing[1:]
     with pytest.raises(ArgumentError, match="slice index 0..23"):
         planes(volume, 24)
+
+
+def _out_of_domain_png(folder: Path) -> Path:
+    """A phantom radiograph turned into what the model never saw: inverted and stretched to 1.6:1."""
+    from PIL import Image
+
+    grey = np.asarray(Image.open(PNG).convert("L"))
+    path = folder / "odd.png"
+    Image.fromarray(255 - np.tile(grey, (1, 2))[:, :360]).save(path)
+    return path
+
+
+def test_predict_flags_inputs_outside_the_training_domain_once(tmp_path, capsys):
+    from xaikit.domain import assess_domain
+
+    odd = _out_of_domain_png(tmp_path)
+    assert main(["predict", str(MODEL), str(PNG), str(odd), "--no-progress", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(table["in_domain"]) == [True, False]
+    ckpt = load_checkpoint(MODEL)
+    with pytest.warns(AspectRatioWarning):
+        x = ckpt.prepare([read_image(PNG), read_image(odd)])
+    np.testing.assert_allclose(table["domain_distance"], assess_domain(ckpt.model, x), atol=1e-4)
+    warned = [line for line in err.splitlines() if "OutOfDomainWarning" in line]
+    assert len(warned) == 1 and "xaikit predict: 1 of 2 input(s) are far" in warned[0]
+    assert f"{table['domain_distance'][1]:.1f} times the threshold" in warned[0]
+    stretched = [line for line in err.splitlines() if "AspectRatioWarning" in line]
+    assert len(stretched) == 1 and "stretches 1 of 2 images (width x height: 360 x 224)" in stretched[0]
+
+
+def test_explain_marks_the_domain_in_every_output(tmp_path, capsys):
+    from PIL import Image
+
+    odd = _out_of_domain_png(tmp_path)
+    out = tmp_path / "out"
+    assert main(["explain", str(MODEL), str(PNG), str(odd), "--method", "gradient", "--method", "input_x_gradient",
+                 "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("OutOfDomainWarning") == 1 and "xaikit explain: 1 of 2 input(s)" in err
+    for name in ("predictions.csv", "explanations.csv"):
+        table = pd.read_csv(out / name)
+        assert list(table.drop_duplicates("item")["in_domain"]) == [True, False], name
+    page = (out / "index.html").read_text()
+    far = pd.read_csv(out / "predictions.csv")["domain_distance"][1]
+    assert f"OUT OF DOMAIN ({far:.1f}x threshold)" in page and page.count('class="domain in"') == 1
+    assert "1 of 2 input(s) lie outside the model's training domain" in page
+    # the overlay PNG carries its title band: dark red for the out-of-domain input, black for the other
+    item = pd.read_csv(out / "predictions.csv")["item"]
+    bands = [np.asarray(Image.open(out / "overlays" / f"{i}__gradient.png").convert("RGB"))[:12] for i in item]
+    assert bands[0].max() > 200 and bands[1].max() > 200  # white text
+    assert np.median(bands[0][..., 0]) == 0 and np.median(bands[1][..., 0]) == 150

@@ -253,10 +253,11 @@ def warn_if_stretched(shapes: Sequence[tuple[int, int]], out_shape: tuple[int, i
     if not bad:
         return
     sizes = sorted({f"{w} x {h}" for h, w in bad})
-    what = (f"this {sizes[0]} image" if len(shapes) == 1 else
-            f"{len(bad)} of {len(shapes)} images ({', '.join(sizes[:3])}{' ...' if len(sizes) > 3 else ''})")
+    what = (f"this {sizes[0]} (width x height) image" if len(shapes) == 1 else
+            f"{len(bad)} of {len(shapes)} images (width x height: {', '.join(sizes[:3])}"
+            f"{' ...' if len(sizes) > 3 else ''})")
     out_h, out_w = out_shape
-    warnings.warn(f"Preprocess(mode='resize') stretches {what} (width x height) to the model's {out_w} x {out_h} "
+    warnings.warn(f"Preprocess(mode='resize') stretches {what} to the model's {out_w} x {out_h} "
                   "input, which distorts anatomy. The model was trained with this preprocessing, so keep it and "
                   f"crop or pad the image(s) to a width:height of {out_w}:{out_h} before passing them (e.g. a "
                   "centred crop of image.array).", AspectRatioWarning, stacklevel=stacklevel + 1)
