@@ -35,7 +35,7 @@ from torch import nn
 from .errors import ArgumentError
 
 __all__ = ["OutOfDomainWarning", "IMAGE_STATS", "domain_features", "fit_domain", "domain_distance", "check_domain",
-           "watch_domain", "assess_domain", "warn_domain", "domain_columns", "domain_badge"]
+           "watch_domain", "assess_domain", "warn_domain", "domain_message", "domain_columns", "domain_badge"]
 
 #: The image statistics in a domain's feature vector, in order.
 IMAGE_STATS = ("mean", "std", "dark_fraction", "bright_fraction", "laplacian", "asymmetry")
@@ -204,14 +204,25 @@ def check_domain(model: nn.Module, x: torch.Tensor, *, where: str = "xaikit", st
     return dist
 
 
+def domain_message(model: nn.Module, x: torch.Tensor, distances, *, where: str = "xaikit") -> str | None:
+    """The text of the :class:`OutOfDomainWarning` for inputs ``x`` whose distances were already measured
+    (:func:`assess_domain`), quoting their farthest image statistic; ``None`` when all are in domain (or the
+    model has no stored domain)."""
+    domain = getattr(model, "xaikit_domain", None)
+    if not domain or distances is None:
+        return None
+    dist = np.asarray(distances, dtype=np.float64)
+    far = dist > 1.0
+    if not far.any():
+        return None
+    return _message(domain, dist, where, domain_features(model, x[torch.from_numpy(far)]), far_only=True)
+
+
 def warn_domain(model: nn.Module, x: torch.Tensor, distances, *, where: str = "xaikit", stacklevel: int = 2) -> None:
     """The warning of :func:`check_domain` for distances already measured (:func:`assess_domain`), once."""
-    domain = getattr(model, "xaikit_domain", None)
-    if domain and distances is not None:
-        dist = np.asarray(distances, dtype=np.float64)
-        far = dist > 1.0
-        feats = domain_features(model, x[torch.from_numpy(far)]) if far.any() else None
-        _warn(domain, dist, where, stacklevel + 1, feats, far_only=True)
+    text = domain_message(model, x, distances, where=where)
+    if text:
+        warnings.warn(text, OutOfDomainWarning, stacklevel=stacklevel + 1)
 
 
 def domain_columns(distances, n: int) -> dict[str, Any]:
@@ -269,18 +280,22 @@ def _farthest_stat(domain: dict, feats: np.ndarray) -> str:
     return f"{_STAT_WORDS[IMAGE_STATS[k]]} {values} against {mean[k]:.3f} +- {std[k]:.3f} in training"
 
 
-def _warn(domain: dict, dist: np.ndarray, where: str, stacklevel: int, feats: np.ndarray | None = None, *,
-          far_only: bool = False) -> None:
+def _message(domain: dict, dist: np.ndarray, where: str, feats: np.ndarray | None = None, *,
+             far_only: bool = False) -> str | None:
     far = dist > 1.0
-    if far.any():
-        what = domain.get("description") or "its training data"
-        if feats is not None:
-            detail = "; " + _farthest_stat(domain, feats if far_only else feats[far])
-        else:
-            detail = ""
-        spread = f"{dist[far].min():.1f}" if far.sum() == 1 else f"{dist[far].min():.1f} to {dist[far].max():.1f}"
-        warnings.warn(
-            f"{where}: {int(far.sum())} of {len(dist)} input(s) are far from the model's training domain "
+    if not far.any():
+        return None
+    what = domain.get("description") or "its training data"
+    detail = "" if feats is None else "; " + _farthest_stat(domain, feats if far_only else feats[far])
+    spread = f"{dist[far].min():.1f}" if far.sum() == 1 else f"{dist[far].min():.1f} to {dist[far].max():.1f}"
+    return (f"{where}: {int(far.sum())} of {len(dist)} input(s) are far from the model's training domain "
             f"({spread} times the threshold{detail}; trained on {what}). Its "
             "predictions and saliency maps on these inputs are not trustworthy; use a model trained on data like "
-            "yours (see Checkpoint.card).", OutOfDomainWarning, stacklevel=stacklevel)
+            "yours (see Checkpoint.card).")
+
+
+def _warn(domain: dict, dist: np.ndarray, where: str, stacklevel: int, feats: np.ndarray | None = None, *,
+          far_only: bool = False) -> None:
+    text = _message(domain, dist, where, feats, far_only=far_only)
+    if text:
+        warnings.warn(text, OutOfDomainWarning, stacklevel=stacklevel)
