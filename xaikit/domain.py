@@ -35,7 +35,8 @@ from torch import nn
 from .errors import ArgumentError
 
 __all__ = ["OutOfDomainWarning", "IMAGE_STATS", "domain_features", "fit_domain", "domain_distance", "check_domain",
-           "watch_domain", "assess_domain", "warn_domain", "domain_message", "domain_columns", "domain_badge"]
+           "watch_domain", "assess_domain", "warn_domain", "domain_message", "domain_columns", "domain_badge",
+           "prediction_caption"]
 
 #: The image statistics in a domain's feature vector, in order.
 IMAGE_STATS = ("mean", "std", "dark_fraction", "bright_fraction", "laplacian", "asymmetry")
@@ -242,6 +243,12 @@ def domain_badge(distance: float | None) -> str:
     if distance is None or not np.isfinite(distance):
         return "domain not checked"
     return f"in domain ({distance:.2f})" if distance <= 1.0 else f"OUT OF DOMAIN ({distance:.1f}x threshold)"
+
+
+def prediction_caption(pred_class: str, prob: float, distance: float | None) -> str:
+    """``predicted: pneumonia (p = 0.998) | OUT OF DOMAIN (2.3x threshold)``: what every overlay title says
+    (:func:`domain_badge`; ``distance`` from :func:`assess_domain`)."""
+    return f"predicted: {pred_class} (p = {prob:.3f}) | {domain_badge(distance)}"
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from .errors import ArgumentError, CheckpointError
 from .io.image import MedicalImage
 
 __all__ = ["SLICE_POLICIES", "load_model", "content_id", "planes", "to_batch", "predict", "overlay_rgb",
-           "map_sign", "map_summary", "prediction_caption", "titled"]
+           "map_sign", "map_summary", "titled"]
 
 #: How a volume meets a 2D model: its middle slice, every slice, or one slice index (an int).
 SLICE_POLICIES = ("middle", "all")
@@ -122,7 +122,7 @@ def overlay_rgb(image: MedicalImage, saliency_map, preprocess, *, alpha: float =
 
     m = saliency_map.detach().cpu().numpy() if isinstance(saliency_map, torch.Tensor) else np.asarray(saliency_map)
     plane = image.array
-    back = preprocess.geometry(plane.shape).inverse(m)
+    back = preprocess.geometry(plane.shape, warn=False).inverse(m)  # preparing the input warned
     sign = map_sign(m)
     z = display_map(back, sign=sign, clip_pct=clip_pct)
     colour = colorize(z, SIGN_MODES[sign], vmin=-1.0 if sign == "signed" else 0.0, vmax=1.0).astype(np.float32)
@@ -144,14 +144,6 @@ def map_summary(saliency_map) -> dict[str, float]:
         "map_positive_frac": float(np.clip(m, 0, None).sum() / total) if total > 0 else float("nan"),
         "map_top5pct_frac": float(top.sum() / total) if total > 0 else float("nan"),
     }
-
-
-def prediction_caption(pred_class: str, prob: float, distance: float | None) -> str:
-    """``predicted: pneumonia (p = 0.998) | OUT OF DOMAIN (2.3x threshold)``: what every overlay title says
-    (:func:`xaikit.domain.domain_badge`; ``distance`` from :func:`xaikit.domain.assess_domain`)."""
-    from .domain import domain_badge
-
-    return f"predicted: {pred_class} (p = {prob:.3f}) | {domain_badge(distance)}"
 
 
 def titled(rgb: np.ndarray, text: str, *, alert: bool = False) -> np.ndarray:

@@ -45,9 +45,8 @@ from PIL import Image
 
 from .checkpoint import Checkpoint
 from .errors import ArgumentError, XaikitError
-from .domain import assess_domain, domain_badge, domain_message
-from .inference import (content_id, load_model, map_sign, map_summary, overlay_rgb, planes, predict,
-                        prediction_caption, titled, to_batch)
+from .domain import assess_domain, domain_badge, domain_message, prediction_caption
+from .inference import content_id, load_model, map_sign, map_summary, overlay_rgb, planes, predict, titled, to_batch
 from .io import SUPPORTED_EXTENSIONS, read_image
 
 __all__ = ["ServiceConfig", "create_app", "serve"]

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from .._util import atomic_write
-from ..domain import domain_badge
-from ..inference import map_summary, overlay_rgb, prediction_caption, titled
+from ..domain import domain_badge, prediction_caption
+from ..inference import map_summary, overlay_rgb, titled
 from ..viz.export import save_png
 from .inputs import Item
 
@@ -83,7 +83,7 @@ def write_maps(out: Path, items: Sequence[Item], explanations: Mapping[str, obje
 
 
 def _captions(predictions: pd.DataFrame) -> dict[str, str]:
-    """Item -> overlay title: the prediction and the domain flag (:func:`xaikit.inference.prediction_caption`)."""
+    """Item -> overlay title: the prediction and the domain flag (:func:`xaikit.domain.prediction_caption`)."""
     return {r["item"]: prediction_caption(r["pred_class"], r[f"prob_{r['pred_class']}"], r["domain_distance"])
             for _, r in predictions.iterrows()}
 

@@ -118,7 +118,7 @@ def map_on_image(saliency_map, image_shape: tuple[int, int], preprocess=None) ->
         raise ArgumentError(f"map shape {m.shape} differs from image shape {tuple(image_shape)}: pass the "
                             "model's Preprocess (preprocess=ckpt.preprocess) to lay the map over the original "
                             "image, or pass the preprocessed image.")
-    return preprocess.geometry(tuple(image_shape)).inverse(m)
+    return preprocess.geometry(tuple(image_shape), warn=False).inverse(m)  # preparing the input warned
 
 
 def overlay_traces(image, saliency_map, *, alpha: float = 0.7, threshold_pct: float = 0.0, sign: str = "auto",
@@ -190,6 +190,7 @@ def overlay(image, saliency_map, *, alpha: float = 0.7, threshold_pct: float = 0
     >>> [t.name for t in fig.data]
     ['image', 'saliency']
     """
+    _refuse_volume(image, saliency_map)
     traces = overlay_traces(image, saliency_map, alpha=alpha, threshold_pct=threshold_pct, sign=sign,
                             window=window, clip_pct=clip_pct, preprocess=preprocess)
     h, w = np.shape(traces[0].z)
@@ -199,6 +200,21 @@ def overlay(image, saliency_map, *, alpha: float = 0.7, threshold_pct: float = 0
                       margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10})
     _square(fig)
     return fig
+
+
+def _refuse_volume(image, saliency_map) -> None:
+    """``overlay`` draws one 2D image: a volume or a 3D map gets the function that shows it, not a shape error."""
+    image_shape = tuple(image.shape) if isinstance(image, MedicalImage) else tuple(np.shape(_numpy(image)))
+    map_shape = tuple(np.shape(_numpy(saliency_map)))
+    volume = (isinstance(image, MedicalImage) and image.is_volume) or len(image_shape) > 3 or len(map_shape) > 2
+    if volume:
+        raise ArgumentError(
+            f"overlay draws one 2D image and its H x W map; got an image of shape {image_shape} and a map of shape "
+            f"{map_shape}. For a volume and its 3D map use xaikit.viz.volume.three_plane_figure(x[0], "
+            "exp.maps[0]) (axial, coronal, sagittal planes on the model's grid), or lay the map on the scan's own "
+            "grid with ckpt.preprocess.geometry(volume).inverse(map) and pass volume and that map to it; "
+            "ckpt.preprocess.write_map(map, volume, 'map.nii.gz') writes it for 3D Slicer or ITK-SNAP. "
+            "For a batch of 2D maps pass one: exp.maps[i].")
 
 
 def _class_name(class_names: Sequence[str] | None, k: int) -> str:
