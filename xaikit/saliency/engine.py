@@ -178,12 +178,13 @@ def explain(
     x, labels, image_ids = _unpack_inputs(inputs, labels, image_ids)
     _check_tensor(x, info)
     check_params(info.fn, params, info.name, x)
-    from ..domain import check_domain  # a checkpoint's model warns when x is far from its training data
-
-    check_domain(model, x, where="explain")  # before a target wraps it: UNets and box models carry a domain too
+    checked = model  # the checkpoint's own model: UNets and box models carry a training domain too
     if _bindable(target) and isinstance(model, nn.Module):
         model = target.prepare(model, info)  # detection: a wrapper with tensor outputs
     _check_model(model, x, logits=not _bindable(target))
+    from ..domain import check_domain  # a checkpoint's model warns when x is far from its training data
+
+    check_domain(checked, x, where="explain")
     if preprocess is not None:
         from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
 
