@@ -274,3 +274,63 @@ def test_explain_marks_the_domain_in_every_output(tmp_path, capsys):
     bands = [np.asarray(Image.open(out / "overlays" / f"{i}__gradient.png").convert("RGB"))[:12] for i in item]
     assert bands[0].max() > 200 and bands[1].max() > 200  # white text
     assert np.median(bands[0][..., 0]) == 0 and np.median(bands[1][..., 0]) == 150
+
+
+MODEL_3D = SAMPLES / "models" / "phantom_cnn3d.pt"
+NIFTI = SAMPLES / "nifti" / "volume.nii.gz"
+SERIES = SAMPLES / "dicom" / "ct_series"
+
+
+def test_a_3d_model_explains_nifti_and_dicom_series_as_volumes_with_maps_on_the_source_grid(tmp_path, capsys):
+    """The notebook-07 path on the command line: each volume whole through the 3D model, each map written as
+    NIfTI with the source file's affine and voxel order (a reoriented copy keeps its own)."""
+    import nibabel as nib
+
+    from xaikit.domain import assess_domain
+    from xaikit.io import read_volume
+    from xaikit.saliency import explain
+
+    src = nib.load(NIFTI)
+    flipped = tmp_path / "flipped.nii.gz"  # the same scan stored in another voxel order (x reversed)
+    affine = src.affine.copy()
+    affine[:, 3] = src.affine @ [src.shape[0] - 1, 0, 0, 1]
+    affine[:, 0] = -src.affine[:, 0]
+    nib.save(nib.Nifti1Image(np.asarray(src.dataobj)[::-1], affine, src.header), flipped)
+    out = tmp_path / "out"
+    assert main(["explain", str(MODEL_3D), str(NIFTI), str(SERIES), str(flipped), "--method", "gradient",
+                 "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    preds = pd.read_csv(out / "predictions.csv")
+    assert len(preds) == 3 and preds["slice"].isna().all()  # one row per volume, the series folder is one
+    ckpt = load_checkpoint(MODEL_3D)
+    volumes = [read_volume(p) for p in (NIFTI, SERIES, flipped)]
+    x = ckpt.prepare(volumes)
+    np.testing.assert_allclose(preds["domain_distance"], assess_domain(ckpt.model, x), atol=1e-4)
+    assert list(preds["in_domain"]) == list(assess_domain(ckpt.model, x) <= 1)
+    assert err.count("OutOfDomainWarning") == (1 if (~preds["in_domain"]).any() else 0)
+    for (k, row), volume, path in zip(preds.iterrows(), volumes, (NIFTI, SERIES, flipped)):
+        stem = out / "maps" / f"{row['item']}__gradient"
+        raw = np.load(f"{stem}.npy")
+        assert raw.shape == (32, 32, 32)
+        np.testing.assert_allclose(raw, explain(ckpt.model, x[k:k + 1], "gradient").maps[0].numpy(), rtol=1e-5,
+                                   atol=1e-7)
+        written = nib.load(f"{stem}.nii.gz")
+        want = ckpt.preprocess.write_map(raw, volume, tmp_path / f"want{k}.nii.gz")  # notebook 07's call
+        np.testing.assert_array_equal(written.get_fdata(), nib.load(want).get_fdata())
+        if path.is_file():  # a NIfTI source: its own affine, shape and voxel order
+            assert written.shape == nib.load(path).shape and np.allclose(written.affine, nib.load(path).affine)
+        else:  # a DICOM series: the affine built on reading, on its grid
+            back = read_volume(f"{stem}.nii.gz")
+            assert back.shape == volume.shape and np.allclose(back.affine, volume.affine)
+        assert (out / "overlays" / f"{row['item']}__gradient.png").stat().st_size > 0
+    # the same map in two voxel orders: the flipped file's map is the original's, flipped back
+    first, last = (nib.load(out / "maps" / f"{item}__gradient.nii.gz").get_fdata() for item in preds["item"][[0, 2]])
+    np.testing.assert_allclose(last[::-1], first, atol=1e-6)
+    assert "nii.gz" in (out / "index.html").read_text()
+
+
+def test_a_3d_model_refuses_slices_and_2d_images(capsys):
+    assert main(["predict", str(MODEL_3D), str(NIFTI), "--slices", "all", "--no-progress"]) == EXIT_CODES["usage"]
+    assert "this checkpoint is a 3D model" in capsys.readouterr().err
+    assert main(["predict", str(MODEL_3D), str(PNG), "--no-progress"]) == EXIT_CODES["input"]
+    assert "not a volume; a 3D model explains volumes" in capsys.readouterr().err

@@ -113,7 +113,7 @@ def overlay_rgb(image: MedicalImage, saliency_map, preprocess, *, alpha: float =
     """The map laid on the original image at the image's own resolution, as ``H x W x 3`` uint8.
 
     The map (at the model's input grid) goes back onto the original grid through
-    ``preprocess.geometry(shape).inverse``. Opacity follows ``|relevance|`` (zero relevance is transparent,
+    ``preprocess.geometry(shape).inverse`` (``preprocess=None``: the map already lies on the image's grid). Opacity follows ``|relevance|`` (zero relevance is transparent,
     so the image shows through), up to ``alpha``; signed maps use the diverging ``RdBu_r`` scale centred at
     zero, non-negative maps the one-sided ``Reds``. Scaling is :func:`xaikit.viz.saliency.display_map`'s.
     """
@@ -122,7 +122,7 @@ def overlay_rgb(image: MedicalImage, saliency_map, preprocess, *, alpha: float =
 
     m = saliency_map.detach().cpu().numpy() if isinstance(saliency_map, torch.Tensor) else np.asarray(saliency_map)
     plane = image.array
-    back = preprocess.geometry(plane.shape, warn=False).inverse(m)  # preparing the input warned
+    back = m if preprocess is None else preprocess.geometry(plane.shape, warn=False).inverse(m)  # prepare warned
     sign = map_sign(m)
     z = display_map(back, sign=sign, clip_pct=clip_pct)
     colour = colorize(z, SIGN_MODES[sign], vmin=-1.0 if sign == "signed" else 0.0, vmax=1.0).astype(np.float32)
@@ -149,15 +149,17 @@ def map_summary(saliency_map) -> dict[str, float]:
 def titled(rgb: np.ndarray, text: str, *, alert: bool = False) -> np.ndarray:
     """``rgb`` (``H x W x 3`` uint8) with a band above it holding ``text`` (white on black; white on dark red
     when ``alert``, e.g. out of domain), so a PNG shared alone still says what the model predicted and whether
-    the input was like its training data. The font scales with the image width."""
+    the input was like its training data. The font scales with the image width; a text too long for one line
+    breaks at its `` | `` separators."""
     from PIL import Image, ImageDraw, ImageFont
 
     width = rgb.shape[1]
     size = max(10, min(48, width // 40))
     font = ImageFont.load_default(size=size)
-    while size > 8 and font.getlength(text) > width - 8:  # shrink to fit narrow images
-        size -= 1
-        font = ImageFont.load_default(size=size)
-    band = Image.new("RGB", (width, int(size * 1.6)), (150, 0, 0) if alert else (0, 0, 0))
-    ImageDraw.Draw(band).text((4, int(size * 0.3)), text, fill=(255, 255, 255), font=font)
+    lines = [text] if font.getlength(text) <= width - 8 else text.split(" | ")
+    step = int(size * 1.3)
+    band = Image.new("RGB", (width, step * len(lines) + int(size * 0.4)), (150, 0, 0) if alert else (0, 0, 0))
+    draw = ImageDraw.Draw(band)
+    for j, line in enumerate(lines):
+        draw.text((4, int(size * 0.2) + j * step), line, fill=(255, 255, 255), font=font)
     return np.concatenate([np.asarray(band, dtype=np.uint8), rgb], axis=0)

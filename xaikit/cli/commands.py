@@ -11,7 +11,7 @@ import torch
 from ..domain import OutOfDomainWarning, assess_domain, warn_domain
 from ..errors import ArgumentError
 from ..inference import SLICE_POLICIES, load_model, predict as predict_probs, to_batch
-from .inputs import collect_sources, load_items
+from .inputs import collect_sources, collect_volume_sources, load_items, load_volume_items
 from .outputs import prediction_table, write_gallery, write_maps, write_table
 
 
@@ -87,13 +87,26 @@ def _prepare(args: argparse.Namespace):
     if args.batch_size < 1:
         raise ArgumentError(f"--batch-size {args.batch_size}: must be at least 1.")
     ckpt = load_model(args.model)
-    sources = collect_sources(args.inputs, ckpt.classes, manifest_root=args.manifest_root,
-                              trust_manifest=args.trust_manifest)
-    items, bad = load_items(sources, slices=_slices(args.slices), skip_bad=args.skip_bad,
-                            progress=not args.no_progress)
+    if is_volume_model(ckpt):  # a 3D model: each NIfTI file, DICOM volume or series folder is one input
+        if args.slices is not None:
+            raise ArgumentError(f"--slices {args.slices}: this checkpoint is a 3D model, which sees whole volumes; "
+                                "--slices picks planes of volumes for 2D models. Leave it out.")
+        sources = collect_volume_sources(args.inputs, ckpt.classes, manifest_root=args.manifest_root,
+                                         trust_manifest=args.trust_manifest)
+        items, bad = load_volume_items(sources, skip_bad=args.skip_bad, progress=not args.no_progress)
+    else:
+        sources = collect_sources(args.inputs, ckpt.classes, manifest_root=args.manifest_root,
+                                  trust_manifest=args.trust_manifest)
+        items, bad = load_items(sources, slices=_slices(args.slices or "middle"), skip_bad=args.skip_bad,
+                                progress=not args.no_progress)
     for path, reason in bad:
         print(f"xaikit: skipped unreadable input {path}: {reason}", file=sys.stderr)
     return ckpt, items
+
+
+def is_volume_model(ckpt) -> bool:
+    """Does the checkpoint's Preprocess make volumes (a ``VolumePreprocess``: a 3D model)?"""
+    return (ckpt.preprocess_dict or {}).get("kind") == "volume"
 
 
 def _domain(ckpt, x: torch.Tensor, where: str):

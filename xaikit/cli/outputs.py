@@ -9,6 +9,8 @@ Layout of ``--out DIR``::
     overlays/<item>__<method>.png   the map on the original image, at the image's own resolution, under a
                               title band with the prediction and the domain flag
     maps/<item>__<method>.npy       the raw signed map (float32) on the model's input grid
+    maps/<item>__<method>.nii.gz    volumes (3D models): the map on the scan's own grid, with the source file's
+                              affine and voxel order (NIfTI) or the series' affine (DICOM)
     index.html                a gallery of every overlay with its prediction and domain flag
     .cache/                   the disk cache of ``explain_many``: a rerun computes only what is missing
 
@@ -75,11 +77,29 @@ def write_maps(out: Path, items: Sequence[Item], explanations: Mapping[str, obje
             stem = f"{it.name}__{label}"
             with atomic_write(out / "maps" / f"{stem}.npy") as fh:
                 np.save(fh, m)
-            save_png(titled(overlay_rgb(it.image, m, preprocess), captions[it.name], alert=alerts[it.name]),
-                     out / "overlays" / f"{stem}.png")
+            if it.image.is_volume:
+                rgb, where = _volume_overlay(out / "maps" / f"{stem}.nii.gz", it.image, m, preprocess)
+            else:
+                rgb, where = overlay_rgb(it.image, m, preprocess), ""
+            save_png(titled(rgb, captions[it.name] + where, alert=alerts[it.name]), out / "overlays" / f"{stem}.png")
             rows.append({"item": it.name, "method": label, "method_name": exp.method,
                          "target_policy": exp.target_policy, "target": int(exp.targets[i]), **map_summary(m)})
     return predictions.merge(pd.DataFrame(rows), on="item", how="right")
+
+
+def _volume_overlay(path: Path, volume, m: np.ndarray, preprocess) -> tuple[np.ndarray, str]:
+    """Write the map of a volume as NIfTI on the scan's own grid (``VolumePreprocess.write_map``: the source
+    file's affine and voxel order, as notebook 07 does); return the overlay of the axial slice holding most of
+    the map's |mass| and where it is."""
+    from ..io.image import MedicalImage
+
+    preprocess.write_map(m, volume, path)
+    back = preprocess.geometry(volume).inverse(m)
+    k = int(np.abs(back).sum(axis=(1, 2)).argmax())
+    plane = MedicalImage(volume.array[k], spacing=volume.spacing[1:], window=volume.window)
+    rgb = overlay_rgb(plane, back[k], None)
+    zoom = max(1, -(-256 // min(rgb.shape[:2])))  # CT slices can be 48 px: enlarge (nearest) to read them
+    return rgb.repeat(zoom, 0).repeat(zoom, 1), f" | slice {k} of {volume.shape[0]}"
 
 
 def _captions(predictions: pd.DataFrame) -> dict[str, str]:
@@ -97,7 +117,7 @@ def write_gallery(out: Path, table: pd.DataFrame, methods: Sequence[str], classe
         prob = r[f"prob_{r['pred_class']}"]
         cells = "".join(
             f'<td><a href="overlays/{_q(r["item"])}__{_q(m)}.png"><img src="overlays/{_q(r["item"])}__{_q(m)}.png" '
-            f'alt="{html.escape(m)}" loading="lazy"></a></td>' for m in methods)
+            f'alt="{html.escape(m)}" loading="lazy"></a>{_nifti_link(out, r["item"], m)}</td>' for m in methods)
         rows.append(f"<tr><td><code>{html.escape(r['item'])}</code><br>{html.escape(str(r['modality']))}{label}"
                     f"<br>predicted: <b>{html.escape(r['pred_class'])}</b> (p = {prob:.3f}){_badge(r)}</td>{cells}</tr>")
     page = _PAGE.format(n=len(rows), methods=", ".join(html.escape(m) for m in methods), head=head,
@@ -124,6 +144,12 @@ def _badge(row) -> str:
     flag = row["in_domain"]
     kind = "none" if pd.isna(flag) else ("in" if flag else "out")
     return f'<br><span class="domain {kind}">{html.escape(domain_badge(row["domain_distance"]))}</span>'
+
+
+def _nifti_link(out: Path, item: str, method: str) -> str:
+    """A link to a volume's map on the scan's grid (3D models), for 3D Slicer, ITK-SNAP or FSLeyes."""
+    name = f"{item}__{method}.nii.gz"
+    return f'<br><a href="maps/{_q(name)}">NIfTI map</a>' if (out / "maps" / name).is_file() else ""
 
 
 def _q(text: str) -> str:
