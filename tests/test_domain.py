@@ -174,3 +174,30 @@ def test_the_domain_check_works_on_volumes():
     assert dist.max() < 1.0  # measured: 0.70 for the 47 held-out phantom CTs
     with pytest.warns(OutOfDomainWarning, match=r"explain: 2 of 2 input\(s\) are far .*phantom CT volumes"):
         explain(ckpt.model, 1 - x[:2], "gradient")  # inverted intensities: nothing like a CT
+
+
+def test_captions_and_row_labels_carry_the_domain_flag():
+    from xaikit.saliency import explain
+    from xaikit.viz.saliency import method_grid
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=2).eval()
+    rng = np.random.default_rng(1)
+    train = torch.from_numpy(rng.uniform(0.2, 0.8, (40, 1, 32, 32)).astype(np.float32))
+    model.xaikit_domain = fit_domain(model, train, n_components=4, description="noise")
+    x = torch.cat([train[:1], torch.zeros(1, 1, 32, 32)])  # a training image, a black one
+    dist = domain_distance(model.xaikit_domain, domain_features(model, x))
+    from xaikit.checkpoint import Checkpoint
+
+    ckpt = Checkpoint(model, "small_cnn", {"num_classes": 2}, ["a", "b"], {"size": 32})
+    with pytest.warns(OutOfDomainWarning, match="1 of 2"):
+        exp = explain(model, x, "gradient")
+    probs = exp.probs
+    captions = ckpt.captions(x, probs)
+    k = int(probs[1].argmax())
+    assert captions[0] == f"predicted: {'ab'[int(probs[0].argmax())]} (p = {float(probs[0].max()):.3f}) | " \
+                          f"in domain ({dist[0]:.2f})"
+    assert captions[1] == f"predicted: {'ab'[k]} (p = {float(probs[1, k]):.3f}) | OUT OF DOMAIN ({dist[1]:.1f}x threshold)"
+    assert ckpt.captions(x) == captions  # the model predicts when no probabilities are given
+    fig = method_grid(x[:, 0], {"gradient": exp}, class_names=["a", "b"], domain_distances=dist)
+    assert "OUT OF DOMAIN" in fig.layout.yaxis2.title.text and "in domain" in fig.layout.yaxis.title.text
