@@ -284,7 +284,7 @@ def _farthest_stat(domain: dict, feats: np.ndarray) -> str:
     z = np.abs(seen.mean(0) - mean) / std
     k = int(np.argmax(z))
     lo, hi = seen[:, k].min(), seen[:, k].max()
-    values = f"{lo:.3f}" if len(seen) == 1 else f"{lo:.3f} to {hi:.3f}"
+    values = f"{lo:.3f}" if len(seen) == 1 else f"{lo:.3f} to {hi:.3f} (mean {seen[:, k].mean():.3f})"
     stat = f"{_STAT_WORDS[IMAGE_STATS[k]]} {values} against {mean[k]:.3f} +- {std[k]:.3f} in training"
     if z[k] < 2.0:  # no image statistic stands out: what the model computes from the input is what differs
         return f"the model's internal features differ, while the image statistics look ordinary (e.g. {stat})"
