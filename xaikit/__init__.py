@@ -5,7 +5,7 @@ Submodules (imported on first use, so ``import xaikit`` stays fast): ``io``, ``p
 ``samples``, ``demo``, ``domain``, and the front doors ``inference``, ``cli``, ``service`` (needs fastapi),
 ``cluster`` (needs distributed).
 
-The front door, also imported on first use: explain one image in five lines.
+The front door, also imported on first use: explain one image in a few lines.
 
 >>> from xaikit import read_image, load_checkpoint, explain, overlay, save_figure  # doctest: +SKIP
 >>> image = read_image("my_radiograph.jpeg")  # doctest: +SKIP
