@@ -160,12 +160,17 @@ def test_segmentation_cards_rebuild_byte_for_byte_and_flag_inverted_radiographs(
 
 
 @pytest.mark.skipif(not SHIPPED["phantom_cnn3d.pt"].is_file(), reason="sample models not built")
-def test_the_domain_check_works_on_volumes():
+def test_the_domain_check_works_on_volumes(tmp_path):
     from xaikit.saliency import explain
-    from xaikit.samples import volume_datasets
+    from xaikit.samples import VOLUME_DATA, VOLUME_USE, add_model_card, volume_datasets
 
+    split = volume_datasets()
+    copy = tmp_path / "phantom_cnn3d.pt"  # the card as `python -m xaikit samples` writes it: the same bytes
+    shutil.copy(SHIPPED["phantom_cnn3d.pt"], copy)
+    add_model_card(copy, split["train"], data=VOLUME_DATA, intended_use=VOLUME_USE)
+    assert copy.read_bytes() == SHIPPED["phantom_cnn3d.pt"].read_bytes()
     ckpt = load_checkpoint(SHIPPED["phantom_cnn3d.pt"])
-    test = volume_datasets()["test"]
+    test = split["test"]
     x = torch.stack([test[i]["image"] for i in range(len(test))])
     assert x.ndim == 5
     with warnings.catch_warnings():
@@ -201,3 +206,22 @@ def test_captions_and_row_labels_carry_the_domain_flag():
     assert ckpt.captions(x) == captions  # the model predicts when no probabilities are given
     fig = method_grid(x[:, 0], {"gradient": exp}, class_names=["a", "b"], domain_distances=dist)
     assert "OUT OF DOMAIN" in fig.layout.yaxis2.title.text and "in domain" in fig.layout.yaxis.title.text
+
+
+def test_explain_many_warns_once_for_all_methods_and_batches(tmp_path):
+    from xaikit.saliency import explain_many
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=2).eval()
+    rng = np.random.default_rng(2)
+    train = torch.from_numpy(rng.uniform(0.2, 0.8, (40, 1, 32, 32)).astype(np.float32))
+    model.xaikit_domain = fit_domain(model, train, n_components=4, description="noise")
+    x = torch.cat([train[:3], torch.zeros(3, 1, 32, 32)])
+    want = domain_distance(model.xaikit_domain, domain_features(model, x))
+    for _ in range(2):  # the second call is served from the cache: it warns all the same
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            explain_many(model, x, ["gradient", "input_x_gradient"], batch_size=2, cache_dir=tmp_path, progress=False)
+        far = [w for w in caught if issubclass(w.category, OutOfDomainWarning)]
+        assert len(far) == 1 and f"explain_many: {(want > 1).sum()} of 6 input(s)" in str(far[0].message)
+        assert far[0].filename == __file__  # points at the caller's line

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from torch import nn
 from .errors import ArgumentError
 
 __all__ = ["OutOfDomainWarning", "IMAGE_STATS", "domain_features", "fit_domain", "domain_distance", "check_domain",
-           "watch_domain", "assess_domain", "warn_domain", "domain_message", "domain_columns", "domain_badge",
+           "watch_domain", "assess_domain", "warn_domain", "check_domain_many", "domain_message", "domain_columns", "domain_badge",
            "prediction_caption"]
 
 #: The image statistics in a domain's feature vector, in order.
@@ -217,6 +217,19 @@ def domain_message(model: nn.Module, x: torch.Tensor, distances, *, where: str =
     if not far.any():
         return None
     return _message(domain, dist, where, domain_features(model, x[torch.from_numpy(far)]), far_only=True)
+
+
+def check_domain_many(model: nn.Module, batches: Iterable[torch.Tensor], *, where: str = "xaikit",
+                      stacklevel: int = 3) -> np.ndarray | None:
+    """:func:`check_domain` over several batches of inputs with one warning for all of them (a call that runs
+    many batches, e.g. ``explain_many``, says it once); ``None`` for a model without a stored domain."""
+    domain = getattr(model, "xaikit_domain", None)
+    if not domain:
+        return None
+    feats = np.concatenate([domain_features(model, x) for x in batches])
+    dist = domain_distance(domain, feats)
+    _warn(domain, dist, where, stacklevel + 1, feats)
+    return dist
 
 
 def warn_domain(model: nn.Module, x: torch.Tensor, distances, *, where: str = "xaikit", stacklevel: int = 2) -> None:
