@@ -110,7 +110,8 @@ def test_resize_warns_when_it_changes_the_aspect_ratio():
     from xaikit.data.preprocess import AspectRatioWarning
 
     radiograph = np.random.default_rng(0).random((65, 103))  # the 650 x 1028 shape of a real radiograph, scaled
-    with pytest.warns(AspectRatioWarning, match=r"stretches this 103 x 65 \(width x height\) image to the model's 32 x 32 input.*"
+    with pytest.warns(AspectRatioWarning, match=r"stretches this 103 x 65 \(width x height\) image to the "
+                                                 r"model's 32 x 32 input.*"
                                                  r"crop or pad") as caught:
         Preprocess(size=32)(radiograph)
     assert len(caught) == 1 and "letterbox" not in str(caught[0].message)  # not an option of a trained model

@@ -202,7 +202,8 @@ def test_captions_and_row_labels_carry_the_domain_flag():
     k = int(probs[1].argmax())
     assert captions[0] == f"predicted: {'ab'[int(probs[0].argmax())]} (p = {float(probs[0].max()):.3f}) | " \
                           f"in domain ({dist[0]:.2f})"
-    assert captions[1] == f"predicted: {'ab'[k]} (p = {float(probs[1, k]):.3f}) | OUT OF DOMAIN ({dist[1]:.1f}x threshold)"
+    assert captions[1] == (f"predicted: {'ab'[k]} (p = {float(probs[1, k]):.3f}) | "
+                           f"OUT OF DOMAIN ({dist[1]:.1f}x threshold)")
     assert ckpt.captions(x) == captions  # the model predicts when no probabilities are given
     fig = method_grid(x[:, 0], {"gradient": exp}, class_names=["a", "b"], domain_distances=dist)
     assert "OUT OF DOMAIN" in fig.layout.yaxis2.title.text and "in domain" in fig.layout.yaxis.title.text

@@ -92,8 +92,8 @@ def test_predict_matches_the_model(url, upload_dir):
     np.testing.assert_allclose(got, probs.detach().numpy(), rtol=1e-6)
     assert body["prediction"]["class"] == ckpt.classes[int(probs.argmax())]
     assert body["domain"]["in_domain"] is True and body["domain"]["warning"] is None
-    assert body["domain"]["distance"] == pytest.approx(float(assess_domain(ckpt.model, ckpt.prepare(read_image(PNG)))[0]),
-                                                       abs=1e-4)
+    want = float(assess_domain(ckpt.model, ckpt.prepare(read_image(PNG)))[0])
+    assert body["domain"]["distance"] == pytest.approx(want, abs=1e-4)
     assert not any(upload_dir.iterdir())  # the upload's temporary folder is gone
 
 

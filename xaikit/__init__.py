@@ -31,7 +31,8 @@ _SUBMODULES = {
 
 #: What a user needs to explain one image, re-exported from where it lives (imported on first use).
 _FRONT_DOOR = {
-    "read_image": "io", "read_volume": "io", "load_checkpoint": "checkpoint", "explain": "saliency", "overlay": "viz.saliency",
+    "read_image": "io", "read_volume": "io", "load_checkpoint": "checkpoint", "explain": "saliency",
+    "overlay": "viz.saliency",
     "save_figure": "viz.export", "Preprocess": "data", "evaluate": "train",
 }
 

@@ -35,8 +35,8 @@ from torch import nn
 from .errors import ArgumentError
 
 __all__ = ["OutOfDomainWarning", "IMAGE_STATS", "domain_features", "fit_domain", "domain_distance", "check_domain",
-           "watch_domain", "assess_domain", "warn_domain", "check_domain_many", "domain_message", "domain_columns", "domain_badge",
-           "prediction_caption"]
+           "watch_domain", "assess_domain", "warn_domain", "check_domain_many", "domain_message", "domain_columns",
+           "domain_badge", "prediction_caption"]
 
 #: The image statistics in a domain's feature vector, in order.
 IMAGE_STATS = ("mean", "std", "dark_fraction", "bright_fraction", "laplacian", "asymmetry")

@@ -119,7 +119,8 @@ def write_gallery(out: Path, table: pd.DataFrame, methods: Sequence[str], classe
             f'<td><a href="overlays/{_q(r["item"])}__{_q(m)}.png"><img src="overlays/{_q(r["item"])}__{_q(m)}.png" '
             f'alt="{html.escape(m)}" loading="lazy"></a>{_nifti_link(out, r["item"], m)}</td>' for m in methods)
         rows.append(f"<tr><td><code>{html.escape(r['item'])}</code><br>{html.escape(str(r['modality']))}{label}"
-                    f"<br>predicted: <b>{html.escape(r['pred_class'])}</b> (p = {prob:.3f}){_badge(r)}</td>{cells}</tr>")
+                    f"<br>predicted: <b>{html.escape(r['pred_class'])}</b> (p = {prob:.3f}){_badge(r)}</td>"
+                    f"{cells}</tr>")
     page = _PAGE.format(n=len(rows), methods=", ".join(html.escape(m) for m in methods), head=head,
                         rows="\n".join(rows), domain=_domain_note(table.drop_duplicates("item")))
     path = out / "index.html"

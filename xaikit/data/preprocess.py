@@ -31,7 +31,8 @@ from skimage.transform import resize
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
 
-__all__ = ["Preprocess", "Geometry", "AspectRatioWarning", "warn_if_stretched", "prepare_many", "MODES", "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Preprocess", "Geometry", "AspectRatioWarning", "warn_if_stretched", "prepare_many", "MODES",
+           "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 MODES = ("resize", "letterbox")
 NORMALIZATIONS = ("percentile", "window", "imagenet", "none")

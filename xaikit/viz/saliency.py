@@ -256,8 +256,9 @@ def method_grid(images, explanations: Mapping[str, object], *, indices: Sequence
     """Rows = images, columns = methods; each cell an overlay. ``explanations`` maps label -> Explanation.
 
     Each row is labelled with the image id, true class (when the explanation has labels) and the predicted
-    class with its probability (and the domain flag with ``domain_distances``, :func:`xaikit.domain.assess_domain`); with ``sign="auto"`` each method gets a one-sided scale when all its maps are
-    non-negative (Grad-CAM) and a diverging one otherwise. Maps are sent at the cell's display resolution.
+    class with its probability (and the domain flag with ``domain_distances``, :func:`xaikit.domain.assess_domain`);
+    with ``sign="auto"`` each method gets a one-sided scale when all its maps are non-negative (Grad-CAM) and a
+    diverging one otherwise. Maps are sent at the cell's display resolution.
     """
     labels = list(explanations)
     if not labels:
