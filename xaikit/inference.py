@@ -114,8 +114,9 @@ def overlay_rgb(image: MedicalImage, saliency_map, preprocess, *, alpha: float =
 
     The map (at the model's input grid) goes back onto the original grid through
     ``preprocess.geometry(shape).inverse`` (``preprocess=None``: the map already lies on the image's grid).
-    Opacity follows ``|relevance|`` (zero relevance is transparent, so the image shows through), up to ``alpha``; signed maps use the diverging ``RdBu_r`` scale centred at
-    zero, non-negative maps the one-sided ``Reds``. Scaling is :func:`xaikit.viz.saliency.display_map`'s.
+    Opacity follows ``|relevance|`` (zero relevance is transparent, so the image shows through), up to
+    ``alpha``; signed maps use the diverging ``RdBu_r`` scale centred at zero, non-negative maps the one-sided
+    ``Reds``. Scaling is :func:`xaikit.viz.saliency.display_map`'s.
     """
     from .viz.export import colorize
     from .viz.saliency import SIGN_MODES, display_map

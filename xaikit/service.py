@@ -3,8 +3,8 @@
 ``POST /predict`` and ``POST /explain`` take a multipart upload (field ``file``: DICOM, NIfTI, PNG/JPEG/TIFF,
 ``.npy``) and return JSON, always with a ``domain`` field (is the upload like the model's training data:
 ``distance``, ``in_domain``, ``flag``, ``warning``; :mod:`xaikit.domain`); ``GET /health``, ``GET /methods``
-and the OpenAPI docs (``/docs``) describe the service. The same package functions as the command line do the work (:mod:`xaikit.inference`,
-:func:`xaikit.saliency.explain`); the service only adds what a network front door needs:
+and the OpenAPI docs (``/docs``) describe the service. The same package functions as the command line do the
+work (:mod:`xaikit.inference`, :func:`xaikit.saliency.explain`); the service only adds what a network front door needs:
 
 - it binds ``127.0.0.1`` unless told otherwise (and warns when it listens beyond this machine without a token);
 - optional bearer-token authentication (``Authorization: Bearer <token>``, compared in constant time);
