@@ -246,13 +246,15 @@ def _stretched(in_shape: tuple[int, int], out_shape: tuple[int, int]) -> bool:
     return bool(abs(np.log(ratio)) > np.log1p(ASPECT_TOLERANCE))
 
 
-def warn_if_stretched(shapes: Sequence[tuple[int, int]], out_shape: tuple[int, int], *, stacklevel: int = 2) -> None:
+def warn_if_stretched(shapes: Sequence[tuple[int, int]], out_shape: tuple[int, int], *, stacklevel: int = 2,
+                      note: str = "") -> bool:
     """One :class:`AspectRatioWarning` for all planes of ``shapes`` (``(h, w)``) that ``mode="resize"`` stretches
-    to ``out_shape``, quoting their real sizes. The advice is what a user of a trained checkpoint can do: its
-    Preprocess is part of the model, so the images must be cropped or padded, not the mode changed."""
+    to ``out_shape``, quoting their real sizes (``note`` is appended); returns whether it warned. The advice is
+    what a user of a trained checkpoint can do: its Preprocess is part of the model, so the images must be
+    cropped or padded, not the mode changed."""
     bad = [tuple(int(v) for v in s) for s in shapes if _stretched(tuple(s), tuple(out_shape))]
     if not bad:
-        return
+        return False
     sizes = sorted({f"{w} x {h}" for h, w in bad})
     what = (f"this {sizes[0]} (width x height) image" if len(shapes) == 1 else
             f"{len(bad)} of {len(shapes)} images (width x height: {', '.join(sizes[:3])}"
@@ -261,7 +263,8 @@ def warn_if_stretched(shapes: Sequence[tuple[int, int]], out_shape: tuple[int, i
     warnings.warn(f"Preprocess(mode='resize') stretches {what} to the model's {out_w} x {out_h} "
                   "input, which distorts anatomy. The model was trained with this preprocessing, so keep it and "
                   f"crop or pad the image(s) to a width:height of {out_w}:{out_h} before passing them (e.g. a "
-                  "centred crop of image.array).", AspectRatioWarning, stacklevel=stacklevel + 1)
+                  f"centred crop of image.array){note}.", AspectRatioWarning, stacklevel=stacklevel + 1)
+    return True
 
 
 def prepare_many(preprocess, images: Sequence) -> torch.Tensor:
