@@ -15,6 +15,7 @@ import torch
 import xaikit
 from xaikit.checkpoint import load_checkpoint
 from xaikit.cli import EXIT_CODES, main
+from xaikit.data.preprocess import AspectRatioWarning
 from xaikit.inference import content_id
 from xaikit.io import read_image
 
@@ -89,9 +90,10 @@ def test_explain_maps_and_predictions_match_the_library(explained):
     probs = torch.softmax(ckpt.model(x).double(), 1)[0].detach().numpy()
     row = preds.loc[content_id(DICOM)]
     np.testing.assert_allclose([row["prob_normal"], row["prob_pneumonia"]], probs, rtol=1e-6)
-    # the overlay is at the original image's resolution, not the model's 128 x 128
+    # the overlay is at the original image's resolution, not the model's 128 x 128, under its title band
     overlay = read_image(out / "overlays" / f"{row['item']}__gradcam.png", rgb="keep")
-    assert overlay.shape[-2:] == read_image(DICOM).shape
+    height, width = read_image(DICOM).shape
+    assert overlay.shape[-1] == width and height < overlay.shape[-2] < 1.2 * height
 
 
 def test_no_identifier_in_any_output(explained, manifest):
@@ -185,9 +187,14 @@ def test_a_folder_is_searched_and_non_images_are_counted(tmp_path, capsys):
     for k in range(3):
         (tmp_path / "series" / f"IM{k:04d}").write_bytes(DICOM.read_bytes())  # DICOM without extension
     (tmp_path / "series" / "notes.txt").write_text("not an image")
-    with pytest.warns(UserWarning, match="left out 1 file"):
-        assert main(["predict", str(MODEL), str(tmp_path), "--no-progress"]) == 0
-    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert main(["predict", str(MODEL), str(tmp_path), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    # warnings as one clean line each: no source file, no code line
+    lines = [line for line in captured.err.splitlines() if "left out" in line]
+    assert lines == [f"xaikit predict: warning (UserWarning): {tmp_path}: left out 1 file(s) that are not "
+                     "images (by extension or content)."]
+    assert ".py:" not in captured.err and "collect_sources(" not in captured.err
+    table = pd.read_csv(io.StringIO(captured.out))
     assert len(table) == 3 and table["source_sha256"].nunique() == 1 and table["item"].nunique() == 3
 
 
@@ -215,3 +222,115 @@ def test_planes_of_a_volume():
     assert plane.window == volume.window and plane.spacing == volume.spacing[1:]
     with pytest.raises(ArgumentError, match="slice index 0..23"):
         planes(volume, 24)
+
+
+def _out_of_domain_png(folder: Path) -> Path:
+    """A phantom radiograph turned into what the model never saw: inverted and stretched to 1.6:1."""
+    from PIL import Image
+
+    grey = np.asarray(Image.open(PNG).convert("L"))
+    path = folder / "odd.png"
+    Image.fromarray(255 - np.tile(grey, (1, 2))[:, :360]).save(path)
+    return path
+
+
+def test_predict_flags_inputs_outside_the_training_domain_once(tmp_path, capsys):
+    from xaikit.domain import assess_domain
+
+    odd = _out_of_domain_png(tmp_path)
+    assert main(["predict", str(MODEL), str(PNG), str(odd), "--no-progress", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(table["in_domain"]) == [True, False]
+    ckpt = load_checkpoint(MODEL)
+    with pytest.warns(AspectRatioWarning):
+        x = ckpt.prepare([read_image(PNG), read_image(odd)])
+    np.testing.assert_allclose(table["domain_distance"], assess_domain(ckpt.model, x), atol=1e-4)
+    warned = [line for line in err.splitlines() if "OutOfDomainWarning" in line]
+    assert len(warned) == 1 and "xaikit predict: 1 of 2 input(s) are far" in warned[0]
+    assert f"{table['domain_distance'][1]:.1f} times the threshold" in warned[0]
+    stretched = [line for line in err.splitlines() if "AspectRatioWarning" in line]
+    assert len(stretched) == 1 and "stretches 1 of 2 images (width x height: 360 x 224)" in stretched[0]
+
+
+def test_explain_marks_the_domain_in_every_output(tmp_path, capsys):
+    from PIL import Image
+
+    odd = _out_of_domain_png(tmp_path)
+    out = tmp_path / "out"
+    assert main(["explain", str(MODEL), str(PNG), str(odd), "--method", "gradient", "--method", "input_x_gradient",
+                 "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("OutOfDomainWarning") == 1 and "xaikit explain: 1 of 2 input(s)" in err
+    for name in ("predictions.csv", "explanations.csv"):
+        table = pd.read_csv(out / name)
+        assert list(table.drop_duplicates("item")["in_domain"]) == [True, False], name
+    page = (out / "index.html").read_text()
+    far = pd.read_csv(out / "predictions.csv")["domain_distance"][1]
+    assert f"OUT OF DOMAIN ({far:.1f}x threshold)" in page and page.count('class="domain in"') == 1
+    assert "1 of 2 input(s) lie outside the model's training domain" in page
+    # the overlay PNG carries its title band: dark red for the out-of-domain input, black for the other
+    item = pd.read_csv(out / "predictions.csv")["item"]
+    bands = [np.asarray(Image.open(out / "overlays" / f"{i}__gradient.png").convert("RGB"))[:12] for i in item]
+    assert bands[0].max() > 200 and bands[1].max() > 200  # white text
+    assert np.median(bands[0][..., 0]) == 0 and np.median(bands[1][..., 0]) == 150
+
+
+MODEL_3D = SAMPLES / "models" / "phantom_cnn3d.pt"
+NIFTI = SAMPLES / "nifti" / "volume.nii.gz"
+SERIES = SAMPLES / "dicom" / "ct_series"
+
+
+def test_a_3d_model_explains_nifti_and_dicom_series_as_volumes_with_maps_on_the_source_grid(tmp_path, capsys):
+    """The notebook-07 path on the command line: each volume whole through the 3D model, each map written as
+    NIfTI with the source file's affine and voxel order (a reoriented copy keeps its own)."""
+    import nibabel as nib
+
+    from xaikit.domain import assess_domain
+    from xaikit.io import read_volume
+    from xaikit.saliency import explain
+
+    src = nib.load(NIFTI)
+    flipped = tmp_path / "flipped.nii.gz"  # the same scan stored in another voxel order (x reversed)
+    affine = src.affine.copy()
+    affine[:, 3] = src.affine @ [src.shape[0] - 1, 0, 0, 1]
+    affine[:, 0] = -src.affine[:, 0]
+    nib.save(nib.Nifti1Image(np.asarray(src.dataobj)[::-1], affine, src.header), flipped)
+    out = tmp_path / "out"
+    assert main(["explain", str(MODEL_3D), str(NIFTI), str(SERIES), str(flipped), "--method", "gradient",
+                 "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    preds = pd.read_csv(out / "predictions.csv")
+    assert len(preds) == 3 and preds["slice"].isna().all()  # one row per volume, the series folder is one
+    ckpt = load_checkpoint(MODEL_3D)
+    volumes = [read_volume(p) for p in (NIFTI, SERIES, flipped)]
+    x = ckpt.prepare(volumes)
+    np.testing.assert_allclose(preds["domain_distance"], assess_domain(ckpt.model, x), atol=1e-4)
+    assert list(preds["in_domain"]) == list(assess_domain(ckpt.model, x) <= 1)
+    assert err.count("OutOfDomainWarning") == (1 if (~preds["in_domain"]).any() else 0)
+    for (k, row), volume, path in zip(preds.iterrows(), volumes, (NIFTI, SERIES, flipped)):
+        stem = out / "maps" / f"{row['item']}__gradient"
+        raw = np.load(f"{stem}.npy")
+        assert raw.shape == (32, 32, 32)
+        np.testing.assert_allclose(raw, explain(ckpt.model, x[k:k + 1], "gradient").maps[0].numpy(), rtol=1e-5,
+                                   atol=1e-7)
+        written = nib.load(f"{stem}.nii.gz")
+        want = ckpt.preprocess.write_map(raw, volume, tmp_path / f"want{k}.nii.gz")  # notebook 07's call
+        np.testing.assert_array_equal(written.get_fdata(), nib.load(want).get_fdata())
+        if path.is_file():  # a NIfTI source: its own affine, shape and voxel order
+            assert written.shape == nib.load(path).shape and np.allclose(written.affine, nib.load(path).affine)
+        else:  # a DICOM series: the affine built on reading, on its grid
+            back = read_volume(f"{stem}.nii.gz")
+            assert back.shape == volume.shape and np.allclose(back.affine, volume.affine)
+        assert (out / "overlays" / f"{row['item']}__gradient.png").stat().st_size > 0
+    # the same map in two voxel orders: the flipped file's map is the original's, flipped back
+    first, last = (nib.load(out / "maps" / f"{item}__gradient.nii.gz").get_fdata() for item in preds["item"][[0, 2]])
+    np.testing.assert_allclose(last[::-1], first, atol=1e-6)
+    assert "nii.gz" in (out / "index.html").read_text()
+
+
+def test_a_3d_model_refuses_slices_and_2d_images(capsys):
+    assert main(["predict", str(MODEL_3D), str(NIFTI), "--slices", "all", "--no-progress"]) == EXIT_CODES["usage"]
+    assert "this checkpoint is a 3D model" in capsys.readouterr().err
+    assert main(["predict", str(MODEL_3D), str(PNG), "--no-progress"]) == EXIT_CODES["input"]
+    assert "not a volume; a 3D model explains volumes" in capsys.readouterr().err

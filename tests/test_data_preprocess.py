@@ -5,6 +5,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -110,10 +111,36 @@ def test_resize_warns_when_it_changes_the_aspect_ratio():
     from xaikit.data.preprocess import AspectRatioWarning
 
     radiograph = np.random.default_rng(0).random((65, 103))  # the 650 x 1028 shape of a real radiograph, scaled
-    with pytest.warns(AspectRatioWarning, match="mode='letterbox'"):
+    with pytest.warns(AspectRatioWarning, match=r"stretches this 103 x 65 \(width x height\) image to the "
+                                                 r"model's 32 x 32 input.*"
+                                                 r"crop or pad") as caught:
         Preprocess(size=32)(radiograph)
+    assert len(caught) == 1 and "letterbox" not in str(caught[0].message)  # not an option of a trained model
+    from xaikit.data.preprocess import prepare_many
+
+    with pytest.warns(AspectRatioWarning) as caught:  # once per call, however many images
+        prepare_many(Preprocess(size=32), [radiograph, radiograph.T, radiograph[:40, :40]])
+    assert len(caught) == 1 and "2 of 3 images (width x height: 103 x 65, 65 x 103)" in str(caught[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error", AspectRatioWarning)
         Preprocess(size=32, mode="letterbox")(radiograph)  # keeps the ratio: silent
         Preprocess(size=32)(radiograph[:, :66])  # within 5 %: silent
         Preprocess(size=(32, 48))(radiograph[:, :98])  # the same ratio as the size: silent
+
+
+def test_a_dataset_reports_stretched_images_once(tmp_path):
+    from PIL import Image
+
+    from xaikit.data import ManifestDataset
+    from xaikit.data.preprocess import AspectRatioWarning
+
+    rows = []
+    for k, (h, w) in enumerate([(40, 64), (50, 90), (32, 32), (44, 70)]):
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (h, w), dtype=np.uint8)).save(tmp_path / f"{k}.png")
+        rows.append({"image_path": f"{k}.png", "label": "a" if k % 2 else "b", "patient_id": f"p{k}"})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    data = ManifestDataset(tmp_path / "m.csv", preprocess=Preprocess(size=16))
+    with pytest.warns(AspectRatioWarning) as caught:
+        [data[i] for i in range(len(data))]
+    assert len(caught) == 1 and "this 64 x 40 (width x height) image" in str(caught[0].message)
+    assert "the first such image of this dataset (4 images)" in str(caught[0].message)

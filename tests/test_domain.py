@@ -186,3 +186,106 @@ def test_scoring_out_of_domain_inputs_warns_exactly_once():
     # the check is switched back on after each call
     with pytest.warns(OutOfDomainWarning, match="explain: 3 of 3"):
         explain(model, far, "gradient")
+SHIPPED = {name: sample_dir() / "models" / name for name in (*MODELS.values(), "phantom_cnn3d.pt")}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_shipped_checkpoint_carries_a_card_and_a_domain(name):
+    if not SHIPPED[name].is_file():
+        pytest.skip(f"{name} not built (python -m xaikit samples)")
+    ckpt = load_checkpoint(SHIPPED[name])
+    card, domain = ckpt.card, ckpt.model.xaikit_domain
+    assert card["data"] == domain["description"] and "not a diagnostic model" in card["intended_use"]
+    assert card["n_train_images"] == domain["n_images"] and domain["threshold"] > 0 and domain["residual_threshold"] > 0
+    assert card["classes"] == ckpt.classes and card["test_metrics"] == ckpt.summary["test_metrics"]
+
+
+@pytest.mark.skipif(not SHIPPED["phantom_unet.pt"].is_file(), reason="sample models not built")
+def test_segmentation_cards_rebuild_byte_for_byte_and_flag_inverted_radiographs(tmp_path):
+    """The UNet (no nn.Linear: its deepest encoder's channel means) and the box model: `python -m xaikit samples`
+    writes their cards with card_seg_model; on the same weights it gives the same bytes."""
+    from xaikit.saliency import explain, targets
+    from xaikit.samples import card_seg_model, segmentation_arrays
+
+    train, test = segmentation_arrays(split="train"), segmentation_arrays(split="test")
+    for key in ("unet", "heart_box"):
+        copy = tmp_path / MODELS[key]
+        shutil.copy(SHIPPED[MODELS[key]], copy)
+        card_seg_model(copy, train["images"])
+        assert copy.read_bytes() == SHIPPED[MODELS[key]].read_bytes(), key
+        model = load_checkpoint(copy).model
+        dist = check_domain(model, test["images"])
+        assert dist.max() < 1.0, key  # measured: 0.96 (UNet) and 0.94 (box) for the 52 test phantoms
+    unet = load_checkpoint(SHIPPED[MODELS["unet"]]).model
+    inverted = 1 - test["images"][:3]
+    with pytest.warns(OutOfDomainWarning, match=r"explain: 3 of 3 input\(s\) are far .*at 64 px"):
+        explain(unet, inverted, "gradient", targets.segmentation(2))  # a target wraps the UNet: still checked
+
+
+@pytest.mark.skipif(not SHIPPED["phantom_cnn3d.pt"].is_file(), reason="sample models not built")
+def test_the_domain_check_works_on_volumes(tmp_path):
+    from xaikit.saliency import explain
+    from xaikit.samples import VOLUME_DATA, VOLUME_USE, add_model_card, volume_datasets
+
+    split = volume_datasets()
+    copy = tmp_path / "phantom_cnn3d.pt"  # the card as `python -m xaikit samples` writes it: the same bytes
+    shutil.copy(SHIPPED["phantom_cnn3d.pt"], copy)
+    add_model_card(copy, split["train"], data=VOLUME_DATA, intended_use=VOLUME_USE)
+    assert copy.read_bytes() == SHIPPED["phantom_cnn3d.pt"].read_bytes()
+    ckpt = load_checkpoint(SHIPPED["phantom_cnn3d.pt"])
+    test = split["test"]
+    x = torch.stack([test[i]["image"] for i in range(len(test))])
+    assert x.ndim == 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfDomainWarning)
+        dist = check_domain(ckpt.model, x)
+    assert dist.max() < 1.0  # measured: 0.70 for the 47 held-out phantom CTs
+    with pytest.warns(OutOfDomainWarning, match=r"explain: 2 of 2 input\(s\) are far .*phantom CT volumes"):
+        explain(ckpt.model, 1 - x[:2], "gradient")  # inverted intensities: nothing like a CT
+
+
+def test_captions_and_row_labels_carry_the_domain_flag():
+    from xaikit.saliency import explain
+    from xaikit.viz.saliency import method_grid
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=2).eval()
+    rng = np.random.default_rng(1)
+    train = torch.from_numpy(rng.uniform(0.2, 0.8, (40, 1, 32, 32)).astype(np.float32))
+    model.xaikit_domain = fit_domain(model, train, n_components=4, description="noise")
+    x = torch.cat([train[:1], torch.zeros(1, 1, 32, 32)])  # a training image, a black one
+    dist = domain_distance(model.xaikit_domain, domain_features(model, x))
+    from xaikit.checkpoint import Checkpoint
+
+    ckpt = Checkpoint(model, "small_cnn", {"num_classes": 2}, ["a", "b"], {"size": 32})
+    with pytest.warns(OutOfDomainWarning, match="1 of 2"):
+        exp = explain(model, x, "gradient")
+    probs = exp.probs
+    captions = ckpt.captions(x, probs)
+    k = int(probs[1].argmax())
+    assert captions[0] == f"predicted: {'ab'[int(probs[0].argmax())]} (p = {float(probs[0].max()):.3f}) | " \
+                          f"in domain ({dist[0]:.2f})"
+    assert captions[1] == (f"predicted: {'ab'[k]} (p = {float(probs[1, k]):.3f}) | "
+                           f"OUT OF DOMAIN ({dist[1]:.1f}x threshold)")
+    assert ckpt.captions(x) == captions  # the model predicts when no probabilities are given
+    fig = method_grid(x[:, 0], {"gradient": exp}, class_names=["a", "b"], domain_distances=dist)
+    assert "OUT OF DOMAIN" in fig.layout.yaxis2.title.text and "in domain" in fig.layout.yaxis.title.text
+
+
+def test_explain_many_warns_once_for_all_methods_and_batches(tmp_path):
+    from xaikit.saliency import explain_many
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=2).eval()
+    rng = np.random.default_rng(2)
+    train = torch.from_numpy(rng.uniform(0.2, 0.8, (40, 1, 32, 32)).astype(np.float32))
+    model.xaikit_domain = fit_domain(model, train, n_components=4, description="noise")
+    x = torch.cat([train[:3], torch.zeros(3, 1, 32, 32)])
+    want = domain_distance(model.xaikit_domain, domain_features(model, x))
+    for _ in range(2):  # the second call is served from the cache: it warns all the same
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            explain_many(model, x, ["gradient", "input_x_gradient"], batch_size=2, cache_dir=tmp_path, progress=False)
+        far = [w for w in caught if issubclass(w.category, OutOfDomainWarning)]
+        assert len(far) == 1 and f"explain_many: {(want > 1).sum()} of 6 input(s)" in str(far[0].message)
+        assert far[0].filename == __file__  # points at the caller's line

@@ -20,6 +20,7 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 from xaikit.checkpoint import load_checkpoint  # noqa: E402
+from xaikit.domain import assess_domain  # noqa: E402
 from xaikit.io import read_image  # noqa: E402
 from xaikit.saliency import explain  # noqa: E402
 from xaikit.service import ServiceConfig, create_app  # noqa: E402
@@ -90,7 +91,25 @@ def test_predict_matches_the_model(url, upload_dir):
     got = [body["prediction"]["probabilities"][c] for c in ckpt.classes]
     np.testing.assert_allclose(got, probs.detach().numpy(), rtol=1e-6)
     assert body["prediction"]["class"] == ckpt.classes[int(probs.argmax())]
+    assert body["domain"]["in_domain"] is True and body["domain"]["warning"] is None
+    want = float(assess_domain(ckpt.model, ckpt.prepare(read_image(PNG)))[0])
+    assert body["domain"]["distance"] == pytest.approx(want, abs=1e-4)
     assert not any(upload_dir.iterdir())  # the upload's temporary folder is gone
+
+
+@pytest.mark.parametrize("path", ["/predict", "/explain?method=gradient"])
+def test_every_response_says_when_the_upload_is_out_of_domain(url, path):
+    from PIL import Image as PILImage
+
+    grey = np.asarray(PILImage.open(PNG).convert("L"))
+    buf = io.BytesIO()
+    PILImage.fromarray(255 - grey).save(buf, format="PNG")  # inverted: nothing like the training phantoms
+    body = _post(url, path, buf.getvalue()).json()
+    domain = body["domain"]
+    assert domain["in_domain"] is False and domain["distance"] > 1
+    assert domain["flag"] == f"OUT OF DOMAIN ({domain['distance']:.1f}x threshold)"
+    assert f"1 of 1 input(s) are far from the model's training domain ({domain['distance']:.1f} times" in \
+        domain["warning"] and "synthetic phantom" in domain["trained_on"]
 
 
 def test_explain_returns_the_library_map_and_an_overlay(url, upload_dir):
@@ -102,7 +121,12 @@ def test_explain_returns_the_library_map_and_an_overlay(url, upload_dir):
     want = explain(ckpt.model, ckpt.preprocess(read_image(DICOM))[0][None], "gradcam").maps[0].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"])))
-    assert overlay.size[::-1] == read_image(DICOM).shape and overlay.mode == "RGB"
+    height, width = read_image(DICOM).shape
+    assert overlay.size[0] == width and height < overlay.size[1] < 1.2 * height and overlay.mode == "RGB"
+    # a phantom radiograph as MONOCHROME1 DICOM: in domain, said in the JSON and the title band (black, not red)
+    assert body["domain"]["in_domain"] is True and body["domain"]["warning"] is None
+    assert body["domain"]["flag"] == f"in domain ({body['domain']['distance']:.2f})"
+    assert np.median(np.asarray(overlay.convert("RGB"))[:8, :, 0]) == 0
     assert body["method"] == "gradcam" and body["target_policy"] == "pred" and "layer" in body["params"]
     text = str({k: v for k, v in body.items() if not k.endswith("_base64")})
     assert "Doe" not in text and "12345" not in text  # the upload's name is never echoed

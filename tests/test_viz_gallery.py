@@ -179,8 +179,9 @@ def test_readable_tables():
                                  "converged": ["no", "yes"], "effect_size": [0.1235, -1.0]}
 
 
-def test_readme_explain_my_image_snippet_runs(tmp_path, monkeypatch):
-    """The README's five lines, as written (one import line), on a shipped phantom: an overlay file, no warning."""
+def test_readme_explain_my_image_snippet_runs(tmp_path, monkeypatch, capsys):
+    """The README's eight lines, as written (one import line), on a shipped phantom: an overlay file titled with the
+    prediction and the domain flag, the same line printed, no warning."""
     import re
     from pathlib import Path
 
@@ -190,7 +191,7 @@ def test_readme_explain_my_image_snippet_runs(tmp_path, monkeypatch):
     readme = (root / "README.md").read_text()
     code = re.search(r"## Explain my image\s+```python\n(.*?)```", readme, re.S).group(1)
     lines = code.strip().splitlines()
-    assert len(lines) == 5 and sum(line.startswith(("import ", "from ")) for line in lines) == 1
+    assert len(lines) == 8 and sum(line.startswith(("import ", "from ")) for line in lines) == 1
     monkeypatch.chdir(root)
     code = code.replace('"my_overlay"', repr(str(tmp_path / "my_overlay")))
     with warnings.catch_warnings():
@@ -199,3 +200,7 @@ def test_readme_explain_my_image_snippet_runs(tmp_path, monkeypatch):
         exec(code, namespace)
     assert (tmp_path / "my_overlay.html").stat().st_size > 0
     assert namespace["exp"].maps.shape[-2:] == namespace["ckpt"].prepare(namespace["image"]).shape[-2:]
+    title = namespace["title"]
+    assert re.fullmatch(r"predicted: (normal|pneumonia) \(p = \d\.\d{3}\) \| in domain \(0\.\d\d\)", title)
+    assert capsys.readouterr().out.strip() == title and title in (tmp_path / "my_overlay.html").read_text()
+    assert f"# {title}" in code  # the README's comment shows what it prints

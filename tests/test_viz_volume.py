@@ -65,3 +65,15 @@ def test_volume_explorer_redraws_on_slider_changes():
     explorer.level.value = -500.0
     static = explorer.figure_now()
     assert np.allclose(np.asarray(static.data[0].z, float), np.asarray(explorer.figure.data[0].z, float))
+
+
+def test_overlay_of_a_volume_points_to_the_three_plane_figure():
+    import xaikit
+    from xaikit.errors import ArgumentError
+    from xaikit.io import MedicalImage
+
+    assert xaikit.read_volume is xaikit.io.read_volume  # a front-door name, like read_image
+    volume = MedicalImage(np.random.default_rng(0).random((6, 8, 8)).astype(np.float32), spacing=(1.0, 1.0, 1.0))
+    for image, saliency in ((volume, np.zeros((4, 4, 4))), (np.zeros((8, 8)), np.zeros((6, 8, 8)))):
+        with pytest.raises(ArgumentError, match=r"overlay draws one 2D image.*three_plane_figure"):
+            xaikit.overlay(image, saliency)

@@ -5,13 +5,15 @@ Submodules (imported on first use, so ``import xaikit`` stays fast): ``io``, ``p
 ``samples``, ``demo``, ``domain``, and the front doors ``inference``, ``cli``, ``service`` (needs fastapi),
 ``cluster`` (needs distributed).
 
-The front door, also imported on first use: explain one image in five lines.
+The front door, also imported on first use: explain one image in a few lines.
 
 >>> from xaikit import read_image, load_checkpoint, explain, overlay, save_figure  # doctest: +SKIP
 >>> image = read_image("my_radiograph.jpeg")  # doctest: +SKIP
 >>> ckpt = load_checkpoint("data_samples/models/phantom_small_cnn.pt")  # doctest: +SKIP
->>> exp = explain(ckpt.model, ckpt.prepare(image), "gradcam")  # doctest: +SKIP
->>> save_figure(overlay(image, exp.maps[0], preprocess=ckpt.preprocess), "my_overlay")  # doctest: +SKIP
+>>> x = ckpt.prepare(image)  # doctest: +SKIP
+>>> exp = explain(ckpt.model, x, "gradcam")  # doctest: +SKIP
+>>> title = ckpt.captions(x, exp.probs)[0]  # prediction + domain flag  # doctest: +SKIP
+>>> save_figure(overlay(image, exp.maps[0], preprocess=ckpt.preprocess, title=title), "my_overlay")  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ _SUBMODULES = {
 
 #: What a user needs to explain one image, re-exported from where it lives (imported on first use).
 _FRONT_DOOR = {
-    "read_image": "io", "load_checkpoint": "checkpoint", "explain": "saliency", "overlay": "viz.saliency",
+    "read_image": "io", "read_volume": "io", "load_checkpoint": "checkpoint", "explain": "saliency",
+    "overlay": "viz.saliency",
     "save_figure": "viz.export", "Preprocess": "data", "evaluate": "train",
 }
 

@@ -94,6 +94,20 @@ class Checkpoint:
             else:
                 rows.append({"metric": key, **_value_ci(value)})
         return pd.DataFrame(rows)
+    def captions(self, x: torch.Tensor, probs: torch.Tensor | None = None) -> list[str]:
+        """One title per input of ``x`` (the model's input, e.g. :meth:`prepare`'s): the predicted class, its
+        probability and the domain flag, ``predicted: pneumonia (p = 0.998) | OUT OF DOMAIN (2.3x threshold)``
+        (:func:`xaikit.domain.prediction_caption`). ``probs``: the softmax already computed (``exp.probs``);
+        without it the model predicts (no gradients). Does not warn (``explain`` does); for classifiers."""
+        from .domain import assess_domain, prediction_caption
+
+        if probs is None:
+            with torch.no_grad():
+                probs = torch.softmax(self.model(x).double(), 1)
+        probs = torch.as_tensor(probs).detach().cpu().double()
+        distances = assess_domain(self.model, x)
+        return [prediction_caption(self.classes[int(p.argmax())], float(p.max()),
+                                   None if distances is None else float(distances[i])) for i, p in enumerate(probs)]
 
     def prepare(self, images) -> torch.Tensor:
         """The ``N x C x H x W`` input of the model for one image or a list (MedicalImage or 2D array), through
@@ -101,8 +115,10 @@ class Checkpoint:
         if self.preprocess is None:
             raise ArgumentError("Checkpoint.prepare: this checkpoint stores no Preprocess; preprocess the images "
                                 "yourself with the one the model was trained with.")
+        from .data.preprocess import prepare_many  # one aspect-ratio warning per call, quoting the real sizes
+
         many = isinstance(images, (list, tuple))
-        return torch.stack([self.preprocess(im)[0] for im in (images if many else [images])])
+        return prepare_many(self.preprocess, images if many else [images])
 
     @property
     def preprocess(self):

@@ -139,8 +139,11 @@ def _saliency_stage(ctx: DemoContext, report: Report) -> None:
         "Signed maps (red: for the predicted class, blue: against; transparent where the map is zero), "
         "normalised for display only.",
     )
-    report.figure(method_grid(x, results, class_names=ckpt.classes), "method_grid",
-                  caption="Rows: images (id, true class, predicted class and its probability); columns: methods. "
+    from .domain import assess_domain
+
+    report.figure(method_grid(x, results, class_names=ckpt.classes, domain_distances=assess_domain(ckpt.model, x)),
+                  "method_grid", caption="Rows: images (id, true class, predicted class and its probability, whether "
+                  "the image lies in the model's training domain); columns: methods. "
                   "Opacity follows |relevance|; Grad-CAM-like maps without negative values get a one-sided scale.")
     prov = [{"method": k, "target_policy": e.target_policy, "reduction": e.reduction,
              "params": ", ".join(f"{p}={v}" for p, v in e.params.items() if not isinstance(v, (dict, list)))}

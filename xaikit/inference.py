@@ -28,7 +28,7 @@ from .errors import ArgumentError, CheckpointError
 from .io.image import MedicalImage
 
 __all__ = ["SLICE_POLICIES", "load_model", "content_id", "planes", "to_batch", "predict", "overlay_rgb",
-           "map_sign", "map_summary"]
+           "map_sign", "map_summary", "titled"]
 
 #: How a volume meets a 2D model: its middle slice, every slice, or one slice index (an int).
 SLICE_POLICIES = ("middle", "all")
@@ -86,8 +86,9 @@ def _slice(image: MedicalImage, k: int) -> MedicalImage:
 
 def to_batch(ckpt: Checkpoint, images: Sequence[MedicalImage]) -> torch.Tensor:
     """``N x C x H x W`` float32: each 2D image through the checkpoint's own ``Preprocess``."""
-    pre = ckpt.preprocess
-    return torch.stack([pre(im)[0] for im in images]) if images else torch.empty(0)
+    from .data.preprocess import prepare_many  # one aspect-ratio warning per call, quoting the real sizes
+
+    return prepare_many(ckpt.preprocess, images) if images else torch.empty(0)
 
 
 @torch.no_grad()
@@ -112,16 +113,17 @@ def overlay_rgb(image: MedicalImage, saliency_map, preprocess, *, alpha: float =
     """The map laid on the original image at the image's own resolution, as ``H x W x 3`` uint8.
 
     The map (at the model's input grid) goes back onto the original grid through
-    ``preprocess.geometry(shape).inverse``. Opacity follows ``|relevance|`` (zero relevance is transparent,
-    so the image shows through), up to ``alpha``; signed maps use the diverging ``RdBu_r`` scale centred at
-    zero, non-negative maps the one-sided ``Reds``. Scaling is :func:`xaikit.viz.saliency.display_map`'s.
+    ``preprocess.geometry(shape).inverse`` (``preprocess=None``: the map already lies on the image's grid).
+    Opacity follows ``|relevance|`` (zero relevance is transparent, so the image shows through), up to
+    ``alpha``; signed maps use the diverging ``RdBu_r`` scale centred at zero, non-negative maps the one-sided
+    ``Reds``. Scaling is :func:`xaikit.viz.saliency.display_map`'s.
     """
     from .viz.export import colorize
     from .viz.saliency import SIGN_MODES, display_map
 
     m = saliency_map.detach().cpu().numpy() if isinstance(saliency_map, torch.Tensor) else np.asarray(saliency_map)
     plane = image.array
-    back = preprocess.geometry(plane.shape).inverse(m)
+    back = m if preprocess is None else preprocess.geometry(plane.shape, warn=False).inverse(m)  # prepare warned
     sign = map_sign(m)
     z = display_map(back, sign=sign, clip_pct=clip_pct)
     colour = colorize(z, SIGN_MODES[sign], vmin=-1.0 if sign == "signed" else 0.0, vmax=1.0).astype(np.float32)
@@ -143,3 +145,22 @@ def map_summary(saliency_map) -> dict[str, float]:
         "map_positive_frac": float(np.clip(m, 0, None).sum() / total) if total > 0 else float("nan"),
         "map_top5pct_frac": float(top.sum() / total) if total > 0 else float("nan"),
     }
+
+
+def titled(rgb: np.ndarray, text: str, *, alert: bool = False) -> np.ndarray:
+    """``rgb`` (``H x W x 3`` uint8) with a band above it holding ``text`` (white on black; white on dark red
+    when ``alert``, e.g. out of domain), so a PNG shared alone still says what the model predicted and whether
+    the input was like its training data. The font scales with the image width; a text too long for one line
+    breaks at its `` | `` separators."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    width = rgb.shape[1]
+    size = max(10, min(48, width // 40))
+    font = ImageFont.load_default(size=size)
+    lines = [text] if font.getlength(text) <= width - 8 else text.split(" | ")
+    step = int(size * 1.3)
+    band = Image.new("RGB", (width, step * len(lines) + int(size * 0.4)), (150, 0, 0) if alert else (0, 0, 0))
+    draw = ImageDraw.Draw(band)
+    for j, line in enumerate(lines):
+        draw.text((4, int(size * 0.2) + j * step), line, fill=(255, 255, 255), font=font)
+    return np.concatenate([np.asarray(band, dtype=np.uint8), rgb], axis=0)

@@ -34,7 +34,7 @@ __all__ = ["SAMPLES", "SHORTCUT", "MODELS", "SampleSpec", "sample_dir", "build_s
            "VOLUMES", "VolumeSpec", "VOLUME_PREPROCESS", "VOLUME_MODEL", "DICOM_SERIES", "volume_datasets",
            "build_volume_model", "build_dicom_series", "build_volume_samples",
            "SEG_CLASSES", "SEG_PREPROCESS", "segmentation_arrays", "build_unet_model", "BOX_OUTPUTS",
-           "build_box_model"]
+           "build_box_model", "add_model_card", "card_seg_model", "SEG_DATA", "VOLUME_DATA", "VOLUME_USE"]
 
 #: Masks written for every phantom image, in manifest column order.
 MASKS = ("left_lung", "right_lung", "heart", "lesion", "marker", "body")
@@ -250,10 +250,11 @@ INTENDED_USE = ("teaching and testing explanation methods and region statistics 
                 "not a diagnostic model: it has never seen a real radiograph and must not be used on patients")
 
 
-def add_model_card(path: Path, train, *, data: str) -> dict:
+def add_model_card(path: Path, train, *, data: str, intended_use: str = INTENDED_USE) -> dict:
     """Store a model card and the training domain (:func:`xaikit.domain.fit_domain` on ``train``, without
-    augmentation) in the checkpoint at ``path``; the weights are untouched. Return the card.
+    augmentation; images or volumes) in the checkpoint at ``path``; the weights are untouched. Return the card.
 
+    ``train``: a sequence of samples with an ``"image"`` tensor (a dataset, or ``[{"image": t}, ...]``).
     Deterministic, so a rebuild of ``data_samples/`` still writes byte-identical checkpoints.
     """
     import torch
@@ -265,12 +266,14 @@ def add_model_card(path: Path, train, *, data: str) -> dict:
     x = torch.stack([train[i]["image"] for i in range(len(train))])
     domain = fit_domain(ckpt.model, x, description=data)
     card = {"data": data, "n_train_images": len(train), "classes": list(ckpt.classes),
-            "input": f"{ckpt.preprocess.to_dict()}", "intended_use": INTENDED_USE,
+            "input": f"{ckpt.preprocess.to_dict()}", "intended_use": intended_use,
             "image_statistics": {f"mean_{k}": round(v, 4) for k, v in zip(IMAGE_STATS, domain["image_stats_mean"])},
             "test_metrics": ckpt.summary.get("test_metrics", {}),
             "out_of_domain_check": f"{domain['method']} (xaikit.domain): explain and evaluate warn when an input's "
                                    "image statistics or penultimate features lie beyond 1.2 times the farthest "
                                    "training image"}
+    if "task" in ckpt.summary:
+        card["task"] = ckpt.summary["task"]
     save_checkpoint(path, ckpt.model, classes=ckpt.classes, preprocess=ckpt.preprocess,
                     summary={**ckpt.summary, "model_card": card, "domain": domain})
     return card
@@ -428,7 +431,24 @@ def build_unet_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30,
                              "n_test": len(test["images"]),
                              "test_metrics": metrics, "ci": "95% patient-bootstrap percentile",
                              "hd95_unit": "pixels at 64 px"})
+    card_seg_model(path, train["images"])
     return path
+
+
+#: What the UNet and the heart-box model were trained on (their model cards quote it).
+SEG_DATA = ("synthetic phantom chest radiographs drawn by xaikit.phantom (data_samples/manifest.csv, train split) "
+            "at 64 px, with their lung and heart masks")
+#: What the 3D sample model was trained on.
+VOLUME_DATA = ("synthetic phantom CT volumes drawn by xaikit.phantom (xaikit.samples.VOLUMES, train split), "
+               "10 mm voxels, lung window")
+VOLUME_USE = ("teaching and testing 3D explanation methods and region statistics on phantom CT with ground truth; "
+              "not a diagnostic model: it has never seen a real CT scan and must not be used on patients")
+
+
+def card_seg_model(path: Path, images) -> dict:
+    """The model card and training domain of the UNet or the heart-box model (:func:`add_model_card` on the
+    64 px train images ``images``, ``N x 1 x H x W``)."""
+    return add_model_card(path, [{"image": t} for t in images], data=SEG_DATA)
 
 
 MODELS["heart_box"] = "phantom_heart_box.pt"
@@ -468,6 +488,7 @@ def build_box_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30, 
                              "final_train_loss": round(float(history["loss"].iloc[-1]), 4),
                              "n_test": len(test["images"]), "test_metrics": metrics,
                              "ci": "95% patient-bootstrap percentile", "box_units": "fraction of the image size"})
+    card_seg_model(path, train["images"])
     return path
 # ----------------------------------------------------------------------------------------------- volumes
 @dataclass(frozen=True)
@@ -533,6 +554,7 @@ def build_volume_model(out: str | os.PathLike, *, spec: VolumeSpec = VOLUMES, se
             "n_patients": spec.n_patients, "shape": list(spec.shape), "lesion_scale": spec.lesion_scale}
     save_checkpoint(path, ckpt.model, classes=ckpt.classes, preprocess=ckpt.preprocess,
                     summary={**summary, "training_data": data})
+    add_model_card(path, split["train"], data=VOLUME_DATA, intended_use=VOLUME_USE)
     return path
 
 

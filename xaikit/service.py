@@ -1,9 +1,10 @@
 """A small HTTP service: upload an image, get the prediction and its saliency map (FastAPI served by uvicorn).
 
 ``POST /predict`` and ``POST /explain`` take a multipart upload (field ``file``: DICOM, NIfTI, PNG/JPEG/TIFF,
-``.npy``) and return JSON; ``GET /health``, ``GET /methods`` and the OpenAPI docs (``/docs``) describe the
-service. The same package functions as the command line do the work (:mod:`xaikit.inference`,
-:func:`xaikit.saliency.explain`); the service only adds what a network front door needs:
+``.npy``) and return JSON, always with a ``domain`` field (is the upload like the model's training data:
+``distance``, ``in_domain``, ``flag``, ``warning``; :mod:`xaikit.domain`); ``GET /health``, ``GET /methods``
+and the OpenAPI docs (``/docs``) describe the service. The same package functions as the command line do the
+work (:mod:`xaikit.inference`, :func:`xaikit.saliency.explain`); the service only adds what a network front door needs:
 
 - it binds ``127.0.0.1`` unless told otherwise (and warns when it listens beyond this machine without a token);
 - optional bearer-token authentication (``Authorization: Bearer <token>``, compared in constant time);
@@ -44,8 +45,9 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 
 from .checkpoint import Checkpoint
+from .domain import assess_domain, domain_badge, domain_message, prediction_caption
 from .errors import ArgumentError, XaikitError
-from .inference import content_id, load_model, map_sign, map_summary, overlay_rgb, planes, predict, to_batch
+from .inference import content_id, load_model, map_sign, map_summary, overlay_rgb, planes, predict, titled, to_batch
 from .io import SUPPORTED_EXTENSIONS, read_image
 
 __all__ = ["ServiceConfig", "create_app", "serve"]
@@ -173,10 +175,12 @@ class _Worker:
             image = planes(read_image(path), "middle")[0][1]
         x = to_batch(self.ckpt, [image])
         probs = predict(self.ckpt.model, x)[0]
+        domain = _domain(self.ckpt, x, kind)
         out = {"upload_sha256": content_id(data), "prediction": _prediction(probs, self.ckpt.classes),
-               "model": {"arch": self.ckpt.arch, "sha256": self.ckpt.sha256[:16]}}
+               "domain": domain, "model": {"arch": self.ckpt.arch, "sha256": self.ckpt.sha256[:16]}}
         if kind == "explain":
-            out |= _explain(self.ckpt, x, image, options)
+            caption = prediction_caption(out["prediction"]["class"], float(probs.max()), domain["distance"])
+            out |= _explain(self.ckpt, x, image, options, caption, alert=domain["in_domain"] is False)
         return out
 
 
@@ -191,15 +195,32 @@ def _prediction(probs, classes) -> dict:
     return {"class_index": k, "class": classes[k], "probabilities": {c: float(p) for c, p in zip(classes, probs)}}
 
 
-def _explain(ckpt: Checkpoint, x, image, options: dict) -> dict:
+def _domain(ckpt: Checkpoint, x, kind: str) -> dict:
+    """Is the upload like the model's training data? ``distance`` above 1 is out of domain (``None``: the
+    checkpoint stores no domain); ``warning`` is the warning's text (also logged), ``None`` when in domain."""
+    distances = assess_domain(ckpt.model, x)
+    distance = None if distances is None else round(float(distances[0]), 4)
+    message = domain_message(ckpt.model, x, distances, where=f"xaikit service /{kind}")
+    if message:
+        _log.warning("%s", message)
+    return {"distance": distance, "in_domain": None if distance is None else distance <= 1.0,
+            "flag": domain_badge(distance), "trained_on": (ckpt.model.xaikit_domain or {}).get("description")
+            if distance is not None else None, "warning": message}
+
+
+def _explain(ckpt: Checkpoint, x, image, options: dict, caption: str, *, alert: bool) -> dict:
+    from .domain import OutOfDomainWarning
     from .saliency import explain
     from .saliency.explanation import plain
 
-    exp = explain(ckpt.model, x, options["method"], options["target"], image_ids=["upload"], **options["params"])
+    with warnings.catch_warnings():  # the response's "domain" field and the log say it once
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        exp = explain(ckpt.model, x, options["method"], options["target"], image_ids=["upload"], **options["params"])
     m = exp.maps[0].numpy().astype(np.float32)
     npy, png = io.BytesIO(), io.BytesIO()
     np.save(npy, m)
-    Image.fromarray(overlay_rgb(image, m, ckpt.preprocess)).save(png, format="PNG")  # in memory, not on disk
+    rgb = titled(overlay_rgb(image, m, ckpt.preprocess), caption, alert=alert)
+    Image.fromarray(rgb).save(png, format="PNG")  # in memory, not on disk
     return {"method": exp.method, "params": plain(exp.params), "target": int(exp.targets[0]),
             "target_policy": exp.target_policy, "map_shape": list(m.shape), "map_sign": map_sign(m),
             "map_summary": map_summary(m), "overlay_png_base64": base64.b64encode(png.getvalue()).decode(),

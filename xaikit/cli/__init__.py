@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from ..errors import (
@@ -37,6 +38,7 @@ _PREDICT_EXAMPLES = """examples:
   xaikit predict model.pt scans/ --out results/          # a folder, recursively; writes results/predictions.csv
   xaikit predict model.pt data_samples/manifest.csv      # a manifest CSV (image_path,label,...)
   xaikit predict model.pt ct.nii.gz --slices all         # every slice of a volume (default: the middle one)
+  xaikit predict data_samples/models/phantom_cnn3d.pt data_samples/nifti/volume.nii.gz   # a 3D model: whole volumes
 
 Outputs name each image by a running index and the SHA-256 of its file (00000_9f2c41d0aa51b7e3), never by
 its file name; the table's source_sha256 column lets you match rows to your files (sha256sum FILE).
@@ -47,10 +49,14 @@ _EXPLAIN_EXAMPLES = """examples:
       --method gradcam --method lrp_epsilon_plus --out explained/
   xaikit explain model.pt data_samples/manifest.csv --preset quick --target label --out explained/
   xaikit explain model.pt dicom_series_folder/ --method integrated_gradients --target 1 --out explained/
+  xaikit explain data_samples/models/phantom_cnn3d.pt data_samples/dicom/ct_series/ ct.nii.gz \
+      --method gradcam --out explained/   # 3D model: maps/<item>__gradcam.nii.gz on each scan's own grid
 
-writes into --out: overlays/<item>__<method>.png (the map on the original image), maps/<item>__<method>.npy
-(raw signed map on the model's input grid), predictions.csv, explanations.csv (one row per image x method with
-map summaries) and index.html (a gallery). Rerunning the same command computes only what is missing (the disk
+writes into --out: overlays/<item>__<method>.png (the map on the original image, titled with the prediction and
+the domain flag), maps/<item>__<method>.npy (raw signed map on the model's input grid), for volumes also
+maps/<item>__<method>.nii.gz (the map on the scan's own grid: its affine and voxel order), predictions.csv,
+explanations.csv (one row per image x method with map summaries; both with domain_distance and in_domain) and
+index.html (a gallery). Rerunning the same command computes only what is missing (the disk
 cache in <out>/.cache). Methods: python -c "import xaikit.saliency as s; print(sorted(s.METHODS))".
 """
 
@@ -84,10 +90,12 @@ def parser() -> argparse.ArgumentParser:
 def _common_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, metavar="MODEL.pt", help="an xaikit checkpoint (its Preprocess is used)")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image file (DICOM, NIfTI, PNG/JPEG/TIFF, .npy), folder (searched recursively; a DICOM "
-                        "series folder gives one item per slice file) or manifest CSV (image_path,label,...)")
-    p.add_argument("--slices", default="middle", metavar="middle|all|N",
-                   help="volumes (multi-frame DICOM, NIfTI): the middle slice (default), all slices, or slice N")
+                   help="image file (DICOM, NIfTI, PNG/JPEG/TIFF, .npy), folder (searched recursively) or manifest "
+                        "CSV (image_path,label,...). With a 3D model each NIfTI file, multi-frame DICOM file or "
+                        "DICOM series folder is one volume; with a 2D model a series folder gives one item per file")
+    p.add_argument("--slices", default=None, metavar="middle|all|N",
+                   help="2D models on volumes (multi-frame DICOM, NIfTI): the middle slice (default), all slices, "
+                        "or slice N; 3D models see whole volumes")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out unreadable inputs (listed on stderr) instead of stopping")
     p.add_argument("--manifest-root", type=Path, default=None, metavar="DIR",
@@ -209,8 +217,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CODES["ok"]
     from . import commands
 
-    try:
-        return getattr(commands, args.command)(args)
-    except XaikitError as err:
-        print(f"xaikit {args.command}: error: {err}", file=sys.stderr)
-        return exit_code(err)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning(args.command)  # restored when the block ends
+        try:
+            return getattr(commands, args.command)(args)
+        except XaikitError as err:
+            print(f"xaikit {args.command}: error: {err}", file=sys.stderr)
+            return exit_code(err)
+
+
+def _one_line_warning(command: str):
+    """Print a warning as one line on stderr, ``xaikit explain: warning (OutOfDomainWarning): ...``, without
+    Python's source location and code line (meaningless to a command-line user)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"xaikit {command}: warning ({category.__name__}): {text}", file=file or sys.stderr)
+
+    return show

@@ -7,21 +7,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import torch
 
 from .._util import atomic_write
+from ..domain import OutOfDomainWarning, assess_domain, warn_domain
 from ..errors import ArgumentError
 from ..inference import SLICE_POLICIES, load_model, to_batch
 from ..inference import predict as predict_probs
-from .inputs import collect_sources, load_items
+from .inputs import collect_sources, collect_volume_sources, load_items, load_volume_items
 from .outputs import prediction_table, write_gallery, write_maps, write_table
 
 
 def predict(args: argparse.Namespace) -> int:
     ckpt, items = _prepare(args)
-    probs = predict_probs(ckpt.model, to_batch(ckpt, [it.image for it in items]), args.batch_size)
-    table = prediction_table(items, probs, ckpt.classes)
+    x = to_batch(ckpt, [it.image for it in items])
+    probs = predict_probs(ckpt.model, x, args.batch_size)
+    table = prediction_table(items, probs, ckpt.classes, _domain(ckpt, x, "xaikit predict"))
     if args.out is None:
         table.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:
@@ -37,10 +40,13 @@ def explain(args: argparse.Namespace) -> int:
     x = to_batch(ckpt, [it.image for it in items])
     probs = predict_probs(ckpt.model, x, args.batch_size)
     labels = _labels(items, args.target)
-    results = explain_many(ckpt.model, x, methods, target=_target(args.target, len(ckpt.classes)),
-                           batch_size=args.batch_size, cache_dir=args.out / ".cache",
-                           image_ids=[it.image_id for it in items], labels=labels, progress=not args.no_progress)
-    predictions = prediction_table(items, probs, ckpt.classes)
+    distances = _domain(ckpt, x, "xaikit explain")
+    with warnings.catch_warnings():  # said once above, with the inputs' numbers; not again per method and batch
+        warnings.simplefilter("ignore", OutOfDomainWarning)
+        results = explain_many(ckpt.model, x, methods, target=_target(args.target, len(ckpt.classes)),
+                               batch_size=args.batch_size, cache_dir=args.out / ".cache",
+                               image_ids=[it.image_id for it in items], labels=labels, progress=not args.no_progress)
+    predictions = prediction_table(items, probs, ckpt.classes, distances)
     write_table(predictions, args.out / "predictions.csv")
     table = write_maps(args.out, items, results, ckpt.preprocess, predictions)
     write_table(table, args.out / "explanations.csv")
@@ -120,13 +126,33 @@ def _prepare(args: argparse.Namespace):
     if args.batch_size < 1:
         raise ArgumentError(f"--batch-size {args.batch_size}: must be at least 1.")
     ckpt = load_model(args.model)
-    sources = collect_sources(args.inputs, ckpt.classes, manifest_root=args.manifest_root,
-                              trust_manifest=args.trust_manifest)
-    items, bad = load_items(sources, slices=_slices(args.slices), skip_bad=args.skip_bad,
-                            progress=not args.no_progress)
+    if is_volume_model(ckpt):  # a 3D model: each NIfTI file, DICOM volume or series folder is one input
+        if args.slices is not None:
+            raise ArgumentError(f"--slices {args.slices}: this checkpoint is a 3D model, which sees whole volumes; "
+                                "--slices picks planes of volumes for 2D models. Leave it out.")
+        sources = collect_volume_sources(args.inputs, ckpt.classes, manifest_root=args.manifest_root,
+                                         trust_manifest=args.trust_manifest)
+        items, bad = load_volume_items(sources, skip_bad=args.skip_bad, progress=not args.no_progress)
+    else:
+        sources = collect_sources(args.inputs, ckpt.classes, manifest_root=args.manifest_root,
+                                  trust_manifest=args.trust_manifest)
+        items, bad = load_items(sources, slices=_slices(args.slices or "middle"), skip_bad=args.skip_bad,
+                                progress=not args.no_progress)
     for path, reason in bad:
         print(f"xaikit: skipped unreadable input {path}: {reason}", file=sys.stderr)
     return ckpt, items
+
+
+def is_volume_model(ckpt) -> bool:
+    """Does the checkpoint's Preprocess make volumes (a ``VolumePreprocess``: a 3D model)?"""
+    return (ckpt.preprocess_dict or {}).get("kind") == "volume"
+
+
+def _domain(ckpt, x: torch.Tensor, where: str):
+    """Each input's distance from the checkpoint's training domain (``None`` without one), warned about once."""
+    distances = assess_domain(ckpt.model, x)
+    warn_domain(ckpt.model, x, distances, where=where)
+    return distances
 
 
 def _slices(value: str) -> str | int:

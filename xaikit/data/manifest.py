@@ -264,6 +264,18 @@ class ManifestDataset(Dataset):
     def __len__(self) -> int:
         return len(self.table)
 
+    def _preprocess(self, image, masks):
+        """Through :attr:`preprocess`; a stretching resize is reported once per dataset, not once per image."""
+        from .preprocess import Preprocess, warn_if_stretched
+
+        if not isinstance(self.preprocess, Preprocess) or self.preprocess.mode != "resize":
+            return self.preprocess(image, masks)
+        if not getattr(self, "_stretch_reported", False):
+            self._stretch_reported = warn_if_stretched(
+                [image.shape[-2:]], self.preprocess.size, stacklevel=3,
+                note=f"; the first such image of this dataset ({len(self)} images), the others are not reported")
+        return self.preprocess(image, masks, warn=False)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} is out of range for a dataset of {len(self)} images")
@@ -272,7 +284,7 @@ class ManifestDataset(Dataset):
         mask_paths = self._mask_paths[index]
         masks = {name: self._read_mask(row, name, mask_paths.get(name), image.shape) for name in self.mask_names}
         if self.preprocess is not None:
-            tensor, masks = self.preprocess(image, masks)
+            tensor, masks = self._preprocess(image, masks)
         else:
             tensor = torch.from_numpy(image.array.copy()).unsqueeze(0)
             masks = {name: torch.from_numpy(m) for name, m in masks.items()}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,8 @@ from skimage.transform import resize
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
 
-__all__ = ["Preprocess", "Geometry", "AspectRatioWarning", "MODES", "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Preprocess", "Geometry", "AspectRatioWarning", "warn_if_stretched", "prepare_many", "MODES",
+           "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 MODES = ("resize", "letterbox")
 NORMALIZATIONS = ("percentile", "window", "imagenet", "none")
@@ -180,13 +181,15 @@ class Preprocess:
         return hash(repr(self.to_dict()))
 
     # ------------------------------------------------------------------ transform
-    def geometry(self, shape: tuple[int, ...]) -> Geometry:
-        """The :class:`Geometry` this preprocessing applies to an input plane of ``shape = (h, w)``."""
+    def geometry(self, shape: tuple[int, ...], *, warn: bool = True) -> Geometry:
+        """The :class:`Geometry` this preprocessing applies to an input plane of ``shape = (h, w)``; ``warn``:
+        an :class:`AspectRatioWarning` when ``mode="resize"`` stretches it (:meth:`prepare` warns once for many)."""
         in_shape = tuple(int(s) for s in shape)
         if len(in_shape) != 2 or min(in_shape) < 1:
             raise ArgumentError(f"Preprocess.geometry needs a 2D shape (h, w) with positive sides; got {shape}.")
         if self.mode == "resize":
-            _warn_if_stretched(in_shape, self.size)
+            if warn:
+                warn_if_stretched([in_shape], self.size, stacklevel=3)
             return Geometry(in_shape, self.size, self.size, (0, 0))
         scale = min(self.size[0] / in_shape[0], self.size[1] / in_shape[1])
         resized = tuple(min(out, max(1, round(s * scale))) for s, out in zip(in_shape, self.size))
@@ -194,7 +197,7 @@ class Preprocess:
         return Geometry(in_shape, self.size, resized, offset)
 
     def __call__(
-        self, image: MedicalImage | np.ndarray, masks: Mapping[str, Any] | None = None
+        self, image: MedicalImage | np.ndarray, masks: Mapping[str, Any] | None = None, *, warn: bool = True
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Preprocess one image and its masks.
 
@@ -204,6 +207,8 @@ class Preprocess:
             A 2D plane ``(H, W)`` (``(1, H, W)`` is squeezed).
         masks : dict of str to array, optional
             Boolean (or 0/1) planes of the image's shape.
+        warn : bool
+            Warn (:class:`AspectRatioWarning`) when ``mode="resize"`` stretches the image.
 
         Returns
         -------
@@ -211,7 +216,7 @@ class Preprocess:
             The float32 ``C x H x W`` tensor and the masks on the output grid (``{}`` without masks).
         """
         plane, window = _plane(image)
-        geo = self.geometry(plane.shape)
+        geo = self.geometry(plane.shape, warn=warn)
         scaled = self._intensity(plane, window)
         pixels = torch.from_numpy(geo.image(scaled, pad_value=float(scaled.min())))
         tensor = pixels.unsqueeze(0).repeat(self.channels, 1, 1)
@@ -223,7 +228,7 @@ class Preprocess:
         """Send masks of an image of ``shape`` through this geometry (nearest neighbour, same padding)."""
         if not masks:
             return {}
-        geo = self.geometry(shape)
+        geo = self.geometry(shape, warn=False)  # the image itself warns
         return {name: torch.from_numpy(geo.mask(_mask(mask, name, geo.in_shape))) for name, mask in masks.items()}
 
     def _intensity(self, plane: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
@@ -236,13 +241,41 @@ class Preprocess:
         return (tensor - mean[:, None, None]) / std[:, None, None]
 
 
-def _warn_if_stretched(in_shape: tuple[int, int], out_shape: tuple[int, int]) -> None:
+def _stretched(in_shape: tuple[int, int], out_shape: tuple[int, int]) -> bool:
     ratio = (in_shape[1] / in_shape[0]) / (out_shape[1] / out_shape[0])
-    if abs(np.log(ratio)) > np.log1p(ASPECT_TOLERANCE):
-        # one constant message, so Python's warning filter shows it once per place rather than once per image
-        warnings.warn("Preprocess(mode='resize') stretches images whose aspect ratio (width / height) differs from "
-                      "its size (e.g. a 1028 x 650 radiograph to a square), which distorts anatomy; use "
-                      "mode='letterbox' to keep the aspect ratio and pad.", AspectRatioWarning, stacklevel=4)
+    return bool(abs(np.log(ratio)) > np.log1p(ASPECT_TOLERANCE))
+
+
+def warn_if_stretched(shapes: Sequence[tuple[int, int]], out_shape: tuple[int, int], *, stacklevel: int = 2,
+                      note: str = "") -> bool:
+    """One :class:`AspectRatioWarning` for all planes of ``shapes`` (``(h, w)``) that ``mode="resize"`` stretches
+    to ``out_shape``, quoting their real sizes (``note`` is appended); returns whether it warned. The advice is
+    what a user of a trained checkpoint can do: its Preprocess is part of the model, so the images must be
+    cropped or padded, not the mode changed."""
+    bad = [tuple(int(v) for v in s) for s in shapes if _stretched(tuple(s), tuple(out_shape))]
+    if not bad:
+        return False
+    sizes = sorted({f"{w} x {h}" for h, w in bad})
+    what = (f"this {sizes[0]} (width x height) image" if len(shapes) == 1 else
+            f"{len(bad)} of {len(shapes)} images (width x height: {', '.join(sizes[:3])}"
+            f"{' ...' if len(sizes) > 3 else ''})")
+    out_h, out_w = out_shape
+    warnings.warn(f"Preprocess(mode='resize') stretches {what} to the model's {out_w} x {out_h} "
+                  "input, which distorts anatomy. The model was trained with this preprocessing, so keep it and "
+                  f"crop or pad the image(s) to a width:height of {out_w}:{out_h} before passing them (e.g. a "
+                  f"centred crop of image.array){note}.", AspectRatioWarning, stacklevel=stacklevel + 1)
+    return True
+
+
+def prepare_many(preprocess, images: Sequence) -> torch.Tensor:
+    """``N x C x H x W`` (``N x C x D x H x W`` for a ``VolumePreprocess``): every image through ``preprocess``,
+    with at most one :class:`AspectRatioWarning` for the whole call (:func:`warn_if_stretched`)."""
+    if not isinstance(preprocess, Preprocess):
+        return torch.stack([preprocess(im)[0] for im in images])
+    tensors = [preprocess(im, warn=False)[0] for im in images]
+    if preprocess.mode == "resize":
+        warn_if_stretched([_plane(im)[0].shape for im in images], preprocess.size, stacklevel=3)
+    return torch.stack(tensors)
 
 
 def _plane(image: MedicalImage | np.ndarray) -> tuple[np.ndarray, tuple[float, float] | None]:

@@ -89,11 +89,17 @@ def explain_many(
     with tqdm(total=len(jobs) * n_images, desc="explain", unit="map", disable=not progress) as bar:
         if executor is not None:
             return _run_on(executor, model, jobs, batches, target, cache, explain_kwargs, bar)
-        for label, (method, params) in jobs.items():
-            bar.set_postfix_str(label)
-            parts = [_run_batch(model, batch, method, params, target, cache, explain_kwargs, bar)
-                     for batch in batches]
-            results[label] = Explanation.concat(parts)
+        from ..domain import OutOfDomainWarning, check_domain_many
+
+        # one domain warning for the whole call (not one per method and batch), cached batches included
+        check_domain_many(model, (batch[0] for batch in batches), where="explain_many")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutOfDomainWarning)
+            for label, (method, params) in jobs.items():
+                bar.set_postfix_str(label)
+                parts = [_run_batch(model, batch, method, params, target, cache, explain_kwargs, bar)
+                         for batch in batches]
+                results[label] = Explanation.concat(parts)
     return results
 
 

@@ -210,12 +210,13 @@ def explain(
         _check_dims(model, x)  # a volume for a 2-D model: say that, not that a parameter does not fit the volume
     check_params(info.fn, params, info.name, x)
     tunnel = check_noise_tunnel(noise_tunnel, info)
+    checked = model  # the checkpoint's own model: UNets and box models carry a training domain too
     if _bindable(target) and isinstance(model, nn.Module):
         model = target.prepare(model, info)  # detection: a wrapper with tensor outputs
     _check_model(model, x, logits=not _bindable(target))
     from ..domain import check_domain  # a checkpoint's model warns when x is far from its training data
 
-    check_domain(model, x, where="explain")
+    check_domain(checked, x, where="explain")
     if preprocess is not None:
         from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
 

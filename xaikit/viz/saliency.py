@@ -118,7 +118,7 @@ def map_on_image(saliency_map, image_shape: tuple[int, int], preprocess=None) ->
         raise ArgumentError(f"map shape {m.shape} differs from image shape {tuple(image_shape)}: pass the "
                             "model's Preprocess (preprocess=ckpt.preprocess) to lay the map over the original "
                             "image, or pass the preprocessed image.")
-    return preprocess.geometry(tuple(image_shape)).inverse(m)
+    return preprocess.geometry(tuple(image_shape), warn=False).inverse(m)  # preparing the input warned
 
 
 def overlay_traces(image, saliency_map, *, alpha: float = 0.7, threshold_pct: float = 0.0, sign: str = "auto",
@@ -190,6 +190,7 @@ def overlay(image, saliency_map, *, alpha: float = 0.7, threshold_pct: float = 0
     >>> [t.name for t in fig.data]
     ['image', 'saliency']
     """
+    _refuse_volume(image, saliency_map)
     traces = overlay_traces(image, saliency_map, alpha=alpha, threshold_pct=threshold_pct, sign=sign,
                             window=window, clip_pct=clip_pct, preprocess=preprocess)
     h, w = np.shape(traces[0].z)
@@ -201,12 +202,28 @@ def overlay(image, saliency_map, *, alpha: float = 0.7, threshold_pct: float = 0
     return fig
 
 
+def _refuse_volume(image, saliency_map) -> None:
+    """``overlay`` draws one 2D image: a volume or a 3D map gets the function that shows it, not a shape error."""
+    image_shape = tuple(image.shape) if isinstance(image, MedicalImage) else tuple(np.shape(_numpy(image)))
+    map_shape = tuple(np.shape(_numpy(saliency_map)))
+    volume = (isinstance(image, MedicalImage) and image.is_volume) or len(image_shape) > 3 or len(map_shape) > 2
+    if volume:
+        raise ArgumentError(
+            f"overlay draws one 2D image and its H x W map; got an image of shape {image_shape} and a map of shape "
+            f"{map_shape}. For a volume and its 3D map use xaikit.viz.volume.three_plane_figure(x[0], "
+            "exp.maps[0]) (axial, coronal, sagittal planes on the model's grid), or lay the map on the scan's own "
+            "grid with ckpt.preprocess.geometry(volume).inverse(map) and pass volume and that map to it; "
+            "ckpt.preprocess.write_map(map, volume, 'map.nii.gz') writes it for 3D Slicer or ITK-SNAP. "
+            "For a batch of 2D maps pass one: exp.maps[i].")
+
+
 def _class_name(class_names: Sequence[str] | None, k: int) -> str:
     return class_names[k] if class_names is not None and 0 <= k < len(class_names) else f"class {k}"
 
 
-def row_label(explanation, i: int, class_names: Sequence[str] | None = None) -> str:
-    """``image id · true class · predicted class and its probability`` of image ``i`` (never patient ids)."""
+def row_label(explanation, i: int, class_names: Sequence[str] | None = None, distances=None) -> str:
+    """``image id · true class · predicted class and its probability`` of image ``i`` (never patient ids), and
+    its domain flag when ``distances`` (:func:`xaikit.domain.assess_domain` of the inputs) are given."""
     parts = [str(explanation.image_ids[i])] if explanation.image_ids else [f"image {i}"]
     if explanation.labels is not None:
         parts.append(f"true {_class_name(class_names, int(explanation.labels[i]))}")
@@ -215,6 +232,10 @@ def row_label(explanation, i: int, class_names: Sequence[str] | None = None) -> 
         parts.append(f"pred {_class_name(class_names, pred)} {float(explanation.probs[i, pred]):.2f}")
     else:  # segmentation / detection targets: no class prediction, name what was explained
         parts.append(f"{explanation.target_policy} {_class_name(class_names, int(explanation.targets[i]))}")
+    if distances is not None:
+        from ..domain import domain_badge
+
+        parts[-1] += f" · {domain_badge(float(distances[i]))}"
     return "<br>".join(parts)
 
 
@@ -231,12 +252,13 @@ def _colorbars(signs: Sequence[str]) -> dict[str, dict]:
 
 def method_grid(images, explanations: Mapping[str, object], *, indices: Sequence[int] | None = None,
                 alpha: float = 0.7, threshold_pct: float = 0.0, sign: str = "auto", clip_pct: float | None = 99.5,
-                cell: int = 180, class_names: Sequence[str] | None = None) -> go.Figure:
+                cell: int = 180, class_names: Sequence[str] | None = None, domain_distances=None) -> go.Figure:
     """Rows = images, columns = methods; each cell an overlay. ``explanations`` maps label -> Explanation.
 
     Each row is labelled with the image id, true class (when the explanation has labels) and the predicted
-    class with its probability; with ``sign="auto"`` each method gets a one-sided scale when all its maps are
-    non-negative (Grad-CAM) and a diverging one otherwise. Maps are sent at the cell's display resolution.
+    class with its probability (and the domain flag with ``domain_distances``, :func:`xaikit.domain.assess_domain`);
+    with ``sign="auto"`` each method gets a one-sided scale when all its maps are non-negative (Grad-CAM) and a
+    diverging one otherwise. Maps are sent at the cell's display resolution.
     """
     labels = list(explanations)
     if not labels:
@@ -259,7 +281,8 @@ def method_grid(images, explanations: Mapping[str, object], *, indices: Sequence
             shown.add(s)
             for t in traces:
                 fig.add_trace(t, row=i + 1, col=j + 1)
-        fig.update_yaxes(title_text=row_label(first, r, class_names), title_font_size=11, row=i + 1, col=1)
+        fig.update_yaxes(title_text=row_label(first, r, class_names, domain_distances), title_font_size=11,
+                         row=i + 1, col=1)
     fig.update_annotations(font_size=11)
     fig.update_layout(width=cell * len(labels) + 230, height=cell * len(rows) + 80,
                       margin={"l": 130, "r": 10, "t": 60, "b": 10})
@@ -277,12 +300,13 @@ def _wrap(label: str, width: int = 14) -> str:
 
 def gallery(images, explanation, *, n_cols: int = 4, max_images: int = 16, alpha: float = 0.7,
             threshold_pct: float = 0.0, sign: str = "auto", clip_pct: float | None = 99.5,
-            class_names: Sequence[str] | None = None, cell: int = 200) -> go.Figure:
+            class_names: Sequence[str] | None = None, cell: int = 200, domain_distances=None) -> go.Figure:
     """One method over many images; each title gives the image id, true and predicted class with its
-    probability, and the explained class (never patient identifiers)."""
+    probability (and the domain flag with ``domain_distances``), and the explained class (never patient
+    identifiers)."""
     n = min(len(explanation.maps), max_images)
     n_rows = max(1, -(-n // n_cols))
-    titles = [row_label(explanation, i, class_names).replace("<br>", " · ", 1)
+    titles = [row_label(explanation, i, class_names, domain_distances).replace("<br>", " · ", 1)
               + f"<br>explains {_class_name(class_names, int(explanation.targets[i]))}" for i in range(n)]
     s = _column_sign(sign, explanation.maps[:n])
     title_px = 54  # three lines of 11 px titles above every row
