@@ -13,9 +13,9 @@ import xaikit.evaluation.core as core
 from xaikit.errors import ArgumentError
 from xaikit.evaluation import METRICS, autocast_parity, plan, score, score_many
 from xaikit.evaluation.context import make_context
-from xaikit.evaluation.core import check_params, run_metric
 from xaikit.evaluation.cost import metric_passes
 from xaikit.evaluation.many import table_from_json, table_to_json
+from xaikit.evaluation.runner import check_params, run_metric
 from xaikit.saliency import explain, explain_many
 from xaikit.saliency.registry import get_method
 

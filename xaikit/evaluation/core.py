@@ -7,9 +7,7 @@ max-sensitivity and the local Lipschitz estimate, and the randomised model copie
 """
 from __future__ import annotations
 
-import inspect
 import os
-import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -18,17 +16,15 @@ import torch
 from torch import nn
 
 from ..domain import checked_once, domain_check_off
-from ..errors import ArgumentError, EvaluationError
+from ..errors import ArgumentError
 from ..saliency.safety import guarded
-from .context import EvalContext, make_context
-from .registry import METRICS, MetricInfo, get_metric
+from .context import make_context
+from .cost import unit_weights
+from .many import score_batches
+from .registry import get_metric
+from .runner import CONTROLS, SCORE_COLUMNS, _metric_jobs, check_params, run_metric
 
 __all__ = ["score", "score_many", "SCORE_COLUMNS", "CONTROLS"]
-
-#: Columns every score table starts with (then the extra columns of the metric and its parameters).
-SCORE_COLUMNS = ["image_id", "label", "pred", "target", "method", "metric", "family", "value", "higher_is_better"]
-#: Control maps scored beside every method (Adebayo et al. 2018): model-independent noise and edges.
-CONTROLS = ("random", "sobel")
 
 
 def score(metric: str, model: nn.Module, inputs: torch.Tensor, explanation: Any, *, target: Any = None,
@@ -123,8 +119,6 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
     >>> table = score_many(net, images, maps, ["deletion", "sparseness"], batch_size=8,  # doctest: +SKIP
     ...                    cache_dir="study-cache/")
     """
-    from .cost import unit_weights
-    from .many import score_batches
 
     if not isinstance(explanations, Mapping) or not explanations:
         raise ArgumentError("explanations must be a non-empty dict {label: Explanation}.")
@@ -144,19 +138,6 @@ def _domain_inputs(inputs: Any) -> Any:
     return inputs.detach() if ok and bool(torch.isfinite(inputs).all()) else None
 
 
-def _metric_jobs(metrics: Any, have_masks: bool) -> list[tuple[MetricInfo, dict]]:
-    if metrics is None:
-        return [(m, dict(m.defaults)) for m in METRICS.values() if have_masks or not m.needs_masks]
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    items = metrics.items() if isinstance(metrics, Mapping) else ((m, {}) for m in metrics)
-    jobs = []
-    for name, params in items:
-        info = get_metric(name)
-        jobs.append((info, check_params(info, dict(params))))
-    return jobs
-
-
 def _controls(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, Any], controls: Sequence[str],
               target: Any) -> dict:
     from ..saliency import explain
@@ -167,62 +148,6 @@ def _controls(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str,
     with domain_check_off():  # the user's inputs: checked once by the caller, not once per control
         return {c: explain(model, inputs, c, tgt, image_ids=ids, labels=getattr(first, "labels", None))
                 for c in controls if c not in explanations}
-
-
-def check_params(info: MetricInfo, params: dict) -> dict:
-    """Merge ``params`` into the metric's defaults; unknown names raise an error listing the accepted ones."""
-    accepted = [p for p in inspect.signature(info.fn).parameters if p != "ctx"]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ArgumentError(f"metric {info.name!r} has no parameter(s) {unknown}; it accepts {accepted or 'none'}.")
-    return {**info.defaults, **params}
-
-
-def run_metric(info: MetricInfo, ctx: EvalContext, params: dict) -> pd.DataFrame:
-    """Run one metric on a built context and return its tidy rows."""
-    if info.needs_masks and ctx.masks is None:
-        raise ArgumentError(f"metric {info.name!r} needs masks=... (ground-truth masks N x H x W, e.g. the lesion "
-                            "masks of the phantom samples).")
-    parts = info.fn(ctx, **params)
-    frames = [_frame(info, ctx, params, extra, values) for extra, values in parts]
-    table = pd.concat(frames, ignore_index=True)
-    _warn_nan(table, info.name, ctx.label)
-    return table
-
-
-def _frame(info: MetricInfo, ctx: EvalContext, params: dict, extra: dict, values: Any) -> pd.DataFrame:
-    values = np.asarray(values, dtype=float).reshape(-1)
-    if values.shape[0] != len(ctx):
-        raise EvaluationError(f"metric {info.name!r} returned {values.shape[0]} values for {len(ctx)} images; a "
-                              "registered metric must return one value per image (a bug in the metric).")
-    cols: dict[str, Any] = {
-        "image_id": list(ctx.image_ids), "label": _ints(ctx.labels, len(ctx)), "pred": _ints(ctx.preds, len(ctx)),
-        "target": ctx.targets.numpy().astype(int), "method": ctx.label, "metric": info.name,
-        "family": info.family, "value": values, "higher_is_better": info.higher_is_better}
-    cols.update(extra)
-    cols.update({k: _cell(v) for k, v in params.items()})
-    return pd.DataFrame(cols)
-
-
-def _ints(values: Any, n: int) -> pd.array:
-    if values is None:
-        return pd.array([pd.NA] * n, dtype="Int64")
-    return pd.array(torch.as_tensor(values).long().tolist(), dtype="Int64")
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return str(list(value))
-    return value
-
-
-def _warn_nan(table: pd.DataFrame, metric: str, method: str) -> None:
-    bad = table["value"].isna()
-    if bad.any():
-        ids = table.loc[bad, "image_id"].astype(str).unique().tolist()
-        warnings.warn(f"{metric} of {method!r}: {int(bad.sum())} values are undefined (NaN), e.g. a constant map "
-                      f"has no rank correlation; images {ids[:5]}{' ...' if len(ids) > 5 else ''}. They stay in the "
-                      "table as NaN.", stacklevel=4)
 
 
 def curves(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, Any],

@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import ArgumentError
 from ..saliency.safety import guarded
 from .registry import get_metric
+from .runner import CONTROLS, _metric_jobs
 
 __all__ = ["Plan", "plan", "unit_weights", "metric_passes"]
 
@@ -121,7 +122,6 @@ def plan(model: nn.Module, inputs: torch.Tensor, methods: Any, metrics: Sequence
     --------
     >>> print(plan(net, images, "sumer2023", ["deletion", "max_sensitivity"]))  # doctest: +SKIP
     """
-    from .core import CONTROLS, _metric_jobs
 
     specs, explained = _method_specs(methods)
     controls = CONTROLS if controls is None else tuple(controls)

@@ -36,6 +36,7 @@ from ..saliency.explanation import plain
 from ..saliency.safety import guarded
 from .context import make_context
 from .registry import get_metric
+from .runner import _warn_nan, run_metric
 
 __all__ = ["score_batches", "ScoreCache"]
 
@@ -85,7 +86,6 @@ def _in_order(parts: list[pd.DataFrame], batches: list[dict]) -> pd.DataFrame:
 def score_batch(model: nn.Module, batch: dict, jobs: Sequence[tuple[str, dict]], cache: "ScoreCache | None",
                 opts: dict, bar: Any = None, weights: Mapping | None = None) -> dict[tuple[str, int], pd.DataFrame]:
     """Every (method, metric) unit of one batch: read from the cache, or computed (and then written to it)."""
-    from .core import _warn_nan, run_metric  # core calls this module lazily: no import cycle at load time
 
     shared: dict = {}
     out = {}
