@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-import xaikit.evaluation.core as core
+import xaikit.evaluation.many as many
 from xaikit.errors import ArgumentError
 from xaikit.evaluation import METRICS, autocast_parity, plan, score, score_many
 from xaikit.evaluation.context import make_context
@@ -63,18 +63,18 @@ def test_an_interrupted_run_recomputes_only_what_was_unfinished(case, whole, tmp
     model, x, exps, masks = case
     units = (len(exps) + 2) * len(METRICS_SMALL) * 3  # (methods + 2 controls) x metrics x 3 batches of 2, 2, 1
     first = Counting(fail_at=20)
-    monkeypatch.setattr(core, "run_metric", first)
+    monkeypatch.setattr(many, "run_metric", first)
     with pytest.raises(KeyboardInterrupt):
         score_many(model, x, exps, METRICS_SMALL, masks=masks, batch_size=2, cache_dir=tmp_path, progress=False)
     files = list(tmp_path.rglob("*.json"))
     assert len(files) == 19  # every finished unit is on disk, the interrupted one is not
     second = Counting()
-    monkeypatch.setattr(core, "run_metric", second)
+    monkeypatch.setattr(many, "run_metric", second)
     resumed = score_many(model, x, exps, METRICS_SMALL, masks=masks, batch_size=2, cache_dir=tmp_path, progress=False)
     assert second.calls == units - 19  # at most the interrupted unit is computed twice
     pd.testing.assert_frame_equal(resumed, whole, check_exact=False, rtol=1e-9, atol=1e-12)
     third = Counting()
-    monkeypatch.setattr(core, "run_metric", third)
+    monkeypatch.setattr(many, "run_metric", third)
     again = score_many(model, x, exps, METRICS_SMALL, masks=masks, batch_size=2, cache_dir=tmp_path, progress=False)
     assert third.calls == 0  # a rerun is a cache read
     pd.testing.assert_frame_equal(again, resumed, check_exact=True)
@@ -109,7 +109,7 @@ def test_a_damaged_cache_file_is_recomputed_with_a_warning(case, tmp_path, monke
     victim = sorted(tmp_path.rglob("*.json"))[0]
     victim.write_text(victim.read_text().replace("0", "1", 3))
     counting = Counting()
-    monkeypatch.setattr(core, "run_metric", counting)
+    monkeypatch.setattr(many, "run_metric", counting)
     with pytest.warns(UserWarning, match="damaged and will be recomputed"):
         again = score_many(model, x, exps, {"deletion": {"steps": 6}}, **args)
     assert counting.calls == 1
@@ -258,3 +258,24 @@ def test_autocast_must_be_a_dtype(case):
     model, x, exps, _ = case
     with pytest.raises(ArgumentError, match="autocast"):
         score_many(model, x, exps, ["sparseness"], autocast="half", progress=False)
+
+
+def test_score_many_over_a_dict_of_models_tags_each_table_with_its_model():
+    from xaikit.evaluation import score_many, summarise
+    from xaikit.models import build_model
+    from xaikit.saliency import explain
+
+    torch.manual_seed(0)
+    models = {"a": build_model("small_cnn", num_classes=2, widths=(4, 8)).eval(),
+              "b": build_model("small_cnn", num_classes=2, widths=(4, 8)).eval()}
+    x = torch.rand(3, 1, 32, 32)
+    maps = {name: {"gradient": explain(m, x, "gradient")} for name, m in models.items()}
+    metrics = {"deletion": {"patch": 8, "steps": 4}, "sparseness": {}}
+    both = score_many(models, x, maps, metrics, controls=(), progress=False)
+    for name, m in models.items():
+        alone = score_many(m, x, maps[name], metrics, controls=(), progress=False)
+        pd.testing.assert_frame_equal(both[both["model"] == name].drop(columns="model").reset_index(drop=True), alone)
+    summary = summarise(both, n_boot=50)
+    assert sorted(summary.groupby(["model", "metric"]).size().to_dict().values()) == [1, 1, 1, 1]
+    with pytest.raises(ArgumentError, match=r"no explanations for \['b'\]"):
+        score_many(models, x, {"a": maps["a"]}, metrics, progress=False)

@@ -77,7 +77,7 @@ def score(metric: str, model: nn.Module, inputs: torch.Tensor, explanation: Any,
         return run_metric(info, ctx, params)
 
 
-def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, Any],
+def score_many(model: nn.Module | Mapping[str, nn.Module], inputs: torch.Tensor, explanations: Mapping[str, Any],
                metrics: Sequence[str] | Mapping[str, Mapping] | None = None, *, masks: Any = None,
                controls: Sequence[str] = CONTROLS, target: Any = None, seed: int = 0,
                memory_budget: int | None = None, progress: bool = True, batch_size: int | None = None,
@@ -87,6 +87,10 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
 
     Parameters
     ----------
+    model : nn.Module or dict
+        The model, or ``{name: model}`` to score several models on the same inputs: ``explanations`` is then
+        ``{name: {label: Explanation}}`` (each model's own maps) and the table gets a ``model`` column, which
+        :func:`summarise` and :func:`rank_methods` keep apart.
     explanations : dict
         ``{label: Explanation}`` (e.g. from :func:`xaikit.saliency.explain_many`), same inputs in the same order.
     metrics : list of str or dict, optional
@@ -119,7 +123,11 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
     >>> table = score_many(net, images, maps, ["deletion", "sparseness"], batch_size=8,  # doctest: +SKIP
     ...                    cache_dir="study-cache/")
     """
-
+    if isinstance(model, Mapping):
+        options = dict(masks=masks, controls=controls, target=target, seed=seed, memory_budget=memory_budget,
+                       progress=progress, batch_size=batch_size, cache_dir=cache_dir, executor=executor,
+                       autocast=autocast)
+        return _score_models(model, inputs, explanations, metrics, options)
     if not isinstance(explanations, Mapping) or not explanations:
         raise ArgumentError("explanations must be a non-empty dict {label: Explanation}.")
     jobs = [(info.name, params) for info, params in _metric_jobs(metrics, masks is not None)]
@@ -130,6 +138,20 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
                              memory_budget=memory_budget, batch_size=batch_size, cache_dir=cache_dir,
                              executor=executor, progress=progress, autocast=autocast,
                              weights=unit_weights(model, inputs, explanations, jobs))
+
+
+def _score_models(models: Mapping[str, nn.Module], inputs: torch.Tensor, explanations: Any, metrics: Any,
+                  options: dict) -> pd.DataFrame:
+    """:func:`score_many` for each of ``{name: model}`` with its own ``explanations[name]``; a ``model`` column."""
+    if not models:
+        raise ArgumentError("score_many: the dict of models is empty; pass {name: model}.")
+    missing = [name for name in models if not isinstance(explanations, Mapping) or name not in explanations]
+    if missing:
+        raise ArgumentError(f"score_many: with a dict of models, explanations must be {{model name: {{label: "
+                            f"Explanation}}}}; no explanations for {missing}.")
+    tables = [score_many(m, inputs, explanations[name], metrics, **options).assign(model=name)
+              for name, m in models.items()]
+    return pd.concat(tables, ignore_index=True)
 
 
 def _domain_inputs(inputs: Any) -> Any:

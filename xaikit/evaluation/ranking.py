@@ -21,7 +21,7 @@ __all__ = ["summarise", "rank_methods", "sanity_verdicts", "KEYS", "CONTROL_ROLE
            "controls_compare"]
 
 #: Columns that tell one score apart from another besides the image and the method.
-KEYS = ("metric", "layer", "layer_index", "similarity")
+KEYS = ("model", "metric", "layer", "layer_index", "similarity")
 
 #: What the controls mean in each family's verdicts: used only where they mean something (issue 21).
 #: ``"floor"``: a method must beat the random map (faithfulness, localisation); ``"reference"``: the
