@@ -149,3 +149,9 @@ def renamed_keyword(where: str, old: str, old_value: object, new: str, new_value
     warnings.warn(f"{where}: the keyword {old}= is renamed {new}= (same meaning); {old}= will be removed.",
                   FutureWarning, stacklevel=3)
     return old_value
+
+
+def sample_dir() -> Path:
+    """The shipped ``data_samples/`` folder (``$XAIKIT_SAMPLES`` overrides it)."""
+    env = os.environ.get("XAIKIT_SAMPLES")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "data_samples"

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._util import atomic_write
+from ._util import atomic_write, sample_dir
 from .errors import ArgumentError
 
 __all__ = ["SAMPLES", "SHORTCUT", "MODELS", "SampleSpec", "sample_dir", "build_samples", "build_phantom_images",
@@ -60,12 +60,6 @@ SAMPLES = SampleSpec()
 #: The shortcut set: drawn in memory (never written to disk), 90% of pneumonia and 5% of normal images carry
 #: the corner marker, so a classifier can score well by reading the marker instead of the lungs.
 SHORTCUT = SampleSpec(seed=2025, marker_rate_pos=0.9, marker_rate_neg=0.05)
-
-
-def sample_dir() -> Path:
-    """The shipped ``data_samples/`` folder (``$XAIKIT_SAMPLES`` overrides it)."""
-    env = os.environ.get("XAIKIT_SAMPLES")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "data_samples"
 
 
 def _mask_png(mask: np.ndarray, path: Path) -> None:

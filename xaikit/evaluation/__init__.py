@@ -25,12 +25,12 @@ from . import complexity, faithfulness, localisation, randomisation, robustness 
 from .context import EvalContext, make_context
 from .core import CONTROLS, SCORE_COLUMNS, curves, randomised_maps, score, score_many
 from .faithfulness import noisy_linear_imputation, patch_ranks
-from .randomisation import SIMILARITIES, randomisable_layers, similarity
+from .randomisation import SIMILARITIES, STAGES, randomisable_layers, randomisation_stages, similarity
 from .ranking import rank_methods, sanity_verdicts, summarise
 from .registry import FAMILIES, METRICS, MetricInfo, get_metric, register_metric
 
 __all__ = [
     "score", "score_many", "METRICS", "MetricInfo", "FAMILIES", "register_metric", "get_metric", "CONTROLS",
     "SCORE_COLUMNS", "EvalContext", "make_context", "summarise", "rank_methods", "sanity_verdicts", "curves",
-    "randomised_maps", "SIMILARITIES", "similarity", "randomisable_layers", "patch_ranks", "noisy_linear_imputation",
+    "randomised_maps", "SIMILARITIES", "similarity", "randomisable_layers", "randomisation_stages", "STAGES", "patch_ranks", "noisy_linear_imputation",
 ]

@@ -120,7 +120,8 @@ def score_many(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str
 
 def _metric_jobs(metrics: Any, have_masks: bool) -> list[tuple[MetricInfo, dict]]:
     if metrics is None:
-        return [(m, dict(m.defaults)) for m in METRICS.values() if have_masks or not m.needs_masks]
+        return [(m, dict(m.defaults)) for m in METRICS.values()
+                if (have_masks or not m.needs_masks) and not m.needs_reference]
     if isinstance(metrics, str):
         metrics = [metrics]
     items = metrics.items() if isinstance(metrics, Mapping) else ((m, {}) for m in metrics)
