@@ -27,10 +27,14 @@ from .core import CONTROLS, SCORE_COLUMNS, curves, randomised_maps, score, score
 from .faithfulness import noisy_linear_imputation, patch_ranks
 from .randomisation import SIMILARITIES, STAGES, randomisable_layers, randomisation_stages, similarity
 from .ranking import rank_methods, sanity_verdicts, summarise
+from .meta import (DEFAULT_METHODS, DEFAULT_WORLDS, SETTINGS, WorldScores, ground_truth_ranking, kendall_w,
+                   metric_agreement, metric_reliability, score_world)
 from .registry import FAMILIES, METRICS, MetricInfo, get_metric, register_metric
 
 __all__ = [
     "score", "score_many", "METRICS", "MetricInfo", "FAMILIES", "register_metric", "get_metric", "CONTROLS",
     "SCORE_COLUMNS", "EvalContext", "make_context", "summarise", "rank_methods", "sanity_verdicts", "curves",
     "randomised_maps", "SIMILARITIES", "similarity", "randomisable_layers", "randomisation_stages", "STAGES", "patch_ranks", "noisy_linear_imputation",
+    "score_world", "WorldScores", "ground_truth_ranking", "metric_agreement", "metric_reliability", "kendall_w",
+    "SETTINGS", "DEFAULT_METHODS", "DEFAULT_WORLDS", "data_randomisation_maps",
 ]

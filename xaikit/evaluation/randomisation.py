@@ -222,7 +222,7 @@ def data_randomisation(ctx: EvalContext, reference=None, similarities=SIMILARITI
     """Similarity of the maps to those of a model of the same architecture trained on *permuted labels*.
 
     ``reference`` is the checkpoint path of that model (for the kit's worlds:
-    ``xaikit.worlds.world_model_path("label_random")``). A model trained on random labels has learnt nothing
+    ``xaikit.worlds.world_model_path("label_random")``) or the model itself (left unchanged: a copy is explained). A model trained on random labels has learnt nothing
     about the task, so a method that explains the model gives it different maps (lower is better); maps that stay
     alike show the method's own structure (edges, the input). Adebayo et al. 2018 (NeurIPS), data randomisation.
     """
@@ -230,11 +230,11 @@ def data_randomisation(ctx: EvalContext, reference=None, similarities=SIMILARITI
 
     kinds = _kinds(similarities)
     if reference is None:
-        raise ArgumentError("data_randomisation needs reference=<checkpoint path> of the same architecture trained "
-                            "on permuted labels (e.g. xaikit.worlds.world_model_path('label_random') for the "
+        raise ArgumentError("data_randomisation needs reference=<checkpoint path or model> of the same architecture "
+                            "trained on permuted labels (e.g. xaikit.worlds.world_model_path('label_random') for the "
                             "worlds' models).")
-    other = load_checkpoint(reference).model
-    if not hasattr(ctx.model, "xaikit_domain") and hasattr(other, "xaikit_domain"):
+    other = copy.deepcopy(reference) if isinstance(reference, nn.Module) else load_checkpoint(reference).model
+    if hasattr(other, "xaikit_domain"):  # its training domain is not the explained model's
         del other.xaikit_domain
     try:
         maps = ctx.explain(ctx.inputs, torch.arange(len(ctx)), model=other).numpy()
