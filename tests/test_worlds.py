@@ -83,7 +83,7 @@ def test_world_data_is_deterministic_and_counterfactuals_keep_the_rest():
     removed = world_data("marker_only", "test", n=4, remove="marker")
     outside = ~a["masks"]["marker"]
     assert not removed["masks"]["marker"].any()
-    assert torch.allclose(removed["images"][outside], a["images"][outside], atol=0.02)
+    assert torch.equal(removed["images"][:, 0][outside], a["images"][:, 0][outside])  # only the tag changed
 
 
 def test_cards_of_the_shipped_world_models():

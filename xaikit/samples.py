@@ -14,7 +14,8 @@ committed copy). Layout::
       nifti/volume.nii.gz, nifti/volume_labels.nii.gz, nifti/labels.csv
       models/                      sample checkpoints (see :mod:`xaikit.train`): the clean model, and the
                                    shortcut model trained on :data:`SHORTCUT` (drawn in memory, no files), and
-                                   the 3D model ``phantom_cnn3d.pt`` trained on :data:`VOLUMES` (in memory)
+                                   the 3D model ``phantom_cnn3d.pt`` trained on :data:`VOLUMES` (in memory),
+                                   and the ground-truth world models ``world_<name>.pt`` (:mod:`xaikit.worlds`)
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ __all__ = ["SAMPLES", "SHORTCUT", "MODELS", "SampleSpec", "sample_dir", "build_s
            "VOLUMES", "VolumeSpec", "VOLUME_PREPROCESS", "VOLUME_MODEL", "DICOM_SERIES", "volume_datasets",
            "build_volume_model", "build_dicom_series", "build_volume_samples",
            "SEG_CLASSES", "SEG_PREPROCESS", "segmentation_arrays", "build_unet_model", "BOX_OUTPUTS",
-           "build_box_model"]
+           "build_box_model", "build_world_samples"]
 
 #: Masks written for every phantom image, in manifest column order.
 MASKS = ("left_lung", "right_lung", "heart", "lesion", "marker", "body")
@@ -164,8 +165,20 @@ def build_samples(out: str | os.PathLike | None = None, *, models: bool = True, 
         build_models(out)
         build_unet_model(out)
         build_box_model(out)
+        build_world_samples(out)
     build_volume_samples(out, models=models)
     return out
+
+
+def build_world_samples(out: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Only the ground-truth world models (:mod:`xaikit.worlds`): ``out/models/world_<name>.pt``.
+
+    ``python -m xaikit samples --worlds`` runs this alone (a few minutes on one core; the label-randomisation
+    model takes most of it).
+    """
+    from .worlds import build_world_models
+
+    return build_world_models(Path(out) if out is not None else sample_dir())
 
 
 def finish_model(path: Path, train, val, test, *, seed: int = 0) -> dict:
