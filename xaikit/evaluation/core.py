@@ -187,6 +187,8 @@ def _ints(values: Any, n: int) -> pd.array:
 def _cell(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return str(list(value))
+    if isinstance(value, nn.Module):  # e.g. data_randomisation's reference model: recorded by its class name
+        return f"{type(value).__name__} (model in memory)"
     return value
 
 
