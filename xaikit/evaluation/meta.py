@@ -227,9 +227,9 @@ def _score_settings(model: nn.Module, x: torch.Tensor, exps: Mapping, chosen: Ma
         table["setting"] = table["metric"].map({m: _setting(p) for m, p in jobs.items()})
         if "similarity" in table:  # one setting per similarity (its own ranking of the methods)
             sim = table["similarity"].notna()
-            table.loc[sim, "setting"] = ("similarity=" + table.loc[sim, "similarity"].astype(str) + ", "
-                                         + table.loc[sim, "setting"].str.replace(r"similarities=\[[^]]*\](, )?", "",
-                                                                                 regex=True))
+            rest = table.loc[sim, "setting"].str.replace(r"similarities=\[[^]]*\](, )?", "", regex=True)
+            table.loc[sim, "setting"] = ("similarity=" + table.loc[sim, "similarity"].astype(str)
+                                         + rest.where(rest.str.len() == 0, ", " + rest).str.rstrip(", "))
         frames.append(table)
     table = pd.concat(frames, ignore_index=True)
     keys = ["image_id", "method", "metric", "family", "setting", "higher_is_better"]
@@ -390,8 +390,7 @@ def _stability(run: WorldScores, metric: str) -> float:
     methods, images, _ = _frame(run)
     settings = list(dict.fromkeys(run.scores.loc[run.scores["metric"] == metric, "setting"]))
     means = [_means(_oriented(run, metric, s, methods, images), np.ones(len(images))) for s in settings]
-    taus = [_tau(a, b) for a, b in itertools.combinations(means, 2)]
-    return float(np.nanmean(taus)) if taus else np.nan
+    return _nanmean([_tau(a, b) for a, b in itertools.combinations(means, 2)])
 
 
 def _separation(run: WorldScores, metric: str, kind: str) -> float:
@@ -416,8 +415,10 @@ def metric_reliability(runs: Sequence[WorldScores], *, n_boot: int = 1000, seed:
 
     Columns ``metric, family, setting, n_worlds, worlds, tau, ci_low, ci_high, noise_resilience,
     adversary_reactivity, family_w, param_stability, verdict``. ``tau`` is the mean over worlds of the agreement
-    with the ground-truth ranking (its CI from the same patient-bootstrap replicates in every world), the rest as
-    in the module docstring (means over worlds).
+    with the ground-truth ranking (its CI from the same patient-bootstrap replicates in every world; worlds where
+    the metric ties every method do not count), the rest as in the module docstring (means over worlds).
+    Verdicts: *trust* (CI above 0 and tau >= 0.5), *partly* (CI above 0, tau < 0.5), *misleading* (CI below 0),
+    *do not trust* (CI includes 0), followed by what the other columns warn about.
 
     Examples
     --------
@@ -429,11 +430,17 @@ def metric_reliability(runs: Sequence[WorldScores], *, n_boot: int = 1000, seed:
     family_w = {run.world: _family_w(run) for run in runs}
     rows = []
     for metric in dict.fromkeys(m for run in runs for m in run.scores["metric"]):
-        have = [run for run in runs if metric in set(run.scores["metric"])]
-        setting = _first_settings(have[0])[metric]
-        parts = [_agreement_reps(run, metric, _first_settings(run)[metric], n_boot, seed) for run in have]
-        tau = float(np.nanmean([p[0] for p in parts]))
-        lo, hi = percentile_ci(np.nanmean(np.array([p[1] for p in parts]), axis=0))
+        scored = [run for run in runs if metric in set(run.scores["metric"])]
+        setting = _first_settings(scored[0])[metric]
+        parts = {run.world: _agreement_reps(run, metric, _first_settings(run)[metric], n_boot, seed)
+                 for run in scored}
+        # a world where the metric ties every method (tau undefined, e.g. the pointing game on a fixed mask)
+        # does not count as a world it was measured on
+        have = [run for run in scored if np.isfinite(parts[run.world][0])] or scored
+        tau = _nanmean([parts[run.world][0] for run in have])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # replicates where every world's tau is undefined
+            lo, hi = percentile_ci(np.nanmean(np.array([parts[run.world][1] for run in have]), axis=0))
         row = {"metric": metric, "family": METRICS[metric].family, "setting": setting, "n_worlds": len(have),
                "worlds": ", ".join(run.world for run in have), "tau": tau, "ci_low": lo, "ci_high": hi,
                "noise_resilience": 1 - _nanmean([_separation(r, metric, "minor") for r in have]),
@@ -454,14 +461,14 @@ def _verdict(row: Mapping) -> str:
     where = f"{row['n_worlds']} world{'s' if row['n_worlds'] != 1 else ''}"
     tau = f"tau = {row['tau']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}] on {where}"
     name = f"{row['metric']} ({row['setting']})"
-    if row["ci_low"] > 0:
+    if row["ci_low"] > 0 and row["tau"] >= 0.5:
         head = f"trust: {name} ranks methods as the ground truth does, {tau}"
+    elif row["ci_low"] > 0:
+        head = f"partly: {name} ranks methods only loosely as the ground truth does, {tau}"
     elif row["ci_high"] < 0:
         head = f"misleading: {name} ranks methods against the ground truth, {tau}"
-    elif row["tau"] > 0:
-        head = f"weak: {name} leans towards the ground-truth ranking but its CI includes 0, {tau}"
     else:
-        head = f"do not trust: {name} does not rank methods as the ground truth does, {tau}"
+        head = f"do not trust: {name} shows no agreement with the ground-truth ranking, {tau}"
     notes = []
     if row["noise_resilience"] < 0.5:
         notes.append(f"a 1% weight noise moves its scores (noise resilience {row['noise_resilience']:.2f})")

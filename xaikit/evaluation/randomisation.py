@@ -222,9 +222,9 @@ def data_randomisation(ctx: EvalContext, reference=None, similarities=SIMILARITI
     """Similarity of the maps to those of a model of the same architecture trained on *permuted labels*.
 
     ``reference`` is the checkpoint path of that model (for the kit's worlds:
-    ``xaikit.worlds.world_model_path("label_random")``) or the model itself (left unchanged: a copy is explained). A model trained on random labels has learnt nothing
-    about the task, so a method that explains the model gives it different maps (lower is better); maps that stay
-    alike show the method's own structure (edges, the input). Adebayo et al. 2018 (NeurIPS), data randomisation.
+    ``xaikit.worlds.world_model_path("label_random")``) or the model itself (left unchanged: a copy is explained).
+    A model trained on random labels has learnt nothing about the task, so a method that explains the model gives
+    it different maps (lower is better); maps that stay alike show the method's own structure (edges, the input). Adebayo et al. 2018 (NeurIPS), data randomisation.
     """
     from ..checkpoint import load_checkpoint
 
