@@ -152,3 +152,53 @@ def test_bad_input_raises_clear_errors():
             warnings.simplefilter("ignore")
             score_world("glass_box", methods=["gradient"], settings={"sparseness": [{}]}, n=3, perturb=False,
                         controls=())
+
+
+def test_samples_worlds_rebuilds_only_the_world_models(monkeypatch, tmp_path, capsys):
+    import xaikit.worlds
+    from xaikit.cli import main
+
+    calls = []
+    monkeypatch.setattr(xaikit.worlds, "build_world_models",
+                        lambda out: calls.append(out) or {"marker_only": out / "models" / "world_marker_only.pt"})
+    assert main(["samples", "--worlds", "--out", str(tmp_path)]) == 0
+    assert calls == [tmp_path] and "world_marker_only.pt" in capsys.readouterr().out
+
+
+def _synthetic_run(world: str, n_methods: int = 4, n_images: int = 12):
+    """A WorldScores whose truth is known: deletion (lower is better) = -truth, insertion (higher) = -truth."""
+    import pandas as pd
+
+    from xaikit.evaluation.meta import WorldScores
+
+    rng = np.random.default_rng(0)
+    rows = [{"image_id": f"i{i}", "method": f"m{j}", "truth_auroc": 0.5 + 0.1 * j + 0.01 * rng.random(),
+             "truth_mass": 0.1 * j} for j in range(n_methods) for i in range(n_images)]
+    truth = pd.DataFrame(rows)
+    scores = pd.concat([truth.assign(metric=m, family="faithfulness", setting="patch=8", higher_is_better=h,
+                                     value=-truth["truth_auroc"]) for m, h in (("deletion", False),
+                                                                              ("insertion", True))])
+    perturbed = pd.concat([scores.assign(perturbation="minor"),
+                           scores.assign(perturbation="disruptive", value=scores["value"] + 10)])
+    return WorldScores(world, scores.drop(columns=["truth_auroc", "truth_mass"]), truth,
+                       perturbed.drop(columns=["truth_auroc", "truth_mass"]))
+
+
+def test_metric_reliability_on_a_known_answer():
+    from xaikit.evaluation import ground_truth_ranking, metric_agreement, metric_reliability
+
+    runs = [_synthetic_run("lesion_only"), _synthetic_run("marker_only")]
+    truth = ground_truth_ranking(runs, n_boot=50)
+    assert truth.groupby("world")["rank"].apply(list).map(lambda r: r == [4.0, 3.0, 2.0, 1.0]).all()
+    agreement = metric_agreement(runs, n_boot=50).set_index(["world", "metric"])["tau"]
+    assert (agreement.xs("deletion", level="metric") == 1).all()
+    assert (agreement.xs("insertion", level="metric") == -1).all()
+    table = metric_reliability(runs, n_boot=50).set_index("metric")
+    assert table.loc["deletion", "verdict"].startswith("trust: deletion (patch=8)")
+    assert table.loc["insertion", "verdict"].startswith("misleading")
+    np.testing.assert_allclose(table["noise_resilience"], 1.0)
+    np.testing.assert_allclose(table["adversary_reactivity"], 1.0)
+    np.testing.assert_allclose(table["family_w"], 0.0, atol=1e-12)  # a ranking and its reverse: equal rank sums
+    assert (table["n_worlds"] == 2).all()
+    with pytest.raises(EvaluationError, match="at least 3 methods"):
+        ground_truth_ranking([_synthetic_run("both", n_methods=2)])
