@@ -115,7 +115,7 @@ def _check_world(world: str):
     return w
 
 
-def _world_settings(world, settings: Mapping[str, Sequence[dict]] | Sequence[str] | None) -> dict:
+def _world_settings(world, settings: Mapping[str, Sequence[dict]] | Sequence[str] | None, folder=None) -> dict:
     from ..worlds import world_model_path
 
     if settings is None:
@@ -131,7 +131,7 @@ def _world_settings(world, settings: Mapping[str, Sequence[dict]] | Sequence[str
             raise EvaluationError(f"metric 'data_randomisation' has no known truth in world {world.name!r}: its model "
                                   "is built in closed form, so no model of its kind was trained on permuted labels. "
                                   "Score it in a world with a trained model (lesion_only, marker_only, both).")
-        ref = str(world_model_path("label_random"))
+        ref = str(world_model_path("label_random", folder))
         chosen["data_randomisation"] = tuple({**p, "reference": ref} for p in chosen["data_randomisation"])
     return chosen
 
@@ -191,7 +191,7 @@ def _score_world(world, methods, settings, n, seed, perturb, controls, folder) -
     from ..worlds import world_data, world_model
 
     w = _check_world(world)
-    chosen = _world_settings(w, settings)
+    chosen = _world_settings(w, settings, folder)
     model = world_model(world, folder)
     data = world_data(world, "test")
     keep = (data["masks"]["lesion"].flatten(1).any(1) & data["masks"]["evidence"].flatten(1).any(1)).nonzero()[:, 0]
@@ -209,10 +209,11 @@ def _score_world(world, methods, settings, n, seed, perturb, controls, folder) -
     perturbed = pd.DataFrame()
     if perturb:
         first = {m: (p[0],) for m, p in chosen.items()}
-        perturbed = pd.concat([_score_settings(m, x, explain_many(m, x, names, target=target, image_ids=ids,
-                                                                  progress=False), first, masks["lesion"], seed)
-                               .assign(perturbation=kind) for kind, m in _perturbed_models(model, seed).items()],
-                              ignore_index=True)
+        frames = []
+        for kind, copy_ in _perturbed_models(model, seed).items():
+            maps = explain_many(copy_, x, names, target=target, image_ids=ids, progress=False)
+            frames.append(_score_settings(copy_, x, maps, first, masks["lesion"], seed).assign(perturbation=kind))
+        perturbed = pd.concat(frames, ignore_index=True)
     return WorldScores(world, scores, truth, perturbed)
 
 
