@@ -21,7 +21,8 @@ FAST = {"max_sensitivity": {"n_samples": 2}, "local_lipschitz": {"n_samples": 2}
         "infidelity": {"n_samples": 4}, "faithfulness_correlation": {"n_runs": 5, "subset_size": 16},
         "deletion": {"steps": 8}, "insertion": {"steps": 8}, "deletion_lerf": {"steps": 8},
         "road": {"fractions": (0.2, 0.6)}, "cascading_randomisation": {"similarities": ("spearman_abs", "ssim", "hog")},
-        "independent_randomisation": {"similarities": ("spearman",)}}
+        "independent_randomisation": {"similarities": ("spearman",)},
+        "data_randomisation": {"reference": tiny_cnn(seed=1, bn=True), "similarities": ("spearman_abs",)}}
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ FLOW = [
     ["domain", "models"],                     # domain: the model's training-domain guard (errors only)
     ["checkpoint"],                           # a model + its Preprocess (data) + architecture (models)
     ["train"],
+    ["worlds"],                               # ground-truth worlds: phantom sets + tiny models (phantom, train)
     ["samples"],                              # builds the shipped sample data and models (phantom, train)
     ["saliency"],
     ["regions"],

@@ -2,7 +2,7 @@
 
 Submodules (imported on first use, so ``import xaikit`` stays fast): ``io``, ``phantom``, ``data``, ``models``,
 ``train``, ``checkpoint``, ``saliency``, ``regions``, ``stats``, ``evaluation``, ``viz``, ``widgets``, ``report``,
-``samples``, ``demo``, ``domain``, and the front doors ``inference``, ``cli``, ``service`` (needs fastapi),
+``samples``, ``worlds``, ``demo``, ``domain``, and the front doors ``inference``, ``cli``, ``service`` (needs fastapi),
 ``cluster`` (needs distributed).
 
 The front door, also imported on first use: explain one image in a few lines.
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "io", "phantom", "data", "models", "train", "checkpoint", "saliency", "regions", "stats", "evaluation", "viz",
-    "widgets", "report", "samples", "demo", "domain", "inference", "cli", "service", "cluster",
+    "widgets", "report", "samples", "worlds", "demo", "domain", "inference", "cli", "service", "cluster",
 }
 
 #: What a user needs to explain one image, re-exported from where it lives (imported on first use).

@@ -167,3 +167,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sample_dir() -> Path:
+    """The shipped ``data_samples/`` folder (``$XAIKIT_SAMPLES`` overrides it)."""
+    env = os.environ.get("XAIKIT_SAMPLES")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "data_samples"

@@ -14,7 +14,8 @@ committed copy). Layout::
       nifti/volume.nii.gz, nifti/volume_labels.nii.gz, nifti/labels.csv
       models/                      sample checkpoints (see :mod:`xaikit.train`): the clean model, and the
                                    shortcut model trained on :data:`SHORTCUT` (drawn in memory, no files), and
-                                   the 3D model ``phantom_cnn3d.pt`` trained on :data:`VOLUMES` (in memory)
+                                   the 3D model ``phantom_cnn3d.pt`` trained on :data:`VOLUMES` (in memory),
+                                   and the ground-truth world models ``world_<name>.pt`` (:mod:`xaikit.worlds`)
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._util import atomic_write
+from ._util import atomic_write, sample_dir
 from .errors import ArgumentError
 
 __all__ = ["SAMPLES", "SHORTCUT", "MODELS", "SampleSpec", "sample_dir", "build_samples", "build_phantom_images",
@@ -34,7 +35,8 @@ __all__ = ["SAMPLES", "SHORTCUT", "MODELS", "SampleSpec", "sample_dir", "build_s
            "VOLUMES", "VolumeSpec", "VOLUME_PREPROCESS", "VOLUME_MODEL", "DICOM_SERIES", "volume_datasets",
            "build_volume_model", "build_dicom_series", "build_volume_samples",
            "SEG_CLASSES", "SEG_PREPROCESS", "segmentation_arrays", "build_unet_model", "BOX_OUTPUTS",
-           "build_box_model", "add_model_card", "card_seg_model", "SEG_DATA", "VOLUME_DATA", "VOLUME_USE"]
+           "build_box_model", "add_model_card", "card_seg_model", "SEG_DATA", "VOLUME_DATA", "VOLUME_USE",
+           "build_world_samples"]
 
 #: Masks written for every phantom image, in manifest column order.
 MASKS = ("left_lung", "right_lung", "heart", "lesion", "marker", "body")
@@ -60,12 +62,6 @@ SAMPLES = SampleSpec()
 #: The shortcut set: drawn in memory (never written to disk), 90% of pneumonia and 5% of normal images carry
 #: the corner marker, so a classifier can score well by reading the marker instead of the lungs.
 SHORTCUT = SampleSpec(seed=2025, marker_rate_pos=0.9, marker_rate_neg=0.05)
-
-
-def sample_dir() -> Path:
-    """The shipped ``data_samples/`` folder (``$XAIKIT_SAMPLES`` overrides it)."""
-    env = os.environ.get("XAIKIT_SAMPLES")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "data_samples"
 
 
 def _mask_png(mask: np.ndarray, path: Path) -> None:
@@ -171,8 +167,20 @@ def build_samples(out: str | os.PathLike | None = None, *, models: bool = True, 
         build_models(out)
         build_unet_model(out)
         build_box_model(out)
+        build_world_samples(out)
     build_volume_samples(out, models=models)
     return out
+
+
+def build_world_samples(out: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Only the ground-truth world models (:mod:`xaikit.worlds`): ``out/models/world_<name>.pt``.
+
+    ``python -m xaikit samples --worlds`` runs this alone (a few minutes on one core; the label-randomisation
+    model takes most of it).
+    """
+    from .worlds import build_world_models
+
+    return build_world_models(Path(out) if out is not None else sample_dir())
 
 
 def finish_model(path: Path, train, val, test, *, seed: int = 0) -> dict:

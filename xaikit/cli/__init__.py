@@ -84,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
                              description="Rebuild data_samples/ from the kit's own code (about 5 minutes).")
     samples.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped data_samples/)")
     samples.add_argument("--no-models", action="store_true", help="skip training the sample models")
+    samples.add_argument("--worlds", action="store_true",
+                         help="rebuild only the ground-truth world models (data_samples/models/world_*.pt)")
     return p
 
 

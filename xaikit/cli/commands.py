@@ -112,8 +112,11 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def samples(args: argparse.Namespace) -> int:
-    from ..samples import build_samples
+    from ..samples import build_samples, build_world_samples
 
+    if args.worlds:
+        print(f"world models written: {sorted(str(p) for p in build_world_samples(args.out).values())}")
+        return 0
     written = build_samples(args.out, models=not args.no_models)
     print(f"sample data written: {written}")
     return 0

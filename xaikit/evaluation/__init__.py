@@ -31,15 +31,28 @@ from .core import CONTROLS, SCORE_COLUMNS, curves, randomised_maps, score, score
 from .cost import Plan, plan
 from .faithfulness import noisy_linear_imputation, patch_ranks
 from .many import ScoreCache
+from .meta import (
+                   DEFAULT_METHODS,
+                   DEFAULT_WORLDS,
+                   SETTINGS,
+                   WorldScores,
+                   ground_truth_ranking,
+                   kendall_w,
+                   metric_agreement,
+                   metric_reliability,
+                   score_world,
+)
 from .precision import autocast_parity
-from .randomisation import SIMILARITIES, randomisable_layers, similarity
+from .randomisation import SIMILARITIES, STAGES, randomisable_layers, randomisation_stages, similarity
 from .ranking import CONTROL_ROLES, ROBUSTNESS_THRESHOLDS, controls_compare, rank_methods, sanity_verdicts, summarise
 from .registry import FAMILIES, METRICS, MetricInfo, get_metric, register_metric
 
 __all__ = [
     "score", "score_many", "METRICS", "MetricInfo", "FAMILIES", "register_metric", "get_metric", "CONTROLS",
     "SCORE_COLUMNS", "EvalContext", "make_context", "summarise", "rank_methods", "sanity_verdicts", "curves",
-    "randomised_maps", "SIMILARITIES", "similarity", "randomisable_layers", "patch_ranks", "noisy_linear_imputation",
-    "CONTROL_ROLES", "ROBUSTNESS_THRESHOLDS", "controls_compare",
+    "randomised_maps", "SIMILARITIES", "similarity", "randomisable_layers", "randomisation_stages", "STAGES",
+    "patch_ranks", "noisy_linear_imputation", "CONTROL_ROLES", "ROBUSTNESS_THRESHOLDS", "controls_compare",
     "plan", "Plan", "ScoreCache", "autocast_parity",
+    "score_world", "WorldScores", "ground_truth_ranking", "metric_agreement", "metric_reliability", "kendall_w",
+    "SETTINGS", "DEFAULT_METHODS", "DEFAULT_WORLDS",
 ]

@@ -197,17 +197,18 @@ def curves(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, An
 
 
 def randomised_maps(model: nn.Module, inputs: torch.Tensor, explanation: Any, *, order: str = "cascading",
-                    layers: Sequence[str] | None = None, seed: int = 0,
-                    memory_budget: int | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+                    layers: Sequence[str] | None = None, seed: int = 0, memory_budget: int | None = None,
+                    stages: str = "layer") -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Maps after each randomisation stage (``{"original": ..., layer: N x H x W}``) and their similarity table.
 
     The table is what ``score("cascading_randomisation", ...)`` returns; the maps are the ones it compared.
+    ``stages="block"`` randomises a convolution with its BatchNorm as one stage (``randomisation_stages``).
     """
     if order not in ("cascading", "independent"):
         raise ArgumentError(f'order={order!r} must be "cascading" or "independent".')
     info = get_metric(f"{order}_randomisation")
     with guarded(model), checked_once(model, _domain_inputs(inputs), where="randomised_maps"):
         ctx = make_context(model, inputs, explanation, seed=seed, memory_budget=memory_budget)
-        table = run_metric(info, ctx, check_params(info, {"layers": layers}))
+        table = run_metric(info, ctx, check_params(info, {"layers": layers, "stages": stages}))
     maps = {"original": ctx.maps.numpy(), **ctx.cache[("randomised_maps", order, seed)]}
     return maps, table

@@ -25,7 +25,7 @@ from ..errors import ArgumentError, ModelError
 from .context import EvalContext
 from .registry import register_metric
 
-__all__ = ["SIMILARITIES", "randomisable_layers", "similarity"]
+__all__ = ["SIMILARITIES", "STAGES", "randomisable_layers", "randomisation_stages", "similarity"]
 
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog")
 
@@ -67,18 +67,55 @@ def _stage_model(ctx: EvalContext, randomised: Sequence[str], states: dict) -> n
     return model
 
 
-def _stages(ctx: EvalContext, order: str, layers: Sequence[str] | None, include_original: bool):
-    names = randomisable_layers(ctx.model)
+#: How the model is cut into randomisation stages: every layer with weights (BatchNorm layers are stages of their
+#: own), or blocks (a convolution or linear layer together with the BatchNorm right after it, as Adebayo et al.
+#: 2018 randomised Inception blocks): fewer stages, so fewer re-explanations.
+STAGES = ("layer", "block")
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def randomisation_stages(model: nn.Module, stages: str = "layer") -> list[tuple[str, list[str]]]:
+    """The randomisation stages of ``model``, top first: ``[(stage name, [module names]), ...]``.
+
+    ``stages="layer"``: one stage per layer with weights (:func:`randomisable_layers`). ``stages="block"``: a
+    BatchNorm that directly follows a convolution or linear layer (in the model's module order) joins it; the
+    stage is named ``"<conv>+<bn>"``.
+
+    Examples
+    --------
+    >>> from xaikit.models import build_model
+    >>> net = build_model("small_cnn", num_classes=2, widths=(8, 16))
+    >>> [name for name, _ in randomisation_stages(net, "block")]
+    ['classifier', 'features.1.0+features.1.1', 'features.0.0+features.0.1']
+    """
+    if stages not in STAGES:
+        raise ArgumentError(f"stages={stages!r} must be one of {STAGES}.")
+    names = randomisable_layers(model)
+    if stages == "layer":
+        return [(n, [n]) for n in names]
+    groups: list[list[str]] = []
+    for name in names[::-1]:  # module order, bottom first
+        joins = (groups and len(groups[-1]) == 1 and isinstance(model.get_submodule(name), _NORMS)
+                 and isinstance(model.get_submodule(groups[-1][0]), _WEIGHTED))
+        groups[-1].append(name) if joins else groups.append([name])
+    return [("+".join(g), g) for g in groups[::-1]]
+
+
+def _stages(ctx: EvalContext, order: str, layers: Sequence[str] | None, include_original: bool, stages: str):
+    groups = randomisation_stages(ctx.model, stages)
+    names = [name for name, _ in groups]
     chosen = names if layers is None else list(layers)
     unknown = [n for n in chosen if n not in names]
     if unknown:
-        raise ArgumentError(f"layers={unknown} are not randomisable layers of the model; choose from {names}.")
-    chosen = [n for n in names if n in chosen]  # always top-down
-    stages = [("none", 0, [])] if include_original else []
-    for name in chosen:
-        k = names.index(name)
-        stages.append((name, k + 1, names[: k + 1] if order == "cascading" else [name]))
-    return stages
+        raise ArgumentError(f"layers={unknown} are not randomisation stages of the model (stages={stages!r}); "
+                            f"choose from {names}.")
+    out = [("none", 0, [])] if include_original else []
+    for k, (name, modules) in enumerate(groups):
+        if name in chosen:  # always top-down
+            above = [m for _, group in groups[: k + 1] for m in group]
+            out.append((name, k + 1, above if order == "cascading" else list(modules)))
+    return out
 
 
 def similarity(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
@@ -124,17 +161,23 @@ def _hog_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(_pearson(ha[None], hb[None])[0])
 
 
-def _randomisation(ctx: EvalContext, order: str, similarities, layers, include_original: bool, seed: int | None):
+def _kinds(similarities) -> tuple[str, ...]:
     kinds = tuple(similarities)
     bad = [k for k in kinds if k not in SIMILARITIES]
     if bad or not kinds:
         raise ArgumentError(f"similarities={list(kinds)} must be a non-empty list from {SIMILARITIES}.")
+    return kinds
+
+
+def _randomisation(ctx: EvalContext, order: str, similarities, layers, include_original: bool, seed: int | None,
+                   stages: str = "layer"):
+    kinds = _kinds(similarities)
     seed = ctx.seed if seed is None else int(seed)
     states = _random_states(ctx, seed)
     original = ctx.maps.numpy()
     index = torch.arange(len(ctx))
     parts = []
-    for name, position, randomised in _stages(ctx, order, layers, include_original):
+    for name, position, randomised in _stages(ctx, order, layers, include_original, stages):
         maps = ctx.explain(ctx.inputs, index, model=_stage_model(ctx, randomised, states)).numpy()
         ctx.cache.setdefault(("randomised_maps", order, seed), {})[name] = maps
         for kind in kinds:
@@ -143,27 +186,60 @@ def _randomisation(ctx: EvalContext, order: str, similarities, layers, include_o
     return parts
 
 
-_RANDOM_DEFAULTS = {"similarities": SIMILARITIES, "layers": None, "include_original": False}
+_RANDOM_DEFAULTS = {"similarities": SIMILARITIES, "layers": None, "include_original": False, "stages": "layer"}
 
 
 @register_metric("cascading_randomisation", family="randomisation", higher_is_better=False, reexplains=True,
                  quantus="MPRT", defaults=dict(_RANDOM_DEFAULTS))
-def cascading_randomisation(ctx: EvalContext, similarities=SIMILARITIES, layers=None, include_original: bool = False):
+def cascading_randomisation(ctx: EvalContext, similarities=SIMILARITIES, layers=None, include_original: bool = False,
+                            stages: str = "layer"):
     """Similarity of the maps to the original after randomising the model from the top layer down to each layer.
 
     One row per image, layer and similarity. ``layers`` limits the stages reported (the cascade still randomises
     every layer above each); ``include_original=True`` adds stage ``"none"`` (nothing randomised: similarity 1
-    up to the method's own randomness). Adebayo et al. 2018 (NeurIPS), cascading model-parameter randomisation.
+    up to the method's own randomness); ``stages="block"`` randomises a convolution and its BatchNorm as one
+    stage (:func:`randomisation_stages`; the ``stages`` column records which). Adebayo et al. 2018 (NeurIPS),
+    cascading model-parameter randomisation.
     """
-    return _randomisation(ctx, "cascading", similarities, layers, include_original, None)
+    return _randomisation(ctx, "cascading", similarities, layers, include_original, None, stages)
 
 
 @register_metric("independent_randomisation", family="randomisation", higher_is_better=False, reexplains=True,
                  quantus="MPRT", defaults=dict(_RANDOM_DEFAULTS))
 def independent_randomisation(ctx: EvalContext, similarities=SIMILARITIES, layers=None,
-                              include_original: bool = False):
-    """Similarity of the maps to the original after randomising one layer at a time (the others kept).
+                              include_original: bool = False, stages: str = "layer"):
+    """Similarity of the maps to the original after randomising one stage at a time (the others kept).
 
-    Adebayo et al. 2018 (NeurIPS), independent model-parameter randomisation.
+    ``stages`` as in :func:`cascading_randomisation`. Adebayo et al. 2018 (NeurIPS), independent
+    model-parameter randomisation.
     """
-    return _randomisation(ctx, "independent", similarities, layers, include_original, None)
+    return _randomisation(ctx, "independent", similarities, layers, include_original, None, stages)
+
+
+@register_metric("data_randomisation", family="randomisation", higher_is_better=False, reexplains=True,
+                 needs_reference=True, defaults={"reference": None, "similarities": SIMILARITIES})
+def data_randomisation(ctx: EvalContext, reference=None, similarities=SIMILARITIES):
+    """Similarity of the maps to those of a model of the same architecture trained on *permuted labels*.
+
+    ``reference`` is the checkpoint path of that model (for the kit's worlds:
+    ``xaikit.worlds.world_model_path("label_random")``) or the model itself (left unchanged: a copy is explained).
+    A model trained on random labels has learnt nothing about the task, so a method that explains the model gives
+    it different maps (lower is better); maps that stay alike show the method's own structure (edges, the input). Adebayo et al. 2018 (NeurIPS), data randomisation.
+    """
+    from ..checkpoint import load_checkpoint
+
+    kinds = _kinds(similarities)
+    if reference is None:
+        raise ArgumentError("data_randomisation needs reference=<checkpoint path or model> of the same architecture "
+                            "trained on permuted labels (e.g. xaikit.worlds.world_model_path('label_random') for the "
+                            "worlds' models).")
+    other = copy.deepcopy(reference) if isinstance(reference, nn.Module) else load_checkpoint(reference).model
+    if hasattr(other, "xaikit_domain"):  # its training domain is not the explained model's
+        del other.xaikit_domain
+    try:
+        maps = ctx.explain(ctx.inputs, torch.arange(len(ctx)), model=other).numpy()
+    except RuntimeError as err:
+        raise ArgumentError(f"reference={str(reference)!r}: its model cannot explain these inputs ({err}); give a "
+                            "model of the same architecture and input size as the one explained.") from err
+    original = ctx.maps.numpy()
+    return [({"similarity": kind}, similarity(original, maps, kind)) for kind in kinds]

@@ -37,6 +37,8 @@ class MetricInfo:
         Calls the saliency method again (robustness, randomisation): needs an :class:`Explanation`.
     uses_model : bool
         Runs the model at all (complexity metrics do not).
+    needs_reference : bool
+        Needs a second model (``reference=`` checkpoint; the data-randomisation check): scored only when asked.
     quantus : str or None
         Name of the Quantus 0.6 metric with the same definition (tests compare against it).
     defaults : dict
@@ -50,6 +52,7 @@ class MetricInfo:
     needs_masks: bool = False
     reexplains: bool = False
     uses_model: bool = True
+    needs_reference: bool = False
     quantus: str | None = None
     defaults: dict = field(default_factory=dict)
 

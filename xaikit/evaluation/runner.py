@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from ..errors import ArgumentError, EvaluationError
 from .context import EvalContext
@@ -30,7 +31,8 @@ CONTROLS = ("random", "sobel")
 
 def _metric_jobs(metrics: Any, have_masks: bool) -> list[tuple[MetricInfo, dict]]:
     if metrics is None:
-        return [(m, dict(m.defaults)) for m in METRICS.values() if have_masks or not m.needs_masks]
+        return [(m, dict(m.defaults)) for m in METRICS.values()
+                if (have_masks or not m.needs_masks) and not m.needs_reference]
     if isinstance(metrics, str):
         metrics = [metrics]
     items = metrics.items() if isinstance(metrics, Mapping) else ((m, {}) for m in metrics)
@@ -85,6 +87,8 @@ def _ints(values: Any, n: int) -> pd.array:
 def _cell(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return str(list(value))
+    if isinstance(value, nn.Module):  # e.g. data_randomisation's reference model: recorded by its class name
+        return f"{type(value).__name__} (model in memory)"
     return value
 
 
