@@ -82,9 +82,6 @@ class MethodInfo:
 
 
 def _method_info(name: str, fn: Callable, **meta: Any) -> MethodInfo:
-    if "defaults" in meta:
-        raise ExplanationError(f"register({name!r}, defaults=...): the defaults are read from the function's "
-                               "signature; state them there as keyword defaults and drop defaults=.")
     return MethodInfo(name=name, fn=fn, defaults=signature_defaults(fn, name), **meta)
 
 
@@ -108,6 +105,9 @@ def register(name: str, **meta: Any) -> Callable[[Callable], Callable]:
     >>> METHODS["my_gradient"].defaults  # doctest: +SKIP
     {'abs': False}
     """
+    if "defaults" in meta:  # refused at once, before any function is decorated
+        raise ExplanationError(f"register({name!r}, defaults=...): the defaults are read from the function's "
+                               "signature; state them there as keyword defaults and drop defaults=.")
     return METHODS.register(name, **meta)
 
 
