@@ -31,7 +31,7 @@ from .errors import ArgumentError
 from .viz.export import png_export_available, save_figures_png, save_png
 from .viz.tables import readable
 
-__all__ = ["Report"]
+__all__ = ["Report", "compact_figure"]
 
 _SLUG = re.compile(r"[^a-z0-9_.-]+")
 
@@ -43,6 +43,22 @@ th{background:#f3f3f3}figure{margin:1em 0}figcaption{color:#555;font-size:0.9em}
 img{max-width:100%}.note{color:#666;font-size:0.9em}.warn{background:#fff4e0;border-left:4px solid #f0a000;padding:4px 8px}
 nav a{margin-right:1em}
 """
+
+
+def compact_figure(fig: go.Figure) -> go.Figure:
+    """A copy of ``fig`` whose heatmap/contour values are float32 arrays (NaN gaps kept), for embedding in a page.
+
+    Plotly writes numpy arrays as base64 typed arrays; JSON lists (with ``None`` for gaps, see
+    :func:`xaikit.viz.image.plotly_z`) of float64 take about twice the bytes: a method grid drops from ~1.4 MB to
+    ~0.6 MB. The figure drawn is the same (float32 keeps 7 significant digits).
+    """
+    out = go.Figure(fig)
+    for trace in out.data:
+        z = getattr(trace, "z", None) if trace.type in ("heatmap", "contour") else None
+        if z is not None:
+            arr = np.asarray(z, dtype=object)
+            trace.z = np.where(arr == None, np.nan, arr).astype(np.float32)  # noqa: E711 (element-wise)
+    return out
 
 
 def _slug(name: str) -> str:
@@ -99,7 +115,8 @@ class Report:
     def figure(self, fig: go.Figure, name: str, *, caption: str = "") -> None:
         """Embed a Plotly figure (interactive); ``<name>.png`` is written by :meth:`write` when PNG export is possible."""
         slug = self._unique(name)
-        div = fig.to_html(include_plotlyjs=False, full_html=False, default_height=fig.layout.height or 450)
+        div = compact_figure(fig).to_html(include_plotlyjs=False, full_html=False,
+                                          default_height=fig.layout.height or 450)
         self._pending_png.append((fig, self.out_dir / f"{slug}.png"))
         self._blocks.append(f"<figure>{div}<figcaption>{html.escape(caption)}</figcaption></figure>")
 

@@ -6,7 +6,7 @@ Layout of ``--out DIR``::
                               prob_<class>...
     explanations.csv          one row per item x method: the prediction columns, method, target, and
                               map_min, map_max, map_mean, map_mean_abs, map_positive_frac, map_top5pct_frac
-    overlays/<item>__<method>.png   the map on the original image, at the image's own resolution
+    overlays/<item>__<method>.png   the map on the original image, at display resolution (longest side <= 448 px)
     maps/<item>__<method>.npy       the raw signed map (float32) on the model's input grid
     index.html                a gallery of every overlay with its prediction
     .cache/                   the disk cache of ``explain_many``: a rerun computes only what is missing
@@ -28,7 +28,10 @@ from ..inference import map_summary, overlay_rgb
 from ..viz.export import save_png
 from .inputs import Item
 
-__all__ = ["prediction_table", "write_table", "write_maps", "write_gallery"]
+__all__ = ["OVERLAY_SIDE", "prediction_table", "write_table", "write_maps", "write_gallery"]
+
+#: Longest side of an overlay PNG (display resolution: <= ~300 KB each; the raw map stays in ``maps/*.npy``).
+OVERLAY_SIDE = 448
 
 
 def prediction_table(items: Sequence[Item], probs, classes: Sequence[str]) -> pd.DataFrame:
@@ -66,7 +69,7 @@ def write_maps(out: Path, items: Sequence[Item], explanations: Mapping[str, obje
             stem = f"{it.name}__{label}"
             with atomic_write(out / "maps" / f"{stem}.npy") as fh:
                 np.save(fh, m)
-            save_png(overlay_rgb(it.image, m, preprocess), out / "overlays" / f"{stem}.png")
+            save_png(overlay_rgb(it.image, m, preprocess), out / "overlays" / f"{stem}.png", max_side=OVERLAY_SIDE)
             rows.append({"item": it.name, "method": label, "method_name": exp.method,
                          "target_policy": exp.target_policy, "target": int(exp.targets[i]), **map_summary(m)})
     return predictions.merge(pd.DataFrame(rows), on="item", how="right")

@@ -1,7 +1,8 @@
 """Static exports of figures and images, so results show where widget state is not saved.
 
-Plotly figures are written as HTML that loads ``plotly.min.js`` from its own folder (written there once, no
-network needed) and as PNG
+Plotly figures are written as HTML that loads one shared ``plotly.min.js`` (4.8 MB, written once per output tree:
+the nearest folder at or above the figure's, inside the working directory, that already holds one; else beside the
+figure; no network needed) and as PNG
 when Kaleido can find a Chrome/Chromium (Kaleido >= 1 renders through one; Debian's ``chromium`` package works).
 Images (arrays in [0, 1], or RGB) are written as PNG with Pillow, which needs no browser.
 """
@@ -35,7 +36,8 @@ def png_export_available() -> bool:
 
 
 def save_figure(
-    fig: go.Figure, path: str | os.PathLike, *, html: bool = True, png: bool | None = None, scale: float = 1.0
+    fig: go.Figure, path: str | os.PathLike, *, html: bool = True, png: bool | None = None, scale: float = 1.0,
+    plotlyjs: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Write ``fig`` as ``<path>.html`` and ``<path>.png`` (when PNG export is available).
 
@@ -47,6 +49,10 @@ def save_figure(
         Write the HTML file (it loads ``plotly.min.js``, written once into the same folder).
     png : bool, optional
         ``True`` requires PNG (error if impossible), ``False`` skips it, ``None`` (default) writes it when possible.
+    plotlyjs : path, optional
+        The shared ``plotly.min.js`` the HTML loads (written there if missing), e.g. ``out_root / "plotly.min.js"``.
+        Default: the nearest ``plotly.min.js`` at or above the figure's folder (inside the working directory),
+        else one written beside the figure.
 
     Returns
     -------
@@ -57,10 +63,11 @@ def save_figure(
     written = []
     if html:
         written.append(stem.with_suffix(".html"))
-        _plotlyjs_beside(written[0])
+        js = _shared_plotlyjs(written[0], plotlyjs)
         with atomic_write(written[0], "w") as fh:
-            # plotly.js (~4.7 MB) once per folder, not inlined in every figure's file
-            fh.write(fig.to_html(include_plotlyjs="directory", full_html=True))
+            # plotly.js (~4.8 MB) once per output tree, not inlined in (or copied beside) every figure's file
+            fh.write(fig.to_html(include_plotlyjs=Path(os.path.relpath(js, written[0].parent)).as_posix(),
+                                 full_html=True))
     want_png = png_export_available() if png is None else png
     if want_png:
         if not png_export_available():
@@ -75,15 +82,25 @@ def save_figure(
     return written
 
 
-def _plotlyjs_beside(html: Path) -> None:
-    """Write ``plotly.min.js`` next to ``html`` once (the HTML loads it from there: works offline)."""
+def _shared_plotlyjs(html: Path, given: str | os.PathLike | None) -> Path:
+    """The ``plotly.min.js`` that ``html`` loads: ``given``, else the nearest one at or above its folder inside the
+    working directory, else a new one beside it; written once (works offline)."""
     from plotly.offline import get_plotlyjs
 
-    js = html.parent / "plotly.min.js"
+    folder = html.parent.resolve()
+    js = Path(given).resolve() if given is not None else None
+    if js is None:
+        cwd = Path.cwd().resolve()
+        above = [folder, *folder.parents] if folder.is_relative_to(cwd) else [folder]
+        js = next((d / "plotly.min.js" for d in above if d.is_relative_to(cwd) and (d / "plotly.min.js").is_file()),
+                  folder / "plotly.min.js")
+    if js.suffix != ".js":
+        raise ArgumentError(f"plotlyjs={str(given)!r} must name a .js file (e.g. out_dir / 'plotly.min.js').")
     if not js.exists():
         js.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(js, "w") as fh:
             fh.write(get_plotlyjs())
+    return js
 
 
 def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, scale: float = 1.0) -> list[Path]:
@@ -143,8 +160,12 @@ def colorize(values: np.ndarray, cmap: str = "gray", vmin: float | None = None, 
     return lut[np.nan_to_num(t * 255).astype(np.int64)]
 
 
-def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write a 2D array in [0, 1] (grey) or an (H, W, 3) uint8/float array (RGB) as a PNG, atomically."""
+def save_png(image: np.ndarray, path: str | os.PathLike, *, max_side: int | None = None) -> Path:
+    """Write a 2D array in [0, 1] (grey) or an (H, W, 3) uint8/float array (RGB) as a PNG, atomically.
+
+    ``max_side`` shrinks a larger picture (Pillow's Lanczos filter, aspect ratio kept) to display resolution: a
+    2000 x 2500 radiograph overlay takes ~3 MB at full size and ~0.3 MB at 448 px (the raw map stays in ``.npy``).
+    """
     from PIL import Image
 
     arr = np.asarray(image)
@@ -156,8 +177,10 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
         pil = Image.fromarray(arr, mode="RGB")
     else:
         raise ArgumentError(f"save_png needs (H, W) or (H, W, 3); got shape {arr.shape}.")
+    if max_side is not None and max(pil.size) > max_side:
+        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     path = Path(path)
     with atomic_write(path) as fh:
-        pil.save(fh, format="PNG")
+        pil.save(fh, format="PNG", optimize=True)
     return path
 

@@ -38,7 +38,9 @@ class VolumeExplorer:
     affine, spacing : optional
         The volume's voxel-to-RAS matrix (default the MedicalImage's) or voxel size, for the 3-D viewer.
     viewer : bool
-        Show the NiiVue 3-D viewer (``ipyniivue``) above the Plotly planes.
+        Build the NiiVue 3-D viewer (``ipyniivue``), driven by the same controls. Show it in a cell of its own
+        (``explorer.viewer``): ipyniivue 2.4 keeps one NiiVue per page and draws nothing when rendered together
+        with other widgets in one output.
 
     Examples
     --------
@@ -95,13 +97,7 @@ class VolumeExplorer:
     def _ipython_display_(self):
         from IPython.display import display
 
-        if self.viewer is None:
-            display(self.widget)
-            return
-        # NiiVue draws nothing when it is first rendered inside an ipywidgets box: it gets an output of its own
-        display(self.controls)
-        display(self.viewer)
-        display(self.figure)
+        display(self.widget)  # the 3-D viewer is shown on its own (``explorer.viewer``): see the class docstring
 
     def figure_now(self) -> go.Figure:
         """The figure for the current control values (a plain Plotly figure: the static fallback)."""
