@@ -40,9 +40,15 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:11
 h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}figure{margin:1em 0}figcaption{color:#555;font-size:0.9em}
-img{max-width:100%}.note{color:#666;font-size:0.9em}.warn{background:#fff4e0;border-left:4px solid #f0a000;padding:4px 8px}
+img{max-width:100%}figure{overflow-x:auto}td{max-width:32em}.note{color:#666;font-size:0.9em}.warn{background:#fff4e0;border-left:4px solid #f0a000;padding:4px 8px}
 nav a{margin-right:1em}
 """
+
+
+#: Widest figure (px) that fits the page's text column (``max-width:1100px`` less padding).
+PAGE_WIDTH = 1060
+#: Longest text shown in a table cell (the CSV keeps the full text).
+CELL_CHARS = 90
 
 
 def compact_figure(fig: go.Figure) -> go.Figure:
@@ -53,12 +59,28 @@ def compact_figure(fig: go.Figure) -> go.Figure:
     ~0.6 MB. The figure drawn is the same (float32 keeps 7 significant digits).
     """
     out = go.Figure(fig)
+    # the toolbar stands on the right edge instead of over the titles; a figure wider than the page is scaled down
+    out.update_layout(modebar={"orientation": "v"})
+    width, height = out.layout.width, out.layout.height
+    if width and width > PAGE_WIDTH:
+        out.update_layout(width=PAGE_WIDTH, height=round(height * PAGE_WIDTH / width) if height else None)
     for trace in out.data:
         z = getattr(trace, "z", None) if trace.type in ("heatmap", "contour") else None
         if z is not None:
             arr = np.asarray(z, dtype=object)
             trace.z = np.where(arr == None, np.nan, arr).astype(np.float32)  # noqa: E711 (element-wise)
     return out
+
+
+def _shorten(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """Text cells longer than :data:`CELL_CHARS` cut at a word with "…" (rows stay one or two lines tall)."""
+    out, cut = df.copy(), False
+    for col in out.columns[out.dtypes == object]:
+        long = out[col].map(lambda v: isinstance(v, str) and len(v) > CELL_CHARS)
+        if long.any():
+            cut = True
+            out.loc[long, col] = out.loc[long, col].map(lambda v: v[:CELL_CHARS].rsplit(" ", 1)[0] + " …")
+    return out, cut
 
 
 def _slug(name: str) -> str:
@@ -138,7 +160,9 @@ class Report:
         with atomic_write(path, "w") as fh:
             df.to_csv(fh, index=False)
         self.files.append(path)
-        shown = readable(df.head(max_rows), digits)
+        shown, cut = _shorten(readable(df.head(max_rows), digits))
+        if cut:
+            caption = f"{caption} Long texts are shortened here (…); the CSV has them in full.".strip()
         more = (
             f'<p class="note">Showing {max_rows} of {len(df)} rows; all rows in <a href="{path.name}">{path.name}</a>.</p>'
             if len(df) > max_rows
