@@ -125,7 +125,17 @@ def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, s
         for fig, tmp, final, w, h in zip(figs, tmps, finals, widths, heights):
             if not _written(tmp):  # Kaleido drops a figure whose render failed (e.g. timed out on a busy machine)
                 _render_again(fig, tmp, final, scale, w, h)
+            _optimise_png(tmp)
     return finals
+
+
+def _optimise_png(path: Path) -> None:
+    """Re-save Kaleido's PNG with Pillow's optimiser (same pixels, ~10-20% fewer bytes)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        im.save(path, format="PNG", optimize=True)
 
 
 def _written(tmp: Path) -> bool:
