@@ -40,7 +40,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:11
 h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}figure{margin:1em 0}figcaption{color:#555;font-size:0.9em}
-img{max-width:100%}figure{overflow-x:auto}td{max-width:32em}.note{color:#666;font-size:0.9em}.warn{background:#fff4e0;border-left:4px solid #f0a000;padding:4px 8px}
+img{max-width:100%}figure{overflow-x:auto}td{white-space:nowrap}.note{color:#666;font-size:0.9em}.warn{background:#fff4e0;border-left:4px solid #f0a000;padding:4px 8px}
 nav a{margin-right:1em}
 """
 
@@ -48,7 +48,7 @@ nav a{margin-right:1em}
 #: Widest figure (px) that fits the page's text column (``max-width:1100px`` less padding).
 PAGE_WIDTH = 1060
 #: Longest text shown in a table cell (the CSV keeps the full text).
-CELL_CHARS = 90
+CELL_CHARS = 80
 
 
 def compact_figure(fig: go.Figure) -> go.Figure:
@@ -85,7 +85,8 @@ def _grey_as_bytes(trace) -> None:
 
 
 def _shorten(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
-    """Text cells longer than :data:`CELL_CHARS` cut at a word with "…" (rows stay one or two lines tall)."""
+    """Text cells longer than :data:`CELL_CHARS` cut at a word with "…": rows stay one line tall (a wide table
+    scrolls sideways in its box)."""
     out, cut = df.copy(), False
     for col in out.columns[out.dtypes == object]:
         long = out[col].map(lambda v: isinstance(v, str) and len(v) > CELL_CHARS)
