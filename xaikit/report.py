@@ -88,7 +88,7 @@ def _shorten(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     """Text cells longer than :data:`CELL_CHARS` cut at a word with "…": rows stay one line tall (a wide table
     scrolls sideways in its box)."""
     out, cut = df.copy(), False
-    for col in out.columns[out.dtypes == object]:
+    for col in out.columns:
         long = out[col].map(lambda v: isinstance(v, str) and len(v) > CELL_CHARS)
         if long.any():
             cut = True
