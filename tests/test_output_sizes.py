@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from xaikit.report import CELL_CHARS, PAGE_WIDTH, Report, compact_figure
-from xaikit.viz.export import save_figure, save_png
+from xaikit.report import CELL_CHARS, PAGE_WIDTH, Report
+from xaikit.viz.export import compact_figure, save_figure, save_png
 from xaikit.viz.image import plotly_z
 
 MB = 1024 * 1024
@@ -57,8 +57,9 @@ def test_report_figures_are_float32_with_gaps_kept():
 
 def test_wide_figures_are_scaled_to_the_page_and_the_toolbar_leaves_titles_free():
     fig = go.Figure(go.Scatter(y=[1, 2]), layout={"width": 2 * PAGE_WIDTH, "height": 600, "title": "t"})
-    small = compact_figure(fig)
+    small = compact_figure(fig, max_width=PAGE_WIDTH)
     assert (small.layout.width, small.layout.height) == (PAGE_WIDTH, 300)
+    assert compact_figure(fig).layout.width == 2 * PAGE_WIDTH  # no limit: size kept
     assert small.layout.modebar.orientation == "v"
 
 

@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 
 from ._util import atomic_write
 from .errors import ArgumentError
-from .viz.export import png_export_available, save_figures_png, save_png
+from .viz.export import compact_figure, png_export_available, save_figures_png, save_png
 from .viz.tables import readable
 
 __all__ = ["Report", "compact_figure"]
@@ -49,39 +49,6 @@ nav a{margin-right:1em}
 PAGE_WIDTH = 1060
 #: Longest text shown in a table cell (the CSV keeps the full text).
 CELL_CHARS = 80
-
-
-def compact_figure(fig: go.Figure) -> go.Figure:
-    """A copy of ``fig`` whose heatmap/contour values are float32 arrays (NaN gaps kept), for embedding in a page.
-
-    Plotly writes numpy arrays as base64 typed arrays; JSON lists (with ``None`` for gaps, see
-    :func:`xaikit.viz.image.plotly_z`) of float64 take about twice the bytes: a method grid drops from ~1.4 MB to
-    ~0.6 MB. The figure drawn is the same (float32 keeps 7 significant digits).
-    """
-    out = go.Figure(fig)
-    # the toolbar stands on the right edge instead of over the titles; a figure wider than the page is scaled down
-    out.update_layout(modebar={"orientation": "v"})
-    width, height = out.layout.width, out.layout.height
-    if width and width > PAGE_WIDTH:
-        out.update_layout(width=PAGE_WIDTH, height=round(height * PAGE_WIDTH / width) if height else None)
-    for trace in out.data:
-        z = getattr(trace, "z", None) if trace.type in ("heatmap", "contour") else None
-        if z is not None:
-            arr = np.asarray(z, dtype=object)
-            trace.z = np.where(arr == None, np.nan, arr).astype(np.float32)  # noqa: E711 (element-wise)
-            _grey_as_bytes(trace)
-    return out
-
-
-def _grey_as_bytes(trace) -> None:
-    """A grey picture (a heatmap with no hover, no gaps and a fixed range) as 256 levels in one byte per pixel:
-    the colours drawn are the same (a screen shows 256 grey levels), a quarter of the float32 bytes."""
-    z, lo, hi = trace.z, trace.zmin, trace.zmax
-    if trace.type != "heatmap" or trace.hoverinfo != "skip" or lo is None or hi is None or hi <= lo \
-            or np.isnan(z).any():
-        return
-    trace.z = np.round(np.clip((z - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-    trace.zmin, trace.zmax = 0, 255
 
 
 def _shorten(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
@@ -150,8 +117,8 @@ class Report:
     def figure(self, fig: go.Figure, name: str, *, caption: str = "") -> None:
         """Embed a Plotly figure (interactive); ``<name>.png`` is written by :meth:`write` when PNG export is possible."""
         slug = self._unique(name)
-        div = compact_figure(fig).to_html(include_plotlyjs=False, full_html=False,
-                                          default_height=fig.layout.height or 450)
+        div = compact_figure(fig, max_width=PAGE_WIDTH).to_html(include_plotlyjs=False, full_html=False,
+                                                                 default_height=fig.layout.height or 450)
         self._pending_png.append((fig, self.out_dir / f"{slug}.png"))
         self._blocks.append(f"<figure>{div}<figcaption>{html.escape(caption)}</figcaption></figure>")
 

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from .._util import atomic_path, atomic_write
 from ..errors import ArgumentError, ImageWriteError
 
-__all__ = ["png_export_available", "save_figure", "save_figures_png", "save_png", "colorize"]
+__all__ = ["png_export_available", "save_figure", "save_figures_png", "save_png", "colorize", "compact_figure"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,8 +66,8 @@ def save_figure(
         js = _shared_plotlyjs(written[0], plotlyjs)
         with atomic_write(written[0], "w") as fh:
             # plotly.js (~4.8 MB) once per output tree, not inlined in (or copied beside) every figure's file
-            fh.write(fig.to_html(include_plotlyjs=Path(os.path.relpath(js, written[0].parent)).as_posix(),
-                                 full_html=True))
+            src = Path(os.path.relpath(js, written[0].parent)).as_posix()
+            fh.write(compact_figure(fig).to_html(include_plotlyjs=src, full_html=True))
     want_png = png_export_available() if png is None else png
     if want_png:
         if not png_export_available():
@@ -80,6 +80,40 @@ def save_figure(
                             height=fig.layout.height or 500)
         written.append(stem.with_suffix(".png"))
     return written
+
+
+def compact_figure(fig: go.Figure, *, max_width: int | None = None) -> go.Figure:
+    """A copy of ``fig`` for a web page: heatmap/contour values as float32 arrays (NaN gaps kept), grey pictures as
+    bytes, the toolbar on the right edge (not over the titles), at most ``max_width`` pixels wide (scaled down).
+
+    Plotly writes numpy arrays as base64 typed arrays; JSON lists (with ``None`` for gaps, see
+    :func:`xaikit.viz.image.plotly_z`) of float64 take about twice the bytes: a method grid drops from ~1.4 MB to
+    ~0.6 MB. The figure drawn is the same (float32 keeps 7 significant digits).
+    """
+    out = go.Figure(fig)
+    # the toolbar stands on the right edge instead of over the titles; a figure wider than the page is scaled down
+    out.update_layout(modebar={"orientation": "v"})
+    width, height = out.layout.width, out.layout.height
+    if max_width and width and width > max_width:
+        out.update_layout(width=max_width, height=round(height * max_width / width) if height else None)
+    for trace in out.data:
+        z = getattr(trace, "z", None) if trace.type in ("heatmap", "contour") else None
+        if z is not None:
+            arr = np.asarray(z, dtype=object)
+            trace.z = np.where(arr == None, np.nan, arr).astype(np.float32)  # noqa: E711 (element-wise)
+            _grey_as_bytes(trace)
+    return out
+
+
+def _grey_as_bytes(trace) -> None:
+    """A grey picture (a heatmap with no hover, no gaps and a fixed range) as 256 levels in one byte per pixel:
+    the colours drawn are the same (a screen shows 256 grey levels), a quarter of the float32 bytes."""
+    z, lo, hi = trace.z, trace.zmin, trace.zmax
+    if trace.type != "heatmap" or trace.hoverinfo != "skip" or lo is None or hi is None or hi <= lo \
+            or np.isnan(z).any():
+        return
+    trace.z = np.round(np.clip((z - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    trace.zmin, trace.zmax = 0, 255
 
 
 def _shared_plotlyjs(html: Path, given: str | os.PathLike | None) -> Path:
