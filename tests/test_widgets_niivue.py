@@ -11,7 +11,7 @@ from xaikit.io import MedicalImage, read_nifti
 from xaikit.io.nifti import dhw_to_ras, nifti_bytes
 from xaikit.regions import RegionSet
 from xaikit.viz.saliency import display_map
-from xaikit.widgets.niivue import VolumeViewer, crosshair_fraction, label_volume
+from xaikit.widgets.niivue import MIN_SHOWN, VolumeViewer, crosshair_fraction, label_volume
 
 pytest.importorskip("ipyniivue")
 
@@ -69,7 +69,7 @@ def test_viewer_sends_the_kits_display_scaling_threshold_and_opacity():
     assert (overlay.colormap, overlay.colormap_negative, overlay.opacity) == ("warm", "winter", 0.4)
     viewer.set_opacity(0.9)
     viewer.set_threshold(0)
-    assert viewer.map_volume.opacity == 0.9 and viewer.map_volume.cal_min == pytest.approx(1e-6)
+    assert viewer.map_volume.opacity == 0.9 and viewer.map_volume.cal_min == MIN_SHOWN
     viewer.set_sign("positive")
     positive = np.asarray(_from_bytes(viewer.map_volume.data).dataobj)
     assert positive.min() >= 0 and viewer.map_volume.colormap_negative == ""

@@ -26,10 +26,13 @@ from ..io.nifti import dhw_to_ras, nifti_bytes
 from ..viz.saliency import SIGN_MODES, display_map
 from ..viz.volume import _array
 
-__all__ = ["VolumeViewer", "NIIVUE_COLORMAPS", "volume_affine", "label_volume", "crosshair_fraction"]
+__all__ = ["VolumeViewer", "NIIVUE_COLORMAPS", "MIN_SHOWN", "volume_affine", "label_volume", "crosshair_fraction"]
 
 #: NiiVue colour maps per sign mode: (positive values, negative values or "" for none).
 NIIVUE_COLORMAPS = {"signed": ("warm", "winter"), "positive": ("warm", ""), "absolute": ("viridis", "")}
+
+#: Smallest |shown map| value NiiVue draws (the map is scaled to [-1, 1]): below it the scan shows through.
+MIN_SHOWN = 0.05
 
 # Region label colours (RGB), label 1 upwards; label 0 (background) is transparent.
 _LABEL_RGB = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
@@ -165,9 +168,11 @@ class VolumeViewer:
         return display_map(m.reshape(m.shape[0], -1), self.sign, self.clip_pct).reshape(m.shape)
 
     def threshold_value(self) -> float:
-        """NiiVue's ``cal_min`` of the map: the ``threshold_pct`` percentile of |shown map| (zero is never drawn)."""
+        """NiiVue's ``cal_min`` of the map: the ``threshold_pct`` percentile of |shown map|, at least
+        :data:`MIN_SHOWN` (NiiVue draws every value above ``cal_min`` in full colour, so the faint tails that the
+        kit's Plotly overlays fade out would otherwise cover the scan)."""
         values = np.abs(self.overlay_values())
-        return max(float(np.percentile(values, self.threshold_pct)) if self.threshold_pct > 0 else 0.0, 1e-6)
+        return max(float(np.percentile(values, self.threshold_pct)) if self.threshold_pct > 0 else 0.0, MIN_SHOWN)
 
     def _map_volume(self):
         positive, negative = NIIVUE_COLORMAPS[self.sign]
