@@ -222,13 +222,15 @@ def _niivue_canvas(page):
 
 
 def _warm_pixels(png: bytes) -> int:
-    """How many pixels of a screenshot are in NiiVue's "warm" colour map (red/orange/yellow, not grey)."""
+    """How many pixels of the planes (the canvas less its bottom fifth, where the colour bars are) are in NiiVue's
+    "warm" colour map (red/orange/yellow; not grey, not the green crosshair, not the pale region labels)."""
     import io
 
     import numpy as np
     from PIL import Image
 
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    rgb = rgb[: int(0.8 * rgb.shape[0])]
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     return int(((r > 150) & (r - b > 100) & (g - b > 20)).sum())
 
@@ -267,11 +269,10 @@ def test_niivue_viewer_shows_the_map_and_follows_opacity(lab, page):
         page.keyboard.press("ArrowLeft")
     assert slider_value(slider) == 0.0
     deadline, hidden = time.monotonic() + 30, warm
-    while hidden > warm // 3 and time.monotonic() < deadline:
+    while hidden > warm // 20 and time.monotonic() < deadline:
         time.sleep(0.5)
         png = canvas.screenshot()
         hidden = _warm_pixels(png)
     page.screenshot(path=str(ARTIFACTS / "niivue_viewer_opacity0.png"))
-    # what stays warm is the map's colour bar and the first region label (orange at 35% over the scan)
-    assert hidden <= warm // 3, f"opacity 0 left {hidden} of {warm} warm pixels: the slider does not reach NiiVue"
+    assert hidden <= warm // 20, f"opacity 0 left {hidden} of {warm} warm pixels: the slider does not reach NiiVue"
     assert _label_blue_pixels(png) > 100, "the region labels are not drawn under the map"

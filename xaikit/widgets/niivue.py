@@ -123,7 +123,7 @@ class VolumeViewer:
         self.alpha, self.threshold_pct, self.sign, self.clip_pct = float(alpha), float(threshold_pct), sign, clip_pct
         self.region_names: list[str] = []
         self.nv = NiiVue(height=height, slice_type=SliceType.MULTIPLANAR, multiplanar_show_render=ShowRender.ALWAYS,
-                         is_colorbar=True, show_3d_crosshair=True, crosshair_color=(1.0, 1.0, 0.0, 1.0))
+                         is_colorbar=True, show_3d_crosshair=True, crosshair_color=(0.2, 1.0, 0.2, 1.0))
         self._scan = self._volume(self.array, "scan.nii", colormap="gray", window=self._window(volume, window))
         self._labels = None if regions is None else self._label_volume(regions, region_opacity)
         self._saliency = None if saliency is None else _array(saliency, "saliency")
