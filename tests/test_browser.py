@@ -198,3 +198,82 @@ def test_demo_report_opens_without_errors(demo_index, page):
     _check_report_page(page, demo_index)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo_report.png"))
+
+
+# The 3-D viewer's notebook: a phantom-like volume (a bright ball), a positive map on one side of it and two region
+# labels, shown by VolumeExplorer (NiiVue above the Plotly planes); its opacity slider drives both.
+VIEWER_CELLS = [
+    "import numpy as np\nfrom xaikit.regions import RegionSet\nfrom xaikit.widgets.volume import VolumeExplorer",
+    "d, h, w = np.mgrid[:24, :24, :24]\n"
+    "ball = ((d - 12) ** 2 + (h - 12) ** 2 + (w - 12) ** 2 < 81).astype(float)\n"
+    "blob = np.exp(-((d - 12) ** 2 + (h - 12) ** 2 + (w - 16) ** 2) / 8.0)\n"
+    "regions = RegionSet(['left', 'right'], np.stack([ball * (w < 12) > 0, ball * (w >= 12) > 0]), ndim=3)\n"
+    "explorer = VolumeExplorer(ball, {'blob': blob}, regions=regions, sign='positive', alpha=1.0)\n"
+    "explorer.viewer",
+    "explorer",
+]
+
+
+def _niivue_canvas(page):
+    """The NiiVue canvas of the page, once it drew something (WebGL2; Chromium renders it in software here)."""
+    canvas = page.locator(".jp-OutputArea-output canvas").first
+    canvas.wait_for(state="visible", timeout=60_000)
+    canvas.scroll_into_view_if_needed()
+    return canvas
+
+
+def _warm_pixels(png: bytes) -> int:
+    """How many pixels of the planes (the canvas less its bottom fifth, where the colour bars are) are in NiiVue's
+    "warm" colour map (red/orange/yellow; not grey, not the green crosshair, not the pale region labels)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    rgb = rgb[: int(0.8 * rgb.shape[0])]
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return int(((r > 150) & (r - b > 100) & (g - b > 20)).sum())
+
+
+def _label_blue_pixels(png: bytes) -> int:
+    """Pixels of the second region label's light blue (86, 180, 233) blended over the scan."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return int(((b > 200) & (b - r > 20) & (g > r) & (b > g)).sum())
+
+
+def test_niivue_viewer_shows_the_map_and_follows_opacity(lab, page):
+    """The 3-D viewer (NiiVue via ipyniivue) draws the map over the scan; the opacity slider hides it."""
+    nb = write_notebook(ARTIFACTS / "viewer" / "niivue_viewer.ipynb", VIEWER_CELLS, "NiiVue viewer")
+    rel = nb.relative_to(REPO).as_posix()
+    page.set_viewport_size({"width": 1000, "height": 1600})  # the whole viewer on screen (software WebGL2)
+    open_notebook(page, lab, rel)
+    run_all_cells(page, rel, timeout=120)
+    canvas = _niivue_canvas(page)
+    deadline, warm = time.monotonic() + 60, 0
+    while warm < 50 and time.monotonic() < deadline:  # the volumes load asynchronously
+        time.sleep(0.5)
+        warm = _warm_pixels(canvas.screenshot())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "niivue_viewer.png"))
+    assert warm >= 50, f"the NiiVue canvas shows no map overlay ({warm} warm pixels); page errors: {page.errors}"
+
+    slider = float_slider(page, "opacity")
+    slider.locator(".noUi-handle").focus()
+    for _ in range(20):  # 1.0 -> 0.0 in steps of 0.05
+        page.keyboard.press("ArrowLeft")
+    assert slider_value(slider) == 0.0
+    deadline, hidden = time.monotonic() + 30, warm
+    while hidden > warm // 20 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        png = canvas.screenshot()
+        hidden = _warm_pixels(png)
+    page.screenshot(path=str(ARTIFACTS / "niivue_viewer_opacity0.png"))
+    assert hidden <= warm // 20, f"opacity 0 left {hidden} of {warm} warm pixels: the slider does not reach NiiVue"
+    assert _label_blue_pixels(png) > 100, "the region labels are not drawn under the map"

@@ -386,6 +386,14 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
     scores = region_scores(list(exps.values()), regions, sign="positive")
     report.table(scores[["method", "region", "n_voxels", "volume_mm3", "mass_frac", "density_ratio"]],
                  "volume_region_scores", caption="Relevance per anatomical label (voxels, mm^3, mass, density).")
+    empty = sorted(set(scores["method"]) - set(scores.dropna(subset=["mass_frac"])["method"]))
+    if empty:
+        report.text(f"{', '.join(empty)}: no positive relevance anywhere in the volume, so under the positive sign "
+                    "policy there is no mass to share out and the rows are empty (NaN)"
+                    + (". Occlusion with uniform cubes lowers the lesion score everywhere for this model (an "
+                       "out-of-distribution perturbation); look at its map with sign='signed'." if
+                       any("occlusion" in m for m in empty) else "; look at the maps with sign='signed'."),
+                    kind="note")
     written = [pre.write_map(e.maps[0], ct, report.out_dir / f"volume_{label}.nii.gz") for label, e in exps.items()]
     same = all(np.allclose(read_volume(p).affine, ct.affine) for p in written)
     report.text(f"Maps written as NIfTI over the source scan ({', '.join(p.name for p in written)}); "

@@ -28,10 +28,10 @@ import plotly.graph_objects as go
 
 from ._util import atomic_write
 from .errors import ArgumentError
-from .viz.export import png_export_available, save_figures_png, save_png
+from .viz.export import compact_figure, png_export_available, save_figures_png, save_png
 from .viz.tables import readable
 
-__all__ = ["Report"]
+__all__ = ["Report", "compact_figure"]
 
 _SLUG = re.compile(r"[^a-z0-9_.-]+")
 
@@ -42,10 +42,28 @@ h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}\
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}figure{margin:1em 0}figcaption{color:#555;font-size:0.9em}
-img{max-width:100%}.note{color:#666;font-size:0.9em}\
+img{max-width:100%}figure{overflow-x:auto}td{white-space:nowrap}.note{color:#666;font-size:0.9em}\
 .warn{background:#fff4e0;border-left:4px solid #f0a000;padding:4px 8px}
 nav a{margin-right:1em}
 """
+
+
+#: Widest figure (px) that fits the page's text column (``max-width:1100px`` less padding).
+PAGE_WIDTH = 1060
+#: Longest text shown in a table cell (the CSV keeps the full text).
+CELL_CHARS = 80
+
+
+def _shorten(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """Text cells longer than :data:`CELL_CHARS` cut at a word with "…": rows stay one line tall (a wide table
+    scrolls sideways in its box)."""
+    out, cut = df.copy(), False
+    for col in out.columns:
+        long = out[col].map(lambda v: isinstance(v, str) and len(v) > CELL_CHARS)
+        if long.any():
+            cut = True
+            out.loc[long, col] = out.loc[long, col].map(lambda v: v[:CELL_CHARS].rsplit(" ", 1)[0] + " …")
+    return out, cut
 
 
 def _slug(name: str) -> str:
@@ -103,7 +121,8 @@ class Report:
         """Embed a Plotly figure (interactive); ``<name>.png`` is written by :meth:`write` when PNG export is
         possible."""
         slug = self._unique(name)
-        div = fig.to_html(include_plotlyjs=False, full_html=False, default_height=fig.layout.height or 450)
+        div = compact_figure(fig, max_width=PAGE_WIDTH).to_html(include_plotlyjs=False, full_html=False,
+                                                                 default_height=fig.layout.height or 450)
         self._pending_png.append((fig, self.out_dir / f"{slug}.png"))
         self._blocks.append(f"<figure>{div}<figcaption>{html.escape(caption)}</figcaption></figure>")
 
@@ -125,7 +144,9 @@ class Report:
         with atomic_write(path, "w") as fh:
             df.to_csv(fh, index=False)
         self.files.append(path)
-        shown = readable(df.head(max_rows), digits)
+        shown, cut = _shorten(readable(df.head(max_rows), digits))
+        if cut:
+            caption = f"{caption} Long texts are shortened here (…); the CSV has them in full.".strip()
         more = (
             f'<p class="note">Showing {max_rows} of {len(df)} rows; '
             f'all rows in <a href="{path.name}">{path.name}</a>.</p>'

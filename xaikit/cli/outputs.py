@@ -6,8 +6,8 @@ Layout of ``--out DIR``::
                               domain_distance, in_domain, prob_<class>...
     explanations.csv          one row per item x method: the prediction columns, method, target, and
                               map_min, map_max, map_mean, map_mean_abs, map_positive_frac, map_top5pct_frac
-    overlays/<item>__<method>.png   the map on the original image, at the image's own resolution, under a
-                              title band with the prediction and the domain flag
+    overlays/<item>__<method>.png   the map on the original image at display resolution (longest side <= 448 px),
+                              under a title band with the prediction and the domain flag
     maps/<item>__<method>.npy       the raw signed map (float32) on the model's input grid
     maps/<item>__<method>.nii.gz    volumes (3D models): the map on the scan's own grid, with the source file's
                               affine and voxel order (NIfTI) or the series' affine (DICOM)
@@ -32,7 +32,10 @@ from ..inference import map_summary, overlay_rgb, titled
 from ..viz.export import save_png
 from .inputs import Item
 
-__all__ = ["prediction_table", "write_table", "write_maps", "write_gallery"]
+__all__ = ["OVERLAY_SIDE", "prediction_table", "write_table", "write_maps", "write_gallery"]
+
+#: Longest side of an overlay PNG (display resolution: <= ~300 KB each; the raw map stays in ``maps/*.npy``).
+OVERLAY_SIDE = 448
 
 
 def prediction_table(items: Sequence[Item], probs, classes: Sequence[str], distances=None) -> pd.DataFrame:
@@ -81,7 +84,8 @@ def write_maps(out: Path, items: Sequence[Item], explanations: Mapping[str, obje
                 rgb, where = _volume_overlay(out / "maps" / f"{stem}.nii.gz", it.image, m, preprocess)
             else:
                 rgb, where = overlay_rgb(it.image, m, preprocess), ""
-            save_png(titled(rgb, captions[it.name] + where, alert=alerts[it.name]), out / "overlays" / f"{stem}.png")
+            save_png(titled(rgb, captions[it.name] + where, alert=alerts[it.name]), out / "overlays" / f"{stem}.png",
+                     max_side=OVERLAY_SIDE)
             rows.append({"item": it.name, "method": label, "method_name": exp.method,
                          "target_policy": exp.target_policy, "target": int(exp.targets[i]), **map_summary(m)})
     return predictions.merge(pd.DataFrame(rows), on="item", how="right")

@@ -6,7 +6,7 @@ the PS3.15 basic de-identification profile.
 """
 from .dicom import read_dicom
 from .image import MedicalImage
-from .nifti import read_nifti, write_nifti
+from .nifti import nifti_bytes, read_nifti, write_nifti
 from .privacy import deidentify
 from .raster import read_npy, read_raster, write_png
 from .reader import SUPPORTED_EXTENSIONS, image_format, read_image
@@ -24,6 +24,7 @@ __all__ = [
     "read_npy",
     "write_dicom",
     "write_nifti",
+    "nifti_bytes",
     "write_png",
     "deidentify",
     "read_volume",

@@ -32,7 +32,7 @@ from ..errors import ArgumentError, ImageReadError, ImageWriteError, XaikitError
 from ._common import MAX_VOXELS, check_voxels, checked_pixels, existing_file
 from .image import MedicalImage
 
-__all__ = ["read_nifti", "write_nifti", "ras_to_dhw", "dhw_to_ras"]
+__all__ = ["read_nifti", "write_nifti", "nifti_bytes", "ras_to_dhw", "dhw_to_ras"]
 
 # Spatial units of the header (xyzt_units) in millimetres; 'unknown' is taken as mm (and noted).
 _UNIT_MM = {"mm": 1.0, "meter": 1000.0, "micron": 1e-3, "unknown": 1.0}
@@ -304,3 +304,32 @@ def save_nifti(nifti: nib.Nifti1Image, path: Path) -> Path:
     except OSError as exc:
         raise ImageWriteError(f"{path}: could not write the NIfTI file ({exc}).") from exc
     return path
+
+
+def nifti_bytes(array, affine: np.ndarray | None = None, *, spacing=(1.0, 1.0, 1.0), dtype=np.float32) -> bytes:
+    """An uncompressed NIfTI-1 file (``.nii``) of a ``(D, H, W)`` array, built in memory (for in-browser viewers).
+
+    Parameters
+    ----------
+    array : array ``D x H x W``
+        Voxels in xaikit's layout.
+    affine : numpy.ndarray, optional
+        4x4 map from ``(d, h, w, 1)`` to RAS mm; default :func:`dhw_to_ras` of ``spacing``.
+    dtype : numpy dtype
+        Stored type (``np.uint8``/``np.int16`` for label volumes).
+
+    Examples
+    --------
+    >>> data = nifti_bytes(np.zeros((2, 3, 4)))
+    >>> data[344:348] == b"n+1\x00", len(data) == 352 + 2 * 3 * 4 * 4
+    (True, True)
+    """
+    arr = np.asarray(array)
+    if arr.ndim != 3:
+        raise ArgumentError(f"nifti_bytes needs a D x H x W array; got shape {arr.shape}.")
+    affine = dhw_to_ras(tuple(spacing)) if affine is None else np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise ArgumentError(f"affine must be a finite 4x4 matrix; got {np.asarray(affine).tolist()}.")
+    nifti = nib.Nifti1Image(np.ascontiguousarray(arr, dtype=dtype), affine)
+    nifti.header.set_xyzt_units("mm")
+    return nifti.to_bytes()

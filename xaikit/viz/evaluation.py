@@ -195,8 +195,8 @@ def rank_heatmap(summary: pd.DataFrame, *, similarity: str = "spearman_abs") -> 
     fig = go.Figure(go.Heatmap(z=wide.to_numpy(), x=wide.columns.tolist(), y=wide.index.astype(str).tolist(),
                                colorscale="Viridis_r", text=wide.to_numpy(), texttemplate="%{text:.0f}",
                                colorbar=dict(title="rank")))
-    fig.update_layout(title="Rank of each method per metric (1 = best)", height=max(320, 30 * len(wide) + 150),
-                      width=max(500, 70 * wide.shape[1] + 220), margin=dict(l=170, b=140))
+    fig.update_layout(title="Rank of each method per metric (1 = best)", height=max(360, 44 * len(wide) + 260),
+                      width=max(500, 70 * wide.shape[1] + 220), margin=dict(l=170, b=140, t=90))
     return fig
 
 

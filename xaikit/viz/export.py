@@ -1,7 +1,8 @@
 """Static exports of figures and images, so results show where widget state is not saved.
 
-Plotly figures are written as HTML that loads ``plotly.min.js`` from its own folder (written there once, no
-network needed) and as PNG
+Plotly figures are written as HTML that loads one shared ``plotly.min.js`` (4.8 MB, written once per output tree:
+the nearest folder at or above the figure's, inside the working directory, that already holds one; else beside the
+figure; no network needed) and as PNG
 when Kaleido can find a Chrome/Chromium (Kaleido >= 1 renders through one; Debian's ``chromium`` package works).
 Images (arrays in [0, 1], or RGB) are written as PNG with Pillow, which needs no browser.
 """
@@ -17,7 +18,7 @@ import plotly.graph_objects as go
 from .._util import atomic_path, atomic_write
 from ..errors import ArgumentError, ImageWriteError
 
-__all__ = ["png_export_available", "save_figure", "save_figures_png", "save_png", "colorize"]
+__all__ = ["png_export_available", "save_figure", "save_figures_png", "save_png", "colorize", "compact_figure"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,7 +36,8 @@ def png_export_available() -> bool:
 
 
 def save_figure(
-    fig: go.Figure, path: str | os.PathLike, *, html: bool = True, png: bool | None = None, scale: float = 1.0
+    fig: go.Figure, path: str | os.PathLike, *, html: bool = True, png: bool | None = None, scale: float = 1.0,
+    plotlyjs: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Write ``fig`` as ``<path>.html`` and ``<path>.png`` (when PNG export is available).
 
@@ -47,6 +49,10 @@ def save_figure(
         Write the HTML file (it loads ``plotly.min.js``, written once into the same folder).
     png : bool, optional
         ``True`` requires PNG (error if impossible), ``False`` skips it, ``None`` (default) writes it when possible.
+    plotlyjs : path, optional
+        The shared ``plotly.min.js`` the HTML loads (written there if missing), e.g. ``out_root / "plotly.min.js"``.
+        Default: the nearest ``plotly.min.js`` at or above the figure's folder (inside the working directory),
+        else one written beside the figure.
 
     Returns
     -------
@@ -57,10 +63,11 @@ def save_figure(
     written = []
     if html:
         written.append(stem.with_suffix(".html"))
-        _plotlyjs_beside(written[0])
+        js = _shared_plotlyjs(written[0], plotlyjs)
         with atomic_write(written[0], "w") as fh:
-            # plotly.js (~4.7 MB) once per folder, not inlined in every figure's file
-            fh.write(fig.to_html(include_plotlyjs="directory", full_html=True))
+            # plotly.js (~4.8 MB) once per output tree, not inlined in (or copied beside) every figure's file
+            src = Path(os.path.relpath(js, written[0].parent)).as_posix()
+            fh.write(compact_figure(fig).to_html(include_plotlyjs=src, full_html=True))
     want_png = png_export_available() if png is None else png
     if want_png:
         if not png_export_available():
@@ -75,15 +82,59 @@ def save_figure(
     return written
 
 
-def _plotlyjs_beside(html: Path) -> None:
-    """Write ``plotly.min.js`` next to ``html`` once (the HTML loads it from there: works offline)."""
+def compact_figure(fig: go.Figure, *, max_width: int | None = None) -> go.Figure:
+    """A copy of ``fig`` for a web page: heatmap/contour values as float32 arrays (NaN gaps kept), grey pictures as
+    bytes, the toolbar on the right edge (not over the titles), at most ``max_width`` pixels wide (scaled down).
+
+    Plotly writes numpy arrays as base64 typed arrays; JSON lists (with ``None`` for gaps, see
+    :func:`xaikit.viz.image.plotly_z`) of float64 take about twice the bytes: a method grid drops from ~1.4 MB to
+    ~0.6 MB. The figure drawn is the same (float32 keeps 7 significant digits).
+    """
+    out = go.Figure(fig)
+    # the toolbar stands on the right edge instead of over the titles; a figure wider than the page is scaled down
+    out.update_layout(modebar={"orientation": "v"})
+    width, height = out.layout.width, out.layout.height
+    if max_width and width and width > max_width:
+        out.update_layout(width=max_width, height=round(height * max_width / width) if height else None)
+    for trace in out.data:
+        z = getattr(trace, "z", None) if trace.type in ("heatmap", "contour") else None
+        if z is not None:
+            arr = np.asarray(z, dtype=object)
+            trace.z = np.where(arr == None, np.nan, arr).astype(np.float32)  # noqa: E711 (element-wise)
+            _grey_as_bytes(trace)
+    return out
+
+
+def _grey_as_bytes(trace) -> None:
+    """A grey picture (a heatmap with no hover, no gaps and a fixed range) as 256 levels in one byte per pixel:
+    the colours drawn are the same (a screen shows 256 grey levels), a quarter of the float32 bytes."""
+    z, lo, hi = trace.z, trace.zmin, trace.zmax
+    if trace.type != "heatmap" or trace.hoverinfo != "skip" or lo is None or hi is None or hi <= lo \
+            or np.isnan(z).any():
+        return
+    trace.z = np.round(np.clip((z - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    trace.zmin, trace.zmax = 0, 255
+
+
+def _shared_plotlyjs(html: Path, given: str | os.PathLike | None) -> Path:
+    """The ``plotly.min.js`` that ``html`` loads: ``given``, else the nearest one at or above its folder inside the
+    working directory, else a new one beside it; written once (works offline)."""
     from plotly.offline import get_plotlyjs
 
-    js = html.parent / "plotly.min.js"
+    folder = html.parent.resolve()
+    js = Path(given).resolve() if given is not None else None
+    if js is None:
+        cwd = Path.cwd().resolve()
+        above = [folder, *folder.parents] if folder.is_relative_to(cwd) else [folder]
+        js = next((d / "plotly.min.js" for d in above if d.is_relative_to(cwd) and (d / "plotly.min.js").is_file()),
+                  folder / "plotly.min.js")
+    if js.suffix != ".js":
+        raise ArgumentError(f"plotlyjs={str(given)!r} must name a .js file (e.g. out_dir / 'plotly.min.js').")
     if not js.exists():
         js.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(js, "w") as fh:
             fh.write(get_plotlyjs())
+    return js
 
 
 def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, scale: float = 1.0) -> list[Path]:
@@ -109,7 +160,20 @@ def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, s
         for fig, tmp, final, w, h in zip(figs, tmps, finals, widths, heights):
             if not _written(tmp):  # Kaleido drops a figure whose render failed (e.g. timed out on a busy machine)
                 _render_again(fig, tmp, final, scale, w, h)
+            _optimise_png(tmp)
     return finals
+
+
+def _optimise_png(path: Path) -> None:
+    """Re-save Kaleido's PNG with Pillow's optimiser (same pixels, ~10-20% fewer bytes); other files are left."""
+    from PIL import Image
+
+    with open(path, "rb") as fh:
+        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+            return
+    with Image.open(path) as im:
+        im.load()
+        im.save(path, format="PNG", optimize=True)
 
 
 def _written(tmp: Path) -> bool:
@@ -145,8 +209,12 @@ def colorize(values: np.ndarray, cmap: str = "gray", vmin: float | None = None,
     return lut[np.nan_to_num(t * 255).astype(np.int64)]
 
 
-def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write a 2D array in [0, 1] (grey) or an (H, W, 3) uint8/float array (RGB) as a PNG, atomically."""
+def save_png(image: np.ndarray, path: str | os.PathLike, *, max_side: int | None = None) -> Path:
+    """Write a 2D array in [0, 1] (grey) or an (H, W, 3) uint8/float array (RGB) as a PNG, atomically.
+
+    ``max_side`` shrinks a larger picture (Pillow's Lanczos filter, aspect ratio kept) to display resolution: a
+    2000 x 2500 radiograph overlay takes ~3 MB at full size and ~0.3 MB at 448 px (the raw map stays in ``.npy``).
+    """
     from PIL import Image
 
     arr = np.asarray(image)
@@ -158,8 +226,10 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
         pil = Image.fromarray(arr, mode="RGB")
     else:
         raise ArgumentError(f"save_png needs (H, W) or (H, W, 3); got shape {arr.shape}.")
+    if max_side is not None and max(pil.size) > max_side:
+        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     path = Path(path)
     with atomic_write(path) as fh:
-        pil.save(fh, format="PNG")
+        pil.save(fh, format="PNG", optimize=True)
     return path
 

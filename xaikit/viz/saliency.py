@@ -284,8 +284,9 @@ def method_grid(images, explanations: Mapping[str, object], *, indices: Sequence
         fig.update_yaxes(title_text=row_label(first, r, class_names, domain_distances), title_font_size=11,
                          row=i + 1, col=1)
     fig.update_annotations(font_size=11)
-    fig.update_layout(width=cell * len(labels) + 230, height=cell * len(rows) + 80,
-                      margin={"l": 130, "r": 10, "t": 60, "b": 10})
+    # the right margin holds the colour bars' tick labels and titles ("relevance") in full
+    fig.update_layout(width=cell * len(labels) + 290, height=cell * len(rows) + 80,
+                      margin={"l": 130, "r": 70, "t": 60, "b": 10})
     _square(fig)
     return fig
 

@@ -128,8 +128,15 @@ def three_plane_figure(volume, saliency=None, *, point: Sequence[int] | None = N
                                      colorbar={"title": {"text": sign}}), row=1, col=col)
     _crosshairs(fig, point, grey.shape, up)
     _aspect(fig, spacing)
-    fig.update_layout(title=title, height=height, width=3 * height, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    _title_above_panels(fig, title, height)
     return fig
+
+
+def _title_above_panels(fig: go.Figure, title: str | None, height: int) -> None:
+    """Size and margins of a three-panel figure; a title gets a band of its own above the panel titles."""
+    top = 85 if title else 50
+    fig.update_layout(title={"text": title, "y": 1.0, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
+                      height=height + top - 50, width=3 * height, margin={"l": 10, "r": 10, "t": top, "b": 10})
 
 
 def _crosshairs(fig: go.Figure, point, shape, up: bool) -> None:
@@ -186,7 +193,7 @@ def mip_figure(saliency, *, sign: str = "positive", clip_pct: float | None = 99.
         fig.add_trace(go.Heatmap(z=plotly_z(proj), colorscale=SIGN_MODES[sign], zmin=lo, zmax=1.0, showscale=col == 3,
                                  opacity=0.6 if grey is not None else 1.0, name=f"{plane} MIP"), row=1, col=col)
     _aspect(fig, spacing)
-    fig.update_layout(title=title, height=height, width=3 * height, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    _title_above_panels(fig, title, height)
     return fig
 
 

@@ -1,7 +1,9 @@
 """VolumeExplorer: three-plane slice explorer of a volume and its saliency maps; callbacks only redraw.
 
 Sliders pick the axial/coronal/sagittal slices (the crosshairs in every panel follow), window level and width,
-map opacity, threshold and sign mode; a dropdown picks the map. Every figure comes from
+map opacity, threshold and sign mode; a dropdown picks the map. The same controls drive a NiiVue viewer
+(:class:`xaikit.widgets.niivue.VolumeViewer`: the three planes and a 3-D render with one crosshair, the region labels
+in colour) above the Plotly planes. Every Plotly figure comes from
 :func:`xaikit.viz.volume.three_plane_figure`; :meth:`VolumeExplorer.figure_now` is the static fallback (a plain
 Plotly figure, e.g. for a saved notebook or a report) and :func:`xaikit.viz.volume.mip_figure` gives the
 maximum-intensity projection of a map.
@@ -17,6 +19,7 @@ import plotly.graph_objects as go
 from ..io.image import MedicalImage
 from ..viz.saliency import SIGN_MODES
 from ..viz.volume import _array, three_plane_figure
+from .niivue import VolumeViewer
 
 __all__ = ["VolumeExplorer"]
 
@@ -30,6 +33,14 @@ class VolumeExplorer:
         The grey volume (a MedicalImage brings window, spacing and orientation).
     maps : dict of str to array ``D x H x W``, optional
         Saliency maps on the volume's grid, by name (e.g. ``{m: exp.maps[0] for m, exp in explanations.items()}``).
+    regions : RegionSet or (labels, names), optional
+        Region labels on the volume's grid, shown in the 3-D viewer.
+    affine, spacing : optional
+        The volume's voxel-to-RAS matrix (default the MedicalImage's) or voxel size, for the 3-D viewer.
+    viewer : bool
+        Build the NiiVue 3-D viewer (``ipyniivue``), driven by the same controls. Show it in a cell of its own
+        (``explorer.viewer``): ipyniivue 2.4 keeps one NiiVue per page and draws nothing when rendered together
+        with other widgets in one output.
 
     Examples
     --------
@@ -38,7 +49,8 @@ class VolumeExplorer:
     """
 
     def __init__(self, volume, maps: Mapping[str, object] | None = None, *, alpha: float = 0.5,
-                 threshold_pct: float = 0.0, sign: str = "signed", height: int = 340):
+                 threshold_pct: float = 0.0, sign: str = "signed", height: int = 340, regions=None, affine=None,
+                 spacing=None, viewer: bool = True):
         self.volume, self.maps, self.height = volume, {k: _array(v, k) for k, v in (maps or {}).items()}, height
         arr = _array(volume, "volume")
         d, h, w = arr.shape
@@ -61,13 +73,31 @@ class VolumeExplorer:
         for control in (self.d, self.h, self.w, self.level, self.width, self.method, self.alpha, self.threshold,
                         self.sign):
             control.observe(self._redraw, names="value")
-        self.widget = widgets.VBox([widgets.HBox([self.d, self.h, self.w]), widgets.HBox([self.level, self.width]),
-                                    widgets.HBox([self.method, self.alpha, self.threshold]), self.sign, self.figure])
+        self.viewer = VolumeViewer(volume, self.maps.get(self.method.value), regions=regions, affine=affine,
+                                   spacing=spacing, alpha=alpha, threshold_pct=threshold_pct, sign=sign,
+                                   height=height + 80) if viewer else None
+        if self.viewer is not None:
+            self.viewer.set_point(self.point)
+            self._wire_viewer()
+        self.controls = widgets.VBox([widgets.HBox([self.d, self.h, self.w]), widgets.HBox([self.level, self.width]),
+                                      widgets.HBox([self.method, self.alpha, self.threshold]), self.sign])
+        self.widget = widgets.VBox([self.controls, self.figure])
+
+    def _wire_viewer(self) -> None:
+        """The explorer's controls drive the 3-D viewer too (slices move its crosshair)."""
+        v = self.viewer
+        for control in (self.d, self.h, self.w):
+            control.observe(lambda _: v.set_point(self.point), names="value")
+        self.alpha.observe(lambda c: v.set_opacity(c["new"]), names="value")
+        self.threshold.observe(lambda c: v.set_threshold(c["new"]), names="value")
+        self.sign.observe(lambda c: v.set_sign(c["new"]), names="value")
+        self.method.observe(lambda c: v.set_map(self.maps[c["new"]]) if c["new"] in self.maps else None,
+                            names="value")
 
     def _ipython_display_(self):
         from IPython.display import display
 
-        display(self.widget)
+        display(self.widget)  # the 3-D viewer is shown on its own (``explorer.viewer``): see the class docstring
 
     def figure_now(self) -> go.Figure:
         """The figure for the current control values (a plain Plotly figure: the static fallback)."""
