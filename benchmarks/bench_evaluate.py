@@ -4,10 +4,10 @@ On the shipped clean phantom model (8 test images, 128 px, CPU) with the gradien
 
 * ``bound_s``: the model passes the metric needs, run bare at the engine's batch size (the memory plan's
   ``max_batch``): perturbed forwards for faithfulness metrics, batch explanations for robustness and
-  randomisation metrics (one per noise sample or randomised layer). Metrics that run no model have no bound.
+  randomization metrics (one per noise sample or randomized layer). Metrics that run no model have no bound.
 * ``ratio_bound``: our time / bound_s (goal: <= 1.1).
 * ``ratio_quantus``: our time / Quantus' time for the same metric on the same batch with matching settings
-  (goal: <= 1, and <= 0.5 for robustness and randomisation).
+  (goal: <= 1, and <= 0.5 for robustness and randomization).
 
 Every round times bound, ours and Quantus for every metric one after the other (A, B, C, A, B, C, ...); the
 medians over rounds are printed.
@@ -15,7 +15,7 @@ medians over rounds are printed.
 Measured (2 interleaved rounds, 8 images, a shared 2-core CPU under load 6-15; ours / bound, ours / Quantus):
 deletion 1.01 / 0.63, faithfulness_correlation 1.14 / 0.54, road 3.38 / 0.30 (scipy's sparse solves of the
 imputation, not model passes, dominate), max_sensitivity 1.10 / 0.41, local_lipschitz 1.03 / 0.50,
-sensitivity_max (captum) 1.27 / 0.45, cascading_randomisation 1.38 / 1.02; map-only metrics take 0.1-0.8 s,
+sensitivity_max (captum) 1.27 / 0.45, cascading_randomization 1.38 / 1.02; map-only metrics take 0.1-0.8 s,
 0.55-3.4x Quantus' (building a region_scores table costs more than Quantus' numpy one-liners).
 
 Usage::
@@ -35,7 +35,7 @@ import torch
 
 from xaikit.checkpoint import load_checkpoint
 from xaikit.data import ManifestDataset
-from xaikit.evaluation import randomisable_layers, score
+from xaikit.evaluation import randomizable_layers, score
 from xaikit.saliency import explain
 from xaikit.saliency.memory import plan
 from xaikit.samples import MODELS, sample_dir
@@ -64,7 +64,7 @@ def forward_bound(model, x, n_inputs: int, batch: int) -> float:
 
 def explain_bound(model, x, exp, n_batches: int, fresh_models: bool = False) -> float:
     """Explanations of ``n_batches`` copies of the batch: one engine call over all of them (chunked by the
-    memory plan), or one call per copy of the model when each stage has its own weights (randomisation)."""
+    memory plan), or one call per copy of the model when each stage has its own weights (randomization)."""
     import copy
 
     if not fresh_models:
@@ -72,7 +72,7 @@ def explain_bound(model, x, exp, n_batches: int, fresh_models: bool = False) -> 
         t = time.perf_counter()
         explain(model, reps, METHOD, exp.targets.repeat(n_batches), keep_raw=False)
         return time.perf_counter() - t
-    copies = [copy.deepcopy(model) for _ in range(n_batches)]  # randomising a copy is part of the metric's work
+    copies = [copy.deepcopy(model) for _ in range(n_batches)]  # randomizing a copy is part of the metric's work
     t = time.perf_counter()
     for m in copies:
         explain(m, x, METHOD, exp.targets, keep_raw=False)
@@ -93,7 +93,7 @@ def cases(model, x, exp, masks, batch: int):
     import quantus as q
 
     n, p = len(x), x[0, 0].numel()
-    layers = len(randomisable_layers(model))
+    layers = len(randomizable_layers(model))
     common = dict(disable_warnings=True, display_progressbar=False)
     fwd = lambda k: (lambda: forward_bound(model, x, k * n, batch))  # noqa: E731
     expl = lambda k, fresh=False: (lambda: explain_bound(model, x, exp, k, fresh))  # noqa: E731
@@ -113,7 +113,7 @@ def cases(model, x, exp, masks, batch: int):
                                                      **common)),
         "sensitivity_max": ({"n_samples": 10, "radius": 0.05}, expl(10),
                             q.MaxSensitivity(nr_samples=10, lower_bound=0.05, normalise=False, abs=False, **common)),
-        "cascading_randomisation": ({"similarities": ["spearman_abs"]}, expl(layers, True),
+        "cascading_randomization": ({"similarities": ["spearman_abs"]}, expl(layers, True),
                                     q.MPRT(layer_order="top_down", **common)),
         "pointing_game": ({}, None, q.PointingGame(**common)),
         "relevance_mass": ({"sign": "absolute"}, None, q.RelevanceMassAccuracy(abs=True, **common)),

@@ -1,7 +1,7 @@
 """Throughput of ``xaikit.train.fit`` against a bare PyTorch loop on the same data and model, in one run.
 
 Both loops train the same architecture from the same initial weights on the same in-memory dataset of sample
-dicts, with the same DataLoader settings, optimiser and batch size; the bare loop has no validation, no history,
+dicts, with the same DataLoader settings, optimizer and batch size; the bare loop has no validation, no history,
 no progress bar. fit's validation pass is part of what a user pays, so it is timed too, but the ratio compares
 training throughput only: fit's per-epoch ``train_seconds`` (the training pass) against the bare loop's time
 per epoch. Goal: ratio >= 0.95. Epochs of the two loops alternate and medians are reported.

@@ -13,7 +13,7 @@ On the shipped clean phantom model and pneumonia test images with lesion masks:
   reread: units recomputed, and the times against one uninterrupted run.
 * ``gpu``: the same study on CUDA where a device exists (goal: >= 20x the 2-core CPU).
 
-The default (2 images at 64 px, max-sensitivity with 2 noisy copies, the top 2 randomisation stages,
+The default (2 images at 64 px, max-sensitivity with 2 noisy copies, the top 2 randomization stages,
 occlusion left out: alone it needs more model passes than the other 14 methods together; the cluster and resume
 rows on three methods) plans about 900 passes for the study. On a heavily shared 2-core machine (load average
 15) the whole run took about 20 minutes and printed: explain 2.25x, score 1.31x, overall 1.44x the bound (plan
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 import xaikit.evaluation.core as core
 from xaikit.checkpoint import load_checkpoint
 from xaikit.data import ManifestDataset
-from xaikit.evaluation import plan, randomisable_layers, score_many
+from xaikit.evaluation import plan, randomizable_layers, score_many
 from xaikit.saliency import PRESETS, explain_many
 from xaikit.samples import MODELS, sample_dir
 
@@ -164,7 +164,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--size", type=int, default=64, help="image side in px (the model is fully convolutional)")
-    ap.add_argument("--stages", type=int, default=2, help="randomisation stages, top layer first")
+    ap.add_argument("--stages", type=int, default=2, help="randomization stages, top layer first")
     ap.add_argument("--noise-samples", type=int, default=2, help="max-sensitivity's noisy copies")
     ap.add_argument("--with-occlusion", action="store_true")
     ap.add_argument("--no-cluster", action="store_true")
@@ -176,8 +176,8 @@ def main() -> None:
     methods = {k: v for k, v in PRESETS["sumer2023"].items() if args.with_occlusion or k != "occlusion"}
     metrics = {"deletion": {"patch": max(1, args.size // 16), "steps": 16},
                "insertion": {"patch": max(1, args.size // 16), "steps": 16},
-               "cascading_randomisation": {"similarities": ["spearman_abs"],
-                                           "layers": randomisable_layers(model)[: args.stages]},
+               "cascading_randomization": {"similarities": ["spearman_abs"],
+                                           "layers": randomizable_layers(model)[: args.stages]},
                "relevance_mass": {}, "sparseness": {}, "max_sensitivity": {"n_samples": args.noise_samples}}
     print(f"{len(methods)} methods + 2 controls x {len(metrics)} metrics on {args.images} images at {args.size} px; "
           f"{torch.get_num_threads()} torch threads; timings on a shared machine: read the ratios")

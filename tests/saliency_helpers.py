@@ -53,11 +53,11 @@ def tiny_cnn(bias: bool = True, bn: bool = False, classes: int = 3, seed: int = 
     model.add_module("flatten", nn.Flatten())
     model.add_module("fc", nn.Linear(6 * 4 * 4, classes, bias=bias))
     if bn:
-        randomise_batchnorm(model)
+        randomize_batchnorm(model)
     return model.to(dtype).eval()
 
 
-def randomise_batchnorm(model: nn.Module) -> nn.Module:
+def randomize_batchnorm(model: nn.Module) -> nn.Module:
     """Non-trivial BatchNorm statistics and affine terms (fresh ones are an identity that hides merge errors)."""
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -190,7 +190,8 @@ def _redigest(path, **changes):
     payload.update(changes)
     meta = {k: payload[k] for k in ck._META_KEYS}
     state = payload["state_dict"]
-    if isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()) and isinstance(meta["summary"], dict):
+    tensors = isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values())
+    if tensors and isinstance(meta["summary"], dict):
         payload["sha256"] = ck._digest(meta, state)
     torch.save(payload, path)
 
@@ -246,8 +247,8 @@ def _not_files(tmp_path):
     dangling.symlink_to(tmp_path / "gone.pt")
     fifo = tmp_path / "fifo.pt"
     os.mkfifo(fifo)
-    return [(folder, "is a (folder|directory)"), (loop, "symbolic link loop"), (dangling, "symbolic link to a missing file"),
-            (fifo, "not a regular file")]
+    return [(folder, "is a (folder|directory)"), (loop, "symbolic link loop"),
+            (dangling, "symbolic link to a missing file"), (fifo, "not a regular file")]
 
 
 def test_folders_links_and_fifos_are_named_as_such(tmp_path):

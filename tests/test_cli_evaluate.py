@@ -19,8 +19,8 @@ from xaikit.saliency import explain_many
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "data_samples" / "models" / "phantom_small_cnn.pt"
 IMAGES = [ROOT / "data_samples" / "images" / f"img0000{i}.png" for i in range(3)]
-ARGS = ["--method", "gradient", "--method", "gradcam", "--metric", "deletion", "--metric", "cascading_randomisation",
-        "--metric-param", "deletion:steps=8", "--metric-param", 'cascading_randomisation:similarities=["spearman_abs"]',
+ARGS = ["--method", "gradient", "--method", "gradcam", "--metric", "deletion", "--metric", "cascading_randomization",
+        "--metric-param", "deletion:steps=8", "--metric-param", 'cascading_randomization:similarities=["spearman_abs"]',
         "--n-boot", "200", "--no-progress"]
 
 
@@ -39,7 +39,7 @@ def test_evaluate_writes_the_table_verdicts_and_report(study):
     assert "plan: 3 images" in proc.stderr and "total" in proc.stderr  # the plan is printed before the work
     scores = pd.read_csv(out / "scores.csv")
     assert set(scores["method"]) == {"gradient", "gradcam", "random", "sobel"}  # the controls beside the methods
-    assert set(scores["metric"]) == {"deletion", "cascading_randomisation"}
+    assert set(scores["metric"]) == {"deletion", "cascading_randomization"}
     assert scores["image_id"].str.fullmatch(r"\d{5}_[0-9a-f]{16}").all()  # named as `xaikit explain` names them
     summary = pd.read_csv(out / "summary.csv")
     assert {"mean", "ci_low", "ci_high", "rank"} <= set(summary.columns)
@@ -47,8 +47,8 @@ def test_evaluate_writes_the_table_verdicts_and_report(study):
     assert len(ok) and ((ok["ci_low"] <= ok["mean"] + 1e-12) & (ok["mean"] <= ok["ci_high"] + 1e-12)).all()
     verdicts = pd.read_csv(out / "verdicts.csv")
     assert set(verdicts["method"]) >= {"gradient", "gradcam", "random"}
-    random_rand = verdicts[(verdicts["method"] == "random") & (verdicts["check"] == "cascading_randomisation")]
-    assert not random_rand["passed"].astype(bool).any()  # a model-independent map fails the randomisation check
+    random_rand = verdicts[(verdicts["method"] == "random") & (verdicts["check"] == "cascading_randomization")]
+    assert not random_rand["passed"].astype(bool).any()  # a model-independent map fails the randomization check
     page = (out / "index.html").read_text()
     assert "verdicts.csv" in page and "Plan" in page and "passes" in page
     assert "img0000" not in page and "img0000" not in (out / "scores.csv").read_text()  # no file names

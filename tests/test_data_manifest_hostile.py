@@ -101,7 +101,8 @@ def _write(folder: Path, text: str) -> Path:
     return folder / "s.csv"
 
 
-@pytest.mark.parametrize("header", ["image_path,label,label", "image_path,label, label", "image_path,label,split,split"])
+@pytest.mark.parametrize("header", ["image_path,label,label", "image_path,label, label",
+                                    "image_path,label,split,split"])
 def test_repeated_columns_are_refused(folder, header):
     n = header.count(",") + 1
     csv = _write(folder, header + "\n" + ",".join(["img/0.png", "a", "b", "c"][:n]) + "\n")

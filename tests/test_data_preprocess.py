@@ -44,7 +44,7 @@ def test_geometry_inverse_maps_back_onto_the_original_grid():
     assert np.abs(back - plane)[:, 4:-4].max() < 0.03
 
 
-def test_percentile_window_and_imagenet_normalisation():
+def test_percentile_window_and_imagenet_normalization():
     rng = np.random.default_rng(0)
     plane = rng.normal(100, 20, (64, 64)).astype(np.float32)
     x, _ = Preprocess(size=64, percentiles=(1, 99))(plane)
@@ -60,7 +60,7 @@ def test_percentile_window_and_imagenet_normalisation():
         Preprocess(size=64, normalize="window")(plane)
 
 
-def test_serialises_to_plain_json_and_back():
+def test_serializes_to_plain_json_and_back():
     pre = Preprocess(size=(96, 128), mode="letterbox", channels=3, normalize="window", window=(40, 400))
     d = json.loads(json.dumps(pre.to_dict()))
     assert Preprocess.from_dict(d) == pre and hash(Preprocess.from_dict(d)) == hash(pre)

@@ -23,7 +23,7 @@ def stage(tmp_path_factory):
     ctx = DemoContext(samples=sample_dir(), smoke=True)
     report = Report(out, title="test")
     with warnings.catch_warnings():
-        # the clean model on its own held-out phantoms: the metrics' noisy copies and randomised models must not warn
+        # the clean model on its own held-out phantoms: the metrics' noisy copies and randomized models must not warn
         warnings.simplefilter("error", OutOfDomainWarning)
         STAGES["evaluation"](ctx, report)
     report.write()
@@ -36,10 +36,10 @@ def test_evaluation_stage_runs_after_the_shortcut_lab_and_reports(stage):
     assert "7. Which maps to trust" in (out / "index.html").read_text()
     verdicts = pd.read_csv(out / "evaluation_verdicts.csv")
     assert {"gradient", "gradcam", "random", "sobel"} <= set(verdicts["method"])
-    rand = verdicts[verdicts["check"] == "cascading_randomisation"].set_index("method")
+    rand = verdicts[verdicts["check"] == "cascading_randomization"].set_index("method")
     assert not rand.loc["random", "passed"] and not rand.loc["sobel", "passed"]  # model-independent controls fail
     summary = pd.read_csv(out / "evaluation_summary.csv")
-    assert {"deletion", "insertion", "cascading_randomisation", "pointing_game", "relevance_mass",
+    assert {"deletion", "insertion", "cascading_randomization", "pointing_game", "relevance_mass",
             "sparseness", "max_sensitivity"} <= set(summary["metric"])
     assert (summary["ci_low"].dropna() <= summary.loc[summary["ci_low"].notna(), "mean"] + 1e-12).all()
 
@@ -51,7 +51,7 @@ def test_no_robustness_verdict_compares_with_a_control(stage):
     assert set(rob["method"]) == {"gradient", "gradcam"}
     assert not rob["verdict"].str.contains("control|random|sobel|WORSE|beat").any()
     assert rob["judged_against"].str.startswith("stated threshold").all()
-    floor = verdicts[verdicts["family"].isin(["faithfulness", "localisation"])]
+    floor = verdicts[verdicts["family"].isin(["faithfulness", "localization"])]
     assert len(floor) and floor["verdict"].str.contains("random control").all()
 
 
@@ -62,11 +62,11 @@ def test_every_verdict_is_drawn_with_its_controls(stage):
     # deletion / insertion: the random floor (and sobel) drawn in both panels
     names = [t.name for t in figs["evaluation_curves"].data]
     assert names.count("random") == 2 and names.count("sobel") == 2
-    # randomisation: the model-independent reference and the verdict's threshold
-    assert set(CONTROLS) <= {t.name for t in figs["evaluation_cascading_randomisation"].data}
-    assert 0.5 in [s.y0 for s in figs["evaluation_cascading_randomisation"].layout.shapes]
+    # randomization: the model-independent reference and the verdict's threshold
+    assert set(CONTROLS) <= {t.name for t in figs["evaluation_cascading_randomization"].data}
+    assert 0.5 in [s.y0 for s in figs["evaluation_cascading_randomization"].layout.shapes]
     # every other checked metric has its forest; robustness with the threshold and without controls
-    for metric in set(verdicts["check"]) - {"deletion", "insertion", "cascading_randomisation"}:
+    for metric in set(verdicts["check"]) - {"deletion", "insertion", "cascading_randomization"}:
         fig = figs[f"evaluation_{metric}"]
         drawn = set(fig.data[0].y)
         if metric == "max_sensitivity":

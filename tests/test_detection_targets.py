@@ -98,7 +98,8 @@ def test_box_coordinate_output_and_selection_by_class():
 def test_every_method_explains_a_detection_or_says_which_do(name):
     det, x = tiny_faster_rcnn(), images()
     before = snapshot(det)
-    fast = {**FAST_LAYER_SAMPLED, "integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 2}, "smoothgrad_sq": {"n_samples": 2},
+    fast = {**FAST_LAYER_SAMPLED, "integrated_gradients": {"n_steps": 4},
+            "smoothgrad": {"n_samples": 2}, "smoothgrad_sq": {"n_samples": 2},
             "vargrad": {"n_samples": 2}, "gradient_shap": {"n_samples": 2}, "lime": {"n_samples": 8, "n_segments": 6},
             "kernel_shap": {"n_samples": 8, "n_segments": 6}, "feature_ablation": {"n_segments": 6},
             "occlusion": {"window": 16, "stride": 16}}.get(name, {})

@@ -61,13 +61,13 @@ def test_model_card_is_rebuilt_byte_for_byte(clean, train_x, tmp_path):
 def test_held_out_phantoms_are_in_domain(clean):
     test, x = _split(clean, "test")
     from xaikit.saliency import explain
-    from xaikit.train import evaluate
+    from xaikit.train import assess
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", OutOfDomainWarning)
         dist = check_domain(clean.model, x)
         explain(clean.model, x[:4], "gradient")
-        evaluate(clean.model, test, n_boot=0)
+        assess(clean.model, test, n_boot=0)
     assert dist.max() < 1.0  # measured: 0.44-0.81 for the 52 test phantoms
 
 
@@ -105,8 +105,8 @@ def test_fit_domain_flags_shifted_inputs_and_leaves_the_model_alone():
     model.xaikit_domain = domain
     with pytest.warns(OutOfDomainWarning, match="8 of 8"):
         check_domain(model, shifted, where="test")
-    with pytest.warns(OutOfDomainWarning, match="evaluate: 8 of 8"):
-        with watch_domain(model, where="evaluate"):
+    with pytest.warns(OutOfDomainWarning, match="assess: 8 of 8"):
+        with watch_domain(model, where="assess"):
             model(shifted[:4]), model(shifted[4:])
     assert not model._forward_pre_hooks and not model.classifier._forward_hooks
     del model.xaikit_domain
@@ -128,7 +128,7 @@ def test_domain_survives_a_weights_only_checkpoint(tmp_path):
 _SCORED = {"deletion": {"patch": 16, "steps": 4}, "insertion": {"patch": 16, "steps": 4},
            "max_sensitivity": {"n_samples": 2}, "local_lipschitz": {"n_samples": 2},
            "sensitivity_max": {"n_samples": 2}, "faithfulness_correlation": {"n_runs": 5, "subset_size": 64},
-           "cascading_randomisation": {"similarities": ["spearman_abs"]}}
+           "cascading_randomization": {"similarities": ["spearman_abs"]}}
 
 
 def _domain_warnings(record):
@@ -140,7 +140,7 @@ def test_scoring_held_out_phantoms_raises_no_domain_warning(clean):
     """The metrics' noisy copies are far from the training data (measured: 1.1-1.6 times the threshold for
     uniform noise of 0.05): the check must see the user's images only, which are in domain."""
     from xaikit.domain import domain_check_off
-    from xaikit.evaluation import curves, randomised_maps, score, score_many
+    from xaikit.evaluation import curves, randomized_maps, score, score_many
     from xaikit.saliency import explain
 
     _, x = _split(clean, "test")
@@ -154,7 +154,7 @@ def test_scoring_held_out_phantoms_raises_no_domain_warning(clean):
         score_many(clean.model, x, {"gradient": exp}, _SCORED, progress=False)
         score("max_sensitivity", clean.model, x, exp, n_samples=2)
         curves(clean.model, x, {"gradient": exp}, steps=4, patch=16)
-        randomised_maps(clean.model, x[:1], exp.select([0]))
+        randomized_maps(clean.model, x[:1], exp.select([0]))
     assert _domain_warnings(record) == [], [str(w.message) for w in _domain_warnings(record)]
 
 
@@ -174,7 +174,7 @@ def test_scoring_out_of_domain_inputs_warns_exactly_once():
     for call, where in [
         (lambda: score_many(model, far, {"gradient": exp}, _SCORED, progress=False), "score_many"),
         (lambda: score("max_sensitivity", model, far, exp, n_samples=3), "score"),
-        (lambda: score("cascading_randomisation", model, far, exp), "score"),
+        (lambda: score("cascading_randomization", model, far, exp), "score"),
         (lambda: curves(model, far, {"gradient": exp}, steps=4), "curves")]:
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")

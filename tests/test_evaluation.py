@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from xaikit.errors import ArgumentError, EvaluationError, ModelError, XaikitError
-from xaikit.evaluation import METRICS, rank_methods, sanity_verdicts, score, score_many, summarise
+from xaikit.evaluation import METRICS, rank_methods, sanity_verdicts, score, score_many, summarize
 from xaikit.evaluation.context import make_context
 from xaikit.evaluation.faithfulness import curve
 from xaikit.saliency import explain
@@ -20,9 +20,9 @@ from evaluation_helpers import Linear, inputs, lesion_masks, tiny_cnn
 FAST = {"max_sensitivity": {"n_samples": 2}, "local_lipschitz": {"n_samples": 2}, "sensitivity_max": {"n_samples": 2},
         "infidelity": {"n_samples": 4}, "faithfulness_correlation": {"n_runs": 5, "subset_size": 16},
         "deletion": {"steps": 8}, "insertion": {"steps": 8}, "deletion_lerf": {"steps": 8},
-        "road": {"fractions": (0.2, 0.6)}, "cascading_randomisation": {"similarities": ("spearman_abs", "ssim", "hog")},
-        "independent_randomisation": {"similarities": ("spearman",)},
-        "data_randomisation": {"reference": tiny_cnn(seed=1, bn=True), "similarities": ("spearman_abs",)}}
+        "road": {"fractions": (0.2, 0.6)}, "cascading_randomization": {"similarities": ("spearman_abs", "ssim", "hog")},
+        "independent_randomization": {"similarities": ("spearman",)},
+        "data_randomization": {"reference": tiny_cnn(seed=1, bn=True), "similarities": ("spearman_abs",)}}
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +63,17 @@ def test_insertion_and_lerf_deletion_are_one_sweep(linear_case):
     np.testing.assert_allclose(fl, 1 - fi[::-1])
 
 
-def test_randomising_no_layer_gives_similarity_one():
+def test_randomizing_no_layer_gives_similarity_one():
     model, x = tiny_cnn(), inputs()
     exp = explain(model, x, "gradient")
-    table = score("cascading_randomisation", model, x, exp, layers=[], include_original=True)
+    table = score("cascading_randomization", model, x, exp, layers=[], include_original=True)
     assert set(table["layer"]) == {"none"} and len(table) == 4 * 4
     np.testing.assert_allclose(table["value"], 1.0, atol=1e-9)
 
 
-def test_randomisation_changes_gradient_maps_but_not_the_controls():
+def test_randomization_changes_gradient_maps_but_not_the_controls():
     model, x = tiny_cnn(), inputs()
-    table = score_many(model, x, {"gradient": explain(model, x, "gradient")}, ["cascading_randomisation"],
+    table = score_many(model, x, {"gradient": explain(model, x, "gradient")}, ["cascading_randomization"],
                        progress=False)
     last = table[(table["layer_index"] == table["layer_index"].max()) & (table["similarity"] == "spearman_abs")]
     means = last.groupby("method")["value"].mean()
@@ -94,7 +94,7 @@ def test_gradient_of_a_linear_model_is_perfectly_robust_and_faithful(linear_case
     assert (score("infidelity", model, x, torch.randn(3, 8, 8), target=1)["value"] > 1e-4).all()
 
 
-def test_localisation_of_a_map_equal_to_the_mask_is_perfect():
+def test_localization_of_a_map_equal_to_the_mask_is_perfect():
     model, x, masks = tiny_cnn(), inputs(), lesion_masks()
     perfect = masks.float() + 0.01 * torch.rand(4, 16, 16)  # strictly ordered inside and outside
     for name in ("pointing_game", "relevance_rank", "auroc"):
@@ -147,7 +147,7 @@ def test_score_many_shares_passes_and_ranks_with_one_family():
     assert len(table) == 4 * 4 * 6 and table["steps"].dropna().eq(8).all()
     # the labels name the rows; the method behind each label is what gets re-explained
     assert table.loc[(table["method"] == "saliency_ig") & (table["metric"] == "max_sensitivity"), "value"].gt(0).all()
-    summary = summarise(table, n_boot=200)
+    summary = summarize(table, n_boot=200)
     assert {"mean", "ci_low", "ci_high", "rank"} <= set(summary.columns)
     assert ((summary["ci_low"] <= summary["mean"] + 1e-12).all()
             and (summary["mean"] <= summary["ci_high"] + 1e-12).all())
@@ -195,8 +195,8 @@ def test_model_without_parameters():
     model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
     x = torch.rand(2, 2, 8, 8)
     exp = explain(model, x, "gradient")
-    with pytest.raises(ModelError, match="no layer with parameters to randomise"):
-        score("cascading_randomisation", model, x, exp)
+    with pytest.raises(ModelError, match="no layer with parameters to randomize"):
+        score("cascading_randomization", model, x, exp)
 
 
 @pytest.mark.parametrize("params, message", [({"patch": 17}, "patch=17"), ({"steps": 0}, "steps=0"),

@@ -107,10 +107,10 @@ def test_robustness_metrics_match_quantus(setup, noise):
         np.testing.assert_allclose(ours["value"], ll, rtol=1e-4)
 
 
-def test_cascading_randomisation_matches_quantus_mprt(setup):
+def test_cascading_randomization_matches_quantus_mprt(setup):
     model, x, exp = setup
     q = _q(quantus.MPRT(seed=5, layer_order="top_down", disable_warnings=True), model, x, exp)
-    ours = score("cascading_randomisation", model, x, exp, similarities=["spearman_abs"], include_original=True,
+    ours = score("cascading_randomization", model, x, exp, similarities=["spearman_abs"], include_original=True,
                  seed=5)
     layers = list(q)
     assert layers[0] == "original" and ours["layer"].unique().tolist() == ["none", *layers[1:]]
@@ -119,10 +119,10 @@ def test_cascading_randomisation_matches_quantus_mprt(setup):
         np.testing.assert_allclose(got, q[layer], rtol=1e-6, atol=1e-9, err_msg=layer)
 
 
-def test_independent_randomisation_matches_quantus(setup):
+def test_independent_randomization_matches_quantus(setup):
     model, x, exp = setup
     q = _q(quantus.MPRT(seed=5, layer_order="independent", disable_warnings=True), model, x, exp)
-    ours = score("independent_randomisation", model, x, exp, similarities=["spearman_abs"], seed=5)
+    ours = score("independent_randomization", model, x, exp, similarities=["spearman_abs"], seed=5)
     for layer in list(q)[1:]:
         np.testing.assert_allclose(ours.loc[ours["layer"] == layer, "value"], q[layer], rtol=1e-6, atol=1e-9)
 
@@ -161,7 +161,7 @@ def test_topk_iou_from_the_overlap_quantus_reports(setup):
 def test_every_metric_with_a_quantus_twin_is_tested():
     """The registry names each metric's Quantus counterpart; this file covers all of them (or says why not)."""
     covered = {"deletion", "faithfulness_correlation", "road", "max_sensitivity", "local_lipschitz",
-               "cascading_randomisation", "independent_randomisation", "pointing_game", "relevance_mass",
+               "cascading_randomization", "independent_randomization", "pointing_game", "relevance_mass",
                "relevance_rank", "auroc", "sparseness", "entropy", "topk_iou"}
     # infidelity: Quantus' Infidelity perturbs square patches towards a baseline, captum (ours) adds Gaussian
     # noise; sensitivity_max is captum's and draws torch noise. Both are checked by identities in test_evaluation.py.

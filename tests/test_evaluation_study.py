@@ -27,7 +27,7 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
                                                                 "is False here); runs wherever one is present")
 METRICS_SMALL = {"deletion": {"steps": 6}, "insertion": {"steps": 6}, "deletion_lerf": {"steps": 6},
                  "max_sensitivity": {"n_samples": 2}, "local_lipschitz": {"n_samples": 2},
-                 "cascading_randomisation": {"similarities": ("spearman_abs", "ssim")}, "relevance_mass": {},
+                 "cascading_randomization": {"similarities": ("spearman_abs", "ssim")}, "relevance_mass": {},
                  "sparseness": {}}
 RANDOM_DRAWS = {"max_sensitivity", "local_lipschitz"}  # noise drawn per batch: differs between batch sizes
 
@@ -161,16 +161,16 @@ def test_a_thread_pool_gives_the_local_table(case, whole):
 
 # ------------------------------------------------------------------------------------------------ the plan
 @pytest.mark.parametrize("metric", ["deletion", "insertion", "road", "faithfulness_correlation", "infidelity",
-                                    "max_sensitivity", "sensitivity_max", "cascading_randomisation",
-                                    "independent_randomisation", "sparseness", "relevance_mass"])
+                                    "max_sensitivity", "sensitivity_max", "cascading_randomization",
+                                    "independent_randomization", "sparseness", "relevance_mass"])
 @pytest.mark.parametrize("method", ["gradient", "integrated_gradients"])
 def test_planned_passes_are_the_passes_the_metric_runs(metric, method):
     model, x = tiny_cnn(), inputs(3)
     params = {"deletion": {"steps": 6}, "insertion": {"steps": 6}, "road": {"fractions": (0.3, 0.6)},
               "faithfulness_correlation": {"n_runs": 4, "subset_size": 8}, "infidelity": {"n_samples": 3},
               "max_sensitivity": {"n_samples": 2}, "sensitivity_max": {"n_samples": 2},
-              "cascading_randomisation": {"similarities": ("spearman",)},
-              "independent_randomisation": {"similarities": ("spearman",), "layers": ["2"]}}.get(metric, {})
+              "cascading_randomization": {"similarities": ("spearman",)},
+              "independent_randomization": {"similarities": ("spearman",), "layers": ["2"]}}.get(metric, {})
     method_params = {"n_steps": 4} if method == "integrated_gradients" else {}
     exp = explain(model, x, method, **method_params)
     ctx = make_context(model, x, exp, masks=lesion_masks(3))
@@ -261,7 +261,7 @@ def test_autocast_must_be_a_dtype(case):
 
 
 def test_score_many_over_a_dict_of_models_tags_each_table_with_its_model():
-    from xaikit.evaluation import score_many, summarise
+    from xaikit.evaluation import score_many, summarize
     from xaikit.models import build_model
     from xaikit.saliency import explain
 
@@ -275,7 +275,7 @@ def test_score_many_over_a_dict_of_models_tags_each_table_with_its_model():
     for name, m in models.items():
         alone = score_many(m, x, maps[name], metrics, controls=(), progress=False)
         pd.testing.assert_frame_equal(both[both["model"] == name].drop(columns="model").reset_index(drop=True), alone)
-    summary = summarise(both, n_boot=50)
+    summary = summarize(both, n_boot=50)
     assert sorted(summary.groupby(["model", "metric"]).size().to_dict().values()) == [1, 1, 1, 1]
     with pytest.raises(ArgumentError, match=r"no explanations for \['b'\]"):
         score_many(models, x, {"a": maps["a"]}, metrics, progress=False)

@@ -1,7 +1,7 @@
 """Verdicts that cannot mislead: controls only where they mean something (issue 21).
 
-The random map is the floor for faithfulness and localisation; model-independent maps are the reference for the
-randomisation checks; robustness is never compared with a control (a map that ignores its input is trivially
+The random map is the floor for faithfulness and localization; model-independent maps are the reference for the
+randomization checks; robustness is never compared with a control (a map that ignores its input is trivially
 stable: the random control has max-sensitivity 0), it is judged against a stated threshold.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from xaikit.evaluation import (
     rank_methods,
     sanity_verdicts,
     score_many,
-    summarise,
+    summarize,
 )
 from xaikit.saliency import explain
 from xaikit.viz.evaluation import metric_forest, rank_heatmap, verdict_figures
@@ -31,7 +31,7 @@ from evaluation_helpers import inputs, lesion_masks, tiny_cnn
 
 METRICS = {"deletion": {"steps": 8}, "pointing_game": {}, "max_sensitivity": {"n_samples": 2},
            "local_lipschitz": {"n_samples": 2}, "sparseness": {},
-           "cascading_randomisation": {"similarities": ["spearman_abs"]}}
+           "cascading_randomization": {"similarities": ["spearman_abs"]}}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def scored():
         warnings.simplefilter("ignore")  # NaN warnings of constant maps
         table = score_many(model, x, exps, METRICS, masks=lesion_masks(6), progress=False)
         sweep = curves(model, x, exps, ["deletion"], steps=8)
-    return table, summarise(table, n_boot=50), rank_methods(table, n_boot=0), sweep
+    return table, summarize(table, n_boot=50), rank_methods(table, n_boot=0), sweep
 
 
 def test_every_family_has_a_stated_role():
@@ -79,11 +79,11 @@ def test_no_robustness_verdict_mentions_a_control(scored):
 def test_floor_and_reference_verdicts_name_what_they_compare_with(scored):
     table, _, tests, _ = scored
     verdicts = sanity_verdicts(table, tests)
-    floor = verdicts[verdicts["family"].isin(["faithfulness", "localisation"])]
+    floor = verdicts[verdicts["family"].isin(["faithfulness", "localization"])]
     assert set(floor["check"]) == {"deletion", "pointing_game"}
     assert floor["verdict"].str.contains("the random control").all()
     assert (floor["judged_against"] == "random control (floor)").all()
-    rand = verdicts[verdicts["family"] == "randomisation"].set_index("method")
+    rand = verdicts[verdicts["family"] == "randomization"].set_index("method")
     assert rand.loc["gradient", "verdict"].count("model-independent maps: random 1.00, sobel 1.00") == 1
     assert not rand.loc["sobel", "passed"] and "fails by construction" in rand.loc["sobel", "verdict"]
     assert "complexity" not in set(verdicts["family"])  # sparseness describes a map, it judges nothing
@@ -131,12 +131,12 @@ def test_verdict_figures_draw_every_verdict_with_what_it_is_judged_against(score
     table, summary, tests, sweep = scored
     verdicts = sanity_verdicts(table, tests)
     figs = verdict_figures(summary, verdicts, sweep)
-    assert set(figs) == {"curves", "cascading_randomisation", "pointing_game", "max_sensitivity", "local_lipschitz"}
+    assert set(figs) == {"curves", "cascading_randomization", "pointing_game", "max_sensitivity", "local_lipschitz"}
     assert set(verdicts["check"]) - {"deletion"} <= set(figs)  # deletion is drawn in "curves"
     assert {t.name for t in figs["curves"].data} == {"gradient", "ig", "random", "sobel"}
-    assert {t.name for t in figs["cascading_randomisation"].data} == {"gradient", "ig", "random", "sobel"}
-    assert 0.5 in [s.y0 for s in figs["cascading_randomisation"].layout.shapes]
-    assert "random" in figs["pointing_game"].data[0].y  # the floor of a localisation verdict
+    assert {t.name for t in figs["cascading_randomization"].data} == {"gradient", "ig", "random", "sobel"}
+    assert 0.5 in [s.y0 for s in figs["cascading_randomization"].layout.shapes]
+    assert "random" in figs["pointing_game"].data[0].y  # the floor of a localization verdict
     assert "random" not in figs["max_sensitivity"].data[0].y and len(figs["max_sensitivity"].layout.shapes) == 1
     assert len(figs["local_lipschitz"].layout.shapes) == 0  # not judged: no threshold to draw
     stated = verdict_figures(summary, verdicts, sweep, robustness_thresholds={"local_lipschitz": 2.0})

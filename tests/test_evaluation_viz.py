@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from xaikit.errors import ArgumentError
-from xaikit.evaluation import curves, randomised_maps, score_many, summarise
+from xaikit.evaluation import curves, randomized_maps, score_many, summarize
 from xaikit.saliency import explain
 from xaikit.viz.evaluation import (
     metric_forest,
     perturbation_curves,
-    randomisation_curves,
-    randomisation_maps,
+    randomization_curves,
+    randomization_maps,
     rank_heatmap,
 )
 
@@ -26,25 +26,25 @@ def results():
     exps = {"gradient": explain(model, x, "gradient")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = score_many(model, x, exps, {"deletion": {"steps": 4}, "cascading_randomisation":
+        table = score_many(model, x, exps, {"deletion": {"steps": 4}, "cascading_randomization":
                                             {"similarities": ["spearman_abs"]}}, progress=False)
-    return model, x, exps, table, summarise(table, n_boot=50)
+    return model, x, exps, table, summarize(table, n_boot=50)
 
 
-def test_randomisation_figures(results):
+def test_randomization_figures(results):
     model, x, exps, table, summary = results
-    maps, sims = randomised_maps(model, x[:2], exps["gradient"].select([0, 1]))
+    maps, sims = randomized_maps(model, x[:2], exps["gradient"].select([0, 1]))
     assert list(maps)[0] == "original" and len(maps) == 1 + sims["layer"].nunique()
-    fig = randomisation_maps(maps, 1)
+    fig = randomization_maps(maps, 1)
     assert len(fig.data) == len(maps)
-    curves_fig = randomisation_curves(summary)
+    curves_fig = randomization_curves(summary)
     assert {t.name for t in curves_fig.data} == {"gradient", "random", "sobel"}  # the reference maps drawn
     assert [s.y0 for s in curves_fig.layout.shapes] == [0, 0.5]  # zero and the verdict's threshold
-    assert [s.y0 for s in randomisation_curves(summary, threshold=None).layout.shapes] == [0]
+    assert [s.y0 for s in randomization_curves(summary, threshold=None).layout.shapes] == [0]
     assert list(curves_fig.data[0].x) == table.drop_duplicates("layer_index").dropna(subset=["layer_index"]) \
         .sort_values("layer_index")["layer"].tolist()
     with pytest.raises(ArgumentError, match="no maps for stages"):
-        randomisation_maps(maps, layers=["nope"])
+        randomization_maps(maps, layers=["nope"])
 
 
 def test_curves_forest_and_ranks(results):
@@ -64,20 +64,20 @@ def test_curves_forest_and_ranks(results):
     forest = metric_forest(summary, "deletion")
     assert sorted(forest.data[0].y) == ["gradient", "random", "sobel"]
     with pytest.raises(ArgumentError, match="several rows per method"):
-        metric_forest(summary, "cascading_randomisation")
+        metric_forest(summary, "cascading_randomization")
     heat = rank_heatmap(summary)
     assert heat.data[0].z.shape == (3, 2)
 
 
 def test_widgets_wire_the_figures(results):
-    from xaikit.widgets.evaluation import metric_explorer, randomisation_explorer
+    from xaikit.widgets.evaluation import metric_explorer, randomization_explorer
 
     model, x, exps, table, summary = results
-    maps, _ = randomised_maps(model, x[:1], exps["gradient"].select([0]))
-    box = randomisation_explorer({"gradient": maps})
+    maps, _ = randomized_maps(model, x[:1], exps["gradient"].select([0]))
+    box = randomization_explorer({"gradient": maps})
     dropdown, slider, _ = box.children[0].children
     slider.value = 1
     assert len(box.children[1].data) == 2
     explorer = metric_explorer(summary)
-    explorer.children[0].value = "cascading_randomisation"
+    explorer.children[0].value = "cascading_randomization"
     assert len(explorer.children[1].data[0].y) == 3

@@ -161,7 +161,7 @@ def test_bare_dataset_without_preamble_or_file_meta(tmp_path):
 # --- writing -----------------------------------------------------------------------------------------
 
 
-def test_write_dicom_float_round_trip_within_quantisation(tmp_path, rng):
+def test_write_dicom_float_round_trip_within_quantization(tmp_path, rng):
     img = MedicalImage(rng.normal(0, 300, (32, 40)), spacing=(0.5, 0.7), window=(40.0, 400.0), modality="CT")
     path = write_dicom(img, tmp_path / "ct.dcm", uid_seed="t")
     ds = pydicom.dcmread(path)

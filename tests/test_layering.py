@@ -39,7 +39,7 @@ BESIDE = {"viz", "widgets", "report", "demo", "cli", "service", "inference", "cl
 ALLOWED = {
     ("xaikit.train.fit", "viz"): "FitResult.plot(): scikit-learn's Display pattern (compute once, .plot() "
                                  "returns a figure); imported inside the method, viz computes nothing",
-    ("xaikit.train.evaluate", "viz"): "Evaluation.plot_*(): the same Display pattern, imported inside the methods",
+    ("xaikit.train.assessment", "viz"): "Assessment.plot_*(): the same Display pattern, imported inside the methods",
     ("xaikit.shortcut", "viz"): "ShortcutLab.plot_*(): the same Display pattern, imported inside the methods",
 }
 
@@ -156,3 +156,33 @@ def test_no_import_circles():
     circles = [sorted(n_ for n_, lab in zip(names, labels) if lab == c) for c in range(n)]
     circles = [c for c in circles if len(c) > 1]
     assert not circles, f"import circles (break them: move the shared part into a module both import): {circles}"
+
+
+#: Modules that load the kit function by function, on purpose: the front doors and the demo (``xaikit --help`` and
+#: ``import xaikit`` start without importing the torch-heavy parts; each command pays only for what it runs).
+LOAD_ON_DEMAND = {"xaikit.__init__", "xaikit.__main__", "xaikit.cli", "xaikit.demo", "xaikit.service",
+                  "xaikit.inference", "xaikit.cluster"}
+
+
+def _function_level_imports(path: Path) -> list[tuple[str, str, int]]:
+    """(module, imported xaikit module, line) for the imports made inside functions."""
+    tree = ast.parse(path.read_text(), str(path))
+    inside = {n.lineno for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return [imp for imp in _imports(path) if imp[2] in inside]
+
+
+def test_kit_imports_are_at_the_top_of_each_module():
+    """Function-level imports of xaikit parts are kept only where loading on demand is the point (LOAD_ON_DEMAND) and
+    for the Display-pattern exceptions in ALLOWED; everywhere else the dependencies show at the top of the module.
+    (Optional third-party dependencies -- fastapi, distributed, mlflow, kaleido, quantus -- stay lazy.)"""
+    lazy = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for module, target, line in _function_level_imports(path):
+            home = module.removesuffix(".__init__")
+            if any(home == m or home.startswith(m + ".") for m in LOAD_ON_DEMAND) or module == "xaikit.__init__":
+                continue
+            if (module, _part(target)) in ALLOWED:
+                continue
+            lazy.append(f"{module} (line {line}) imports {target} inside a function")
+    assert not lazy, "move these imports to the top of their module:\n" + "\n".join(lazy)

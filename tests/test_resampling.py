@@ -47,14 +47,14 @@ def test_percentile_ci_against_numpy_and_with_nan():
 
 
 def test_level_is_no_keyword_any_more():
-    from xaikit.train import box_scores, evaluate_predictions, segmentation_scores
+    from xaikit.train import assess_predictions, box_scores, segmentation_scores
 
     y = np.array([0, 1, 0, 1, 1, 0, 1, 0])
     prob = np.stack([1 - np.linspace(0.1, 0.9, 8), np.linspace(0.1, 0.9, 8)], 1)
-    assert evaluate_predictions(y, prob, classes=["a", "b"], n_boot=50, ci=0.8).params["ci"] == 0.8
+    assert assess_predictions(y, prob, classes=["a", "b"], n_boot=50, ci=0.8).params["ci"] == 0.8
     boxes = torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.6, 0.7], [0.0, 0.3, 0.4, 0.9]])
     maps = np.random.default_rng(0).integers(0, 2, (4, 6, 6))
-    for call in (lambda: evaluate_predictions(y, prob, classes=["a", "b"], n_boot=5, level=0.8),
+    for call in (lambda: assess_predictions(y, prob, classes=["a", "b"], n_boot=5, level=0.8),
                  lambda: box_scores(boxes, boxes + 0.05, n_boot=20, level=0.8),
                  lambda: segmentation_scores(maps, maps[::-1], ["bg", "fg"], n_boot=20, level=0.8)):
         with pytest.raises(TypeError, match="level"):

@@ -10,9 +10,10 @@ from torch import nn
 from xaikit.errors import ExplanationError, ModelError
 from xaikit.saliency import METHODS, explain
 
-from saliency_helpers import FAST_LAYER_SAMPLED, assert_unchanged, randomise_batchnorm, snapshot
+from saliency_helpers import FAST_LAYER_SAMPLED, assert_unchanged, randomize_batchnorm, snapshot
 
-FAST = {**FAST_LAYER_SAMPLED, "integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
+FAST = {**FAST_LAYER_SAMPLED, "integrated_gradients": {"n_steps": 4},
+        "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
         "vargrad": {"n_samples": 3}, "gradient_shap": {"n_samples": 3}, "lime": {"n_samples": 12, "n_segments": 8},
         "kernel_shap": {"n_samples": 12, "n_segments": 8}, "feature_ablation": {"n_segments": 8},
         "occlusion": {"window": 4, "stride": 4}}
@@ -33,7 +34,7 @@ def tiny_cnn3d(bn: bool = True, seed: int = 0) -> nn.Module:
     model.add_module("pool", nn.AdaptiveAvgPool3d(1))
     model.add_module("flatten", nn.Flatten())
     model.add_module("fc", nn.Linear(6, 3))
-    return randomise_batchnorm(model).eval()
+    return randomize_batchnorm(model).eval()
 
 
 def volumes(n: int = 2) -> torch.Tensor:
@@ -125,7 +126,7 @@ def test_r3d_resnet_lrp_canonized_and_conserving():
     model.fc.bias.data.zero_()
     x = torch.rand(1, 3, 4, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     before = snapshot(model)
-    exp = explain(model, x, "lrp_epsilon", target=1, epsilon=1e-9, stabilizer=1e-12)  # pooling stabiliser too
+    exp = explain(model, x, "lrp_epsilon", target=1, epsilon=1e-9, stabilizer=1e-12)  # pooling stabilizer too
     report = exp.params["canonization"]
     assert report["canonizers"] == ["VideoResNetCanonizer"] and report["unmerged_batchnorm"] == []
     with torch.no_grad():

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from xaikit.errors import XaikitError
-from xaikit.saliency import find_cam_layer, layer_activations
+from xaikit.saliency import cam_layer, layer_activations
 from xaikit.viz.layers import activation_overlay, filter_grid, filter_page
 
 from saliency_helpers import assert_unchanged, snapshot, tiny_cnn, tiny_inputs
@@ -36,7 +36,7 @@ def test_activations_are_the_layer_output_and_the_model_is_untouched():
     assert view.strongest(1) == ref[1].flatten(1).mean(1).argsort(descending=True).tolist()
     assert_unchanged(model, before)
     default = layer_activations(model.eval(), x)
-    assert default.layer == find_cam_layer(model, x[:1])  # the CAM layer rule
+    assert default.layer == cam_layer(model, x[:1])  # the CAM layer rule
 
 
 def test_filter_pages_and_figures():

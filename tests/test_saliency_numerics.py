@@ -40,7 +40,7 @@ def test_integrated_gradients_on_linear_model_is_gradient_times_input():
 
 def test_lrp_zero_equals_input_times_gradient_on_bias_free_relu_net():
     model, x = tiny_cnn(bias=False), 30 * tiny_inputs(2)  # logits of order 1: stabilizers (1e-6) negligible
-    lrp = explain(model, x, "lrp_epsilon", epsilon=1e-12, stabilizer=1e-12)  # epsilon no longer stabilises the pool
+    lrp = explain(model, x, "lrp_epsilon", epsilon=1e-12, stabilizer=1e-12)  # epsilon no longer stabilizes the pool
     ixg = explain(model, x, "input_x_gradient")
     assert torch.allclose(lrp.raw, ixg.raw, rtol=1e-5, atol=1e-7)
 

@@ -27,7 +27,7 @@ from xaikit.saliency import explain
 from xaikit.saliency.captum_methods import superpixels
 from xaikit.saliency.sampling import rise_masks, shap_draws
 
-from saliency_helpers import randomise_batchnorm
+from saliency_helpers import randomize_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,7 +47,7 @@ def cnn3d() -> nn.Module:
     model = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.MaxPool3d(2),
                           nn.Conv3d(4, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(),
                           nn.Linear(6, 3))
-    return randomise_batchnorm(model).double().eval()
+    return randomize_batchnorm(model).double().eval()
 
 
 def volumes(n: int = 2) -> torch.Tensor:
@@ -61,13 +61,15 @@ def up(t: torch.Tensor, size) -> torch.Tensor:
 
 # --- captum layer methods -------------------------------------------------------------------------------------
 CAPTUM = {
-    "layer_activation": lambda m, l, x, t: LayerActivation(m, l).attribute(x).mean(1, keepdim=True),
-    "layer_conductance": lambda m, l, x, t: LayerConductance(m, l).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
-    "internal_influence": lambda m, l, x, t:
-        InternalInfluence(m, l).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
-    "layer_gradient_x_activation": lambda m, l, x, t: LayerGradientXActivation(m, l).attribute(x, t).sum(1, True),
-    "layer_integrated_gradients": lambda m, l, x, t:
-        LayerIntegratedGradients(m, l).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
+    "layer_activation": lambda m, layer, x, t: LayerActivation(m, layer).attribute(x).mean(1, keepdim=True),
+    "layer_conductance": lambda m, layer, x, t:
+        LayerConductance(m, layer).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
+    "internal_influence": lambda m, layer, x, t:
+        InternalInfluence(m, layer).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
+    "layer_gradient_x_activation": lambda m, layer, x, t:
+        LayerGradientXActivation(m, layer).attribute(x, t).sum(1, True),
+    "layer_integrated_gradients": lambda m, layer, x, t:
+        LayerIntegratedGradients(m, layer).attribute(x, 0.0, target=t, n_steps=8).sum(1, True),
 }
 STEPS = {"layer_conductance": {"n_steps": 8}, "internal_influence": {"n_steps": 8},
          "layer_integrated_gradients": {"n_steps": 8}}
@@ -332,7 +334,7 @@ def test_linear_approximation_is_captum_lime_with_a_linear_surrogate():
 def _mwp(weights: list[torch.Tensor], acts: list[torch.Tensor], top: torch.Tensor) -> torch.Tensor:
     """Zhang et al.'s marginal winning probability, layer by layer: P(a_j) = sum_i a_j w+_ij / (sum_j a_j w+_ij) P(a_i).
 
-    The denominators carry zennit's stabiliser (+1e-6, the sign of z): a unit whose z is tiny (1e-5 here) would
+    The denominators carry zennit's stabilizer (+1e-6, the sign of z): a unit whose z is tiny (1e-5 here) would
     otherwise differ by a few per cent."""
     p = top
     for w, a in zip(reversed(weights), reversed(acts)):

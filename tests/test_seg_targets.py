@@ -18,7 +18,8 @@ from saliency_helpers import FAST_LAYER_SAMPLED, assert_unchanged, snapshot
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-FAST = {**FAST_LAYER_SAMPLED, "integrated_gradients": {"n_steps": 4}, "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
+FAST = {**FAST_LAYER_SAMPLED, "integrated_gradients": {"n_steps": 4},
+        "smoothgrad": {"n_samples": 3}, "smoothgrad_sq": {"n_samples": 3},
         "vargrad": {"n_samples": 3}, "gradient_shap": {"n_samples": 3}, "lime": {"n_samples": 12, "n_segments": 8},
         "kernel_shap": {"n_samples": 12, "n_segments": 8}, "feature_ablation": {"n_segments": 8},
         "occlusion": {"window": 4, "stride": 4}}

@@ -23,7 +23,7 @@ def test_phantom_dataset_matches_the_plan_and_caches():
     assert s["id"] == chest.image_ids[1] and s["label"] == int(chest.labels[1])
     assert bool(s["masks"]["marker"].any()) == bool(chest.markers[1])
     assert s["image"].dtype == torch.float32 and tuple(s["image"].shape) == (1, 64, 64)
-    # 8-bit quantisation of the shipped PNGs: 256 levels at most
+    # 8-bit quantization of the shipped PNGs: 256 levels at most
     assert len(np.unique(s["image"].numpy())) <= 256
     assert ds[1]["image"] is s["image"]  # cached, not redrawn
     sub = ds.subset([1, 3])

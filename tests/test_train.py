@@ -1,4 +1,4 @@
-"""xaikit.train: fit (learning, best epoch, determinism, callbacks, bad input), evaluate (sklearn agreement,
+"""xaikit.train: fit (learning, best epoch, determinism, callbacks, bad input), assess (sklearn agreement,
 patient bootstrap, calibration, thresholds), the training figures and the live curve."""
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from xaikit.models import build_model
 from xaikit.train import (
     OPTIMIZERS,
     SCHEDULERS,
+    assess,
+    assess_predictions,
     choose_threshold,
-    evaluate,
-    evaluate_predictions,
     expected_calibration_error,
     fit,
     train_sample_model,
 )
 from xaikit.train import metrics as M
-from xaikit.viz.training import confusion_figure, history_figure, pr_figure, reliability_figure, roc_figure
+from xaikit.viz.training import confusion_heatmap, pr_curves, reliability_diagram, roc_curves, training_curves
 
 CLASSES = ["normal", "pneumonia"]
 
@@ -80,7 +80,7 @@ def test_fit_learns_and_restores_the_best_epoch(trained):
     assert wide["val_roc_auc"].max() >= 0.95
     assert result.best_value == pytest.approx(wide["val_roc_auc"].max())
     # the weights in the model are those of the best epoch: its validation numbers are reproduced exactly
-    ev = evaluate(model, val, n_boot=0, device="cpu")
+    ev = assess(model, val, n_boot=0, device="cpu")
     best = wide.set_index("epoch").loc[result.best_epoch]
     assert ev.metric("roc_auc") == pytest.approx(best["val_roc_auc"], abs=1e-12)
     assert ev.metric("accuracy") == pytest.approx(best["val_accuracy"], abs=1e-12)
@@ -279,13 +279,13 @@ def test_train_sample_model_is_reproducible_from_its_seed(tmp_path):
         torch.testing.assert_close(value, runs[1][name], rtol=0, atol=0)
 
 
-# ------------------------------------------------------------------------------------------ evaluate
+# ------------------------------------------------------------------------------------------ assess
 
 
 def test_evaluate_agrees_with_sklearn_and_tables_are_complete(trained):
     model, _, _ = trained
     test = Blobs(40, 2)
-    ev = evaluate(model, test, n_boot=200, device="cpu")
+    ev = assess(model, test, n_boot=200, device="cpu")
     p = ev.predictions
     assert list(p.columns) == ["image_id", "patient_id", "label", "pred", "correct", "prob_normal",
                                "prob_pneumonia"]
@@ -316,10 +316,10 @@ def test_bootstrap_resamples_patients_not_images():
     p_pat = np.clip(0.5 + (y_pat - 0.5) * 0.3 + rng.normal(0, 0.25, 30), 0.01, 0.99)
     y, p = np.repeat(y_pat, 10), np.repeat(p_pat, 10)
     prob = np.c_[1 - p, p]
-    by_patient = evaluate_predictions(y, prob, classes=CLASSES, patient_ids=np.repeat(np.arange(30), 10).astype(str),
+    by_patient = assess_predictions(y, prob, classes=CLASSES, patient_ids=np.repeat(np.arange(30), 10).astype(str),
                                       n_boot=200).metrics.set_index("metric")
-    by_image = evaluate_predictions(y, prob, classes=CLASSES, n_boot=200).metrics.set_index("metric")
-    one_each = evaluate_predictions(y_pat, np.c_[1 - p_pat, p_pat], classes=CLASSES,
+    by_image = assess_predictions(y, prob, classes=CLASSES, n_boot=200).metrics.set_index("metric")
+    one_each = assess_predictions(y_pat, np.c_[1 - p_pat, p_pat], classes=CLASSES,
                                     n_boot=200).metrics.set_index("metric")
     width = lambda t: t.loc["roc_auc", "ci_high"] - t.loc["roc_auc", "ci_low"]  # noqa: E731
     assert width(by_patient) == pytest.approx(width(one_each), rel=0.35)
@@ -363,12 +363,12 @@ def test_threshold_rules():
     assert youden["sensitivity"] - (1 - youden["specificity"]) == pytest.approx(2 / 3)
     high = choose_threshold(y, s, method="sensitivity", target_sensitivity=1.0)
     assert high == {"threshold": 0.4, "sensitivity": 1.0, "specificity": pytest.approx(2 / 3)}
-    ev = evaluate_predictions(y, np.c_[1 - s, s], classes=CLASSES, threshold=0.65, target_sensitivity=1.0,
+    ev = assess_predictions(y, np.c_[1 - s, s], classes=CLASSES, threshold=0.65, target_sensitivity=1.0,
                               n_boot=0)
     np.testing.assert_array_equal(ev.predictions["pred"], (s >= 0.65).astype(int))
     assert ev.thresholds.set_index("rule").loc["sensitivity>=1", "threshold"] == 0.4
     with pytest.raises(ArgumentError):
-        evaluate_predictions(y, np.c_[1 - s, s], classes=CLASSES, threshold=1.5)
+        assess_predictions(y, np.c_[1 - s, s], classes=CLASSES, threshold=1.5)
 
 
 def test_multiclass_evaluation_is_macro_and_one_vs_rest():
@@ -376,12 +376,12 @@ def test_multiclass_evaluation_is_macro_and_one_vs_rest():
     y = np.arange(60) % 3
     prob = rng.dirichlet(np.ones(3), 60) + np.eye(3)[y]
     prob /= prob.sum(1, keepdims=True)
-    ev = evaluate_predictions(y, prob, classes=["a", "b", "c"], n_boot=50)
+    ev = assess_predictions(y, prob, classes=["a", "b", "c"], n_boot=50)
     assert ev.metric("roc_auc") == pytest.approx(skm.roc_auc_score(y, prob, multi_class="ovr"))
     assert ev.metric("f1") == pytest.approx(skm.f1_score(y, prob.argmax(1), average="macro"))
     assert sorted(ev.roc["class"].unique()) == ["a", "b", "c"] and ev.thresholds.empty
     with pytest.raises(ArgumentError, match="binary"):
-        evaluate_predictions(y, prob, classes=["a", "b", "c"], threshold=0.5)
+        assess_predictions(y, prob, classes=["a", "b", "c"], threshold=0.5)
 
 
 def test_evaluate_refuses_a_different_preprocess(trained):
@@ -389,8 +389,8 @@ def test_evaluate_refuses_a_different_preprocess(trained):
     model.xaikit_preprocess = {"size": [32, 32], "normalize": "percentile"}
     try:
         with pytest.raises(PreprocessMismatchError, match="size"):
-            evaluate(model, Blobs(8, 2, preprocess={"size": [64, 64], "normalize": "percentile"}), n_boot=0)
-        evaluate(model, Blobs(8, 2, preprocess={"size": [32, 32], "normalize": "percentile"}), n_boot=0)
+            assess(model, Blobs(8, 2, preprocess={"size": [64, 64], "normalize": "percentile"}), n_boot=0)
+        assess(model, Blobs(8, 2, preprocess={"size": [32, 32], "normalize": "percentile"}), n_boot=0)
     finally:
         del model.xaikit_preprocess
 
@@ -398,7 +398,7 @@ def test_evaluate_refuses_a_different_preprocess(trained):
 def test_evaluate_refuses_labels_outside_the_classes(trained):
     model, _, _ = trained
     with pytest.raises(DatasetError, match="outside"):
-        evaluate(model, Blobs(4, 2, labels=[0, 1, 5, 1]), n_boot=0)
+        assess(model, Blobs(4, 2, labels=[0, 1, 5, 1]), n_boot=0)
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -406,22 +406,22 @@ def test_evaluate_refuses_labels_outside_the_classes(trained):
 
 def test_figures_show_the_tables(trained):
     model, result, _ = trained
-    ev = evaluate(model, Blobs(40, 2), n_boot=100)
-    fig = confusion_figure(ev.confusion, ev.classes)
+    ev = assess(model, Blobs(40, 2), n_boot=100)
+    fig = confusion_heatmap(ev.confusion, ev.classes)
     np.testing.assert_array_equal(np.asarray(fig.data[0].z), ev.confusion_matrix())
-    norm = confusion_figure(ev.confusion, ev.classes, normalize=True)
+    norm = confusion_heatmap(ev.confusion, ev.classes, normalize=True)
     np.testing.assert_allclose(np.asarray(norm.data[0].z).sum(1), 1.0)
-    roc = roc_figure(ev.roc, ev.metrics)
+    roc = roc_curves(ev.roc, ev.metrics)
     band, curve = roc.data[0], roc.data[1]
     np.testing.assert_allclose(curve.y, ev.roc["tpr"])
     np.testing.assert_allclose(band.y[: len(M.CURVE_GRID)], ev.roc["tpr_high"])
     assert "ROC AUC" in curve.name and f"{ev.metric('roc_auc'):.3f}" in curve.name
-    pr = pr_figure(ev.pr, ev.metrics)
+    pr = pr_curves(ev.pr, ev.metrics)
     assert pr.data[-1].y[0] == pytest.approx(0.5)  # prevalence baseline
-    rel = reliability_figure(ev.calibration, ev.metrics)
+    rel = reliability_diagram(ev.calibration, ev.metrics)
     np.testing.assert_allclose(rel.data[1].y, ev.calibration["fraction_positive"])
     assert "ECE" in rel.layout.title.text
-    hist = history_figure(result.history)
+    hist = training_curves(result.history)
     val_loss = result.history.query("split == 'val' and metric == 'loss'")["value"]
     np.testing.assert_allclose(hist.data[1].y, val_loss)
     assert isinstance(ev.plot_roc(), type(roc)) and len(result.plot().data) == 4

@@ -82,18 +82,18 @@ def test_determinism_puts_back_cublas_workspace_and_torch_switches(before, monke
 
 def test_fit_settings_are_frozen_and_keyword_only():
     """A swapped argument cannot pass unnoticed: the groups are built by keyword only and never change."""
-    from xaikit.train._settings import FitSettings, Hardware, Optimisation, Output, Sampling, Selection
+    from xaikit.train._settings import FitSettings, Hardware, Optimization, Output, Sampling, Selection
 
     with pytest.raises(TypeError):
-        Optimisation("adamw", 1e-3, 1e-4, None, 2)  # type: ignore[misc]
+        Optimization("adamw", 1e-3, 1e-4, None, 2)  # type: ignore[misc]
     settings = FitSettings(
-        optimisation=Optimisation(optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler=None, epochs=2),
+        optimization=Optimization(optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler=None, epochs=2),
         sampling=Sampling(batch_size=8, class_weight=None, sampler=None, seed=0, num_workers=0),
         selection=Selection(monitor="val_loss", stop_metric="val_loss", patience=None),
         hardware=Hardware(device=torch.device("cpu"), amp=False, deterministic=False),
         output=Output(checkpoint_path=None, preprocess=None, progress=False))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.optimisation.lr = 1.0  # type: ignore[misc]
+        settings.optimization.lr = 1.0  # type: ignore[misc]
     assert settings.params(n_train=10, n_val=4) == dict(
         epochs=2, batch_size=8, optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler=None, class_weight=None,
         sampler=None, seed=0, amp=False, n_train=10, n_val=4)

@@ -39,13 +39,13 @@ def _scores():
 def _builders(explanations):
     from xaikit.regions import grid
     from xaikit.stats import compare_groups, region_enrichment
-    from xaikit.train.evaluate import evaluate_predictions
+    from xaikit.train.assessment import assess_predictions
     from xaikit.viz import audit, image, regions, saliency, stats, training
 
     x, exps = explanations
     y = np.array([0, 1] * 20)
     p1 = np.clip(y * 0.6 + RNG.random(40) * 0.4, 0, 1)
-    ev = evaluate_predictions(y, np.stack([1 - p1, p1], 1), classes=["normal", "pneumonia"], n_boot=20, seed=0)
+    ev = assess_predictions(y, np.stack([1 - p1, p1], 1), classes=["normal", "pneumonia"], n_boot=20, seed=0)
     history = pd.DataFrame([{"epoch": e, "split": s, "metric": m, "value": v}
                             for e in range(3)
                             for s, m, v in (("train", "loss", 1 / (e + 1)), ("val", "loss", 1.2 / (e + 1)),
@@ -60,26 +60,26 @@ def _builders(explanations):
                           "group_a": "a", "group_b": "b"})
     zones = grid(1, 2, (12, 12))
     return {
-        "image_figure": lambda: image.image_figure(RNG.random((16, 16)), masks={"lesion": np.eye(16, dtype=bool)}),
-        "volume_figure": lambda: image.volume_figure(RNG.random((4, 16, 16)), labelmap=np.ones((4, 16, 16), int)),
+        "image_view": lambda: image.image_view(RNG.random((16, 16)), masks={"lesion": np.eye(16, dtype=bool)}),
+        "slice_view": lambda: image.slice_view(RNG.random((4, 16, 16)), labelmap=np.ones((4, 16, 16), int)),
         "overlay": lambda: saliency.overlay(x[0], exps["gradient"].maps[0], title="gradient"),
         "method_grid": lambda: saliency.method_grid(x, exps, class_names=["normal", "pneumonia"]),
         "gallery": lambda: saliency.gallery(x, exps["gradcam"], class_names=["normal", "pneumonia"]),
-        "history_figure": lambda: training.history_figure(history),
-        "confusion_figure": lambda: training.confusion_figure(ev.confusion, ["normal", "pneumonia"]),
-        "roc_figure": lambda: training.roc_figure(ev.roc, ev.metrics),
-        "pr_figure": lambda: training.pr_figure(ev.pr, ev.metrics),
-        "reliability_figure": lambda: training.reliability_figure(ev.calibration, ev.metrics),
+        "training_curves": lambda: training.training_curves(history),
+        "confusion_heatmap": lambda: training.confusion_heatmap(ev.confusion, ["normal", "pneumonia"]),
+        "roc_curves": lambda: training.roc_curves(ev.roc, ev.metrics),
+        "pr_curves": lambda: training.pr_curves(ev.pr, ev.metrics),
+        "reliability_diagram": lambda: training.reliability_diagram(ev.calibration, ev.metrics),
         "region_boxplot": lambda: stats.region_boxplot(scores, tests=tests, method="gradient"),
         "effect_heatmap": lambda: stats.effect_heatmap(enrich),
         "forest_plot": lambda: stats.forest_plot(tests),
         "region_overlay": lambda: regions.region_overlay(RNG.random((12, 12)), zones),
         "region_value_map": lambda: regions.region_value_map(RNG.random((12, 12)), zones, scores, method="gradient"),
         "region_gallery": lambda: regions.region_gallery([RNG.random((12, 12))] * 2, zones, titles=["a", "b"]),
-        "region_explorer_figure": lambda: regions.region_explorer_figure(scores, tests=tests),
-        "class_balance_figure": lambda: audit.class_balance_figure(feats),
-        "audit_effects_figure": lambda: audit.audit_effects_figure(table),
-        "feature_figure": lambda: audit.feature_figure(feats, ["mean", "std"]),
+        "static_region_explorer": lambda: regions.static_region_explorer(scores, tests=tests),
+        "class_balance_bars": lambda: audit.class_balance_bars(feats),
+        "audit_effect_sizes": lambda: audit.audit_effect_sizes(table),
+        "feature_boxplots": lambda: audit.feature_boxplots(feats, ["mean", "std"]),
     }
 
 

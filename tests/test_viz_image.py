@@ -8,7 +8,7 @@ import pytest
 
 from xaikit.errors import ArgumentError
 from xaikit.io import MedicalImage
-from xaikit.viz.image import display_stride, image_figure, mosaic, volume_figure
+from xaikit.viz.image import display_stride, image_view, mosaic, slice_view
 from xaikit.widgets.browser import ImageBrowser
 
 
@@ -16,7 +16,7 @@ def test_image_figure_applies_window_and_masks():
     img = MedicalImage(np.arange(64, dtype=np.float32).reshape(8, 8), window=(40.0, 20.0))
     mask = np.zeros((8, 8), bool)
     mask[2:4, 2:4] = True
-    fig = image_figure(img, masks={"lesion": mask})
+    fig = image_view(img, masks={"lesion": mask})
     base, overlay = fig.data
     assert (base.zmin, base.zmax) == (30.0, 50.0)
     z = np.asarray(overlay.z, dtype=float)
@@ -26,7 +26,7 @@ def test_image_figure_applies_window_and_masks():
 
 def test_large_images_are_subsampled_for_display_only():
     arr = np.random.default_rng(0).random((1500, 1000)).astype(np.float32)
-    fig = image_figure(arr)
+    fig = image_view(arr)
     assert display_stride(arr.shape) == 3
     assert np.asarray(fig.data[0].z).shape == (500, 334)
     assert fig.data[0].dx == 3
@@ -37,16 +37,16 @@ def test_volume_figure_picks_slice_and_labels():
     vol[2] = 5
     lab = np.zeros((4, 6, 6), int)
     lab[2, 1:3, 1:3] = 3
-    fig = volume_figure(vol, 2, labelmap=lab, names={3: "left_lung"})
+    fig = slice_view(vol, 2, labelmap=lab, names={3: "left_lung"})
     assert np.all(np.asarray(fig.data[0].z) == 5)
     assert [t.name for t in fig.data] == ["image", "left_lung"]
     with pytest.raises(ArgumentError, match="outside 0..3"):
-        volume_figure(vol, 4)
+        slice_view(vol, 4)
 
 
 def test_bad_shapes_are_refused():
     with pytest.raises(ArgumentError, match="2D"):
-        image_figure(np.zeros((2, 3, 4)))
+        image_view(np.zeros((2, 3, 4)))
     with pytest.raises(ArgumentError, match="one shape"):
         mosaic([np.zeros((2, 2)), np.zeros((3, 3))])
 

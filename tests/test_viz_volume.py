@@ -6,13 +6,13 @@ import pytest
 
 from xaikit.errors import ArgumentError
 from xaikit.phantom import draw_volume
-from xaikit.viz.volume import mip_figure, three_plane_figure, volume_planes
+from xaikit.viz.volume import mip_view, three_plane_view, volume_planes
 
 
 def test_three_planes_cut_through_the_point_with_crosshairs():
     rng = np.random.default_rng(0)
     vol, m = rng.random((6, 8, 10)), rng.normal(size=(6, 8, 10))
-    fig = three_plane_figure(vol, m, point=(2, 3, 4), sign="signed", clip_pct=None)
+    fig = three_plane_view(vol, m, point=(2, 3, 4), sign="signed", clip_pct=None)
     planes = {t.name: np.asarray(t.z, float) for t in fig.data}
     scale = np.abs(m).max()
     assert np.allclose(planes["axial map"], m[2] / scale)
@@ -26,7 +26,7 @@ def test_three_planes_cut_through_the_point_with_crosshairs():
 def test_aspect_follows_spacing_and_superior_is_up():
     vol = draw_volume(0, shape=(16, 20, 24)).as_image()
     vol.affine[2, 0] = abs(vol.affine[2, 0])  # d runs towards the head: coronal/sagittal rows are flipped
-    fig = three_plane_figure(vol, point=(3, 10, 12))
+    fig = three_plane_view(vol, point=(3, 10, 12))
     sd, sh, sw = vol.spacing
     assert fig.layout.yaxis.scaleratio == pytest.approx(sh / sw)
     assert fig.layout.yaxis2.scaleratio == pytest.approx(sd / sw)
@@ -36,19 +36,19 @@ def test_aspect_follows_spacing_and_superior_is_up():
 
 def test_threshold_hides_weak_values_and_mip_keeps_sign():
     r = np.random.default_rng(2).normal(size=(5, 6, 7))
-    fig = three_plane_figure(np.zeros((5, 6, 7)), r, point=(2, 3, 4), threshold_pct=50, clip_pct=None)
+    fig = three_plane_view(np.zeros((5, 6, 7)), r, point=(2, 3, 4), threshold_pct=50, clip_pct=None)
     axial = np.asarray(fig.data[1].z, dtype=float)
     # the threshold is a percentile over the whole volume, so the three planes share it
     assert np.array_equal(np.isnan(axial), np.abs(r[2]) < np.median(np.abs(r)))
     m = np.zeros((5, 6, 7))
     m[2, 3, 4], m[1, 1, 1] = 1.0, -2.0
-    mip = mip_figure(m, sign="signed", clip_pct=None)
+    mip = mip_view(m, sign="signed", clip_pct=None)
     axial_mip = np.asarray(mip.data[0].z, float)
     assert axial_mip[1, 1] == -1.0 and axial_mip[3, 4] == 0.5
     with pytest.raises(ArgumentError, match="differs"):
-        three_plane_figure(np.zeros((5, 6, 7)), np.zeros((5, 6, 6)))
+        three_plane_view(np.zeros((5, 6, 7)), np.zeros((5, 6, 6)))
     with pytest.raises(ArgumentError, match="inside the volume"):
-        three_plane_figure(np.zeros((5, 6, 7)), point=(5, 0, 0))
+        three_plane_view(np.zeros((5, 6, 7)), point=(5, 0, 0))
 
 
 def test_volume_explorer_redraws_on_slider_changes():
@@ -75,5 +75,5 @@ def test_overlay_of_a_volume_points_to_the_three_plane_figure():
     assert xaikit.read_volume is xaikit.io.read_volume  # a front-door name, like read_image
     volume = MedicalImage(np.random.default_rng(0).random((6, 8, 8)).astype(np.float32), spacing=(1.0, 1.0, 1.0))
     for image, saliency in ((volume, np.zeros((4, 4, 4))), (np.zeros((8, 8)), np.zeros((6, 8, 8)))):
-        with pytest.raises(ArgumentError, match=r"overlay draws one 2D image.*three_plane_figure"):
+        with pytest.raises(ArgumentError, match=r"overlay draws one 2D image.*three_plane_view"):
             xaikit.overlay(image, saliency)

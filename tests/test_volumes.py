@@ -89,7 +89,7 @@ def test_masks_follow_the_image_and_labels_stay_integer():
     assert float(x[0][masks["lesion"]].mean()) > float(x[0][lung].mean()) + 0.1
 
 
-def test_serialisation_and_checkpoint(tmp_path):
+def test_serialization_and_checkpoint(tmp_path):
     pre = VolumePreprocess(shape=(16, 20, 24), spacing=(2.0, 1.5, 1.5), normalize="percentile", percentiles=(1, 99))
     assert VolumePreprocess.from_dict(pre.to_dict()) == pre
     assert preprocess_from_dict(pre.to_dict()) == pre

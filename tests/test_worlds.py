@@ -1,5 +1,5 @@
 """Ground-truth worlds: the glass box's closed forms (captum as reference), the shipped models use what their
-world says, block-level randomisation stages, the data-randomisation check, and bad input."""
+world says, block-level randomization stages, the data-randomization check, and bad input."""
 from __future__ import annotations
 
 import warnings
@@ -11,7 +11,7 @@ from captum.attr import ShapleyValueSampling
 from scipy import stats
 
 from xaikit.errors import ArgumentError, CheckpointError, EvaluationError, XaikitError
-from xaikit.evaluation import randomisation_stages, score
+from xaikit.evaluation import randomization_stages, score
 from xaikit.evaluation.meta import kendall_w, score_world
 from xaikit.models import build_model
 from xaikit.saliency import explain
@@ -110,31 +110,31 @@ def test_cards_of_the_shipped_world_models():
 # ------------------------------------------------------------------------------------------------ stages
 def test_block_stages_join_each_convolution_with_its_batchnorm():
     net = build_model("small_cnn", num_classes=2, widths=(8, 16, 32)).eval()
-    stages = randomisation_stages(net, "block")
+    stages = randomization_stages(net, "block")
     assert [n for n, _ in stages] == ["classifier", "features.2.0+features.2.1", "features.1.0+features.1.1",
                                       "features.0.0+features.0.1"]
-    assert len(randomisation_stages(net, "layer")) == 7
+    assert len(randomization_stages(net, "layer")) == 7
     x = torch.rand(2, 1, 32, 32)
     exp = explain(net, x, "gradient")
-    blocks = score("cascading_randomisation", net, x, exp, stages="block", similarities=["spearman"])
-    layers = score("cascading_randomisation", net, x, exp, stages="layer", similarities=["spearman"])
+    blocks = score("cascading_randomization", net, x, exp, stages="block", similarities=["spearman"])
+    layers = score("cascading_randomization", net, x, exp, stages="layer", similarities=["spearman"])
     assert blocks["stages"].eq("block").all() and blocks["layer"].nunique() == 4
-    # the last stage randomises every layer either way: the same maps, the same similarity
+    # the last stage randomizes every layer either way: the same maps, the same similarity
     np.testing.assert_allclose(blocks[blocks["layer_index"] == 4]["value"], layers[layers["layer_index"] == 7]["value"])
     with pytest.raises(ArgumentError, match="stages"):
-        randomisation_stages(net, "blocks")
+        randomization_stages(net, "blocks")
 
 
-def test_data_randomisation_against_itself_is_one_and_needs_a_reference():
+def test_data_randomization_against_itself_is_one_and_needs_a_reference():
     net = build_model("small_cnn", num_classes=2, widths=(8, 16)).eval()
     x = torch.rand(3, 1, 32, 32)
     exp = explain(net, x, "gradient")
-    same = score("data_randomisation", net, x, exp, reference=net, similarities=["spearman"])
+    same = score("data_randomization", net, x, exp, reference=net, similarities=["spearman"])
     np.testing.assert_allclose(same["value"], 1.0)
     other = build_model("small_cnn", num_classes=2, widths=(8, 16)).eval()
-    assert (score("data_randomisation", net, x, exp, reference=other, similarities=["spearman"])["value"] < 0.99).all()
+    assert (score("data_randomization", net, x, exp, reference=other, similarities=["spearman"])["value"] < 0.99).all()
     with pytest.raises(ArgumentError, match="reference"):
-        score("data_randomisation", net, x, exp)
+        score("data_randomization", net, x, exp)
 
 
 # ------------------------------------------------------------------------------------------------ meta
@@ -155,7 +155,7 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(EvaluationError, match="no known evidence"):
         score_world("label_random")
     with pytest.raises(EvaluationError, match="no known truth in world 'glass_box'"):
-        score_world("glass_box", settings=["data_randomisation"])
+        score_world("glass_box", settings=["data_randomization"])
     with pytest.raises(XaikitError, match="at least 3 methods"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -33,7 +33,7 @@ _SUBMODULES = {
 _FRONT_DOOR = {
     "read_image": "io", "read_volume": "io", "load_checkpoint": "checkpoint", "explain": "saliency",
     "overlay": "viz.saliency",
-    "save_figure": "viz.export", "Preprocess": "data", "evaluate": "train",
+    "save_figure": "viz.export", "Preprocess": "data", "assess": "train",
 }
 
 __all__ = ["__version__", *_errors_all, *sorted(_SUBMODULES), *sorted(_FRONT_DOOR)]

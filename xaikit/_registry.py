@@ -3,7 +3,7 @@ demo stages.
 
 A :class:`Registry` is a ``dict`` from name to entry (so ``name in METHODS``, ``sorted(METHODS)`` and ``METHODS[name]``
 read as before) with one verb to fill it, :meth:`Registry.register` (a decorator), one way to read it that fails
-clearly, :meth:`Registry.lookup`, and duplicate names refused everywhere. Parametrised tests run over the registries,
+clearly, :meth:`Registry.lookup`, and duplicate names refused everywhere. Parametrized tests run over the registries,
 so a registered entry is tested the moment it exists (zennit's ``COMPOSITES`` works the same way).
 
 Example

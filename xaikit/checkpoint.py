@@ -34,7 +34,11 @@ import torch
 from torch import nn
 
 from ._util import PERMISSION_HINT, WRITE_HINT, atomic_write, file_problem
+from .data import preprocess_from_dict
+from .data.preprocess import prepare_many
+from .domain import assess_domain, prediction_caption
 from .errors import ArgumentError, CheckpointError, ModelError, PreprocessMismatchError
+from .models import build_model
 
 __all__ = [
     "FORMAT",
@@ -99,7 +103,6 @@ class Checkpoint:
         probability and the domain flag, ``predicted: pneumonia (p = 0.998) | OUT OF DOMAIN (2.3x threshold)``
         (:func:`xaikit.domain.prediction_caption`). ``probs``: the softmax already computed (``exp.probs``);
         without it the model predicts (no gradients). Does not warn (``explain`` does); for classifiers."""
-        from .domain import assess_domain, prediction_caption
 
         if probs is None:
             with torch.no_grad():
@@ -115,7 +118,6 @@ class Checkpoint:
         if self.preprocess is None:
             raise ArgumentError("Checkpoint.prepare: this checkpoint stores no Preprocess; preprocess the images "
                                 "yourself with the one the model was trained with.")
-        from .data.preprocess import prepare_many  # one aspect-ratio warning per call, quoting the real sizes
 
         many = isinstance(images, (list, tuple))
         return prepare_many(self.preprocess, images if many else [images])
@@ -126,7 +128,6 @@ class Checkpoint:
         none was saved)."""
         if self.preprocess_dict is None:
             return None
-        from .data import preprocess_from_dict  # Preprocess or VolumePreprocess, by the dict's "kind"
 
         return preprocess_from_dict(self.preprocess_dict)
 
@@ -390,8 +391,6 @@ def _check_finite(path: Path, state: Mapping[str, torch.Tensor], allow: bool) ->
 
 
 def _rebuild(path: Path, arch: str, arch_kwargs: dict, state: dict) -> nn.Module:
-    from .models import build_model
-
     _check_state_matches(state, arch, arch_kwargs, CheckpointError, str(path))
     try:
         model = build_model(arch, **arch_kwargs)
@@ -412,7 +411,6 @@ def _check_classes(path: Path, model: nn.Module, classes: list[str]) -> None:
 
 def _check_state_matches(state: dict, arch: str, arch_kwargs: dict, error: type, what: str) -> None:
     """Compare a state dict with the parameters ``arch`` has (built on the meta device: no memory, fast)."""
-    from .models import build_model
 
     try:
         with torch.device("meta"):

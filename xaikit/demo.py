@@ -48,7 +48,7 @@ def _data_stage(ctx: DemoContext, report: Report) -> None:
     from .io import read_image
     from .phantom import grid_image
     from .viz.audit import audit_figures
-    from .viz.image import image_figure
+    from .viz.image import image_view
 
     report.section(
         "1. Data: loading and auditing the sample set",
@@ -67,7 +67,7 @@ def _data_stage(ctx: DemoContext, report: Report) -> None:
         report.figure(fig, f"audit_{name}")
     dicom = read_image(ctx.samples / "dicom" / "cxr_monochrome1.dcm")
     (h, w), (sy, sx) = dicom.shape, dicom.spacing[-2:]
-    report.figure(image_figure(dicom, title="DICOM MONOCHROME1, default window (inverted on read)"), "dicom_example",
+    report.figure(image_view(dicom, title="DICOM MONOCHROME1, default window (inverted on read)"), "dicom_example",
                   caption=f"A {dicom.modality} DICOM file of {w} x {h} pixels ({sx:.2f} x {sy:.2f} mm each), shown "
                   f"with its default window (centre {dicom.window[0]:.4g}, width {dicom.window[1]:.4g}); its "
                   f"de-identified metadata keys include {', '.join(sorted(dicom.meta)[:8])}.")
@@ -89,7 +89,7 @@ def _shipped_model(ctx: DemoContext, name: str = "clean"):
 @register_stage("training")
 def _training_stage(ctx: DemoContext, report: Report) -> None:
     from .data import ManifestDataset
-    from .viz.training import history_figure
+    from .viz.training import training_curves
 
     ckpt = _shipped_model(ctx)
     report.section(
@@ -98,12 +98,12 @@ def _training_stage(ctx: DemoContext, report: Report) -> None:
         f"{ckpt.preprocess.to_dict()} stored in its checkpoint. Metrics on the held-out test split, with 95% CIs "
         "from a bootstrap over patients.",
     )
-    from .train import evaluate
+    from .train import assess
 
     test = ManifestDataset(ctx.samples / "manifest.csv", split="test", preprocess=ckpt.preprocess)
     # the decision threshold chosen on the validation split when the model was built (never on the test split)
     threshold = float(ckpt.summary.get("decision_threshold", 0.5))
-    ev = evaluate(ckpt.model, test, threshold=threshold, n_boot=200 if ctx.smoke else 1000, seed=0)
+    ev = assess(ckpt.model, test, threshold=threshold, n_boot=200 if ctx.smoke else 1000, seed=0)
     ctx.results["evaluation"] = ev
     report.table(ev.metrics, "test_metrics",
                  caption=f"Test-split metrics at the threshold {threshold:.2f} chosen on the "
@@ -115,7 +115,7 @@ def _training_stage(ctx: DemoContext, report: Report) -> None:
     if history:
         import pandas as pd
 
-        report.figure(history_figure(pd.DataFrame(history)), "training_history", caption="Training history.")
+        report.figure(training_curves(pd.DataFrame(history)), "training_history", caption="Training history.")
 
 
 @register_stage("saliency")
@@ -137,7 +137,7 @@ def _saliency_stage(ctx: DemoContext, report: Report) -> None:
     report.section(
         "3. Saliency: the quick preset on pneumonia test images",
         "Signed maps (red: for the predicted class, blue: against; transparent where the map is zero), "
-        "normalised for display only.",
+        "normalized for display only.",
     )
     from .domain import assess_domain
 
@@ -264,18 +264,18 @@ def _evaluation_setup(ctx: DemoContext):
     import torch
 
     from .data import ManifestDataset, balanced_batch
-    from .evaluation import randomisable_layers
+    from .evaluation import randomizable_layers
 
     ckpt = _shipped_model(ctx)
     test = ManifestDataset(ctx.samples / "manifest.csv", split="test", preprocess=ckpt.preprocess)
     batch = balanced_batch(test, 4 if ctx.smoke else 16, classes=[1])  # pneumonia images only
     samples, x, lesions = batch.samples, batch.images, batch.masks("lesion")["lesion"]
     # the stages Adebayo et al. plot: weight layers (convolutions, the classifier), top first
-    weights = [n for n in randomisable_layers(ckpt.model)
+    weights = [n for n in randomizable_layers(ckpt.model)
                if isinstance(ckpt.model.get_submodule(n), (torch.nn.Conv2d, torch.nn.Linear))]
     steps, patch = (8, 16) if ctx.smoke else (32, 8)
     metrics = {"deletion": {"patch": patch, "steps": steps}, "insertion": {"patch": patch, "steps": steps},
-               "cascading_randomisation": {"similarities": ["spearman_abs", "ssim"],
+               "cascading_randomization": {"similarities": ["spearman_abs", "ssim"],
                                            "layers": weights[:3] if ctx.smoke else weights},
                "pointing_game": {}, "relevance_mass": {}, "sparseness": {},
                "max_sensitivity": {"n_samples": 2 if ctx.smoke else 5}}  # judged against a stated threshold
@@ -286,7 +286,7 @@ def _evaluation_setup(ctx: DemoContext):
 
 @register_stage("evaluation")
 def _evaluation_stage(ctx: DemoContext, report: Report) -> None:
-    from .evaluation import ROBUSTNESS_THRESHOLDS, rank_methods, sanity_verdicts, score_many, summarise
+    from .evaluation import ROBUSTNESS_THRESHOLDS, rank_methods, sanity_verdicts, score_many, summarize
     from .saliency import explain_many
     from .viz.evaluation import rank_heatmap
 
@@ -295,7 +295,7 @@ def _evaluation_stage(ctx: DemoContext, report: Report) -> None:
     maps = explain_many(ckpt.model, x, methods, target=1, image_ids=[s["id"] for s in samples], progress=False)
     table = score_many(ckpt.model, x, maps, metrics, masks=lesions, progress=False)
     n_boot = 200 if ctx.smoke else 1000
-    summary = summarise(table, n_boot=n_boot)
+    summary = summarize(table, n_boot=n_boot)
     verdicts = sanity_verdicts(table, rank_methods(table, n_boot=n_boot))
     ctx.results["evaluation_scores"] = table
     ctx.results["evaluation_verdicts"] = verdicts
@@ -303,10 +303,10 @@ def _evaluation_stage(ctx: DemoContext, report: Report) -> None:
         "7. Which maps to trust",
         f"{len(samples)} pneumonia test images, maps for the pneumonia logit, scored on faithfulness (deletion and "
         "insertion of patches ranked by the map), robustness (max-sensitivity), the cascading model-parameter "
-        "randomisation check (Adebayo et al. 2018), localisation against the ground-truth lesion masks and "
+        "randomization check (Adebayo et al. 2018), localization against the ground-truth lesion masks and "
         "sparseness. Each verdict is judged against what means something for it (column judged_against): the "
-        "random map is the floor of faithfulness and localisation (paired tests, one Holm family); the "
-        "model-independent random and Sobel maps are the reference of the randomisation check; robustness is "
+        "random map is the floor of faithfulness and localization (paired tests, one Holm family); the "
+        "model-independent random and Sobel maps are the reference of the randomization check; robustness is "
         f"judged against a stated threshold (max-sensitivity < {ROBUSTNESS_THRESHOLDS['max_sensitivity']:g}), "
         "never against a control, since a map that ignores its input is trivially stable. Sparseness describes "
         "the maps and gets no verdict. Every verdict is drawn in a figure below.",
@@ -315,7 +315,7 @@ def _evaluation_stage(ctx: DemoContext, report: Report) -> None:
                  "what it was judged against.")
     cols = ["metric", "layer", "similarity", "method", "n", "mean", "ci_low", "ci_high", "rank"]
     report.table(summary[cols], "evaluation_summary", caption="Method x metric: mean, 95% bootstrap CI, rank "
-                 "(1 = best; randomisation: lower similarity is better; controls are not ranked on robustness and "
+                 "(1 = best; randomization: lower similarity is better; controls are not ranked on robustness and "
                  "sparseness).", max_rows=60)
     figures = [*_evaluation_figures(ckpt.model, x, maps, summary, verdicts, metrics),
                ("evaluation_ranks", rank_heatmap(summary),
@@ -334,7 +334,7 @@ def _evaluation_figures(model, x, maps, summary, verdicts, metrics) -> list:
     captions = {
         "curves": "Deletion and insertion curves (mean over images); grey: the random (dotted) and Sobel (dashed) "
                   "controls, the floor the deletion and insertion verdicts compare with.",
-        "cascading_randomisation": "Similarity to the original maps as the model is randomised from the top layer "
+        "cascading_randomization": "Similarity to the original maps as the model is randomized from the top layer "
                                    "down; grey: the model-independent random and Sobel maps (the reference), red "
                                    "dashed: the verdict's threshold."}
     figures = verdict_figures(summary, verdicts, sweep)
@@ -357,7 +357,7 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
     from .regions import label_regions, region_scores
     from .saliency import PRESETS, explain
     from .samples import VOLUME_MODEL
-    from .viz.volume import mip_figure, three_plane_figure
+    from .viz.volume import mip_view, three_plane_view
 
     path = ctx.samples / "models" / VOLUME_MODEL
     if not path.is_file():
@@ -378,9 +378,9 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
     report.table(metrics.reset_index(names="metric"), "volume_model_metrics",
                  caption="3D sample model, test split (value, 95% patient-bootstrap CI).")
     spacing = pre.geometry(ct).out_spacing
-    report.figure(three_plane_figure(x[0], exps["gradcam"].maps[0], sign="positive", spacing=spacing,
+    report.figure(three_plane_view(x[0], exps["gradcam"].maps[0], sign="positive", spacing=spacing,
                                      title="Grad-CAM, three planes"), "volume_gradcam_planes")
-    report.figure(mip_figure(exps["gradient"].maps[0], sign="absolute", volume=x[0], spacing=spacing,
+    report.figure(mip_view(exps["gradient"].maps[0], sign="absolute", volume=x[0], spacing=spacing,
                              title="Gradient, maximum-intensity projections"), "volume_gradient_mip")
     regions = label_regions(nifti / "volume_labels.nii.gz", nifti / "labels.csv", image=ct, preprocess=pre)
     scores = region_scores(list(exps.values()), regions, sign="positive")

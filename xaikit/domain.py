@@ -2,12 +2,12 @@
 
 A model trained on phantom radiographs calls every real radiograph "pneumonia" with p > 0.99, silently. The
 checkpoint therefore stores its training domain (:func:`fit_domain`, in ``summary["domain"]``) and the entry
-points (:func:`xaikit.saliency.explain`, :func:`xaikit.train.evaluate`) call :func:`check_domain`, which warns
+points (:func:`xaikit.saliency.explain`, :func:`xaikit.train.assessment`) call :func:`check_domain`, which warns
 with an :class:`OutOfDomainWarning` when inputs are far from it.
 
 The features of one input are six image statistics of what the model sees (mean, standard deviation, fractions
 of pixels below 0.05 and above 0.95, mean |Laplacian| for texture, left-right asymmetry) and the model's
-penultimate-layer activations (the input of its last ``nn.Linear``). They are standardised with the training mean
+penultimate-layer activations (the input of its last ``nn.Linear``). They are standardized with the training mean
 and standard deviation and projected on the first ``n_components`` principal components of the training set. Two
 distances: the root mean square of the whitened projections (a Mahalanobis distance in that subspace; Lee et al.,
 "A simple unified framework for detecting out-of-distribution samples and adversarial attacks", NeurIPS 2018, use
@@ -36,13 +36,14 @@ from torch import nn
 from .errors import ArgumentError
 
 __all__ = ["OutOfDomainWarning", "IMAGE_STATS", "domain_features", "fit_domain", "domain_distance", "check_domain",
-           "watch_domain", "checked_once", "domain_check_off", "assess_domain", "warn_domain", "check_domain_many", "domain_message", "domain_columns",
+           "watch_domain", "checked_once", "domain_check_off", "assess_domain", "warn_domain", "check_domain_many",
+           "domain_message", "domain_columns",
            "domain_badge", "prediction_caption"]
 
 #: The image statistics in a domain's feature vector, in order.
 IMAGE_STATS = ("mean", "std", "dark_fraction", "bright_fraction", "laplacian", "asymmetry")
 DOMAIN_METHOD = "pca_whitened_and_residual/v1"
-# True while the kit runs the model on inputs it made itself (perturbed copies, randomised models): the user's
+# True while the kit runs the model on inputs it made itself (perturbed copies, randomized models): the user's
 # inputs were checked once on the way in. A context variable, so threads and asyncio tasks each have their own.
 _OFF: contextvars.ContextVar[bool] = contextvars.ContextVar("xaikit_domain_check_off", default=False)
 
@@ -130,7 +131,7 @@ def fit_domain(model: nn.Module, x: torch.Tensor, *, n_components: int = 8, marg
     x : tensor N x C x H x W
         The training images as the model sees them (no augmentation).
     n_components : int
-        Principal components of the standardised training features kept.
+        Principal components of the standardized training features kept.
     margin : float
         Each threshold is ``margin`` times the largest value of a training image.
     description : str
@@ -306,7 +307,7 @@ def checked_once(model: nn.Module, x: torch.Tensor | None, *, where: str = "xaik
                  stacklevel: int = 3) -> Iterator[np.ndarray | None]:
     """Check the user's inputs ``x`` once (:func:`check_domain`), then run the block with the check off.
 
-    What a metric feeds the model inside the block (perturbed copies, randomised model copies) is the kit's own
+    What a metric feeds the model inside the block (perturbed copies, randomized model copies) is the kit's own
     making and far from the training data by design: warning about it would say nothing about the user's data.
     Yields the distances of ``x`` (``None`` for a model without a stored domain, inside an outer check, or for
     ``x=None``: nothing to check).

@@ -83,4 +83,4 @@ class StatsError(XaikitError, ValueError):
 
 
 class EvaluationError(XaikitError, ValueError):
-    """An explanation-quality metric cannot be computed as asked (non-finite scores, nothing to randomise...)."""
+    """An explanation-quality metric cannot be computed as asked (non-finite scores, nothing to randomize...)."""

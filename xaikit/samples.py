@@ -28,7 +28,24 @@ import numpy as np
 import pandas as pd
 
 from ._util import atomic_write, sample_dir
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data.augment import Augment
+from .data.manifest import ManifestDataset, write_manifest
+from .data.preprocess import Preprocess
+from .data.splits import patient_split
+from .data.volume import VolumePreprocess
+from .domain import IMAGE_STATS, fit_domain
 from .errors import ArgumentError
+from .io import MedicalImage, write_dicom, write_nifti, write_png
+from .io.volume import write_dicom_series
+from .models import build_model
+from .phantom import draw_chest, draw_chest_set, draw_volume
+from .phantom.dataset import PhantomDataset
+from .phantom.volume import VolumeSetDataset, draw_volume_set
+from .train import assess, choose_threshold, recalibrate_batchnorm, train_sample_model
+from .train.detection import box_scores, fit_boxes, predict_boxes
+from .train.segmentation import fit_segmentation, predict_labelmaps, segmentation_scores
+from .worlds import build_world_models
 
 __all__ = ["SAMPLES", "SHORTCUT", "MODELS", "SampleSpec", "sample_dir", "build_samples", "build_phantom_images",
            "build_dicom", "build_nifti", "build_models", "build_shortcut_model", "shortcut_datasets",
@@ -73,10 +90,6 @@ def _mask_png(mask: np.ndarray, path: Path) -> None:
 
 def build_phantom_images(out: Path, spec: SampleSpec = SAMPLES, *, name: str = "manifest.csv") -> pd.DataFrame:
     """Draw the phantom set, write images, masks and the manifest; return the manifest table."""
-    from .data.manifest import write_manifest
-    from .data.splits import patient_split
-    from .io import write_png
-    from .phantom import draw_chest_set
 
     chest = draw_chest_set(
         spec.n_images, seed=spec.seed, size=spec.size, prevalence=spec.prevalence,
@@ -105,8 +118,6 @@ def build_phantom_images(out: Path, spec: SampleSpec = SAMPLES, *, name: str = "
 def build_dicom(out: Path, seed: int = 7) -> list[Path]:
     """A handful of DICOM files: a radiograph as MONOCHROME2 and MONOCHROME1, a CT slice with a rescale
     slope/intercept, and a small multi-frame volume. UIDs and dates are fixed so rebuilds are identical."""
-    from .io import MedicalImage, write_dicom
-    from .phantom import draw_chest, draw_volume
 
     ph = draw_chest(seed, size=256, pneumonia=True)
     # a 12-bit detector image: stored values 0..4095, bright = dense
@@ -129,8 +140,6 @@ def build_dicom(out: Path, seed: int = 7) -> list[Path]:
 
 def build_nifti(out: Path, seed: int = 11) -> list[Path]:
     """A phantom CT-like volume, its label map, and the label names table."""
-    from .io import MedicalImage, write_nifti
-    from .phantom import draw_volume
 
     vol = draw_volume(seed, shape=(48, 64, 64))
     image = MedicalImage(vol.image, spacing=vol.spacing, window=(-600.0, 1500.0), affine=vol.affine, modality="CT")
@@ -175,28 +184,25 @@ def build_samples(out: str | os.PathLike | None = None, *, models: bool = True, 
 def build_world_samples(out: str | os.PathLike | None = None) -> dict[str, Path]:
     """Only the ground-truth world models (:mod:`xaikit.worlds`): ``out/models/world_<name>.pt``.
 
-    ``python -m xaikit samples --worlds`` runs this alone (a few minutes on one core; the label-randomisation
+    ``python -m xaikit samples --worlds`` runs this alone (a few minutes on one core; the label-randomization
     model takes most of it).
     """
-    from .worlds import build_world_models
 
     return build_world_models(Path(out) if out is not None else sample_dir())
 
 
 def finish_model(path: Path, train, val, test, *, seed: int = 0) -> dict:
     """Recalibrate BatchNorm on ``train`` (no augmentation), choose the decision threshold on ``val`` (Youden's
-    J), evaluate ``test`` with it, and store all in the checkpoint's summary (``decision_threshold``,
+    J), assess ``test`` with it, and store all in the checkpoint's summary (``decision_threshold``,
     ``test_metrics``: ``[value, ci_low, ci_high]`` per metric)."""
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .train import choose_threshold, evaluate, recalibrate_batchnorm
 
     ckpt = load_checkpoint(path)
     recalibrate_batchnorm(ckpt.model, train)
     ckpt.model.eval()
-    val_pred = evaluate(ckpt.model, val, n_boot=0, seed=seed).predictions
+    val_pred = assess(ckpt.model, val, n_boot=0, seed=seed).predictions
     positive = f"prob_{ckpt.classes[1]}"
     threshold = choose_threshold(val_pred["label"].to_numpy(), val_pred[positive].to_numpy())["threshold"]
-    metrics = evaluate(ckpt.model, test, threshold=threshold, n_boot=1000, seed=seed).metrics.set_index("metric")
+    metrics = assess(ckpt.model, test, threshold=threshold, n_boot=1000, seed=seed).metrics.set_index("metric")
     names = ("roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
     test_metrics = {m: [float(metrics.at[m, c]) for c in ("value", "ci_low", "ci_high")] for m in names}
     summary = {**_without_timings(ckpt.summary), "batchnorm": "recalibrated on the train split (precise BN)",
@@ -230,10 +236,6 @@ def build_models(out: Path, *, seed: int = 0, epochs: int = 40) -> dict[str, Pat
     README and notebooks can quote them without re-running anything. The shortcut model follows
     (:func:`build_shortcut_model`).
     """
-    from .data.augment import Augment
-    from .data.manifest import ManifestDataset
-    from .data.preprocess import Preprocess
-    from .train import train_sample_model
 
     pre = Preprocess(**MODEL_PREPROCESS)
     split = {name: ManifestDataset(out / "manifest.csv", split=name, preprocess=pre)
@@ -267,9 +269,6 @@ def add_model_card(path: Path, train, *, data: str, intended_use: str = INTENDED
     """
     import torch
 
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .domain import IMAGE_STATS, fit_domain
-
     ckpt = load_checkpoint(path)
     x = torch.stack([train[i]["image"] for i in range(len(train))])
     domain = fit_domain(ckpt.model, x, description=data)
@@ -292,7 +291,7 @@ def shortcut_datasets(spec: SampleSpec = SHORTCUT, preprocess=None):
     objects.
 
     Drawn deterministically from ``spec`` (default :data:`SHORTCUT`) and split by patient like the shipped
-    set; images are quantised as the shipped PNGs are and go through ``preprocess`` (default the sample
+    set; images are quantized as the shipped PNGs are and go through ``preprocess`` (default the sample
     models' ``Preprocess(size=128)``). Returns ``{"train": ..., "val": ..., "test": ...}``.
 
     Examples
@@ -300,10 +299,6 @@ def shortcut_datasets(spec: SampleSpec = SHORTCUT, preprocess=None):
     >>> splits = shortcut_datasets()  # doctest: +SKIP
     >>> splits["test"].table.groupby("label")["marker"].mean()  # doctest: +SKIP
     """
-    from .data.preprocess import Preprocess
-    from .data.splits import patient_split
-    from .phantom import draw_chest_set
-    from .phantom.dataset import PhantomDataset
 
     pre = preprocess if preprocess is not None else Preprocess(**MODEL_PREPROCESS)
     chest = draw_chest_set(
@@ -333,9 +328,6 @@ def build_shortcut_model(out: str | os.PathLike, *, spec: SampleSpec = SHORTCUT,
     seed, epochs
         Training seed and number of epochs.
     """
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .data.augment import Augment
-    from .train import train_sample_model
 
     split = shortcut_datasets(spec)
     pre = split["train"].preprocess
@@ -368,9 +360,6 @@ def segmentation_arrays(out: str | os.PathLike | None = None, split: str = "trai
     (default ``Preprocess(**SEG_PREPROCESS)``).
     """
     import torch
-
-    from .data.manifest import ManifestDataset
-    from .data.preprocess import Preprocess
 
     pre = preprocess if preprocess is not None else Preprocess(**SEG_PREPROCESS)
     ds = ManifestDataset(Path(out or sample_dir()) / "manifest.csv", split=split, preprocess=pre)
@@ -417,10 +406,6 @@ def build_unet_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30,
     HD95 per class with patient-bootstrap 95% CIs (``test_metrics[class][metric] = [value, ci_low, ci_high]``).
     """
     import torch
-
-    from .checkpoint import save_checkpoint
-    from .models import build_model
-    from .train.segmentation import fit_segmentation, predict_labelmaps, segmentation_scores
 
     train, test = segmentation_arrays(out, "train"), segmentation_arrays(out, "test")
     with torch.random.fork_rng(devices=[]):
@@ -474,10 +459,6 @@ def build_box_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30, 
     """
     import torch
 
-    from .checkpoint import save_checkpoint
-    from .models import build_model
-    from .train.detection import box_scores, fit_boxes, predict_boxes
-
     train, test = segmentation_arrays(out, "train"), segmentation_arrays(out, "test")
     size = float(train["images"].shape[-1])
     with torch.random.fork_rng(devices=[]):
@@ -528,9 +509,6 @@ def volume_datasets(spec: VolumeSpec = VOLUMES, preprocess=None):
     ``preprocess`` (default the 3D sample model's ``VolumePreprocess(**VOLUME_PREPROCESS)``).
     Returns ``{"train": ..., "val": ..., "test": ...}``.
     """
-    from .data.splits import patient_split
-    from .data.volume import VolumePreprocess
-    from .phantom.volume import VolumeSetDataset, draw_volume_set
 
     pre = preprocess if preprocess is not None else VolumePreprocess(**VOLUME_PREPROCESS)
     volumes = draw_volume_set(spec.n_volumes, seed=spec.seed, shape=spec.shape, prevalence=spec.prevalence,
@@ -548,8 +526,6 @@ def build_volume_model(out: str | os.PathLike, *, spec: VolumeSpec = VOLUMES, se
     by validation ROC AUC; :func:`finish_model` recalibrates BatchNorm, picks the threshold on val and stores
     the test metrics with patient-bootstrap CIs in the summary). About 1-2 minutes on 2 CPU cores.
     """
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .train import train_sample_model
 
     split = volume_datasets(spec)
     pre = split["train"].preprocess
@@ -568,8 +544,6 @@ def build_volume_model(out: str | os.PathLike, *, spec: VolumeSpec = VOLUMES, se
 
 def build_dicom_series(out: str | os.PathLike, seed: int = 13) -> list[Path]:
     """A phantom CT (with a lesion) as a DICOM series: one file per slice with Image Position/Orientation."""
-    from .io.volume import write_dicom_series
-    from .phantom import draw_volume
 
     vol = draw_volume(seed, shape=(24, 48, 48))
     return write_dicom_series(vol.as_image(), Path(out) / "dicom" / DICOM_SERIES, uid_seed="xaikit-ct-series",

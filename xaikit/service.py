@@ -185,7 +185,7 @@ class _Worker:
 
 
 def _ending(filename: str) -> str:
-    """The upload's recognised extension (the reader picks the format by it), else none (read by content)."""
+    """The upload's recognized extension (the reader picks the format by it), else none (read by content)."""
     name = (filename or "").lower()
     return next((e for e in sorted(_ENDINGS, key=len, reverse=True) if name.endswith(e)), "")
 
@@ -237,7 +237,7 @@ def create_app(model: str | os.PathLike | Checkpoint, config: ServiceConfig | No
     app = FastAPI(title="xaikit", version=_version(),
                   description="Predictions and saliency maps for uploaded medical images (DICOM, NIfTI, PNG).")
 
-    authorised, held = _authoriser(config), _holder(config, worker, gate)
+    authorized, held = _authorizer(config), _holder(config, worker, gate)
 
     @app.get("/health")
     def health() -> dict:
@@ -245,7 +245,7 @@ def create_app(model: str | os.PathLike | Checkpoint, config: ServiceConfig | No
         return {"status": "ok", "in_flight": gate.held, "queue_size": config.queue_size,
                 "model": {"arch": ckpt.arch, "classes": ckpt.classes, "sha256": ckpt.sha256[:16]}}
 
-    @app.get("/methods", dependencies=[Depends(authorised)])
+    @app.get("/methods", dependencies=[Depends(authorized)])
     def methods() -> dict:
         """The saliency methods and their default parameters."""
         from .saliency import METHODS
@@ -254,12 +254,12 @@ def create_app(model: str | os.PathLike | Checkpoint, config: ServiceConfig | No
         return {name: {"family": info.family, "library": info.library, "signed": info.signed,
                        "defaults": plain(dict(info.defaults))} for name, info in sorted(METHODS.items())}
 
-    @app.post("/predict", dependencies=[Depends(authorised)])
+    @app.post("/predict", dependencies=[Depends(authorized)])
     async def predict_endpoint(file: UploadFile = File(..., description="DICOM, NIfTI, PNG/JPEG/TIFF or .npy")):
         """The predicted class and the class probabilities of an uploaded 2D image (volumes: the middle slice)."""
         return await held("predict", file, {})
 
-    @app.post("/explain", dependencies=[Depends(authorised)])
+    @app.post("/explain", dependencies=[Depends(authorized)])
     async def explain_endpoint(file: UploadFile = File(..., description="DICOM, NIfTI, PNG/JPEG/TIFF or .npy"),
                                method: str = Query("gradcam", description="a key of GET /methods"),
                                target: str = Query("pred", description="'pred' or a class index"),
@@ -270,10 +270,10 @@ def create_app(model: str | os.PathLike | Checkpoint, config: ServiceConfig | No
     return _SizeLimit(app, config.max_upload_bytes)
 
 
-def _authoriser(config: ServiceConfig):
+def _authorizer(config: ServiceConfig):
     """The endpoint dependency that checks the bearer token (no token configured: every request passes)."""
 
-    def authorised(request: Request) -> None:
+    def authorized(request: Request) -> None:
         if config.token is None:
             return
         given = request.headers.get("authorization", "")
@@ -281,7 +281,7 @@ def _authoriser(config: ServiceConfig):
             raise HTTPException(401, "missing or wrong token: send the header 'Authorization: Bearer <token>'.",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    return authorised
+    return authorized
 
 
 def _holder(config: ServiceConfig, worker: _Worker, gate: _Gate):

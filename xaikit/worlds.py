@@ -15,7 +15,7 @@ world                     how the label is made                                 
 ``glass_box``             lesion-only phantoms; a linear model, additive over 8 x 8    the blocks it weighs
                           blocks, whose attributions have closed forms                 (known exactly)
 ``label_random``          lesion-only phantoms, model trained on *permuted* labels     nothing (memorised)
-                          (Adebayo et al. 2018, data-randomisation test)
+                          (Adebayo et al. 2018, data-randomization test)
 ========================  ===========================================================  =====================
 
 The trained models (``small_cnn``, widths 8-16-32, 64 px, about 20 s each on one CPU core) are shipped in
@@ -45,14 +45,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._modes import eval_mode
 from ._util import sample_dir
-from .errors import ArgumentError
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data.preprocess import Preprocess
+from .errors import ArgumentError, CheckpointError
+from .models import build_model
+from .phantom.cohort import ChestSet
+from .phantom.dataset import PhantomDataset
+from .train._tensors import fit_tensors
 
 __all__ = ["World", "WORLDS", "WORLD_PREPROCESS", "get_world", "world_data", "world_model", "world_model_path",
            "evidence_check", "glass_box_model", "glass_box_attribution", "glass_box_blocks", "build_world_model",
            "build_world_models"]
 
-#: Input of every world model: 64 px phantoms, percentile-normalised (:class:`~xaikit.data.Preprocess`).
+#: Input of every world model: 64 px phantoms, percentile-normalized (:class:`~xaikit.data.Preprocess`).
 WORLD_PREPROCESS = {"size": 64}
 _SIZE = 64
 _CLASSES = ("absent", "present")
@@ -74,7 +81,7 @@ class World:
     lesion_rate, marker_rate : (float, float)
         Probability of a lesion / a marker in class 0 and in class 1.
     evidence : tuple of str
-        The masks whose union is the evidence the model uses (``()``: none, the label-randomisation world).
+        The masks whose union is the evidence the model uses (``()``: none, the label-randomization world).
     model : str
         ``"trained"`` (shipped checkpoint), ``"closed_form"`` (the glass box, built on demand).
     permute_labels : bool
@@ -139,8 +146,6 @@ def _plan(world: World) -> dict[str, np.ndarray]:
 
 
 def _chest_set(world: World, plan: dict[str, np.ndarray], index: np.ndarray, remove: str | None):
-    from .phantom.cohort import ChestSet
-
     lesion, marker = plan["lesion"][index].copy(), plan["marker"][index].copy()
     if remove == "lesion":
         lesion[:] = False
@@ -190,8 +195,6 @@ def world_data(world: str, split: str = "test", *, n: int | None = None, remove:
 @functools.lru_cache(maxsize=16)
 def _drawn(w: World, split: str, n: int | None, remove: str | None):
     """Draw (once per process: ~60 ms a phantom) the images, labels and lesion/marker masks of a split."""
-    from .data.preprocess import Preprocess
-    from .phantom.dataset import PhantomDataset
 
     plan = _plan(w)
     cut = w.n_images - w.n_test
@@ -267,8 +270,6 @@ def glass_box_blocks(images: torch.Tensor) -> torch.Tensor:
 
 
 def _preprocess_dict() -> dict:
-    from .data.preprocess import Preprocess
-
     return Preprocess(**WORLD_PREPROCESS).to_dict()
 
 
@@ -289,8 +290,6 @@ def world_model(world: str, folder: str | os.PathLike | None = None) -> nn.Modul
     :class:`~xaikit.errors.CheckpointError` when the shipped file is missing (rebuild with
     ``python -m xaikit samples --worlds``).
     """
-    from .checkpoint import load_checkpoint
-    from .errors import CheckpointError
 
     w = get_world(world)
     if w.model == "closed_form":
@@ -314,8 +313,6 @@ def _one_thread():
 
 
 def _logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    from ._modes import eval_mode
-
     with torch.no_grad(), eval_mode(model):
         return model(images)
 
@@ -357,9 +354,6 @@ def build_world_model(world: str, out: str | os.PathLike | None = None, *, epoch
     so the bytes do not depend on the machine. The summary holds a model card (data, evidence, intended use),
     the test accuracy and :func:`evidence_check`.
     """
-    from .checkpoint import save_checkpoint
-    from .models import build_model
-    from .train._tensors import fit_tensors
 
     w = get_world(world)
     epochs = w.epochs if epochs is None else epochs
@@ -389,6 +383,6 @@ def build_world_model(world: str, out: str | os.PathLike | None = None, *, epoch
 def build_world_models(out: str | os.PathLike | None = None) -> dict[str, Path]:
     """Train and write every trained world model (all of :data:`WORLDS` but the closed-form glass box).
 
-    About 20-40 s a model on one CPU core (the label-randomisation model, 150 epochs to memorise: ~2 min).
+    About 20-40 s a model on one CPU core (the label-randomization model, 150 epochs to memorise: ~2 min).
     """
     return {name: build_world_model(name, out) for name, w in WORLDS.items() if w.model == "trained"}

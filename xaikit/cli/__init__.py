@@ -134,7 +134,7 @@ def _explain_parser(sub) -> None:
 _EVALUATE_EXAMPLES = """examples:
   xaikit evaluate data_samples/models/phantom_small_cnn.pt data_samples/images/ --preset quick --dry-run
   xaikit evaluate model.pt data_samples/manifest.csv --preset sumer2023 --metric deletion \\
-      --metric cascading_randomisation --metric max_sensitivity --out study/
+      --metric cascading_randomization --metric max_sensitivity --out study/
   xaikit evaluate model.pt scans/ --method gradcam --method gradient --metric deletion \\
       --metric-param deletion:steps=16 --workers 2 --out study/
 
@@ -156,7 +156,7 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--method", action="append", default=[], metavar="NAME", help="a saliency method (repeat)")
     p.add_argument("--preset", default=None, metavar="NAME", help="a named set of methods: quick, sumer2023")
     p.add_argument("--metric", action="append", default=[], metavar="NAME",
-                   help="a metric (repeat; default: deletion, insertion, cascading_randomisation, sparseness)")
+                   help="a metric (repeat; default: deletion, insertion, cascading_randomization, sparseness)")
     p.add_argument("--metric-param", action="append", default=[], metavar="METRIC:KEY=VALUE",
                    help="a metric parameter, e.g. deletion:steps=16 (JSON value; repeat)")
     p.add_argument("--target", default="pred", metavar="pred|label|INDEX",

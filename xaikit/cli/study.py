@@ -23,8 +23,8 @@ from ..errors import ArgumentError
 
 __all__ = ["DEFAULT_METRICS", "metric_specs", "write_study"]
 
-#: What ``xaikit evaluate`` scores when no ``--metric`` is given: faithfulness, the randomisation check, complexity.
-DEFAULT_METRICS = ("deletion", "insertion", "cascading_randomisation", "sparseness")
+#: What ``xaikit evaluate`` scores when no ``--metric`` is given: faithfulness, the randomization check, complexity.
+DEFAULT_METRICS = ("deletion", "insertion", "cascading_randomization", "sparseness")
 
 
 def metric_specs(names: list[str], params: list[str]) -> dict[str, dict]:
@@ -38,7 +38,7 @@ def metric_specs(names: list[str], params: list[str]) -> dict[str, dict]:
             raise ArgumentError(f"--metric {name!r}: not known. Known metrics: {', '.join(sorted(METRICS))}.")
         if info.needs_masks:
             raise ArgumentError(f"--metric {name}: needs ground-truth masks, which the command line does not read; "
-                                "score localisation in Python (score_many(..., masks=...)).")
+                                "score localization in Python (score_many(..., masks=...)).")
     for item in params:
         name, sep, rest = item.partition(":")
         key, eq, raw = rest.partition("=")
@@ -58,10 +58,10 @@ def _value(raw: str) -> Any:
 
 def write_study(out: Path, plan_text: str, table, n_boot: int, n_images: int) -> Path:
     """Summaries, tests, verdicts, figures and ``index.html`` from a score table; returns the page's path."""
-    from ..evaluation import rank_methods, sanity_verdicts, summarise
+    from ..evaluation import rank_methods, sanity_verdicts, summarize
     from ..report import Report
 
-    summary = summarise(table, n_boot=n_boot)
+    summary = summarize(table, n_boot=n_boot)
     tests = rank_methods(table, n_boot=n_boot)
     verdicts = sanity_verdicts(table, tests)
     report = Report(out, title="xaikit evaluate")
@@ -86,13 +86,13 @@ def write_study(out: Path, plan_text: str, table, n_boot: int, n_images: int) ->
 
 
 def _figures(report, summary) -> None:
-    from ..viz.evaluation import metric_forest, randomisation_curves, rank_heatmap
+    from ..viz.evaluation import metric_forest, randomization_curves, rank_heatmap
 
     metrics = list(dict.fromkeys(summary["metric"]))
     for metric in metrics:
-        if metric.endswith("_randomisation"):
-            report.figure(randomisation_curves(summary, metric), f"figure_{metric}",
-                          caption="Similarity to the original maps as the model is randomised, top layer first.")
+        if metric.endswith("_randomization"):
+            report.figure(randomization_curves(summary, metric), f"figure_{metric}",
+                          caption="Similarity to the original maps as the model is randomized, top layer first.")
         else:
             report.figure(metric_forest(summary, metric), f"figure_{metric}",
                           caption=f"{metric}: mean and 95% bootstrap CI per method.")

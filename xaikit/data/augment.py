@@ -39,9 +39,9 @@ class Augment:
     brightness, contrast : float
         Intensity factors drawn from ``[1 - b, 1 + b]``: brightness multiplies the pixels, contrast scales
         them about the image mean. Applied without clamping (``torchvision``'s colour jitter clamps float
-        images to ``[0, 1]``, which would corrupt ImageNet-standardised or physical-unit tensors), so they
-        suit any :class:`~xaikit.data.Preprocess` normalisation; the factors are fractions, so use them with
-        the ``[0, 1]`` normalisations (``"percentile"``, ``"window"``) for meaningful amounts.
+        images to ``[0, 1]``, which would corrupt ImageNet-standardized or physical-unit tensors), so they
+        suit any :class:`~xaikit.data.Preprocess` normalization; the factors are fractions, so use them with
+        the ``[0, 1]`` normalizations (``"percentile"``, ``"window"``) for meaningful amounts.
     seed : int, optional
         Seed of a private generator, making the sequence of augmentations reproducible without touching
         torch's global RNG. Note that DataLoader workers each get a copy of the generator (and so repeat

@@ -32,7 +32,7 @@ from .manifest import write_manifest
 
 __all__ = ["LOADERS", "from_class_folders", "from_rsna", "from_medmnist", "kermany_patient", "SPLIT_NAMES"]
 
-#: Folder names recognised as splits (case-insensitive), mapped to the kit's split names.
+#: Folder names recognized as splits (case-insensitive), mapped to the kit's split names.
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "test": "test", "testing": "test"}
 

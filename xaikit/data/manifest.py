@@ -27,7 +27,7 @@ from .._util import PERMISSION_HINT, atomic_write, file_problem
 from ..errors import ArgumentError, DatasetError, ImageReadError, ManifestError
 from ..io import read_image
 from ..io.image import MedicalImage
-from .preprocess import Preprocess
+from .preprocess import Preprocess, warn_if_stretched
 
 __all__ = ["ManifestDataset", "read_manifest", "write_manifest", "REQUIRED_COLUMNS", "MASK_PREFIX"]
 
@@ -266,7 +266,6 @@ class ManifestDataset(Dataset):
 
     def _preprocess(self, image, masks):
         """Through :attr:`preprocess`; a stretching resize is reported once per dataset, not once per image."""
-        from .preprocess import Preprocess, warn_if_stretched
 
         if not isinstance(self.preprocess, Preprocess) or self.preprocess.mode != "resize":
             return self.preprocess(image, masks)

@@ -2,21 +2,21 @@
 
 :class:`Preprocess` turns a :class:`~xaikit.io.MedicalImage` (or a 2D array) into the float32 ``C x H x W``
 tensor a model sees, and sends masks through exactly the same geometry. It is a small dataclass that
-serialises to a dict of plain types, so a checkpoint can store it and :func:`xaikit.checkpoint.check_preprocess`
+serializes to a dict of plain types, so a checkpoint can store it and :func:`xaikit.checkpoint.check_preprocess`
 can compare it.
 
 Order of operations (fixed, so it is the same everywhere):
 
 1. intensity: ``"percentile"`` clips to the given percentiles of the *original* image and maps them to
    ``[0, 1]``; ``"window"`` maps a display window ``(center, width)`` to ``[0, 1]``; ``"imagenet"`` does the
-   percentile step and (4.) standardises; ``"none"`` keeps the stored values;
+   percentile step and (4.) standardizes; ``"none"`` keeps the stored values;
 2. geometry (:class:`Geometry`): ``"resize"`` stretches to ``size``; ``"letterbox"`` keeps the aspect ratio
    and pads the borders with the image's minimum after step 1 (black for the ``[0, 1]`` modes). Images are
    resampled with :func:`skimage.transform.resize` (bilinear, ``anti_aliasing=True`` against moire on
    downsampling), masks with the same function at ``order=0`` (nearest neighbour, no anti-aliasing), so both
    share skimage's pixel-centre convention and stay aligned;
 3. channels: the grey plane is repeated to 3 channels when ``channels=3``;
-4. ``"imagenet"`` only: per-channel ImageNet mean/std standardisation (for one channel, the mean of the three).
+4. ``"imagenet"`` only: per-channel ImageNet mean/std standardization (for one channel, the mean of the three).
 """
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ class Geometry:
 
 @dataclass(frozen=True, eq=False)
 class Preprocess:
-    """Image-to-tensor preprocessing, serialisable and identical for training, evaluation and explanation.
+    """Image-to-tensor preprocessing, serializable and identical for training, evaluation and explanation.
 
     Parameters
     ----------
@@ -120,7 +120,7 @@ class Preprocess:
     channels : {1, 3}
         Output channels (grey is repeated for 3, e.g. for ImageNet-pretrained models).
     normalize : {"percentile", "window", "imagenet", "none"}
-        Intensity normalisation (see the module docstring). ``"window"`` uses ``window`` when given,
+        Intensity normalization (see the module docstring). ``"window"`` uses ``window`` when given,
         else the image's own default window (the DICOM window centre/width for DICOM files).
     percentiles : (float, float)
         Low and high percentiles for ``"percentile"`` and ``"imagenet"``.
@@ -145,7 +145,7 @@ class Preprocess:
     window: tuple[float, float] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen dataclass: normalise the fields once, here
+        set_ = object.__setattr__  # frozen dataclass: normalize the fields once, here
         set_(self, "size", _size(self.size))
         set_(self, "percentiles", _percentiles(self.percentiles))
         set_(self, "window", _window(self.window))
@@ -154,7 +154,7 @@ class Preprocess:
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             raise ArgumentError(f"Preprocess(channels={self.channels!r}): must be 1 (grey) or 3 (grey repeated).")
 
-    # ------------------------------------------------------------------ serialisation
+    # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-able plain types (lists, not tuples)."""
         return {
@@ -221,7 +221,7 @@ class Preprocess:
         pixels = torch.from_numpy(geo.image(scaled, pad_value=float(scaled.min())))
         tensor = pixels.unsqueeze(0).repeat(self.channels, 1, 1)
         if self.normalize == "imagenet":
-            tensor = self._standardise(tensor)
+            tensor = self._standardize(tensor)
         return tensor.contiguous(), self.apply_masks(masks, plane.shape)
 
     def apply_masks(self, masks: Mapping[str, Any] | None, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
@@ -234,7 +234,7 @@ class Preprocess:
     def _intensity(self, plane: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
         return scale_intensity(plane, self.normalize, self.window or window, self.percentiles, "Preprocess")
 
-    def _standardise(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _standardize(self, tensor: torch.Tensor) -> torch.Tensor:
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         if self.channels == 1:
             mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)

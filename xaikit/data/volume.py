@@ -1,4 +1,4 @@
-"""Volume preprocessing: one serialisable object turning a CT/MRI volume into the ``1 x D x H x W`` model input.
+"""Volume preprocessing: one serializable object turning a CT/MRI volume into the ``1 x D x H x W`` model input.
 
 :class:`VolumePreprocess` is the 3D sibling of :class:`~xaikit.data.Preprocess` and is stored in checkpoints
 the same way (its dict carries ``"kind": "volume"``). Order of operations (fixed):
@@ -123,7 +123,7 @@ class VolumeGeometry:
 
 @dataclass(frozen=True, eq=False)
 class VolumePreprocess:
-    """Volume-to-tensor preprocessing, serialisable and identical for training, evaluation and explanation.
+    """Volume-to-tensor preprocessing, serializable and identical for training, evaluation and explanation.
 
     Parameters
     ----------
@@ -162,7 +162,7 @@ class VolumePreprocess:
     max_anisotropy: float = 3.0
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen dataclass: normalise the fields once, here
+        set_ = object.__setattr__  # frozen dataclass: normalize the fields once, here
         set_(self, "shape", _triple(self.shape, "shape", int))
         set_(self, "spacing", None if self.spacing is None else _triple(self.spacing, "spacing", float))
         if self.normalize not in VOLUME_NORMALIZATIONS:
@@ -181,7 +181,7 @@ class VolumePreprocess:
             raise ArgumentError(f"VolumePreprocess(max_anisotropy={self.max_anisotropy!r}): must be >= 1.")
         set_(self, "max_anisotropy", float(self.max_anisotropy))
 
-    # ------------------------------------------------------------------ serialisation
+    # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-able plain types, with ``"kind": "volume"``."""
         return {"kind": "volume", "shape": list(self.shape),

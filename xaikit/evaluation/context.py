@@ -5,7 +5,7 @@ A :class:`EvalContext` runs the model only through :meth:`EvalContext.outputs` (
 :meth:`EvalContext.explain` (one :func:`xaikit.saliency.explain` call for all perturbed copies, which the
 engine chunks by the same plan). Both count what they run, so the benchmark can compare a metric's cost with
 its compute bound. ``shared`` is one dict for a whole :func:`score_many` call (clean outputs, fully
-perturbed inputs, randomised model copies serve every method); ``cache`` belongs to one explanation
+perturbed inputs, randomized model copies serve every method); ``cache`` belongs to one explanation
 (a perturbation sweep serves every metric that reads it).
 """
 from __future__ import annotations
@@ -19,7 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..domain import domain_check_off
 from ..errors import ArgumentError, EvaluationError, ModelError
+from ..saliency import explain
+from ..saliency.memory import plan
+from ..saliency.registry import get_method
 
 __all__ = ["EvalContext", "make_context", "OUTPUTS"]
 
@@ -87,7 +91,6 @@ class EvalContext:
     @property
     def batch(self) -> int:
         """Inputs per forward pass: the saliency engine's memory plan for this model and input size."""
-        from ..saliency.memory import plan
 
         key = ("batch", self.memory_budget, tuple(self.inputs.shape[1:]))
         if key not in self.shared:
@@ -137,9 +140,7 @@ class EvalContext:
         if self.explain_kwargs is None:
             raise ArgumentError(
                 "explanation must be an xaikit Explanation (not a plain tensor of maps) for metrics that recompute "
-                "maps (robustness, randomisation): pass the result of xaikit.saliency.explain.")
-        from ..domain import domain_check_off
-        from ..saliency import explain
+                "maps (robustness, randomization): pass the result of xaikit.saliency.explain.")
 
         kw = dict(self.explain_kwargs)
         ids = [self.image_ids[int(i)] for i in index]  # same per-image random streams as the original maps
@@ -236,7 +237,6 @@ def _targets(model: nn.Module, x: torch.Tensor, target: Any, meta: dict, shared:
 def _explain_kwargs(explanation: Any, memory_budget: int | None) -> dict | None:
     if explanation is None:
         return None
-    from ..saliency.registry import get_method
 
     info = get_method(explanation.method)
     accepted = [p for p in inspect.signature(info.fn).parameters if p != "ctx"]

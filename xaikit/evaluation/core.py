@@ -3,7 +3,7 @@
 :func:`score_many` scores several methods on several metrics in one call and shares model passes between
 them: the clean outputs and the fully perturbed inputs serve every method, one perturbation sweep serves
 every curve that reads it (insertion and LeRF deletion are the same sweep), one noisy-input sweep serves
-max-sensitivity and the local Lipschitz estimate, and the randomised model copies serve every method.
+max-sensitivity and the local Lipschitz estimate, and the randomized model copies serve every method.
 """
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ from torch import nn
 
 from ..domain import checked_once, domain_check_off
 from ..errors import ArgumentError
+from ..saliency import explain
 from ..saliency.safety import guarded
 from .context import make_context
 from .cost import unit_weights
+from .faithfulness import perturbation_curves
 from .many import score_batches
 from .registry import get_metric
-from .runner import CONTROLS, SCORE_COLUMNS, _metric_jobs, check_params, run_metric
+from .runner import CONTROLS, METRIC_COLUMNS, _metric_jobs, check_params, run_metric
 
-__all__ = ["score", "score_many", "SCORE_COLUMNS", "CONTROLS"]
+__all__ = ["score", "score_many", "METRIC_COLUMNS", "CONTROLS"]
 
 
 def score(metric: str, model: nn.Module, inputs: torch.Tensor, explanation: Any, *, target: Any = None,
@@ -44,9 +46,9 @@ def score(metric: str, model: nn.Module, inputs: torch.Tensor, explanation: Any,
     target : optional
         Class explained; default the explanation's targets (``"pred"`` for plain maps).
     masks : optional
-        Ground-truth masks ``N x H x W`` (or one ``H x W`` for all) for localisation metrics.
+        Ground-truth masks ``N x H x W`` (or one ``H x W`` for all) for localization metrics.
     seed : int
-        Seed of the metric's random draws (noise, subsets, randomised weights).
+        Seed of the metric's random draws (noise, subsets, randomized weights).
     memory_budget : int, optional
         Bytes for activations; the saliency engine's memory plan sets how many inputs go in one pass.
     **params
@@ -55,7 +57,7 @@ def score(metric: str, model: nn.Module, inputs: torch.Tensor, explanation: Any,
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`SCORE_COLUMNS`, the metric's extra columns and one column per parameter.
+        Columns :data:`METRIC_COLUMNS`, the metric's extra columns and one column per parameter.
 
     Examples
     --------
@@ -90,11 +92,11 @@ def score_many(model: nn.Module | Mapping[str, nn.Module], inputs: torch.Tensor,
     model : nn.Module or dict
         The model, or ``{name: model}`` to score several models on the same inputs: ``explanations`` is then
         ``{name: {label: Explanation}}`` (each model's own maps) and the table gets a ``model`` column, which
-        :func:`summarise` and :func:`rank_methods` keep apart.
+        :func:`summarize` and :func:`rank_methods` keep apart.
     explanations : dict
         ``{label: Explanation}`` (e.g. from :func:`xaikit.saliency.explain_many`), same inputs in the same order.
     metrics : list of str or dict, optional
-        Metric names, or ``{name: {param: value}}``; default every registered metric (localisation ones only
+        Metric names, or ``{name: {param: value}}``; default every registered metric (localization ones only
         when ``masks`` are given).
     controls : sequence of str
         Control methods explained and scored beside the others (``()`` for none).
@@ -162,7 +164,6 @@ def _domain_inputs(inputs: Any) -> Any:
 
 def _controls(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, Any], controls: Sequence[str],
               target: Any) -> dict:
-    from ..saliency import explain
 
     first = next(iter(explanations.values()))
     tgt = target if target is not None else getattr(first, "targets", "pred")
@@ -181,7 +182,6 @@ def curves(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, An
     The ``controls`` (as in :func:`score_many`) get their curves too, so a figure can show the floor that a
     verdict such as "gradcam beats the random control on deletion" compares with (``()`` for none).
     """
-    from .faithfulness import perturbation_curves
 
     if not isinstance(explanations, Mapping) or not explanations:
         raise ArgumentError("explanations must be a non-empty dict {label: Explanation}.")
@@ -196,19 +196,19 @@ def curves(model: nn.Module, inputs: torch.Tensor, explanations: Mapping[str, An
     return pd.concat(frames, ignore_index=True)
 
 
-def randomised_maps(model: nn.Module, inputs: torch.Tensor, explanation: Any, *, order: str = "cascading",
+def randomized_maps(model: nn.Module, inputs: torch.Tensor, explanation: Any, *, order: str = "cascading",
                     layers: Sequence[str] | None = None, seed: int = 0, memory_budget: int | None = None,
                     stages: str = "layer") -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Maps after each randomisation stage (``{"original": ..., layer: N x H x W}``) and their similarity table.
+    """Maps after each randomization stage (``{"original": ..., layer: N x H x W}``) and their similarity table.
 
-    The table is what ``score("cascading_randomisation", ...)`` returns; the maps are the ones it compared.
-    ``stages="block"`` randomises a convolution with its BatchNorm as one stage (``randomisation_stages``).
+    The table is what ``score("cascading_randomization", ...)`` returns; the maps are the ones it compared.
+    ``stages="block"`` randomizes a convolution with its BatchNorm as one stage (``randomization_stages``).
     """
     if order not in ("cascading", "independent"):
         raise ArgumentError(f'order={order!r} must be "cascading" or "independent".')
-    info = get_metric(f"{order}_randomisation")
-    with guarded(model), checked_once(model, _domain_inputs(inputs), where="randomised_maps"):
+    info = get_metric(f"{order}_randomization")
+    with guarded(model), checked_once(model, _domain_inputs(inputs), where="randomized_maps"):
         ctx = make_context(model, inputs, explanation, seed=seed, memory_budget=memory_budget)
         table = run_metric(info, ctx, check_params(info, {"layers": layers, "stages": stages}))
-    maps = {"original": ctx.maps.numpy(), **ctx.cache[("randomised_maps", order, seed)]}
+    maps = {"original": ctx.maps.numpy(), **ctx.cache[("randomized_maps", order, seed)]}
     return maps, table

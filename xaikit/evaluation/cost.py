@@ -3,7 +3,7 @@
 The unit is one forward+backward pass of one image (the saliency registry's ``cost`` unit; a forward-only pass
 counts 1/3 of it). Each metric's passes follow from its parameters and the method's own cost: a deletion curve
 of ``steps`` points runs ``steps - 1`` forward passes per image; max-sensitivity re-explains ``n_samples`` noisy
-copies (``n_samples`` times the method's cost); a randomisation check re-explains once per stage. Metrics that
+copies (``n_samples`` times the method's cost); a randomization check re-explains once per stage. Metrics that
 read one sweep together (insertion and LeRF deletion; max-sensitivity and the local Lipschitz estimate) are
 counted once, where :func:`xaikit.evaluation.score_many` computes them. Time is the passes times the seconds of
 one image's forward+backward, probed on these inputs and this device (batches of 8); what runs beside the model
@@ -23,7 +23,11 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
+from ..saliency.batch import _jobs
+from ..saliency.memory import plan as memory_plan
+from ..saliency.registry import get_method
 from ..saliency.safety import guarded
+from .randomization import randomizable_layers
 from .registry import get_metric
 from .runner import CONTROLS, _metric_jobs
 
@@ -108,9 +112,9 @@ def plan(model: nn.Module, inputs: torch.Tensor, methods: Any, metrics: Sequence
         What :func:`xaikit.saliency.explain_many` accepts (a preset name such as ``"sumer2023"``), or the
         ``{label: Explanation}`` already computed (then only scoring is planned).
     metrics : list of str or dict, optional
-        As for :func:`score_many`; default every registered metric (localisation ones when ``masks``).
+        As for :func:`score_many`; default every registered metric (localization ones when ``masks``).
     masks : bool
-        Whether ground-truth masks will be given (the default metric list then includes localisation).
+        Whether ground-truth masks will be given (the default metric list then includes localization).
     controls : sequence of str, optional
         Control maps scored beside the methods (default :data:`~xaikit.evaluation.CONTROLS`).
     probe : bool
@@ -160,9 +164,9 @@ def metric_passes(metric: str, params: Mapping, method_cost: float, model: nn.Mo
         return (p["n_samples"] + 1) * FORWARD
     if metric in ("max_sensitivity", "local_lipschitz", "sensitivity_max"):
         return p["n_samples"] * method_cost
-    if metric.endswith("_randomisation"):
+    if metric.endswith("_randomization"):
         return _stages(model, p) * method_cost
-    if not get_metric(metric).uses_model or get_metric(metric).family == "localisation":
+    if not get_metric(metric).uses_model or get_metric(metric).family == "localization":
         return 0.0  # maps against masks, or maps alone
     return float("nan")  # a metric this plan does not know yet: shown as unknown, never guessed
 
@@ -186,16 +190,12 @@ def _same_sweep(a: Mapping, b: Mapping) -> bool:
 
 
 def _stages(model: nn.Module, params: Mapping) -> int:
-    from .randomisation import randomisable_layers
-
     layers = params.get("layers")
-    count = len(set(layers)) if layers else len(randomisable_layers(model))
+    count = len(set(layers)) if layers else len(randomizable_layers(model))
     return count + int(bool(params.get("include_original")))
 
 
 def _method_specs(methods: Any) -> tuple[dict[str, tuple[str, dict]], set]:
-    from ..saliency.batch import _jobs  # explain_many's reading of presets, lists and dicts of specs
-
     if isinstance(methods, Mapping) and methods and all(hasattr(v, "maps") for v in methods.values()):
         return {str(k): (v.method, dict(v.params)) for k, v in methods.items()}, {str(k) for k in methods}
     if not methods:
@@ -204,8 +204,6 @@ def _method_specs(methods: Any) -> tuple[dict[str, tuple[str, dict]], set]:
 
 
 def _method_cost(method: str, params: Mapping, inputs: torch.Tensor) -> float:
-    from ..saliency.registry import get_method
-
     sized = {"input_size": int(inputs.shape[-1]), "spatial_dims": inputs.ndim - 2, **params}
     return get_method(method).passes(sized)
 
@@ -229,7 +227,6 @@ def _probe_seconds(model: nn.Module, inputs: torch.Tensor, batch: int = 8) -> fl
 def _peak_memory(model: nn.Module, inputs: torch.Tensor, budget: int | None, largest: int) -> int:
     """Weights, the inputs, and the activations of the largest chunk: the memory plan's ``max_batch`` inputs, or
     all of the largest unit's inputs (``largest``) where they fit in fewer."""
-    from ..saliency.memory import plan as memory_plan
 
     with guarded(model):
         chunk = memory_plan(model, inputs, budget, "evaluation")

@@ -1,7 +1,7 @@
 """:func:`score_many` in batches of images: a disk cache that makes evaluation resumable, and Dask tasks.
 
 The work is cut into units of (method, metric, batch of images). Within a batch every method and metric shares
-the model passes of :func:`xaikit.evaluation.score_many` (clean outputs, fully perturbed inputs, randomised
+the model passes of :func:`xaikit.evaluation.score_many` (clean outputs, fully perturbed inputs, randomized
 copies), so a batch is also one task on an executor. With ``cache_dir`` each unit's rows are written to one file
 as soon as they exist, named by a SHA-256 of everything the rows depend on (model weights, the batch's inputs,
 maps, targets and masks, the metric and its parameters, the seed); a run that is interrupted recomputes at most
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .._util import atomic_write
 from ..domain import domain_check_off
 from ..errors import ArgumentError
-from ..saliency.batch import model_fingerprint
+from ..saliency.batch import _MODEL_LOCK, _as_completed, _Boxed, model_fingerprint
 from ..saliency.explanation import plain
 from ..saliency.safety import guarded
 from .context import make_context
@@ -164,7 +164,6 @@ def _unit_weight(batch: dict, label: str, name: str, weights: Mapping | None) ->
 # ---------------------------------------------------------------------------------------- executors
 def _task(model, batch, jobs, cache, opts) -> dict:
     """One batch on an executor's worker: the model is guarded there as it is in this process."""
-    from ..saliency.batch import _MODEL_LOCK, _Boxed  # one model copy per worker, one task at a time on it
 
     model = model.model if isinstance(model, _Boxed) else model
     # the user's inputs were checked once by score_many; a worker sees only the batch and the metrics' copies
@@ -173,8 +172,6 @@ def _task(model, batch, jobs, cache, opts) -> dict:
 
 
 def _run_on(executor, model, batches, jobs, cache, opts, bar, weights) -> dict[int, dict]:
-    from ..saliency.batch import _as_completed, _Boxed
-
     dask = hasattr(executor, "scatter") and hasattr(executor, "gather")
     # as explain_many: the model goes to every worker once, under a fresh key (hash=False)
     model_ref = executor.scatter(_Boxed(model), broadcast=True, hash=False) if dask else model

@@ -9,14 +9,14 @@ share of |map| inside it) is the method's *recovery of the truth*, and its order
   (images resampled together for both, so the CI carries the uncertainty of both rankings);
 - *noise resilience* and *adversary reactivity* (MetaQuantus, Hedström et al. TMLR 2023): after a minor
   perturbation (weights multiplied by 1 + N(0, 0.01^2), decisions kept) a metric's scores should not move;
-  after a disruptive one (every layer re-initialised) they should. Per method, the separation of the score
+  after a disruptive one (every layer re-initialized) they should. Per method, the separation of the score
   distributions before and after is |2 AUC - 1| (0: same distribution, 1: disjoint); NR = 1 - mean separation
   under the minor perturbation, AR = mean separation under the disruptive one;
 - *within-family agreement*: Kendall's W of the method rankings of the metrics of one family;
 - *parameter stability*: mean Kendall tau between the method rankings of the metric's parameter settings.
 
-Localisation metrics are scored against the **lesion annotation** (what a reader would mark), the truth against
-the **evidence** mask: in the marker-only world the two differ, and a localisation metric that rewards lesion
+Localization metrics are scored against the **lesion annotation** (what a reader would mark), the truth against
+the **evidence** mask: in the marker-only world the two differ, and a localization metric that rewards lesion
 maps is then seen to reward maps that do not explain the model.
 
 :func:`score_world` runs one world; :func:`ground_truth_ranking`, :func:`metric_agreement` and
@@ -38,6 +38,8 @@ from torch import nn
 
 from .._resampling import patient_bootstrap, percentile_ci
 from ..errors import EvaluationError
+from ..saliency import METHODS, explain_many
+from ..worlds import _one_thread, get_world, world_data, world_model, world_model_path
 from .core import CONTROLS, score_many
 from .registry import METRICS, get_metric
 
@@ -49,11 +51,11 @@ __all__ = ["DEFAULT_METHODS", "DEFAULT_WORLDS", "SETTINGS", "WorldScores", "scor
 DEFAULT_METHODS = {"gradient": {"method": "gradient"}, "input_x_gradient": {"method": "input_x_gradient"},
                    "integrated_gradients": {"method": "integrated_gradients", "n_steps": 16},
                    "guided_backprop": {"method": "guided_backprop"}, "gradcam": {"method": "gradcam"}}
-#: Worlds with a known truth (``label_random`` is the reference of the data-randomisation check, not a world).
+#: Worlds with a known truth (``label_random`` is the reference of the data-randomization check, not a world).
 DEFAULT_WORLDS = ("lesion_only", "marker_only", "both", "glass_box")
 _RAND = {"similarities": ["spearman_abs", "ssim"], "stages": "block"}
 #: Parameter settings of every metric, the first one the metric's reliability row is about. Perturbation
-#: metrics use coarse patches and few steps so a world scores in seconds on a CPU. The randomisation checks are
+#: metrics use coarse patches and few steps so a world scores in seconds on a CPU. The randomization checks are
 #: scored once with two similarities, each similarity one setting (same maps, no second re-explanation).
 SETTINGS: dict[str, tuple[dict, ...]] = {
     "deletion": ({"patch": 8, "steps": 16}, {"patch": 4, "steps": 16}, {"patch": 1, "steps": 16}),
@@ -72,9 +74,9 @@ SETTINGS: dict[str, tuple[dict, ...]] = {
     "relevance_rank": ({"sign": "positive"}, {"sign": "absolute"}),
     "topk_iou": ({"topk": 0.05}, {"topk": 0.15}),
     "auroc": ({"sign": "signed"}, {"sign": "absolute"}),
-    "cascading_randomisation": (dict(_RAND),),
-    "independent_randomisation": (dict(_RAND),),
-    "data_randomisation": ({"similarities": ["spearman_abs", "ssim"]},),
+    "cascading_randomization": (dict(_RAND),),
+    "independent_randomization": (dict(_RAND),),
+    "data_randomization": ({"similarities": ["spearman_abs", "ssim"]},),
 }
 
 
@@ -105,40 +107,34 @@ def _setting(params: Mapping) -> str:
 
 
 def _check_world(world: str):
-    from ..worlds import get_world
-
     w = get_world(world)
     if not w.evidence:
         raise EvaluationError(f"world {world!r} has no known evidence (its model was trained on permuted labels and "
-                              "uses nothing): it is the reference of the data_randomisation check, not a world to "
+                              "uses nothing): it is the reference of the data_randomization check, not a world to "
                               f"rank methods in; choose from {list(DEFAULT_WORLDS)}.")
     return w
 
 
 def _world_settings(world, settings: Mapping[str, Sequence[dict]] | Sequence[str] | None, folder=None) -> dict:
-    from ..worlds import world_model_path
-
     if settings is None:
-        chosen = {m: SETTINGS[m] for m in SETTINGS if world.model == "trained" or m != "data_randomisation"}
+        chosen = {m: SETTINGS[m] for m in SETTINGS if world.model == "trained" or m != "data_randomization"}
     elif isinstance(settings, Mapping):
         chosen = {m: tuple(v) for m, v in settings.items()}
     else:
         chosen = {m: SETTINGS.get(m, ({},)) for m in settings}
     for name in chosen:
         get_metric(name)
-    if "data_randomisation" in chosen:
+    if "data_randomization" in chosen:
         if world.model != "trained":
-            raise EvaluationError(f"metric 'data_randomisation' has no known truth in world {world.name!r}: its model "
+            raise EvaluationError(f"metric 'data_randomization' has no known truth in world {world.name!r}: its model "
                                   "is built in closed form, so no model of its kind was trained on permuted labels. "
                                   "Score it in a world with a trained model (lesion_only, marker_only, both).")
         ref = str(world_model_path("label_random", folder))
-        chosen["data_randomisation"] = tuple({**p, "reference": ref} for p in chosen["data_randomisation"])
+        chosen["data_randomization"] = tuple({**p, "reference": ref} for p in chosen["data_randomization"])
     return chosen
 
 
 def _methods(world, methods, controls: Sequence[str]) -> dict[str, dict]:
-    from ..saliency import METHODS
-
     spec = {m: {"method": m} for m in methods} if not isinstance(methods, Mapping) else {
         k: dict(v) for k, v in methods.items()}
     if world.model == "closed_form":
@@ -180,16 +176,12 @@ def score_world(world: str, methods: Sequence[str] | Mapping[str, Mapping] = DEF
     -------
     WorldScores
     """
-    from ..worlds import _one_thread
 
     with _one_thread():  # 64 px models: intra-op threads cost more than they save (4x slower on a busy 2-core box)
         return _score_world(world, methods, settings, n, seed, perturb, controls, folder)
 
 
 def _score_world(world, methods, settings, n, seed, perturb, controls, folder) -> WorldScores:
-    from ..saliency import explain_many
-    from ..worlds import world_data, world_model
-
     w = _check_world(world)
     chosen = _world_settings(w, settings, folder)
     model = world_model(world, folder)
@@ -252,7 +244,7 @@ def _truth(exps: Mapping, evidence: torch.Tensor) -> pd.DataFrame:
 
 
 def _perturbed_models(model: nn.Module, seed: int) -> dict[str, nn.Module]:
-    """Copies of ``model``: weights times 1 + N(0, 0.01^2) (minor), every layer re-initialised (disruptive)."""
+    """Copies of ``model``: weights times 1 + N(0, 0.01^2) (minor), every layer re-initialized (disruptive)."""
     gen = torch.Generator().manual_seed(seed + 11)
     minor, disruptive = copy.deepcopy(model).eval(), copy.deepcopy(model).eval()
     with torch.no_grad():
@@ -474,7 +466,7 @@ def _verdict(row: Mapping) -> str:
     if row["noise_resilience"] < 0.5:
         notes.append(f"a 1% weight noise moves its scores (noise resilience {row['noise_resilience']:.2f})")
     if row["adversary_reactivity"] < 0.5:
-        notes.append(f"it hardly reacts to a randomised model (reactivity {row['adversary_reactivity']:.2f})")
+        notes.append(f"it hardly reacts to a randomized model (reactivity {row['adversary_reactivity']:.2f})")
     if row["param_stability"] < 0.5:
         notes.append(f"its ranking changes with its parameters (tau between settings {row['param_stability']:.2f})")
     if row["n_worlds"] < 2:

@@ -16,6 +16,8 @@ from scipy import stats
 from torch import nn
 
 from ..errors import ArgumentError
+from ..saliency import explain_many
+from .core import score_many
 
 __all__ = ["autocast_parity"]
 
@@ -38,8 +40,6 @@ def autocast_parity(model: nn.Module, inputs: torch.Tensor, methods: Any, metric
     >>> check = autocast_parity(net.cuda(), images.cuda(), "quick", ["deletion"])  # doctest: +SKIP
     >>> check.query("metric == 'maps'")["rel_diff"].max() < 0.01  # doctest: +SKIP
     """
-    from ..saliency import explain_many
-    from .core import score_many
 
     if score_kwargs.get("cache_dir") is not None:
         raise ArgumentError("autocast_parity computes both runs; leave cache_dir out.")

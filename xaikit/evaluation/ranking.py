@@ -17,20 +17,20 @@ from ..stats import bootstrap_ci, compare_paired
 from .core import CONTROLS
 from .registry import METRICS
 
-__all__ = ["summarise", "rank_methods", "sanity_verdicts", "KEYS", "CONTROL_ROLES", "ROBUSTNESS_THRESHOLDS",
+__all__ = ["summarize", "rank_methods", "sanity_verdicts", "KEYS", "CONTROL_ROLES", "ROBUSTNESS_THRESHOLDS",
            "controls_compare"]
 
 #: Columns that tell one score apart from another besides the image and the method.
 KEYS = ("model", "metric", "layer", "layer_index", "similarity")
 
 #: What the controls mean in each family's verdicts: used only where they mean something (issue 21).
-#: ``"floor"``: a method must beat the random map (faithfulness, localisation); ``"reference"``: the
-#: model-independent maps (random, sobel) show what "does not depend on the weights" looks like (randomisation);
+#: ``"floor"``: a method must beat the random map (faithfulness, localization); ``"reference"``: the
+#: model-independent maps (random, sobel) show what "does not depend on the weights" looks like (randomization);
 #: ``None``: no comparison with a control. Robustness: a map that ignores its input is trivially stable, so
 #: "beats random" says nothing; it is judged against a stated threshold (:data:`ROBUSTNESS_THRESHOLDS`).
 #: Complexity describes a map and gets no verdict.
-CONTROL_ROLES: dict[str, str | None] = {"faithfulness": "floor", "localisation": "floor",
-                                        "randomisation": "reference", "robustness": None, "complexity": None}
+CONTROL_ROLES: dict[str, str | None] = {"faithfulness": "floor", "localization": "floor",
+                                        "randomization": "reference", "robustness": None, "complexity": None}
 
 #: Stated thresholds of the robustness verdicts: the largest relative change of the map, ``||map(x + d) - map(x)||
 #: / ||map(x)||``, under the metric's own input noise (default uniform, +-0.05 per pixel: about 7% of the phantom
@@ -70,7 +70,7 @@ def _require(table: pd.DataFrame, cols: Sequence[str], who: str) -> None:
         raise ArgumentError(f"{who}: the table lacks columns {missing}; pass a table from score/score_many.")
 
 
-def summarise(table: pd.DataFrame, *, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def summarize(table: pd.DataFrame, *, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Mean value per method and metric (layer, similarity) with a bootstrap CI over images, and a rank.
 
     ``rank`` is 1 for the best method of each metric (direction from ``higher_is_better``); NaN values are
@@ -78,7 +78,7 @@ def summarise(table: pd.DataFrame, *, n_boot: int = N_BOOT, ci: float = 0.95, se
     whose family compares with them (:data:`CONTROL_ROLES`): on robustness and complexity their rank is NaN and
     the methods are ranked among themselves (a map that ignores its input is trivially stable, not the best).
     """
-    _require(table, ["method", "metric", "value", "higher_is_better"], "summarise")
+    _require(table, ["method", "metric", "value", "higher_is_better"], "summarize")
     keys = _keys(table)
     rows = []
     for cell, sub in table.groupby([*keys, "method"], sort=False, dropna=False):
@@ -139,11 +139,11 @@ def sanity_verdicts(table: pd.DataFrame, tests: pd.DataFrame | None = None, *, c
     Each family is judged against what means something for it (:data:`CONTROL_ROLES`), named in
     ``judged_against``:
 
-    - randomisation checks: failed when the mean ``similarity`` of the maps after the last (fully randomised)
+    - randomization checks: failed when the mean ``similarity`` of the maps after the last (fully randomized)
       stage is at or above ``similarity_threshold`` (Adebayo et al. 2018: the map does not depend on the weights);
       the model-independent controls (``random``, ``sobel``) are the reference: their similarity is what "does
       not depend on the weights" looks like (they fail by construction, which shows the check can fail);
-    - faithfulness and localisation: passed when the paired test against the ``control`` method (from ``tests``,
+    - faithfulness and localization: passed when the paired test against the ``control`` method (from ``tests``,
       the output of :func:`rank_methods`) is significant after the family's correction and in the better
       direction: the random map is their floor;
     - robustness: never against a control (a map that ignores its input is trivially stable): passed when the
@@ -154,10 +154,10 @@ def sanity_verdicts(table: pd.DataFrame, tests: pd.DataFrame | None = None, *, c
     _require(table, ["method", "metric", "value", "family"], "sanity_verdicts")
     thresholds = {**ROBUSTNESS_THRESHOLDS, **dict(robustness_thresholds or {})}
     rows = []
-    rand = table[table["family"] == "randomisation"]
+    rand = table[table["family"] == "randomization"]
     if len(rand):
         _require(rand, ["layer_index", "similarity"], "sanity_verdicts")
-        rows += _randomisation_verdicts(rand, similarity, similarity_threshold)
+        rows += _randomization_verdicts(rand, similarity, similarity_threshold)
     rows += _robustness_verdicts(table[table["family"] == "robustness"], thresholds)
     if tests is not None:
         floor = [f for f, role in CONTROL_ROLES.items() if role == "floor"]
@@ -174,18 +174,18 @@ def _last_stage_means(rand: pd.DataFrame) -> dict:
     return out
 
 
-def _randomisation_verdicts(rand: pd.DataFrame, kind: str, threshold: float) -> list[dict]:
+def _randomization_verdicts(rand: pd.DataFrame, kind: str, threshold: float) -> list[dict]:
     rows = []
     means = _last_stage_means(rand[rand["similarity"] == kind])
     for (metric, method), mean in means.items():
         refs = {c: means[(metric, c)] for c in CONTROLS if (metric, c) in means and c != method}
         ref = ", ".join(f"{c} {v:.2f}" for c, v in refs.items()) or "none scored"
-        base = {"method": method, "check": metric, "family": "randomisation",
+        base = {"method": method, "check": metric, "family": "randomization",
                 "judged_against": f"{kind} < {threshold}; model-independent maps ({ref})"}
         check = metric.replace("_", " ")
         if not np.isfinite(mean):
             rows.append({**base, "passed": None,
-                         "verdict": f"{method}: {check} undefined (constant maps after randomisation)."})
+                         "verdict": f"{method}: {check} undefined (constant maps after randomization)."})
             continue
         passed = mean < threshold
         if method in CONTROLS:
@@ -197,7 +197,7 @@ def _randomisation_verdicts(rand: pd.DataFrame, kind: str, threshold: float) -> 
                     "learned")
         rows.append({**base, "passed": passed,
                      "verdict": f"{method} {'passes' if passed else 'FAILS'} the {check} check: {kind} similarity "
-                                f"{mean:.2f} after randomising every layer ({'<' if passed else '>='} {threshold}; "
+                                f"{mean:.2f} after randomizing every layer ({'<' if passed else '>='} {threshold}; "
                                 f"model-independent maps: {ref}); {what}."})
     return rows
 

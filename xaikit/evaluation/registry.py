@@ -13,7 +13,7 @@ from ..errors import ArgumentError
 
 __all__ = ["MetricInfo", "METRICS", "register_metric", "get_metric", "FAMILIES"]
 
-FAMILIES = ("faithfulness", "robustness", "randomisation", "localisation", "complexity")
+FAMILIES = ("faithfulness", "robustness", "randomization", "localization", "complexity")
 
 
 @dataclass(frozen=True)
@@ -30,15 +30,15 @@ class MetricInfo:
     family : str
         One of :data:`FAMILIES`.
     higher_is_better : bool
-        Direction used by the ranking (randomisation similarities: lower is better, the map should change).
+        Direction used by the ranking (randomization similarities: lower is better, the map should change).
     needs_masks : bool
-        Needs ground-truth masks ``N x H x W`` (localisation).
+        Needs ground-truth masks ``N x H x W`` (localization).
     reexplains : bool
-        Calls the saliency method again (robustness, randomisation): needs an :class:`Explanation`.
+        Calls the saliency method again (robustness, randomization): needs an :class:`Explanation`.
     uses_model : bool
         Runs the model at all (complexity metrics do not).
     needs_reference : bool
-        Needs a second model (``reference=`` checkpoint; the data-randomisation check): scored only when asked.
+        Needs a second model (``reference=`` checkpoint; the data-randomization check): scored only when asked.
     quantus : str or None
         Name of the Quantus 0.6 metric with the same definition (tests compare against it).
     defaults : dict

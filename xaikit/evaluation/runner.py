@@ -18,11 +18,11 @@ from ..errors import ArgumentError, EvaluationError
 from .context import EvalContext
 from .registry import METRICS, MetricInfo, get_metric
 
-__all__ = ["SCORE_COLUMNS", "CONTROLS", "run_metric", "check_params"]
+__all__ = ["METRIC_COLUMNS", "CONTROLS", "run_metric", "check_params"]
 
 
 #: Columns every score table starts with (then the extra columns of the metric and its parameters).
-SCORE_COLUMNS = ["image_id", "label", "pred", "target", "method", "metric", "family", "value", "higher_is_better"]
+METRIC_COLUMNS = ["image_id", "label", "pred", "target", "method", "metric", "family", "value", "higher_is_better"]
 
 
 #: Control maps scored beside every method (Adebayo et al. 2018): model-independent noise and edges.
@@ -87,7 +87,7 @@ def _ints(values: Any, n: int) -> pd.array:
 def _cell(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return str(list(value))
-    if isinstance(value, nn.Module):  # e.g. data_randomisation's reference model: recorded by its class name
+    if isinstance(value, nn.Module):  # e.g. data_randomization's reference model: recorded by its class name
         return f"{type(value).__name__} (model in memory)"
     return value
 

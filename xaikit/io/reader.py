@@ -15,7 +15,7 @@ from .raster import read_npy, read_raster
 __all__ = ["read_image", "SUPPORTED_EXTENSIONS", "image_format"]
 
 #: File name endings :func:`read_image` understands, by format. Files without an extension are
-#: recognised by content (DICOM's ``DICM`` preamble, PNG/JPEG/TIFF/NPY/NIfTI magic numbers).
+#: recognized by content (DICOM's ``DICM`` preamble, PNG/JPEG/TIFF/NPY/NIfTI magic numbers).
 SUPPORTED_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "dicom": (".dcm", ".dicom"),
     "nifti": (".nii", ".nii.gz"),
@@ -38,7 +38,7 @@ def image_format(path: str | os.PathLike) -> str:
     """The format :func:`read_image` would use for ``path``: ``"dicom"``, ``"nifti"``, ``"raster"`` or ``"npy"``.
 
     The extension decides; a file with an unknown extension is still read as DICOM when it carries the
-    ``DICM`` preamble (scanners write names like ``IM0001.1``); a file without extension is recognised
+    ``DICM`` preamble (scanners write names like ``IM0001.1``); a file without extension is recognized
     by its content.
     """
     path = existing_file(path)

@@ -3,7 +3,7 @@
 2D images use the Secondary Capture Image Storage SOP class (1.2.840.10008.5.1.4.1.1.7), volumes the
 Multi-frame Grayscale Word SC Image Storage class (1.2.840.10008.5.1.4.1.1.7.3). Pixels are stored as
 16-bit unsigned integers; Rescale Slope/Intercept are written when the values are not already integers
-in 0..65535, chosen so :func:`xaikit.io.read_image` returns them within half a quantisation step
+in 0..65535, chosen so :func:`xaikit.io.read_image` returns them within half a quantization step
 (``slope / 2``). Nothing random is needed: with ``uid_seed`` (and the default empty dates) the same call
 writes the same bytes.
 """

@@ -23,7 +23,7 @@ _SIDES = {"right_lung": -1.0, "left_lung": 1.0}  # image side of each lung (pati
 
 @dataclass(frozen=True)
 class Anatomy:
-    """Per-patient shape parameters (normalised patient coordinates, see the module docstring)."""
+    """Per-patient shape parameters (normalized patient coordinates, see the module docstring)."""
 
     body_w: float  # half-width of the chest wall
     shoulder_v: float  # level where the neck widens into the shoulders
@@ -137,7 +137,7 @@ def anatomy_masks(u: np.ndarray, v: np.ndarray, an: Anatomy, lift: float = 0.0) 
     body, _ = _body(u, v, an)
     heart = _heart(u, v, an, dia)
     # one smooth cardiomediastinal silhouette: blurring and re-thresholding rounds the joins
-    sigma = 0.035 * u.shape[0] / (u.max() - u.min() + 1e-12)  # 0.035 normalised units, in pixels
+    sigma = 0.035 * u.shape[0] / (u.max() - u.min() + 1e-12)  # 0.035 normalized units, in pixels
     central = ndimage.gaussian_filter((heart | _mediastinum(u, v, an)).astype(np.float32), sigma) > 0.5
     central &= v <= dia + 0.01
     heart &= central
@@ -239,7 +239,7 @@ def _bubble(u: np.ndarray, v: np.ndarray, an: Anatomy) -> np.ndarray:
 
 
 def _vessels(tree_px: np.ndarray, shape: tuple[int, int], px: float) -> np.ndarray:
-    """Rasterise the vessel tree (segments in pixel coordinates): thick bright trunks, thin distal twigs."""
+    """Rasterize the vessel tree (segments in pixel coordinates): thick bright trunks, thin distal twigs."""
     total = np.zeros(shape)
     for gens, width, weight in (((0, 1), 0.010, 2.4), ((2, 3, 4), 0.006, 2.0)):
         lines = [draw.line_aa(*np.rint([r0, c0, r1, c1]).astype(int)) for c0, r0, c1, r1, g in tree_px if g in gens]
@@ -257,7 +257,7 @@ def anatomy_density(
 ) -> np.ndarray:
     """Attenuation of the patient (no lesion) on the grid.
 
-    ``px`` is one pixel in normalised units; ``tree_px`` the vessel tree in pixel coordinates
+    ``px`` is one pixel in normalized units; ``tree_px`` the vessel tree in pixel coordinates
     (:func:`draw_vessel_tree`, mapped through the pose).
     """
     _, half = _body(u, v, an)

@@ -1,7 +1,7 @@
 """A torch ``Dataset`` over a :class:`~xaikit.phantom.ChestSet`, drawn in memory: no image files needed.
 
 Each item is the kit's sample dict (``image, label, id, patient_id, masks, meta``), made exactly as
-:class:`~xaikit.data.ManifestDataset` makes one from the shipped PNGs: the phantom is quantised to 8 bits
+:class:`~xaikit.data.ManifestDataset` makes one from the shipped PNGs: the phantom is quantized to 8 bits
 through the same display window the sample builder writes with, then goes through the given
 :class:`~xaikit.data.Preprocess` together with its masks. So a model trained on the shipped files sees the
 same kind of input here, and a set that would be hundreds of files (e.g. the shortcut training set) costs
@@ -131,7 +131,7 @@ class PhantomDataset(PlannedItems, Dataset):
 
     def _draw(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict]:
         phantom = self.chest[int(self.indices[i])]
-        # the 8-bit quantisation of write_png(window=PNG_WINDOW), so inputs match the shipped PNGs
+        # the 8-bit quantization of write_png(window=PNG_WINDOW), so inputs match the shipped PNGs
         levels = np.rint(MedicalImage(phantom.image).display(PNG_WINDOW).astype(np.float64) * 255)
         image = MedicalImage(levels.astype(np.float32))
         if self.preprocess is not None:

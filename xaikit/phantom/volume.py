@@ -22,7 +22,7 @@ from .dataset import PlannedItems
 __all__ = ["VOLUME_LABELS", "VOLUME_WINDOW", "VolumePhantom", "VolumeSet", "VolumeSetDataset", "draw_volume",
            "draw_volume_set"]
 
-#: CT display/normalisation window (center, width) in HU that shows lungs, lesion and soft tissue.
+#: CT display/normalization window (center, width) in HU that shows lungs, lesion and soft tissue.
 VOLUME_WINDOW = (-600.0, 1500.0)
 
 #: Label values of :attr:`VolumePhantom.labels` and their names.

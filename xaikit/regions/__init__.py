@@ -16,12 +16,12 @@ from .builders import (
 )
 from .lungs import SEGMENTERS, LungSegmentation, dice, register_segmenter, segment_lungs
 from .regionset import RegionSet
-from .scores import NORMALISATIONS, SCORE_COLUMNS, SIGN_POLICIES, region_scores
+from .scores import NORMALIZATIONS, REGION_COLUMNS, SIGN_POLICIES, region_scores
 from .volume import label_regions, stack_regions
 
 __all__ = [
     "RegionSet", "grid", "from_masks", "lung_zones", "chest_partition", "from_labelmap", "boxes", "face_boxes",
     "FACE_PARSING_LABELS", "FACE_REGIONS", "polygons",
     "LungSegmentation", "SEGMENTERS", "register_segmenter", "segment_lungs", "dice",
-    "region_scores", "SCORE_COLUMNS", "SIGN_POLICIES", "NORMALISATIONS", "label_regions", "stack_regions",
+    "region_scores", "REGION_COLUMNS", "SIGN_POLICIES", "NORMALIZATIONS", "label_regions", "stack_regions",
 ]

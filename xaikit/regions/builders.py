@@ -239,7 +239,7 @@ def _names_table(names: Any) -> dict[int, str]:
 def boxes(masks: Mapping[str, Any], margin: float | int = 0.1, min_area: int = 1) -> RegionSet:
     """Rectangles around the connected components of each mask, enlarged by a margin.
 
-    Sümer et al. (2023) drew boxes around facial landmarks; this generalises it to any mask: each
+    Sümer et al. (2023) drew boxes around facial landmarks; this generalizes it to any mask: each
     component's bounding box grows by ``margin`` (a fraction of the box's own side if a float < 1,
     else pixels) and is clipped to the image; a region is the union of its mask's boxes, named
     ``"<mask>_box"``.

@@ -3,15 +3,15 @@
 One row per (image, region) with the columns of the region-scores contract::
 
     image_id, [patient_id,] label, pred, correct, method, region, area_frac, mass_frac, mean, sum, max,
-    density_ratio, topk_overlap, pointing, sign, normalisation[, n_voxels, volume_mm3]
+    density_ratio, topk_overlap, pointing, sign, normalization[, n_voxels, volume_mm3]
 
 Volumes (a :class:`RegionSet` with ``ndim=3`` and maps ``N x D x H x W``) give the same columns (pixels read
 voxels) plus ``n_voxels`` and ``volume_mm3`` (NaN when the region set has no spacing), so the statistics
 module works on them unchanged.
 
 - ``sum``, ``mean`` (Sümer et al. 2023's c_r = sum over the region of S / |region|) and ``max`` are in
-  the units of the map after the sign policy and the per-image normalisation (both recorded in the
-  table: raw magnitudes differ between images and methods, compare them only after normalising);
+  the units of the map after the sign policy and the per-image normalization (both recorded in the
+  table: raw magnitudes differ between images and methods, compare them only after normalizing);
 - ``mass_frac`` is the region's share of the image's relevance (positive or absolute mass; for
   ``sign="signed"`` the net signed sum over the total absolute mass), ``area_frac`` its share of the
   pixels and ``density_ratio = mass_frac / area_frac`` (1: no more relevance than its area predicts);
@@ -35,12 +35,12 @@ from ..errors import ArgumentError, ExplanationError, RegionError
 from .builders import from_masks
 from .regionset import RegionSet, as_numpy
 
-__all__ = ["SIGN_POLICIES", "NORMALISATIONS", "SCORE_COLUMNS", "region_scores"]
+__all__ = ["SIGN_POLICIES", "NORMALIZATIONS", "REGION_COLUMNS", "region_scores"]
 
 SIGN_POLICIES = ("positive", "absolute", "signed")
-NORMALISATIONS = ("none", "sum", "max_abs")
-SCORE_COLUMNS = ["image_id", "label", "pred", "correct", "method", "region", "area_frac", "mass_frac", "mean",
-                 "sum", "max", "density_ratio", "topk_overlap", "pointing", "sign", "normalisation"]
+NORMALIZATIONS = ("none", "sum", "max_abs")
+REGION_COLUMNS = ["image_id", "label", "pred", "correct", "method", "region", "area_frac", "mass_frac", "mean",
+                 "sum", "max", "density_ratio", "topk_overlap", "pointing", "sign", "normalization"]
 _STATS = ("sum", "mean", "max", "mass_frac", "density_ratio", "topk_overlap", "pointing")
 # working memory per chunk of maps: 16 MB keeps a chunk's float mask weights near the cache (measured on 2 cores:
 # 2 000 x 224^2 x 12 per-image regions 2.8 s at 64 MB, 1.6 s at 16 MB; shared regions 0.84 -> 0.62 s)
@@ -142,8 +142,8 @@ def _with_volumes(table: pd.DataFrame, values: dict[str, np.ndarray], regions: R
 def _check_options(sign: str, normalize: str, topk: float) -> None:
     if sign not in SIGN_POLICIES:
         raise ArgumentError(f"sign={sign!r} is not one of {SIGN_POLICIES}.")
-    if normalize not in NORMALISATIONS:
-        raise ArgumentError(f"normalize={normalize!r} is not one of {NORMALISATIONS}.")
+    if normalize not in NORMALIZATIONS:
+        raise ArgumentError(f"normalize={normalize!r} is not one of {NORMALIZATIONS}.")
     if not 0 < topk <= 1:
         raise ArgumentError(f"topk is a fraction of pixels in (0, 1]; got {topk}.")
 
@@ -354,7 +354,7 @@ def _warn_degenerate(values: dict[str, np.ndarray], regions: RegionSet, ids: lis
     if flat.any():
         which = [ids[i] for i in np.flatnonzero(flat)[:5]]
         warnings.warn(f"region_scores: {int(flat.sum())} maps have no relevance under this sign policy "
-                      f"(e.g. {which}); their fractions and normalised scores are NaN.", stacklevel=3)
+                      f"(e.g. {which}); their fractions and normalized scores are NaN.", stacklevel=3)
 
 
 def _tidy(values: dict[str, np.ndarray], regions: RegionSet, meta: dict[str, Any], sign: str,
@@ -368,9 +368,9 @@ def _tidy(values: dict[str, np.ndarray], regions: RegionSet, meta: dict[str, Any
                 region=np.tile(np.asarray(regions.names, dtype=object), n))
     for name in ("area_frac", "mass_frac", "mean", "sum", "max", "density_ratio", "topk_overlap", "pointing"):
         cols[name] = values[name].ravel()
-    cols.update(sign=sign, normalisation=normalize)
+    cols.update(sign=sign, normalization=normalize)
     df = pd.DataFrame(cols)
-    df.attrs.update(sign=sign, normalisation=normalize)
+    df.attrs.update(sign=sign, normalization=normalize)
     return df
 
 

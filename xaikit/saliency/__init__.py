@@ -15,10 +15,11 @@ torch.Size([1, 64, 64])
 """
 from __future__ import annotations
 
+from ..models import cam_layer
 from . import cam, captum_methods, contrastive, controls, fullgrad, layer_methods, lrp, sampling, targets  # noqa: F401 (registering)
 from .batch import explain_many
 from .canonizers import DenseNetCanonizer, canonized, canonizers_for
-from .engine import MethodContext, explain, find_cam_layer
+from .engine import MethodContext, explain
 from .explanation import Explanation
 from .layer_view import LayerActivations, layer_activations
 from .patches import explain_patches
@@ -40,7 +41,7 @@ __all__ = [
     "PRESETS",
     "innvestigate",
     "register",
-    "find_cam_layer",
+    "cam_layer",
     "canonizers_for",
     "canonized",
     "DenseNetCanonizer",

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..domain import OutOfDomainWarning, check_domain_many
 from ..errors import ExplanationError
 from .engine import explain
 from .explanation import Explanation, plain
@@ -89,7 +90,6 @@ def explain_many(
     with tqdm(total=len(jobs) * n_images, desc="explain", unit="map", disable=not progress) as bar:
         if executor is not None:
             return _run_on(executor, model, jobs, batches, target, cache, explain_kwargs, bar)
-        from ..domain import OutOfDomainWarning, check_domain_many
 
         # one domain warning for the whole call (not one per method and batch), cached batches included
         check_domain_many(model, (batch[0] for batch in batches), where="explain_many")

@@ -2,7 +2,7 @@
 
 The contrastive marginal winning probability (c-MWP) of a target is its excitation-backprop map minus the map of
 its *dual*: the same output unit with the weights of the top layer negated. Excitation backprop (z+ on every
-linear layer, sums and pools normalised) is zennit's ``ExcitationBackprop`` composite; the dual is the same
+linear layer, sums and pools normalized) is zennit's ``ExcitationBackprop`` composite; the dual is the same
 composite with the top layer's rule on the negated weights (:class:`DualZPlus`). Both start from the same
 one-hot signal, so c-MWP sums to 0 over the input where every layer conserves the signal. Not in captum or
 zennit as a method; TorchRay has it (not installable here), so tests compare it with a direct implementation

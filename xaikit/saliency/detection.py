@@ -23,6 +23,7 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from ..errors import ExplanationError, ModelError
+from ..models import cam_layer
 
 __all__ = ["detection", "DetectionTarget", "DetectionOutputs", "BoxTarget", "OUTPUTS", "UNSUPPORTED", "supports"]
 
@@ -185,7 +186,6 @@ class DetectionOutputs(nn.Module):
 
     def cam_layer(self, sample: torch.Tensor) -> str:
         """Name of the last module of the detector's backbone (FPN included) with a spatial tensor output."""
-        from ..models import cam_layer  # the kit's one rule for the CAM layer
 
         return "detector.backbone." + cam_layer(self.detector.backbone, sample)
 

@@ -54,7 +54,8 @@ def direct_supported(module: nn.Module) -> bool:
     return (isinstance(module, _CONVS) and module.padding_mode == "zeros" and not isinstance(module.padding, str))
 
 
-_CLAMPED: dict[int, tuple[weakref.ref, dict]] = register_cache({})  # id(tensor) -> (weak reference, {(sign, version): tensor})
+# id(tensor) -> (weak reference, {(sign, version): tensor})
+_CLAMPED: dict[int, tuple[weakref.ref, dict]] = register_cache({})
 
 
 def _modified(t: torch.Tensor, sign: str) -> torch.Tensor:

@@ -14,16 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import check_preprocess
+from ..domain import check_domain
 from ..errors import ExplanationError, ModelError
+from ..models import cam_layer
 from .explanation import Explanation, plain
 from .memory import MemoryPlan, plan
 from .noise_tunnel import check_noise_tunnel, run_tunnel
 from .params import check_params
-from .registry import MethodInfo, get_method
+from .registry import METHODS, MethodInfo, get_method
 from .safety import guarded, hook_count, private_copy, register_cache, state_fingerprint
 from .targets import Target, TargetSpec, resolve_target
 
-__all__ = ["explain", "MethodContext", "REDUCTIONS", "find_cam_layer", "resolve_layer"]
+__all__ = ["explain", "MethodContext", "REDUCTIONS", "resolve_layer"]
 
 REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sum": lambda a: a.sum(1),
@@ -214,11 +217,9 @@ def explain(
     if _bindable(target) and isinstance(model, nn.Module):
         model = target.prepare(model, info)  # detection: a wrapper with tensor outputs
     _check_model(model, x, logits=not _bindable(target))
-    from ..domain import check_domain  # a checkpoint's model warns when x is far from its training data
 
     check_domain(checked, x, where="explain")
     if preprocess is not None:
-        from ..checkpoint import check_preprocess  # lazy: only when the caller asks for the check
 
         check_preprocess(model, preprocess)
     request = _Request(model=model, x=x, info=info, target=target, labels=labels, image_ids=tuple(image_ids),
@@ -479,8 +480,6 @@ def _check_tensor(x: torch.Tensor, info: MethodInfo) -> None:
 
 
 def _methods_3d() -> list[str]:
-    from .registry import METHODS
-
     return sorted(name for name, m in METHODS.items() if m.supports_3d)
 
 
@@ -587,7 +586,7 @@ def _layer_name(model: nn.Module, info: MethodInfo, layer: str | None, x: torch.
         return _once(model, key, lambda: _check_layer_output(model, module, layer, x) or layer)
     if hasattr(model, "cam_layer"):  # wrappers (detection) name the backbone layer that fed their outputs
         return model.cam_layer(x[:1])
-    return _once(model, key, lambda: find_cam_layer(model, x[:1]))
+    return _once(model, key, lambda: cam_layer(model, x[:1]))
 
 
 def _check_layer_output(model: nn.Module, module: nn.Module, name: str, x: torch.Tensor) -> None:
@@ -605,15 +604,9 @@ def _check_layer_output(model: nn.Module, module: nn.Module, name: str, x: torch
     if len(shape) != x.ndim:
         raise ModelError(f"layer {name!r} ({type(module).__name__}) outputs shape {tuple(shape)}, without the spatial "
                          f"axes of the inputs {tuple(x.shape)}; layer methods need a convolutional layer, e.g. "
-                         f"{find_cam_layer(model, x[:1])!r} (the default when layer is not given).")
+                         f"{cam_layer(model, x[:1])!r} (the default when layer is not given).")
 
 
-def find_cam_layer(model: nn.Module, sample: torch.Tensor) -> str:
-    """Name of the default CAM layer: :func:`xaikit.models.cam_layer`, the kit's one rule (the last module whose
-    output still has a spatial extent > 1, outermost first, adaptive pooling skipped)."""
-    from ..models import cam_layer
-
-    return cam_layer(model, sample)
 
 
 def _shape_recorder(name: str, out: list):

@@ -33,7 +33,7 @@ class Explanation:
     ----------
     maps : torch.Tensor
         float32 ``N x H x W`` (``N x D x H x W`` for volumes), signed, at input resolution; channels
-        reduced as named by ``reduction``. Never normalised: views normalise.
+        reduced as named by ``reduction``. Never normalized: views normalize.
     method : str
         Registry name of the method.
     params : dict
@@ -159,7 +159,8 @@ class Explanation:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except PermissionError as exc:
-            raise ExplanationError(f"Explanation file {os.fspath(path)!r}: permission denied: {PERMISSION_HINT}") from exc
+            raise ExplanationError(f"Explanation file {os.fspath(path)!r}: permission denied: "
+                                   f"{PERMISSION_HINT}") from exc
         except Exception as exc:  # torch/pickle raise RuntimeError, UnpicklingError, EOFError... on damage
             raise ExplanationError(
                 f"Explanation file {os.fspath(path)!r} cannot be read ({type(exc).__name__}: {exc}); "

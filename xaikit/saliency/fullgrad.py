@@ -3,7 +3,7 @@
 Not in captum or zennit; pytorch-grad-cam's ``FullGrad`` is 2-D only (Conv2d/BatchNorm2d), so it is written
 here for 2-D and 3-D on one forward and one backward, with pytorch-grad-cam's post-processing (the authors'):
 each term is made non-negative (|.|), min-max scaled per image and channel, resized to the input, and summed.
-For a ReLU network without normalisation in train mode the raw terms are complete: ``f(x) = grad_x f . x +
+For a ReLU network without normalization in train mode the raw terms are complete: ``f(x) = grad_x f . x +
 sum_layers grad_b f . b`` (the paper's full-gradient decomposition; a test checks it).
 """
 from __future__ import annotations

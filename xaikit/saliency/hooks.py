@@ -1,4 +1,4 @@
-"""The LRP hooks the kit adds to zennit's, and the pieces both rule files share (stabilisers, bias, alpha/beta check).
+"""The LRP hooks the kit adds to zennit's, and the pieces both rule files share (stabilizers, bias, alpha/beta check).
 
 :mod:`.rules` assigns rules by name to layers; :mod:`.direct_rules` computes some of them directly. Both import
 this module, which imports neither: the rules' shared parts live here once.
@@ -21,7 +21,7 @@ __all__ = ["SafeDivide", "STABILIZERS", "stabilizer_fn", "bias_params", "check_a
 
 
 class SafeDivide:
-    """iNNvestigate's ``safe_divide`` as a zennit stabiliser: exact zeros become ``eps``, nothing else moves."""
+    """iNNvestigate's ``safe_divide`` as a zennit stabilizer: exact zeros become ``eps``, nothing else moves."""
 
     def __init__(self, eps: float = 1e-7):
         self.eps = float(eps)
@@ -37,7 +37,7 @@ STABILIZERS: dict[str, Callable[[float], Callable]] = {"sign": Stabilizer, "zero
 
 
 def stabilizer_fn(value: float, kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The stabiliser callable of ``kind`` (``"sign"`` or ``"zero"``) with size ``value``."""
+    """The stabilizer callable of ``kind`` (``"sign"`` or ``"zero"``) with size ``value``."""
     if kind not in STABILIZERS:
         raise ExplanationError(f"stabilizer_kind={kind!r} is not known; use one of {sorted(STABILIZERS)}.")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

@@ -15,7 +15,8 @@ from captum.attr import LayerActivation
 from torch import nn
 
 from ..errors import ExplanationError
-from .engine import find_cam_layer, resolve_layer
+from ..models import cam_layer
+from .engine import resolve_layer
 from .safety import guarded
 
 __all__ = ["LayerActivations", "layer_activations"]
@@ -85,13 +86,13 @@ def layer_activations(model: nn.Module, inputs: torch.Tensor, layer: str | None 
     if not isinstance(inputs, torch.Tensor) or inputs.ndim not in (4, 5):
         raise ExplanationError(f"layer_activations: inputs must be a tensor N x C x H x W or N x C x D x H x W; got "
                                f"{getattr(inputs, 'shape', type(inputs).__name__)}.")
-    name = layer if layer is not None else find_cam_layer(model, inputs[:1])
+    name = layer if layer is not None else cam_layer(model, inputs[:1])
     module = resolve_layer(model, name)
     with guarded(model), torch.no_grad():
         acts = LayerActivation(model, module).attribute(inputs)
     if not isinstance(acts, torch.Tensor) or acts.ndim != inputs.ndim:
         raise ExplanationError(f"layer_activations: layer {name!r} outputs shape "
                                f"{tuple(getattr(acts, 'shape', ()))}, without the spatial axes of the inputs; pick a "
-                               f"convolutional layer, e.g. {find_cam_layer(model, inputs[:1])!r}.")
+                               f"convolutional layer, e.g. {cam_layer(model, inputs[:1])!r}.")
     ids = [str(i) for i in range(len(inputs))] if image_ids is None else [str(i) for i in image_ids]
     return LayerActivations(acts.detach().float().cpu(), name, ids, tuple(inputs.shape[2:]))

@@ -74,7 +74,7 @@ def lrp(ctx, rules: Mapping | None = None, composite: Composite | None = None, b
     (default: LRP-epsilon, epsilon 1e-6, on every conv/dense layer). ``bias`` is the default bias treatment
     of rules that have one (``False``: iNNvestigate's "IB" variants); ``stabilizer``/``stabilizer_kind`` keep
     the divisions of every rule except ``epsilon`` finite (``"sign"``: zennit's, ``"zero"``: iNNvestigate's
-    safe divide). Or pass a ready zennit ``composite=`` (then ``rules``, ``bias`` and the stabiliser are
+    safe divide). Or pass a ready zennit ``composite=`` (then ``rules``, ``bias`` and the stabilizer are
     not used; its class name is recorded).
 
     Examples
@@ -158,5 +158,5 @@ def lrp_epsilon_alpha2_beta1_flat(ctx, epsilon=1e-6, relevance_init="logit"):
 
 @register("excitation_backprop", **{**_LRP, "signed": False})
 def excitation_backprop(ctx, relevance_init="logit"):
-    """Excitation backprop: z+ on every linear layer, sums and pools normalised (Zhang et al. 2016)."""
+    """Excitation backprop: z+ on every linear layer, sums and pools normalized (Zhang et al. 2016)."""
     return _attribute(ctx, ExcitationBackprop(), relevance_init)

@@ -54,7 +54,7 @@ def _common_non_negative(value: Any, name: str, method: str, inputs: torch.Tenso
     non_negative(value, name, method, inputs)
 
 
-#: Rules for parameters that mean the same in every method that has them (LRP's epsilon, stabiliser and gamma):
+#: Rules for parameters that mean the same in every method that has them (LRP's epsilon, stabilizer and gamma):
 #: applied unless the method declares its own, so epsilon='x' is an ExplanationError, not float()'s ValueError.
 _COMMON_RULES: dict[str, Rule] = {"epsilon": _common_non_negative, "stabilizer": _common_non_negative,
                                   "gamma": _common_non_negative}

@@ -19,11 +19,11 @@ custom zennit rules where the two differ (all checked against iNNvestigate maps 
 * ``zplus_fast``: positive weights on the unclamped input, no bias (iNNvestigate's ``ZPlusFastRule``).
 * ``wsquare``: squared weights *without bias* (zennit's ``WSquare`` also squares the bias).
 * ``epsilon``: ``z + epsilon * sign(z)`` with ``sign(0) = +1`` in both libraries; ``epsilon`` is the rule's
-  own parameter and never the stabiliser of other layers.
+  own parameter and never the stabilizer of other layers.
 * ``z`` (LRP-0), ``flat``, ``gamma``, ``zbox``, ``norm`` (sum/average pooling), ``pass``: zennit's, with
-  the composite's stabiliser.
+  the composite's stabilizer.
 
-Two stabilisers keep divisions finite in every rule but ``epsilon``: ``"sign"`` (zennit's default,
+Two stabilizers keep divisions finite in every rule but ``epsilon``: ``"sign"`` (zennit's default,
 ``z + eps * sign(z)``) and ``"zero"`` (iNNvestigate's ``safe_divide``: only exact zeros become ``eps``;
 iNNvestigate uses Keras' ``epsilon() = 1e-7``).
 

@@ -167,7 +167,7 @@ def rise_masks(generator: torch.Generator, n_masks: int, size: tuple[int, ...], 
     up = F.interpolate(cells, size=tuple((grid + 1) * c for c in cell), mode="bilinear" if dims == 2 else "trilinear",
                        align_corners=False)
     shifts = torch.stack([torch.randint(c, (n_masks,), generator=generator, device=device) for c in cell], 1)
-    return torch.stack([up[k, :, *[slice(int(o), int(o) + s) for o, s in zip(shifts[k], size)]]
+    return torch.stack([up[(k, slice(None), *[slice(int(o), int(o) + s) for o, s in zip(shifts[k], size)])]
                         for k in range(n_masks)])
 
 

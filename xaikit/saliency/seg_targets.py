@@ -164,7 +164,7 @@ class MaskedLogits:
         return torch.full((len(self.masks),), self.class_index, dtype=torch.long)
 
     def weights(self, logits: torch.Tensor) -> torch.Tensor:
-        """``d score / d logits``: the (normalised) mask on the class channel, zeros elsewhere."""
+        """``d score / d logits``: the (normalized) mask on the class channel, zeros elsewhere."""
         masks = self.masks.to(device=logits.device, dtype=logits.dtype)
         if masks.shape[1:] != logits.shape[2:] or (len(masks) != 1 and len(masks) != len(logits)):
             raise ExplanationError(

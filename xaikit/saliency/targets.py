@@ -4,7 +4,7 @@ A target resolves to a :class:`TargetSpec` that turns logits into one scalar per
 (``"label"``, an int, a tensor) are passed to captum as ``target=``; ``"pred"`` and callables are folded into
 the forward function so the arg-max is taken inside the method's own forward pass (no extra forward).
 
-Relevance initialisation (:data:`RELEVANCE_INITS`): what a method that propagates a signal backwards (LRP,
+Relevance initialization (:data:`RELEVANCE_INITS`): what a method that propagates a signal backwards (LRP,
 guided backprop, deconvnet) puts on the output before propagating. ``"logit"``: the target score times
 d(score)/d(logits) (one-hot x logit: iNNvestigate's convention for LRP, deconvnet and guided backprop, and
 what makes relevance sum to the logit); ``"one_hot"``: d(score)/d(logits) alone (captum's convention,
@@ -50,7 +50,7 @@ class TargetSpec:
     fn : callable or None
         For callables: logits ``N x K`` -> scores ``N``.
     head_init : str
-        Relevance initialisation applied by :meth:`head` (``"one_hot"``: none): a gradient backward through
+        Relevance initialization applied by :meth:`head` (``"one_hot"``: none): a gradient backward through
         ``head`` then starts from ``init_scale x d(score)/d(logits)`` (see :meth:`scaled`).
     """
 
@@ -90,7 +90,7 @@ class TargetSpec:
         return out * (scale if self.folded else scale[:, None])
 
     def scaled(self, init: str) -> "TargetSpec":
-        """This target with :meth:`head` scaled for relevance initialisation ``init``."""
+        """This target with :meth:`head` scaled for relevance initialization ``init``."""
         return TargetSpec(self.policy, self.indices, self.fn, check_relevance_init(init))
 
     def init_scale(self, logits: torch.Tensor, init: str) -> torch.Tensor:

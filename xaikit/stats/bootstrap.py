@@ -26,7 +26,7 @@ def bootstrap_ci(statistic: Callable[..., np.ndarray], samples: Sequence[np.ndar
     Parameters
     ----------
     statistic
-        Vectorised: takes the samples and ``axis`` and reduces along it.
+        Vectorized: takes the samples and ``axis`` and reduces along it.
     samples
         One array per sample (resampled independently unless ``paired``).
     method

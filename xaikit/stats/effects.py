@@ -1,4 +1,4 @@
-"""Effect sizes, vectorised over the last axis so that bootstrap resamples are computed at once.
+"""Effect sizes, vectorized over the last axis so that bootstrap resamples are computed at once.
 
 Hand-written because scipy and statsmodels do not provide them as functions (pingouin does, but it is
 not a dependency): Cohen's d and Hedges' g (Hedges & Olkin 1985), the rank-biserial correlation of two
@@ -16,7 +16,7 @@ from .._multiplicity import rank_biserial  # shared with the dataset audit (one 
 __all__ = ["EFFECTS", "cohen_d", "hedges_g", "rank_biserial", "paired_rank_biserial", "cohen_dz", "kendall_w",
            "no_spread"]
 
-#: An SD at most this fraction of the data's magnitude is rounding noise, not variation: a standardised
+#: An SD at most this fraction of the data's magnitude is rounding noise, not variation: a standardized
 #: difference divided by it would be +-inf or ~1e16 (groups constant within, e.g. a 0/1 ``pointing`` column).
 SPREAD_RTOL = 1e-12
 
@@ -27,8 +27,8 @@ def no_spread(sd: np.ndarray, *samples: np.ndarray, axis: int = -1) -> np.ndarra
     return np.asarray(sd) <= SPREAD_RTOL * scale
 
 
-def _standardised(diff: np.ndarray, sd: np.ndarray, degenerate: np.ndarray) -> np.ndarray:
-    """``diff / sd``, NaN where the SD is degenerate (a standardised effect is undefined there)."""
+def _standardized(diff: np.ndarray, sd: np.ndarray, degenerate: np.ndarray) -> np.ndarray:
+    """``diff / sd``, NaN where the SD is degenerate (a standardized effect is undefined there)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.asarray(diff / sd, dtype=float)
     return np.where(degenerate, np.nan, out) if out.ndim else (np.nan if degenerate else float(out))
@@ -41,7 +41,7 @@ def cohen_d(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         pooled = ((na - 1) * a.var(axis=axis, ddof=1) + (nb - 1) * b.var(axis=axis, ddof=1)) / (na + nb - 2)
     sd = np.sqrt(pooled)
-    return _standardised(a.mean(axis=axis) - b.mean(axis=axis), sd, no_spread(sd, a, b, axis=axis))
+    return _standardized(a.mean(axis=axis) - b.mean(axis=axis), sd, no_spread(sd, a, b, axis=axis))
 
 
 def hedges_g(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -65,7 +65,7 @@ def cohen_dz(d: np.ndarray, axis: int = -1) -> np.ndarray:
     d = np.asarray(d, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         sd = d.std(axis=axis, ddof=1)
-    return _standardised(d.mean(axis=axis), sd, no_spread(sd, d, axis=axis))
+    return _standardized(d.mean(axis=axis), sd, no_spread(sd, d, axis=axis))
 
 
 def kendall_w(chi2: float, n: int, k: int) -> float:

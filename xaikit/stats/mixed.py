@@ -65,7 +65,7 @@ def mixed_model(scores: pd.DataFrame, formula: str = "mass_frac ~ C(region) * C(
     if data[lhs].nunique() < 2:
         warnings.warn(f"mixed_model: {lhs!r} is constant ({data[lhs].iloc[0]}) in all {len(data)} rows: there is "
                       "no variance to model, so the fit is degenerate (estimates are that constant and 0, p-values "
-                      "and CIs undefined); the optimiser's own warnings follow, each once.", stacklevel=2)
+                      "and CIs undefined); the optimizer's own warnings follow, each once.", stacklevel=2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = model.fit(reml=reml, **fit_kwargs)

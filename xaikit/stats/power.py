@@ -1,7 +1,7 @@
 """Power analysis (statsmodels.stats.power): the effect detectable with the images at hand, and the
 number of images needed for a given effect.
 
-Effects are standardised mean differences (Cohen's d). For the rank tests the t-test numbers are scaled
+Effects are standardized mean differences (Cohen's d). For the rank tests the t-test numbers are scaled
 by the asymptotic relative efficiency of 3/pi (Wilcoxon-Mann-Whitney vs t under normality; Lehmann 1975),
 i.e. a rank test needs pi/3 times the images of the t-test.
 """

@@ -1,16 +1,16 @@
-"""Training and evaluation: :func:`fit` a classifier, :func:`evaluate` it with honest uncertainty.
+"""Training and evaluation: :func:`fit` a classifier, :func:`assess` it with honest uncertainty.
 
-- :func:`fit` trains with a chosen optimiser, schedule, imbalance handling and early stopping, and returns a
+- :func:`fit` trains with a chosen optimizer, schedule, imbalance handling and early stopping, and returns a
   :class:`FitResult` with a tidy per-epoch history and the best epoch's weights restored.
-- :func:`evaluate` returns an :class:`Evaluation`: predictions, scikit-learn metrics with patient-level
+- :func:`assess` returns an :class:`Assessment`: predictions, scikit-learn metrics with patient-level
   bootstrap CIs, confusion matrix, classification report, calibration, ROC/PR curves with bands.
 - :func:`train_sample_model` is the one-call recipe behind the kit's shipped sample model.
 - :mod:`.segmentation` and :mod:`.detection`: train a UNet / a box regressor and score them (Dice, IoU, HD95 per
   class; box IoU, hit rate, mAP@0.5), with patient-bootstrap CIs.
 """
+from .assessment import Assessment, assess, assess_predictions
 from .batchnorm import recalibrate_batchnorm
 from .detection import box_scores, fit_boxes, predict_boxes
-from .evaluate import Evaluation, evaluate, evaluate_predictions
 from .fit import MONITORS, OPTIMIZERS, SCHEDULERS, FitResult, fit
 from .metrics import choose_threshold, expected_calibration_error
 from .recipes import train_sample_model
@@ -19,9 +19,9 @@ from .segmentation import fit_segmentation, predict_labelmaps, segmentation_scor
 __all__ = [
     "fit",
     "FitResult",
-    "evaluate",
-    "evaluate_predictions",
-    "Evaluation",
+    "assess",
+    "assess_predictions",
+    "Assessment",
     "choose_threshold",
     "expected_calibration_error",
     "train_sample_model",

@@ -1,4 +1,4 @@
-"""Private plumbing shared by fit and evaluate: device choice, label checks, loaders, batched inference."""
+"""Private plumbing shared by fit and assess: device choice, label checks, loaders, batched inference."""
 from __future__ import annotations
 
 import contextlib

@@ -11,12 +11,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["Optimisation", "Sampling", "Selection", "Hardware", "Output", "FitSettings", "EpochTools"]
+__all__ = ["Optimization", "Sampling", "Selection", "Hardware", "Output", "FitSettings", "EpochTools"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Optimisation:
-    """How the weights are updated: optimiser, learning rate, weight decay, schedule, number of epochs."""
+class Optimization:
+    """How the weights are updated: optimizer, learning rate, weight decay, schedule, number of epochs."""
 
     optimizer: str
     lr: float
@@ -68,7 +68,7 @@ class Output:
 class FitSettings:
     """Every setting of one run, grouped."""
 
-    optimisation: Optimisation
+    optimization: Optimization
     sampling: Sampling
     selection: Selection
     hardware: Hardware
@@ -76,7 +76,7 @@ class FitSettings:
 
     def params(self, n_train: int, n_val: int) -> dict[str, Any]:
         """The plain-value parameters recorded in ``FitResult.params``, the checkpoint summary and MLflow."""
-        o, s = asdict(self.optimisation), asdict(self.sampling)
+        o, s = asdict(self.optimization), asdict(self.sampling)
         return dict(epochs=o["epochs"], batch_size=s["batch_size"], optimizer=o["optimizer"], lr=o["lr"],
                     weight_decay=o["weight_decay"], scheduler=o["scheduler"], class_weight=s["class_weight"],
                     sampler=s["sampler"], seed=s["seed"], amp=self.hardware.amp, n_train=n_train, n_val=n_val)

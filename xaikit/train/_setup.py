@@ -1,4 +1,4 @@
-"""Private set-up of :func:`xaikit.train.fit`: argument checks, data checks, optimiser, schedule, callbacks.
+"""Private set-up of :func:`xaikit.train.fit`: argument checks, data checks, optimizer, schedule, callbacks.
 
 Loss weights and the balanced sampler are :func:`xaikit.data.class_weights` and :func:`xaikit.data.weighted_sampler`
 (one implementation, upstream); the deterministic-mode context is :func:`xaikit.train._modes.determinism`."""

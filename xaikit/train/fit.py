@@ -29,7 +29,7 @@ from ..data.splits import class_weights, weighted_sampler
 from ..errors import ArgumentError, TrainingError
 from . import metrics as M
 from ._data import autocast, infer, make_loader, resolve_classes, resolve_device
-from ._settings import EpochTools, FitSettings, Hardware, Optimisation, Output, Sampling, Selection
+from ._settings import EpochTools, FitSettings, Hardware, Optimization, Output, Sampling, Selection
 from ._setup import (
     MONITORS,
     OPTIMIZERS,
@@ -87,10 +87,10 @@ class FitResult:
                 "seconds": round(self.seconds, 2), "best_epoch_metrics": best, "params": self.params}
 
     def plot(self):
-        """Loss and validation metric curves (:func:`xaikit.viz.training.history_figure`)."""
-        from ..viz.training import history_figure
+        """Loss and validation metric curves (:func:`xaikit.viz.training.training_curves`)."""
+        from ..viz.training import training_curves
 
-        return history_figure(self.history)
+        return training_curves(self.history)
 
 
 def fit(
@@ -128,7 +128,7 @@ def fit(
     ----------
     model : torch.nn.Module
         Returns logits ``N x K``. It stays on the training device; its train/eval mode is restored.
-        Only parameters with ``requires_grad`` are optimised (see :func:`xaikit.models.freeze_backbone`).
+        Only parameters with ``requires_grad`` are optimized (see :func:`xaikit.models.freeze_backbone`).
     train, val : Dataset
         Samples ``{"image": C x H x W float tensor, "label": int, ...}``. ``dataset.labels`` (if present) is
         used to check labels without reading images. ``val`` must not be empty.
@@ -147,7 +147,7 @@ def fit(
     early_stopping : int or (metric, patience), optional
         Stop when the metric (default ``monitor``) has not improved for ``patience`` epochs.
     monitor : str
-        One of :data:`MONITORS`; picks the best epoch (losses are minimised, other metrics maximised).
+        One of :data:`MONITORS`; picks the best epoch (losses are minimized, other metrics maximized).
     seed : int
         Seeds torch's global RNG (dropout), the shuffling order and data workers.
     deterministic : bool
@@ -201,7 +201,7 @@ def fit(
     preprocess = common_preprocess(model, train, val, preprocess)
     device = resolve_device(device)
     settings = FitSettings(
-        optimisation=Optimisation(optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+        optimization=Optimization(optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
                                   epochs=epochs),
         sampling=Sampling(batch_size=batch_size, class_weight=class_weight, sampler=sampler, seed=seed,
                           num_workers=num_workers),
@@ -238,9 +238,9 @@ def _tracker(tracking, tracking_uri, experiment, params):
 
 
 def _train(run: _Run, train: Dataset, val: Dataset, y_train, callbacks) -> FitResult:
-    """Loaders, loss, optimiser and schedule of the run, then its epoch loop; global switches and every
+    """Loaders, loss, optimizer and schedule of the run, then its epoch loop; global switches and every
     module's train/eval mode are restored afterwards."""
-    model, hw, sampling, opt_s = run.model, run.settings.hardware, run.settings.sampling, run.settings.optimisation
+    model, hw, sampling, opt_s = run.model, run.settings.hardware, run.settings.sampling, run.settings.optimization
     with determinism(hw.deterministic, hw.device), train_mode(model):
         torch.manual_seed(sampling.seed)
         generator = torch.Generator().manual_seed(sampling.seed)
@@ -274,7 +274,7 @@ class _Run:
         self.start = time.perf_counter()
 
     def loop(self, loader, val_loader, criterion, opt, sched, callbacks):
-        epochs = self.settings.optimisation.epochs
+        epochs = self.settings.optimization.epochs
         stop_metric, patience = self.settings.selection.stop_metric, self.settings.selection.patience
         batch_sched = sched if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) else None
         tools = EpochTools(criterion=criterion, optimizer=opt, scaler=torch.amp.GradScaler("cuda", enabled=self.amp),
@@ -325,7 +325,7 @@ class _Run:
         return {"val_loss": loss, **{f"val_{m}": scores[m] for m in VAL_METRICS}}
 
     def _check_finite(self, losses: list[torch.Tensor], sizes: list[int], epoch: int) -> float:
-        # the losses stay on the device during the epoch (no per-batch synchronisation); checked once here
+        # the losses stay on the device during the epoch (no per-batch synchronization); checked once here
         stacked = torch.stack(losses).float().cpu()
         bad = torch.nonzero(~torch.isfinite(stacked)).flatten()
         if bad.numel():
@@ -377,7 +377,7 @@ class _Run:
 
 def _train_epoch(model: nn.Module, loader, tools: EpochTools, hw: Hardware, epoch: int, bar
                  ) -> tuple[list[torch.Tensor], list[int]]:
-    """One pass over ``loader``: the hot loop, kept free of host-device synchronisation."""
+    """One pass over ``loader``: the hot loop, kept free of host-device synchronization."""
     model.train()
     losses, sizes = [], []
     for batch, (images, labels) in enumerate(loader, start=1):
@@ -396,7 +396,7 @@ def _train_epoch(model: nn.Module, loader, tools: EpochTools, hw: Hardware, epoc
 
 def _step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tools: EpochTools, hw: Hardware
           ) -> torch.Tensor:
-    """One optimiser step (with gradient scaling under mixed precision); returns the detached loss."""
+    """One optimizer step (with gradient scaling under mixed precision); returns the detached loss."""
     opt = tools.optimizer
     opt.zero_grad(set_to_none=True)
     if hw.amp:

@@ -146,7 +146,7 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, *, method: str = "youden"
                      target_sensitivity: float | None = None) -> dict[str, float]:
     """Pick a decision threshold on the positive-class score from the ROC curve (``sklearn.metrics.roc_curve``).
 
-    ``method="youden"`` maximises Youden's J = sensitivity + specificity - 1 (Youden 1950);
+    ``method="youden"`` maximizes Youden's J = sensitivity + specificity - 1 (Youden 1950);
     ``method="sensitivity"`` takes the highest threshold whose sensitivity reaches ``target_sensitivity``.
     Choose it on validation data: chosen on the test set it flatters the test metrics.
 

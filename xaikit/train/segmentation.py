@@ -152,12 +152,12 @@ def segmentation_scores(pred: np.ndarray | torch.Tensor, truth: np.ndarray | tor
             for i in range(n) for k, name in enumerate(classes) if k > 0 or not skip_background]
     per_image = pd.DataFrame(rows, columns=["image_id", "class", *SEG_METRICS])
     weights = list(patient_bootstrap(patient_ids, n_boot, seed))
-    summary = [_summarise(per_image[per_image["class"] == name], name, metric, weights, ci)
+    summary = [_summarize(per_image[per_image["class"] == name], name, metric, weights, ci)
                for name in per_image["class"].unique() for metric in SEG_METRICS]
     return per_image, pd.DataFrame(summary, columns=["class", "metric", "value", "ci_low", "ci_high", "n_images"])
 
 
-def _summarise(table: pd.DataFrame, name: str, metric: str, weights: list[np.ndarray], ci: float) -> dict:
+def _summarize(table: pd.DataFrame, name: str, metric: str, weights: list[np.ndarray], ci: float) -> dict:
     values = table[metric].to_numpy(float)
     ok = ~np.isnan(values)
     reps = [np.average(values[ok], weights=w[ok]) for w in weights if w[ok].sum() > 0]

@@ -10,7 +10,7 @@ from ..errors import ArgumentError
 
 _CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
-__all__ = ["audit_figures", "class_balance_figure", "audit_effects_figure", "feature_figure"]
+__all__ = ["audit_figures", "class_balance_bars", "audit_effect_sizes", "feature_boxplots"]
 
 
 def _features(table: pd.DataFrame, features: pd.DataFrame | None) -> pd.DataFrame:
@@ -29,7 +29,7 @@ def _features(table: pd.DataFrame, features: pd.DataFrame | None) -> pd.DataFram
     return feats
 
 
-def class_balance_figure(features: pd.DataFrame) -> go.Figure:
+def class_balance_bars(features: pd.DataFrame) -> go.Figure:
     """Images per class, one bar group per split."""
     splits = features["split"].replace("", "all")
     counts = features.assign(split=splits).groupby(["split", "label"]).size().rename("n").reset_index()
@@ -40,7 +40,7 @@ def class_balance_figure(features: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def audit_effects_figure(table: pd.DataFrame, min_effect: float = 0.3) -> go.Figure:
+def audit_effect_sizes(table: pd.DataFrame, min_effect: float = 0.3) -> go.Figure:
     """Effect size of each feature between classes; flagged features in red, the flag threshold dashed."""
     rows = table[(table["check"] == "feature_by_class") & table["effect_size"].notna()]
     colours = np.where(rows["flag"], "#c0392b", "#7f8c8d")
@@ -57,10 +57,10 @@ def audit_effects_figure(table: pd.DataFrame, min_effect: float = 0.3) -> go.Fig
     return fig
 
 
-def feature_figure(features: pd.DataFrame, names: list[str]) -> go.Figure:
+def feature_boxplots(features: pd.DataFrame, names: list[str]) -> go.Figure:
     """Box plots (all points shown) of the named features by class, one panel each."""
     if not names:
-        raise ArgumentError("feature_figure: give at least one feature name.")
+        raise ArgumentError("feature_boxplots: give at least one feature name.")
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
     for col, name in enumerate(names, start=1):
         for k, (label, sub) in enumerate(features.groupby("label")):
@@ -92,7 +92,7 @@ def audit_figures(table: pd.DataFrame, *, features: pd.DataFrame | None = None, 
     flagged = tested[tested["flag"]]
     chosen = flagged if len(flagged) else tested.reindex(tested["effect_size"].abs().sort_values(ascending=False).index)
     names = chosen["feature"].head(top).tolist()
-    figs = {"class_balance": class_balance_figure(feats), "effects": audit_effects_figure(table)}
+    figs = {"class_balance": class_balance_bars(feats), "effects": audit_effect_sizes(table)}
     if names:
-        figs["features"] = feature_figure(feats, names)
+        figs["features"] = feature_boxplots(feats, names)
     return figs

@@ -1,7 +1,7 @@
-"""Figures of explanation quality: the Adebayo randomisation figure, perturbation curves, metric forests, ranks.
+"""Figures of explanation quality: the Adebayo randomization figure, perturbation curves, metric forests, ranks.
 
 Pure functions returning Plotly figures from the tables of :mod:`xaikit.evaluation` (``score_many``,
-``summarise``, ``curves``, ``randomised_maps``); no model is run here.
+``summarize``, ``curves``, ``randomized_maps``); no model is run here.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..evaluation import CONTROLS, METRICS, ROBUSTNESS_THRESHOLDS, controls_comp
 from .image import plotly_z
 from .saliency import SIGN_MODES, display_map
 
-__all__ = ["randomisation_maps", "randomisation_curves", "perturbation_curves", "metric_forest", "rank_heatmap",
+__all__ = ["randomization_maps", "randomization_curves", "perturbation_curves", "metric_forest", "rank_heatmap",
            "verdict_figures"]
 
 _CONTROL_STYLE = {"random": "dot", "sobel": "dash"}
@@ -50,18 +50,18 @@ def _rows(table: pd.DataFrame, who: str, **where) -> pd.DataFrame:
     return sub
 
 
-def randomisation_maps(maps: Mapping[str, np.ndarray], index: int = 0, *, layers: Sequence[str] | None = None,
+def randomization_maps(maps: Mapping[str, np.ndarray], index: int = 0, *, layers: Sequence[str] | None = None,
                        sign: str = "absolute", title: str | None = None, cell: int = 150) -> go.Figure:
-    """One image's map after each randomisation stage, left to right (Adebayo et al. 2018, Fig. 2).
+    """One image's map after each randomization stage, left to right (Adebayo et al. 2018, Fig. 2).
 
-    ``maps`` is the first value of :func:`xaikit.evaluation.randomised_maps`: ``{"original": N x H x W,
+    ``maps`` is the first value of :func:`xaikit.evaluation.randomized_maps`: ``{"original": N x H x W,
     layer: N x H x W, ...}`` in stage order. Each panel is scaled on its own for display (the sign policy names
     the colour scale).
     """
     names = list(maps) if layers is None else ["original", *layers]
     missing = [n for n in names if n not in maps]
     if missing:
-        raise ArgumentError(f"randomisation_maps: no maps for stages {missing}; known: {list(maps)}.")
+        raise ArgumentError(f"randomization_maps: no maps for stages {missing}; known: {list(maps)}.")
     fig = make_subplots(1, len(names), subplot_titles=[n if len(n) < 18 else "…" + n[-16:] for n in names],
                         horizontal_spacing=0.01)
     lo = -1.0 if sign == "signed" else 0.0
@@ -73,21 +73,22 @@ def randomisation_maps(maps: Mapping[str, np.ndarray], index: int = 0, *, layers
     fig.update_xaxes(showticklabels=False, constrain="domain")
     for j in range(2, len(names) + 1):
         fig.update_yaxes(scaleanchor=f"x{j}", row=1, col=j)
-    fig.update_layout(title=title or "Maps as the model is randomised from the top layer down",
+    fig.update_layout(title=title or "Maps as the model is randomized from the top layer down",
                       width=max(400, cell * len(names)), height=cell + 110, margin=dict(l=10, r=10, t=70, b=10))
     return fig
 
 
-def randomisation_curves(summary: pd.DataFrame, metric: str = "cascading_randomisation",
+def randomization_curves(summary: pd.DataFrame, metric: str = "cascading_randomization",
                          similarity: str = "spearman_abs", *, threshold: float | None = 0.5) -> go.Figure:
-    """Mean similarity to the original maps per randomised layer, one line per method, with bootstrap CIs.
+    """Mean similarity to the original maps per randomized layer, one line per method, with bootstrap CIs.
 
-    ``summary`` is :func:`xaikit.evaluation.summarise` of a table holding the randomisation metric. The
+    ``summary`` is :func:`xaikit.evaluation.summarize` of a table holding the randomization metric. The
     model-independent controls, the verdict's reference, are drawn in grey (random dotted, sobel dashed); a
-    method whose line stays high, like theirs, does not depend on the learned weights. ``threshold`` (the ``similarity_threshold`` of
-    :func:`xaikit.evaluation.sanity_verdicts`) is drawn as a red line; ``None`` leaves it out.
+    method whose line stays high, like theirs, does not depend on the learned weights. ``threshold`` (the
+    ``similarity_threshold`` of :func:`xaikit.evaluation.sanity_verdicts`) is drawn as a red line; ``None`` leaves
+    it out.
     """
-    sub = _rows(summary, "randomisation_curves", metric=metric, similarity=similarity)
+    sub = _rows(summary, "randomization_curves", metric=metric, similarity=similarity)
     order = sub.drop_duplicates("layer").sort_values("layer_index")["layer"].tolist() if "layer_index" in sub \
         else sub["layer"].drop_duplicates().tolist()
     fig = go.Figure()
@@ -103,7 +104,7 @@ def randomisation_curves(summary: pd.DataFrame, metric: str = "cascading_randomi
         fig.add_hline(y=threshold, line=dict(color="#d62728", width=1, dash="dash"),
                       annotation_text=f"verdict threshold {threshold:g}", annotation_position="top left")
     fig.update_layout(title=f"{metric.replace('_', ' ')}: {similarity} similarity to the original maps",
-                      xaxis_title="randomised down to layer (top first)", yaxis_title=f"{similarity} (mean, 95% CI)",
+                      xaxis_title="randomized down to layer (top first)", yaxis_title=f"{similarity} (mean, 95% CI)",
                       height=420, width=760)
     return fig
 
@@ -144,7 +145,7 @@ def metric_forest(summary: pd.DataFrame, metric: str, *, layer: str | None = Non
     """Mean of one metric per method with its bootstrap CI, best method on top; controls in grey.
 
     Controls are drawn only where the verdicts compare with them (:data:`xaikit.evaluation.CONTROL_ROLES`: the
-    floor of faithfulness and localisation, the reference of randomisation). Robustness is judged against a
+    floor of faithfulness and localization, the reference of randomization). Robustness is judged against a
     stated threshold instead, drawn as a red line: ``threshold``, default
     :data:`xaikit.evaluation.ROBUSTNESS_THRESHOLDS` of the metric (none for metrics without one).
     """
@@ -178,7 +179,7 @@ def metric_forest(summary: pd.DataFrame, metric: str, *, layer: str | None = Non
 
 
 def rank_heatmap(summary: pd.DataFrame, *, similarity: str = "spearman_abs") -> go.Figure:
-    """Rank of every method on every metric (1 = best); randomisation metrics at their last layer.
+    """Rank of every method on every metric (1 = best); randomization metrics at their last layer.
 
     Controls are ranked only where the verdicts compare with them (:data:`xaikit.evaluation.CONTROL_ROLES`):
     their cells in robustness and complexity columns are empty (a random map is trivially stable, not the best).
@@ -207,10 +208,10 @@ def verdict_figures(summary: pd.DataFrame, verdicts: pd.DataFrame, curves: pd.Da
 
     - deletion / insertion (and other curve kinds in ``curves``, from :func:`xaikit.evaluation.curves`): one
       :func:`perturbation_curves` figure ``"curves"`` with the controls drawn (it needs ``curves``);
-    - randomisation checks: :func:`randomisation_curves` with the model-independent reference maps and the
+    - randomization checks: :func:`randomization_curves` with the model-independent reference maps and the
       verdict's ``similarity_threshold``, named after the metric;
     - every other checked metric: :func:`metric_forest` (the random floor drawn for faithfulness and
-      localisation; the stated threshold, not the controls, for robustness), named after the metric.
+      localization; the stated threshold, not the controls, for robustness), named after the metric.
 
     Pass the same thresholds as to ``sanity_verdicts``. An unknown verdict table raises an error naming its
     missing columns; a curve verdict without ``curves`` raises one asking for them.
@@ -230,8 +231,8 @@ def verdict_figures(summary: pd.DataFrame, verdicts: pd.DataFrame, curves: pd.Da
         family = verdicts.loc[verdicts["check"] == metric, "family"].iloc[0]
         if metric in on_curves:
             continue
-        if family == "randomisation":
-            figures[metric] = randomisation_curves(summary, metric, similarity, threshold=similarity_threshold)
+        if family == "randomization":
+            figures[metric] = randomization_curves(summary, metric, similarity, threshold=similarity_threshold)
         else:
             figures[metric] = metric_forest(summary, metric, threshold=thresholds.get(metric)
                                             if family == "robustness" else None)

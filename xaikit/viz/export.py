@@ -160,12 +160,12 @@ def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, s
         for fig, tmp, final, w, h in zip(figs, tmps, finals, widths, heights):
             if not _written(tmp):  # Kaleido drops a figure whose render failed (e.g. timed out on a busy machine)
                 _render_again(fig, tmp, final, scale, w, h)
-            _optimise_png(tmp)
+            _optimize_png(tmp)
     return finals
 
 
-def _optimise_png(path: Path) -> None:
-    """Re-save Kaleido's PNG with Pillow's optimiser (same pixels, ~10-20% fewer bytes); other files are left."""
+def _optimize_png(path: Path) -> None:
+    """Re-save Kaleido's PNG with Pillow's optimizer (same pixels, ~10-20% fewer bytes); other files are left."""
     from PIL import Image
 
     with open(path, "rb") as fh:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
 
-__all__ = ["MASK_COLORS", "display_stride", "image_figure", "mask_traces", "mosaic", "volume_figure", "plotly_z"]
+__all__ = ["MASK_COLORS", "display_stride", "image_view", "mask_traces", "mosaic", "slice_view", "plotly_z"]
 
 #: Colours for mask overlays, by mask name; unknown names cycle through ``_CYCLE``.
 MASK_COLORS = {
@@ -55,7 +55,7 @@ def _as_plane(image: MedicalImage | np.ndarray) -> tuple[np.ndarray, tuple[float
     if isinstance(image, MedicalImage):
         if image.is_volume:
             raise ArgumentError(
-                f"image_figure got a volume of shape {image.shape}; use volume_figure() or pick a slice."
+                f"image_view got a volume of shape {image.shape}; use slice_view() or pick a slice."
             )
         return image.array, image.window
     arr = np.asarray(image, dtype=np.float32)
@@ -97,7 +97,7 @@ def mask_traces(
     return traces
 
 
-def image_figure(
+def image_view(
     image: MedicalImage | np.ndarray,
     *,
     window: tuple[float, float] | None = None,
@@ -122,7 +122,7 @@ def image_figure(
     Examples
     --------
     >>> import numpy as np
-    >>> fig = image_figure(np.eye(8), masks={"lesion": np.eye(8, dtype=bool)})
+    >>> fig = image_view(np.eye(8), masks={"lesion": np.eye(8, dtype=bool)})
     >>> [t.name for t in fig.data]
     ['image', 'lesion']
     """
@@ -160,7 +160,7 @@ def _image_layout(fig: go.Figure, shape: Sequence[int], title: str | None, heigh
     )
 
 
-def volume_figure(
+def slice_view(
     volume: MedicalImage | np.ndarray,
     index: int | None = None,
     *,
@@ -190,7 +190,7 @@ def volume_figure(
         labels = names or {int(v): f"label_{int(v)}" for v in np.unique(labelmap) if v != 0}
         masks = {name: lab == value for value, name in labels.items() if value != 0}
     win = window or (volume.window if isinstance(volume, MedicalImage) else None)
-    return image_figure(plane, window=win, masks=masks, title=title, height=height)
+    return image_view(plane, window=win, masks=masks, title=title, height=height)
 
 
 def mosaic(

@@ -15,7 +15,7 @@ from ..regions.regionset import RegionSet, as_numpy
 from .image import plotly_z
 from .stats import region_boxplot
 
-__all__ = ["REGION_COLORS", "region_overlay", "region_value_map", "region_gallery", "region_explorer_figure"]
+__all__ = ["REGION_COLORS", "region_overlay", "region_value_map", "region_gallery", "static_region_explorer"]
 
 #: Qualitative colours cycled over regions (Plotly's D3 palette, then darker tones: lung zones with heart,
 #: mediastinum, border and corners are 12 regions, and two regions of one colour cannot be told apart).
@@ -202,7 +202,7 @@ def _add_panel(fig: go.Figure, img: np.ndarray, regions: RegionSet, index: int, 
     fig.update_yaxes(scaleanchor=axis.xaxis.plotly_name.replace("axis", ""), row=row, col=col)
 
 
-def region_explorer_figure(scores: pd.DataFrame, value: str = "mass_frac", group: str = "label",
+def static_region_explorer(scores: pd.DataFrame, value: str = "mass_frac", group: str = "label",
                            tests: pd.DataFrame | None = None, regions: Sequence[str] | None = None) -> go.Figure:
     """The static counterpart of :func:`xaikit.widgets.regions.region_explorer`: one box/strip plot per
     method, switched with a dropdown that works without a kernel (saved HTML, nbviewer, exported pages).
@@ -219,13 +219,13 @@ def region_explorer_figure(scores: pd.DataFrame, value: str = "mass_frac", group
     >>> import numpy as np
     >>> from xaikit.regions import grid, region_scores
     >>> s = region_scores(np.random.default_rng(0).random((4, 6, 6)), grid(1, 2, (6, 6)), labels=[0, 1, 0, 1])
-    >>> [b.label for b in region_explorer_figure(s).layout.updatemenus[0].buttons]
+    >>> [b.label for b in static_region_explorer(s).layout.updatemenus[0].buttons]
     ['unknown']
     """
 
     methods = sorted(scores["method"].unique().tolist(), key=str)
     if not methods:
-        raise ArgumentError("region_explorer_figure: the scores table is empty.")
+        raise ArgumentError("static_region_explorer: the scores table is empty.")
     panels = [region_boxplot(scores, value, group, tests, m, regions) for m in methods]
     fig = go.Figure(layout=panels[0].layout)
     spans, start = [], 0

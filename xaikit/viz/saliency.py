@@ -1,6 +1,6 @@
 """Figures of saliency maps: overlays on the image, image x method grids, galleries.
 
-Pure functions returning Plotly figures. Maps are stored raw and signed; normalisation happens only here,
+Pure functions returning Plotly figures. Maps are stored raw and signed; normalization happens only here,
 for display: signed maps on a diverging scale centred at zero (divided by the max-abs or a percentile of
 |map|), non-negative maps (Grad-CAM) and positive or absolute views on one-sided scales (``sign="auto"``
 picks). The overlay's opacity follows |relevance|: zero relevance is transparent, so the image shows where
@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from ..domain import domain_badge
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
 from .export import save_figure
@@ -210,7 +211,7 @@ def _refuse_volume(image, saliency_map) -> None:
     if volume:
         raise ArgumentError(
             f"overlay draws one 2D image and its H x W map; got an image of shape {image_shape} and a map of shape "
-            f"{map_shape}. For a volume and its 3D map use xaikit.viz.volume.three_plane_figure(x[0], "
+            f"{map_shape}. For a volume and its 3D map use xaikit.viz.volume.three_plane_view(x[0], "
             "exp.maps[0]) (axial, coronal, sagittal planes on the model's grid), or lay the map on the scan's own "
             "grid with ckpt.preprocess.geometry(volume).inverse(map) and pass volume and that map to it; "
             "ckpt.preprocess.write_map(map, volume, 'map.nii.gz') writes it for 3D Slicer or ITK-SNAP. "
@@ -233,7 +234,6 @@ def row_label(explanation, i: int, class_names: Sequence[str] | None = None, dis
     else:  # segmentation / detection targets: no class prediction, name what was explained
         parts.append(f"{explanation.target_policy} {_class_name(class_names, int(explanation.targets[i]))}")
     if distances is not None:
-        from ..domain import domain_badge
 
         parts[-1] += f" · {domain_badge(float(distances[i]))}"
     return "<br>".join(parts)

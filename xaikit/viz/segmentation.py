@@ -41,7 +41,7 @@ def mask_box_overlay(image, saliency_map, *, masks: Mapping[str, np.ndarray] | N
     Parameters
     ----------
     image, saliency_map : array H x W
-        Grey image and signed map (normalised for display only).
+        Grey image and signed map (normalized for display only).
     masks : dict of name -> bool H x W, optional
         E.g. the explained (predicted) mask and a ground-truth region.
     boxes : dict of name -> (x0, y0, x1, y1), optional

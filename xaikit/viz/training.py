@@ -4,8 +4,8 @@ Pure functions of the tidy tables produced by :mod:`xaikit.train`; each returns 
 
 Example
 -------
->>> ev = evaluate(model, test_set)      # doctest: +SKIP
->>> roc_figure(ev.roc, ev.metrics)      # doctest: +SKIP
+>>> ev = assess(model, test_set)      # doctest: +SKIP
+>>> roc_curves(ev.roc, ev.metrics)      # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ from plotly.subplots import make_subplots
 
 from .tables import format_ci
 
-__all__ = ["history_figure", "confusion_figure", "roc_figure", "pr_figure", "reliability_figure"]
+__all__ = ["training_curves", "confusion_heatmap", "roc_curves", "pr_curves", "reliability_diagram"]
 
 _COLORS = qualitative.Plotly
 _LEGEND_BELOW = {"legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0},
                  "margin": {"l": 60, "r": 20, "t": 60, "b": 40}}
 
 
-def history_figure(history: pd.DataFrame, metrics: Sequence[str] | None = None) -> go.Figure:
+def training_curves(history: pd.DataFrame, metrics: Sequence[str] | None = None) -> go.Figure:
     """Loss (train and val) on the left, validation metrics on the right, against epoch.
 
     ``history`` is :attr:`FitResult.history` (``epoch, split, metric, value``). ``metrics`` picks the
@@ -49,8 +49,8 @@ def history_figure(history: pd.DataFrame, metrics: Sequence[str] | None = None) 
     return fig
 
 
-def confusion_figure(confusion: pd.DataFrame, classes: Sequence[str], normalize: bool = False) -> go.Figure:
-    """Heatmap of :attr:`Evaluation.confusion` (rows: true class, columns: predicted), counts in the cells.
+def confusion_heatmap(confusion: pd.DataFrame, classes: Sequence[str], normalize: bool = False) -> go.Figure:
+    """Heatmap of :attr:`Assessment.confusion` (rows: true class, columns: predicted), counts in the cells.
 
     With ``normalize`` the colour is the fraction of each true class (rows sum to 1).
     """
@@ -69,10 +69,10 @@ def confusion_figure(confusion: pd.DataFrame, classes: Sequence[str], normalize:
     return fig
 
 
-def roc_figure(roc: pd.DataFrame, metrics: pd.DataFrame | None = None) -> go.Figure:
+def roc_curves(roc: pd.DataFrame, metrics: pd.DataFrame | None = None) -> go.Figure:
     """ROC curve per class with its bootstrap band and the chance diagonal.
 
-    ``roc`` is :attr:`Evaluation.roc` (``class, fpr, tpr, tpr_low, tpr_high``); with ``metrics`` the legend
+    ``roc`` is :attr:`Assessment.roc` (``class, fpr, tpr, tpr_low, tpr_high``); with ``metrics`` the legend
     shows the ROC AUC and its interval (binary tasks).
     """
     fig = _curve_figure(roc, "fpr", "tpr", "roc_auc", metrics)
@@ -83,7 +83,7 @@ def roc_figure(roc: pd.DataFrame, metrics: pd.DataFrame | None = None) -> go.Fig
     return fig
 
 
-def pr_figure(pr: pd.DataFrame, metrics: pd.DataFrame | None = None) -> go.Figure:
+def pr_curves(pr: pd.DataFrame, metrics: pd.DataFrame | None = None) -> go.Figure:
     """Precision-recall curve per class with its bootstrap band and the prevalence baseline."""
     fig = _curve_figure(pr, "recall", "precision", "pr_auc", metrics)
     for i, (name, block) in enumerate(pr.groupby("class", sort=False)):
@@ -94,7 +94,7 @@ def pr_figure(pr: pd.DataFrame, metrics: pd.DataFrame | None = None) -> go.Figur
     return fig
 
 
-def reliability_figure(calibration: pd.DataFrame, metrics: pd.DataFrame | None = None) -> go.Figure:
+def reliability_diagram(calibration: pd.DataFrame, metrics: pd.DataFrame | None = None) -> go.Figure:
     """Reliability diagram: observed frequency against mean predicted probability per bin, with the diagonal.
 
     Marker size follows the number of images in the bin; with ``metrics`` the title shows the ECE.

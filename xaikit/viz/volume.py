@@ -21,7 +21,7 @@ from ..io.image import MedicalImage
 from .image import plotly_z
 from .saliency import SIGN_MODES, display_map
 
-__all__ = ["PLANES", "three_plane_figure", "mip_figure", "volume_planes"]
+__all__ = ["PLANES", "three_plane_view", "mip_view", "volume_planes"]
 
 PLANES = ("axial", "coronal", "sagittal")
 
@@ -76,7 +76,7 @@ def _check_point(point, shape) -> tuple[int, int, int]:
     return point
 
 
-def three_plane_figure(volume, saliency=None, *, point: Sequence[int] | None = None,
+def three_plane_view(volume, saliency=None, *, point: Sequence[int] | None = None,
                        window: tuple[float, float] | None = None, alpha: float = 0.5, threshold_pct: float = 0.0,
                        sign: str = "signed", clip_pct: float | None = 99.5, spacing: Sequence[float] | None = None,
                        title: str | None = None, height: int = 360) -> go.Figure:
@@ -98,7 +98,7 @@ def three_plane_figure(volume, saliency=None, *, point: Sequence[int] | None = N
     Examples
     --------
     >>> vol = np.random.rand(8, 10, 12)
-    >>> fig = three_plane_figure(vol, np.random.randn(8, 10, 12), point=(4, 5, 6))
+    >>> fig = three_plane_view(vol, np.random.randn(8, 10, 12), point=(4, 5, 6))
     >>> [t.name for t in fig.data]
     ['axial image', 'axial map', 'coronal image', 'coronal map', 'sagittal image', 'sagittal map']
     """
@@ -160,7 +160,7 @@ def _aspect(fig: go.Figure, spacing) -> None:
         fig.update_xaxes(showticklabels=False, constrain="domain", row=1, col=col)
 
 
-def mip_figure(saliency, *, sign: str = "positive", clip_pct: float | None = 99.5, volume=None,
+def mip_view(saliency, *, sign: str = "positive", clip_pct: float | None = 99.5, volume=None,
                window: tuple[float, float] | None = None, spacing: Sequence[float] | None = None,
                title: str | None = None, height: int = 360) -> go.Figure:
     """Maximum-intensity projections of a map along the three axes (optionally over the image's MIP in grey).
@@ -169,7 +169,7 @@ def mip_figure(saliency, *, sign: str = "positive", clip_pct: float | None = 99.
 
     Examples
     --------
-    >>> fig = mip_figure(np.random.rand(8, 10, 12))
+    >>> fig = mip_view(np.random.rand(8, 10, 12))
     >>> [t.name for t in fig.data]
     ['axial MIP', 'coronal MIP', 'sagittal MIP']
     """

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from ..errors import ArgumentError
 from ..io.image import MedicalImage
-from ..viz.image import display_stride, image_figure, plotly_z
+from ..viz.image import display_stride, image_view, plotly_z
 
 __all__ = ["View", "ImageBrowser"]
 
@@ -127,7 +127,7 @@ class ImageBrowser:
         if not 0 <= index < self.n:
             raise ArgumentError(f"{self.label} index {index} is outside 0..{self.n - 1}.")
         view = self._get_view(index)
-        return image_figure(view.plane, window=window or view.window, masks=view.masks, title=view.title,
+        return image_view(view.plane, window=window or view.window, masks=view.masks, title=view.title,
                             height=self.height)
 
     # ---- widget wiring --------------------------------------------------------------------------

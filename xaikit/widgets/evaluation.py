@@ -1,4 +1,4 @@
-"""Evaluation explorers: a slider over randomised layers and a dropdown over metrics (wiring only)."""
+"""Evaluation explorers: a slider over randomized layers and a dropdown over metrics (wiring only)."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -8,27 +8,27 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..viz.evaluation import metric_forest, randomisation_maps
+from ..viz.evaluation import metric_forest, randomization_maps
 
-__all__ = ["randomisation_explorer", "metric_explorer"]
+__all__ = ["randomization_explorer", "metric_explorer"]
 
 
-def randomisation_explorer(maps: Mapping[str, Mapping[str, np.ndarray]], index: int = 0) -> w.VBox:
-    """Pick a method, slide over the randomisation stages: the maps from the original down to that layer.
+def randomization_explorer(maps: Mapping[str, Mapping[str, np.ndarray]], index: int = 0) -> w.VBox:
+    """Pick a method, slide over the randomization stages: the maps from the original down to that layer.
 
-    ``maps`` is ``{method: maps from xaikit.evaluation.randomised_maps}``.
+    ``maps`` is ``{method: maps from xaikit.evaluation.randomized_maps}``.
     """
     methods = list(maps)
     method = w.Dropdown(options=methods, value=methods[0], description="method")
     stages = list(maps[methods[0]])
     depth = w.IntSlider(value=len(stages) - 1, min=0, max=len(stages) - 1, description="layers")
     label = w.Label()
-    fig = go.FigureWidget(randomisation_maps(maps[methods[0]], index, layers=stages[1:]))
+    fig = go.FigureWidget(randomization_maps(maps[methods[0]], index, layers=stages[1:]))
 
     def redraw(_=None) -> None:
         names = list(maps[method.value])
-        label.value = f"randomised down to: {names[depth.value]}"
-        new = randomisation_maps(maps[method.value], index, layers=names[1 : depth.value + 1])
+        label.value = f"randomized down to: {names[depth.value]}"
+        new = randomization_maps(maps[method.value], index, layers=names[1 : depth.value + 1])
         with fig.batch_update():
             fig.data = []
             fig.add_traces(list(new.data))
@@ -41,7 +41,7 @@ def randomisation_explorer(maps: Mapping[str, Mapping[str, np.ndarray]], index: 
 
 
 def metric_explorer(summary: pd.DataFrame) -> w.VBox:
-    """A dropdown over metrics showing :func:`~xaikit.viz.evaluation.metric_forest` (randomisation: last layer)."""
+    """A dropdown over metrics showing :func:`~xaikit.viz.evaluation.metric_forest` (randomization: last layer)."""
     table = summary
     if "similarity" in table.columns:
         rand = table["similarity"].notna()

@@ -7,7 +7,7 @@ NiiVue's multiplanar view share one crosshair, so they stay in sync; :meth:`Volu
 Python (the :class:`~xaikit.widgets.volume.VolumeExplorer` sliders do). The map is scaled as everywhere in the kit
 (:func:`xaikit.viz.saliency.display_map`: sign mode, percentile clipping) and shown above a threshold percentile of
 its magnitude, with an opacity. Widgets leave no picture in a saved notebook or an HTML export: show
-:func:`xaikit.viz.volume.three_plane_figure` (``VolumeExplorer.figure_now()``) after it as the static copy.
+:func:`xaikit.viz.volume.three_plane_view` (``VolumeExplorer.figure_now()``) after it as the static copy.
 
 Examples
 --------

@@ -1,5 +1,5 @@
 """A live training curve for notebooks: a :func:`~xaikit.train.fit` callback redrawing
-:func:`xaikit.viz.training.history_figure` after every epoch.
+:func:`xaikit.viz.training.training_curves` after every epoch.
 
 Example
 -------
@@ -15,7 +15,7 @@ from typing import Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..viz.training import history_figure
+from ..viz.training import training_curves
 
 __all__ = ["LiveCurve"]
 
@@ -34,7 +34,7 @@ class LiveCurve:
     def __init__(self, metrics: Sequence[str] = ("roc_auc", "balanced_accuracy")):
         self.metrics = list(metrics)
         self.rows: list[dict] = []
-        figure = history_figure(_EMPTY, self.metrics)
+        figure = training_curves(_EMPTY, self.metrics)
         try:
             self.widget = go.FigureWidget(figure)
             self._output = None
@@ -58,7 +58,7 @@ class LiveCurve:
     def on_epoch_end(self, row: dict) -> None:
         """Callback of :func:`~xaikit.train.fit`: record the epoch's row and redraw."""
         self.rows.append(dict(row))
-        figure = history_figure(self.history, self.metrics)
+        figure = training_curves(self.history, self.metrics)
         if self._output is not None:
             from IPython.display import display
 

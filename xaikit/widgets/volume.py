@@ -4,8 +4,8 @@ Sliders pick the axial/coronal/sagittal slices (the crosshairs in every panel fo
 map opacity, threshold and sign mode; a dropdown picks the map. The same controls drive a NiiVue viewer
 (:class:`xaikit.widgets.niivue.VolumeViewer`: the three planes and a 3-D render with one crosshair, the region labels
 in colour) above the Plotly planes. Every Plotly figure comes from
-:func:`xaikit.viz.volume.three_plane_figure`; :meth:`VolumeExplorer.figure_now` is the static fallback (a plain
-Plotly figure, e.g. for a saved notebook or a report) and :func:`xaikit.viz.volume.mip_figure` gives the
+:func:`xaikit.viz.volume.three_plane_view`; :meth:`VolumeExplorer.figure_now` is the static fallback (a plain
+Plotly figure, e.g. for a saved notebook or a report) and :func:`xaikit.viz.volume.mip_view` gives the
 maximum-intensity projection of a map.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from ..io.image import MedicalImage
 from ..viz.saliency import SIGN_MODES
-from ..viz.volume import _array, three_plane_figure
+from ..viz.volume import _array, three_plane_view
 from .niivue import VolumeViewer
 
 __all__ = ["VolumeExplorer"]
@@ -102,7 +102,7 @@ class VolumeExplorer:
     def figure_now(self) -> go.Figure:
         """The figure for the current control values (a plain Plotly figure: the static fallback)."""
         m = self.maps.get(self.method.value)
-        return three_plane_figure(self.volume, m, point=(self.d.value, self.h.value, self.w.value),
+        return three_plane_view(self.volume, m, point=(self.d.value, self.h.value, self.w.value),
                                   window=(self.level.value, self.width.value), alpha=self.alpha.value,
                                   threshold_pct=self.threshold.value, sign=self.sign.value, height=self.height)
 

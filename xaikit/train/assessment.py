@@ -2,7 +2,7 @@
 
 Example
 -------
->>> ev = evaluate(model, test_set, classes=["normal", "pneumonia"], n_boot=1000)  # doctest: +SKIP
+>>> ev = assess(model, test_set, classes=["normal", "pneumonia"], n_boot=1000)  # doctest: +SKIP
 >>> ev.metrics                      # metric, value, ci_low, ci_high
 >>> ev.plot_roc()                   # plotly Figure with the bootstrap band
 """
@@ -26,12 +26,12 @@ from ..errors import ArgumentError
 from . import metrics as M
 from ._data import check_labels, collate_eval, dataset_labels, infer, make_loader, resolve_classes, resolve_device
 
-__all__ = ["Evaluation", "evaluate", "evaluate_predictions"]
+__all__ = ["Assessment", "assess", "assess_predictions"]
 
 
 @dataclass
-class Evaluation:
-    """What :func:`evaluate` measured. Every table is a pandas DataFrame.
+class Assessment:
+    """What :func:`assess` measured. Every table is a pandas DataFrame.
 
     Attributes
     ----------
@@ -71,27 +71,27 @@ class Evaluation:
             index=self.classes, columns=self.classes).to_numpy().reshape(k, k)
 
     def plot_confusion(self, normalize: bool = False):
-        from ..viz.training import confusion_figure
+        from ..viz.training import confusion_heatmap
 
-        return confusion_figure(self.confusion, self.classes, normalize=normalize)
+        return confusion_heatmap(self.confusion, self.classes, normalize=normalize)
 
     def plot_roc(self):
-        from ..viz.training import roc_figure
+        from ..viz.training import roc_curves
 
-        return roc_figure(self.roc, self.metrics)
+        return roc_curves(self.roc, self.metrics)
 
     def plot_pr(self):
-        from ..viz.training import pr_figure
+        from ..viz.training import pr_curves
 
-        return pr_figure(self.pr, self.metrics)
+        return pr_curves(self.pr, self.metrics)
 
     def plot_reliability(self):
-        from ..viz.training import reliability_figure
+        from ..viz.training import reliability_diagram
 
-        return reliability_figure(self.calibration, self.metrics)
+        return reliability_diagram(self.calibration, self.metrics)
 
 
-def evaluate(
+def assess(
     model: nn.Module,
     dataset: Dataset,
     *,
@@ -107,7 +107,7 @@ def evaluate(
     num_workers: int = 0,
     amp: bool = False,
     preprocess: Any = None,
-) -> Evaluation:
+) -> Assessment:
     """Predict ``dataset`` with ``model`` and measure it.
 
     Parameters
@@ -135,7 +135,7 @@ def evaluate(
 
     Returns
     -------
-    Evaluation
+    Assessment
     """
     device = resolve_device(device)
     if preprocess is None:
@@ -150,19 +150,19 @@ def evaluate(
     model.to(device)
 
     try:
-        with watch_domain(model, where="evaluate"):
+        with watch_domain(model, where="assess"):
             logits, labels, (ids, patients) = infer(model, loader, device, amp)
     finally:
         model.to(model_device)
     prob = torch.softmax(logits.double(), dim=1).numpy()
     if prob.shape[1] != len(classes):
         raise ArgumentError(f"the model returns {prob.shape[1]} logits but {len(classes)} classes were given")
-    return evaluate_predictions(labels.numpy(), prob, classes=classes, image_ids=ids, patient_ids=patients,
+    return assess_predictions(labels.numpy(), prob, classes=classes, image_ids=ids, patient_ids=patients,
                                 threshold=threshold, target_sensitivity=target_sensitivity, n_boot=n_boot,
                                 ci=ci, n_bins=n_bins, seed=seed)
 
 
-def evaluate_predictions(
+def assess_predictions(
     labels: np.ndarray,
     prob: np.ndarray,
     *,
@@ -175,8 +175,8 @@ def evaluate_predictions(
     ci: float = 0.95,
     n_bins: int = 10,
     seed: int = 0,
-) -> Evaluation:
-    """:func:`evaluate` from already computed class probabilities ``prob`` (``N x K``, rows summing to 1)."""
+) -> Assessment:
+    """:func:`assess` from already computed class probabilities ``prob`` (``N x K``, rows summing to 1)."""
     y, prob, classes = np.asarray(labels, np.int64), np.asarray(prob, float), list(classes)
     n, k = prob.shape
     check_labels(y, classes, "labels", need_two=False)
@@ -192,7 +192,7 @@ def evaluate_predictions(
     table = _metrics_table(y, prob, pred, reps, ci)
     roc, pr = _curves(y, prob, classes, roc_reps, pr_reps, ci)
     thresholds = _thresholds(y, prob, target_sensitivity) if k == 2 else pd.DataFrame()
-    return Evaluation(
+    return Assessment(
         classes=classes,
         predictions=_predictions(image_ids, patient_ids, y, pred, prob, classes),
         metrics=table,

@@ -1,8 +1,8 @@
-"""Randomisation sanity checks (Adebayo et al. 2018), scored: does the map change when the model does?
+"""Randomization sanity checks (Adebayo et al. 2018), scored: does the map change when the model does?
 
-Layers are randomised top layer first on a *copy* of the model, the way Quantus' ``MPRT`` does it
+Layers are randomized top layer first on a *copy* of the model, the way Quantus' ``MPRT`` does it
 (``reset_parameters()`` after ``torch.manual_seed(seed + 1)`` for every module that has it, so both give the
-same weights): *cascading* randomises every layer from the top down to the current one, *independent* only the
+same weights): *cascading* randomizes every layer from the top down to the current one, *independent* only the
 current one. Each stage's maps are compared with the original maps per image by four similarities:
 ``spearman_abs`` (rank correlation of |map|; Quantus' MPRT default), ``spearman`` (signed), ``ssim`` (of |map|
 scaled to [0, 1], scikit-image) and ``hog`` (Pearson correlation of HOG features of |map|, scikit-image).
@@ -21,31 +21,32 @@ import torch
 from scipy import stats
 from torch import nn
 
+from ..checkpoint import load_checkpoint
 from ..errors import ArgumentError, ModelError
 from .context import EvalContext
 from .registry import register_metric
 
-__all__ = ["SIMILARITIES", "STAGES", "randomisable_layers", "randomisation_stages", "similarity"]
+__all__ = ["SIMILARITIES", "STAGES", "randomizable_layers", "randomization_stages", "similarity"]
 
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog")
 
 
-def randomisable_layers(model: nn.Module) -> list[str]:
-    """Names of the modules that ``reset_parameters()`` re-initialises, top (output) layer first."""
+def randomizable_layers(model: nn.Module) -> list[str]:
+    """Names of the modules that ``reset_parameters()`` re-initializes, top (output) layer first."""
     names = [name for name, m in model.named_modules() if hasattr(m, "reset_parameters")
              and any(True for _ in m.parameters(recurse=False))]
     if not names:
-        raise ModelError(f"model {type(model).__name__} has no layer with parameters to randomise (no module with "
-                         "reset_parameters() and weights); randomisation checks need a trainable model.")
+        raise ModelError(f"model {type(model).__name__} has no layer with parameters to randomize (no module with "
+                         "reset_parameters() and weights); randomization checks need a trainable model.")
     return names[::-1]
 
 
 def _random_states(ctx: EvalContext, seed: int) -> dict[str, dict]:
-    """Per layer, the re-initialised parameters and buffers (drawn once per model and seed)."""
+    """Per layer, the re-initialized parameters and buffers (drawn once per model and seed)."""
     key = ("random_states", seed)
     if key not in ctx.shared:
         states = {}
-        for name in randomisable_layers(ctx.model):
+        for name in randomizable_layers(ctx.model):
             module = copy.deepcopy(ctx.model.get_submodule(name))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + 1)
@@ -55,30 +56,30 @@ def _random_states(ctx: EvalContext, seed: int) -> dict[str, dict]:
     return ctx.shared[key]
 
 
-def _stage_model(ctx: EvalContext, randomised: Sequence[str], states: dict) -> nn.Module:
+def _stage_model(ctx: EvalContext, randomized: Sequence[str], states: dict) -> nn.Module:
     model = copy.deepcopy(ctx.model)
     with torch.no_grad():
-        for name in randomised:
+        for name in randomized:
             model.get_submodule(name).load_state_dict(states[name])
-    if randomised and hasattr(model, "xaikit_domain"):
-        # the checkpoint's training-domain statistics describe the trained weights, not a randomised copy (whose
+    if randomized and hasattr(model, "xaikit_domain"):
+        # the checkpoint's training-domain statistics describe the trained weights, not a randomized copy (whose
         # features are far from them by design): no OutOfDomainWarning for what the check itself did
         del model.xaikit_domain
     return model
 
 
-#: How the model is cut into randomisation stages: every layer with weights (BatchNorm layers are stages of their
+#: How the model is cut into randomization stages: every layer with weights (BatchNorm layers are stages of their
 #: own), or blocks (a convolution or linear layer together with the BatchNorm right after it, as Adebayo et al.
-#: 2018 randomised Inception blocks): fewer stages, so fewer re-explanations.
+#: 2018 randomized Inception blocks): fewer stages, so fewer re-explanations.
 STAGES = ("layer", "block")
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def randomisation_stages(model: nn.Module, stages: str = "layer") -> list[tuple[str, list[str]]]:
-    """The randomisation stages of ``model``, top first: ``[(stage name, [module names]), ...]``.
+def randomization_stages(model: nn.Module, stages: str = "layer") -> list[tuple[str, list[str]]]:
+    """The randomization stages of ``model``, top first: ``[(stage name, [module names]), ...]``.
 
-    ``stages="layer"``: one stage per layer with weights (:func:`randomisable_layers`). ``stages="block"``: a
+    ``stages="layer"``: one stage per layer with weights (:func:`randomizable_layers`). ``stages="block"``: a
     BatchNorm that directly follows a convolution or linear layer (in the model's module order) joins it; the
     stage is named ``"<conv>+<bn>"``.
 
@@ -86,12 +87,12 @@ def randomisation_stages(model: nn.Module, stages: str = "layer") -> list[tuple[
     --------
     >>> from xaikit.models import build_model
     >>> net = build_model("small_cnn", num_classes=2, widths=(8, 16))
-    >>> [name for name, _ in randomisation_stages(net, "block")]
+    >>> [name for name, _ in randomization_stages(net, "block")]
     ['classifier', 'features.1.0+features.1.1', 'features.0.0+features.0.1']
     """
     if stages not in STAGES:
         raise ArgumentError(f"stages={stages!r} must be one of {STAGES}.")
-    names = randomisable_layers(model)
+    names = randomizable_layers(model)
     if stages == "layer":
         return [(n, [n]) for n in names]
     groups: list[list[str]] = []
@@ -103,12 +104,12 @@ def randomisation_stages(model: nn.Module, stages: str = "layer") -> list[tuple[
 
 
 def _stages(ctx: EvalContext, order: str, layers: Sequence[str] | None, include_original: bool, stages: str):
-    groups = randomisation_stages(ctx.model, stages)
+    groups = randomization_stages(ctx.model, stages)
     names = [name for name, _ in groups]
     chosen = names if layers is None else list(layers)
     unknown = [n for n in chosen if n not in names]
     if unknown:
-        raise ArgumentError(f"layers={unknown} are not randomisation stages of the model (stages={stages!r}); "
+        raise ArgumentError(f"layers={unknown} are not randomization stages of the model (stages={stages!r}); "
                             f"choose from {names}.")
     out = [("none", 0, [])] if include_original else []
     for k, (name, modules) in enumerate(groups):
@@ -169,7 +170,7 @@ def _kinds(similarities) -> tuple[str, ...]:
     return kinds
 
 
-def _randomisation(ctx: EvalContext, order: str, similarities, layers, include_original: bool, seed: int | None,
+def _randomization(ctx: EvalContext, order: str, similarities, layers, include_original: bool, seed: int | None,
                    stages: str = "layer"):
     kinds = _kinds(similarities)
     seed = ctx.seed if seed is None else int(seed)
@@ -177,9 +178,9 @@ def _randomisation(ctx: EvalContext, order: str, similarities, layers, include_o
     original = ctx.maps.numpy()
     index = torch.arange(len(ctx))
     parts = []
-    for name, position, randomised in _stages(ctx, order, layers, include_original, stages):
-        maps = ctx.explain(ctx.inputs, index, model=_stage_model(ctx, randomised, states)).numpy()
-        ctx.cache.setdefault(("randomised_maps", order, seed), {})[name] = maps
+    for name, position, randomized in _stages(ctx, order, layers, include_original, stages):
+        maps = ctx.explain(ctx.inputs, index, model=_stage_model(ctx, randomized, states)).numpy()
+        ctx.cache.setdefault(("randomized_maps", order, seed), {})[name] = maps
         for kind in kinds:
             parts.append(({"layer": name, "layer_index": position, "similarity": kind},
                           similarity(original, maps, kind)))
@@ -189,48 +190,48 @@ def _randomisation(ctx: EvalContext, order: str, similarities, layers, include_o
 _RANDOM_DEFAULTS = {"similarities": SIMILARITIES, "layers": None, "include_original": False, "stages": "layer"}
 
 
-@register_metric("cascading_randomisation", family="randomisation", higher_is_better=False, reexplains=True,
+@register_metric("cascading_randomization", family="randomization", higher_is_better=False, reexplains=True,
                  quantus="MPRT", defaults=dict(_RANDOM_DEFAULTS))
-def cascading_randomisation(ctx: EvalContext, similarities=SIMILARITIES, layers=None, include_original: bool = False,
+def cascading_randomization(ctx: EvalContext, similarities=SIMILARITIES, layers=None, include_original: bool = False,
                             stages: str = "layer"):
-    """Similarity of the maps to the original after randomising the model from the top layer down to each layer.
+    """Similarity of the maps to the original after randomizing the model from the top layer down to each layer.
 
-    One row per image, layer and similarity. ``layers`` limits the stages reported (the cascade still randomises
-    every layer above each); ``include_original=True`` adds stage ``"none"`` (nothing randomised: similarity 1
-    up to the method's own randomness); ``stages="block"`` randomises a convolution and its BatchNorm as one
-    stage (:func:`randomisation_stages`; the ``stages`` column records which). Adebayo et al. 2018 (NeurIPS),
-    cascading model-parameter randomisation.
+    One row per image, layer and similarity. ``layers`` limits the stages reported (the cascade still randomizes
+    every layer above each); ``include_original=True`` adds stage ``"none"`` (nothing randomized: similarity 1
+    up to the method's own randomness); ``stages="block"`` randomizes a convolution and its BatchNorm as one
+    stage (:func:`randomization_stages`; the ``stages`` column records which). Adebayo et al. 2018 (NeurIPS),
+    cascading model-parameter randomization.
     """
-    return _randomisation(ctx, "cascading", similarities, layers, include_original, None, stages)
+    return _randomization(ctx, "cascading", similarities, layers, include_original, None, stages)
 
 
-@register_metric("independent_randomisation", family="randomisation", higher_is_better=False, reexplains=True,
+@register_metric("independent_randomization", family="randomization", higher_is_better=False, reexplains=True,
                  quantus="MPRT", defaults=dict(_RANDOM_DEFAULTS))
-def independent_randomisation(ctx: EvalContext, similarities=SIMILARITIES, layers=None,
+def independent_randomization(ctx: EvalContext, similarities=SIMILARITIES, layers=None,
                               include_original: bool = False, stages: str = "layer"):
-    """Similarity of the maps to the original after randomising one stage at a time (the others kept).
+    """Similarity of the maps to the original after randomizing one stage at a time (the others kept).
 
-    ``stages`` as in :func:`cascading_randomisation`. Adebayo et al. 2018 (NeurIPS), independent
-    model-parameter randomisation.
+    ``stages`` as in :func:`cascading_randomization`. Adebayo et al. 2018 (NeurIPS), independent
+    model-parameter randomization.
     """
-    return _randomisation(ctx, "independent", similarities, layers, include_original, None, stages)
+    return _randomization(ctx, "independent", similarities, layers, include_original, None, stages)
 
 
-@register_metric("data_randomisation", family="randomisation", higher_is_better=False, reexplains=True,
+@register_metric("data_randomization", family="randomization", higher_is_better=False, reexplains=True,
                  needs_reference=True, defaults={"reference": None, "similarities": SIMILARITIES})
-def data_randomisation(ctx: EvalContext, reference=None, similarities=SIMILARITIES):
+def data_randomization(ctx: EvalContext, reference=None, similarities=SIMILARITIES):
     """Similarity of the maps to those of a model of the same architecture trained on *permuted labels*.
 
     ``reference`` is the checkpoint path of that model (for the kit's worlds:
     ``xaikit.worlds.world_model_path("label_random")``) or the model itself (left unchanged: a copy is explained).
     A model trained on random labels has learnt nothing about the task, so a method that explains the model gives
-    it different maps (lower is better); maps that stay alike show the method's own structure (edges, the input). Adebayo et al. 2018 (NeurIPS), data randomisation.
+    it different maps (lower is better); maps that stay alike show the method's own structure (edges, the input).
+    Adebayo et al. 2018 (NeurIPS), data randomization.
     """
-    from ..checkpoint import load_checkpoint
 
     kinds = _kinds(similarities)
     if reference is None:
-        raise ArgumentError("data_randomisation needs reference=<checkpoint path or model> of the same architecture "
+        raise ArgumentError("data_randomization needs reference=<checkpoint path or model> of the same architecture "
                             "trained on permuted labels (e.g. xaikit.worlds.world_model_path('label_random') for the "
                             "worlds' models).")
     other = copy.deepcopy(reference) if isinstance(reference, nn.Module) else load_checkpoint(reference).model

@@ -1,4 +1,4 @@
-"""Localisation: does the map point at the ground truth (lesion masks, any region)?
+"""Localization: does the map point at the ground truth (lesion masks, any region)?
 
 The numbers come from :func:`xaikit.regions.region_scores` (pointing, mass fraction, top-k overlap of a
 one-region set per image), so the kit has one definition of each; only the AUROC of the map as a pixel
@@ -38,7 +38,7 @@ def _empty_nan(ctx: EvalContext, values: np.ndarray) -> np.ndarray:
     return values
 
 
-@register_metric("pointing_game", family="localisation", higher_is_better=True, needs_masks=True,
+@register_metric("pointing_game", family="localization", higher_is_better=True, needs_masks=True,
                  quantus="PointingGame", defaults={"sign": "positive"})
 def pointing_game(ctx: EvalContext, sign: str = "positive"):
     """1 when the map's maximum lies inside the mask (``region_scores``' ``pointing``). Zhang et al. 2018.
@@ -49,7 +49,7 @@ def pointing_game(ctx: EvalContext, sign: str = "positive"):
     return [({}, _empty_nan(ctx, _scores(ctx, sign, 0.1)["pointing"]))]
 
 
-@register_metric("relevance_mass", family="localisation", higher_is_better=True, needs_masks=True,
+@register_metric("relevance_mass", family="localization", higher_is_better=True, needs_masks=True,
                  quantus="RelevanceMassAccuracy", defaults={"sign": "positive"})
 def relevance_mass(ctx: EvalContext, sign: str = "positive"):
     """Share of the map's relevance inside the mask (``region_scores``' ``mass_frac``). Arras et al. 2022.
@@ -61,7 +61,7 @@ def relevance_mass(ctx: EvalContext, sign: str = "positive"):
     return [({}, _empty_nan(ctx, _scores(ctx, sign, 0.1)["mass_frac"]))]
 
 
-@register_metric("relevance_rank", family="localisation", higher_is_better=True, needs_masks=True,
+@register_metric("relevance_rank", family="localization", higher_is_better=True, needs_masks=True,
                  quantus="RelevanceRankAccuracy", defaults={"sign": "positive"})
 def relevance_rank(ctx: EvalContext, sign: str = "positive"):
     """Share of the map's top-K pixels inside the mask, K = mask area (``topk_overlap``). Arras et al. 2022."""
@@ -73,7 +73,7 @@ def relevance_rank(ctx: EvalContext, sign: str = "positive"):
     return [({}, out)]
 
 
-@register_metric("topk_iou", family="localisation", higher_is_better=True, needs_masks=True,
+@register_metric("topk_iou", family="localization", higher_is_better=True, needs_masks=True,
                  quantus="TopKIntersection", defaults={"topk": 0.05, "sign": "positive"})
 def topk_iou(ctx: EvalContext, topk: float = 0.05, sign: str = "positive"):
     """Intersection over union of the map's top ``topk`` fraction of pixels and the mask.
@@ -89,7 +89,7 @@ def topk_iou(ctx: EvalContext, topk: float = 0.05, sign: str = "positive"):
     return [({}, _empty_nan(ctx, inter / (k + table["area_frac"].to_numpy() * p - inter)))]
 
 
-@register_metric("auroc", family="localisation", higher_is_better=True, needs_masks=True, quantus="AUC",
+@register_metric("auroc", family="localization", higher_is_better=True, needs_masks=True, quantus="AUC",
                  defaults={"sign": "signed"})
 def auroc(ctx: EvalContext, sign: str = "signed"):
     """Area under the ROC curve of the map as a pixel classifier of the mask (0.5: no better than chance)."""
