@@ -164,11 +164,11 @@ def test_bad_input_raises_clear_errors():
 
 
 def test_samples_worlds_rebuilds_only_the_world_models(monkeypatch, tmp_path, capsys):
-    import xaikit.worlds
+    import xaikit.samples
     from xaikit.cli import main
 
     calls = []
-    monkeypatch.setattr(xaikit.worlds, "build_world_models",
+    monkeypatch.setattr(xaikit.samples, "build_world_models",
                         lambda out: calls.append(out) or {"marker_only": out / "models" / "world_marker_only.pt"})
     assert main(["samples", "--worlds", "--out", str(tmp_path)]) == 0
     assert calls == [tmp_path] and "world_marker_only.pt" in capsys.readouterr().out
