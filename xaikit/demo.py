@@ -354,7 +354,6 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
 
     from .checkpoint import load_checkpoint
     from .io import read_volume
-    from .regions import label_regions, region_scores
     from .saliency import PRESETS, explain
     from .samples import VOLUME_MODEL
     from .viz.volume import mip_view, three_plane_view
@@ -382,6 +381,17 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
                                      title="Grad-CAM, three planes"), "volume_gradcam_planes")
     report.figure(mip_view(exps["gradient"].maps[0], sign="absolute", volume=x[0], spacing=spacing,
                              title="Gradient, maximum-intensity projections"), "volume_gradient_mip")
+    _volume_region_scores(exps, ct, pre, nifti, report)
+    written = [pre.write_map(e.maps[0], ct, report.out_dir / f"volume_{label}.nii.gz") for label, e in exps.items()]
+    same = all(np.allclose(read_volume(p).affine, ct.affine) for p in written)
+    report.text(f"Maps written as NIfTI over the source scan ({', '.join(p.name for p in written)}); "
+                f"source affine kept: {same}.")
+
+
+def _volume_region_scores(exps: dict, ct, pre, nifti: Path, report: Report) -> None:
+    """Relevance per anatomical label of the sample volume, and why a method's rows may be empty."""
+    from .regions import label_regions, region_scores
+
     regions = label_regions(nifti / "volume_labels.nii.gz", nifti / "labels.csv", image=ct, preprocess=pre)
     scores = region_scores(list(exps.values()), regions, sign="positive")
     report.table(scores[["method", "region", "n_voxels", "volume_mm3", "mass_frac", "density_ratio"]],
@@ -394,10 +404,6 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
                        "out-of-distribution perturbation); look at its map with sign='signed'." if
                        any("occlusion" in m for m in empty) else "; look at the maps with sign='signed'."),
                     kind="note")
-    written = [pre.write_map(e.maps[0], ct, report.out_dir / f"volume_{label}.nii.gz") for label, e in exps.items()]
-    same = all(np.allclose(read_volume(p).affine, ct.affine) for p in written)
-    report.text(f"Maps written as NIfTI over the source scan ({', '.join(p.name for p in written)}); "
-                f"source affine kept: {same}.")
 
 
 @register_stage("segmentation")

@@ -19,7 +19,6 @@ committed copy). Layout::
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._modes import one_thread
 from ._util import atomic_write, sample_dir
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.augment import Augment
@@ -383,20 +383,6 @@ def _box(mask):
 MODELS["unet"] = "phantom_unet.pt"
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Train the small segmentation/box models on one intra-op thread: the float sums then do not depend on the
-    machine's thread count (same bytes everywhere the kernels agree), and on a shared 2-core machine two threads
-    of these tiny convolutions mostly wait on each other (measured: a test run 50 s -> 3 s)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 def build_unet_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30, n_boot: int = 1000) -> Path:
     """Train the sample UNet (lungs + heart) on the shipped train split; write ``out/models/phantom_unet.pt``.
@@ -411,7 +397,7 @@ def build_unet_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model("unet", num_classes=len(SEG_CLASSES), widths=(8, 16, 32))
-    with _one_thread():
+    with one_thread():
         history = fit_segmentation(model, train["images"], train["labelmaps"], epochs=epochs, seed=seed)
     _, summary = segmentation_scores(predict_labelmaps(model, test["images"]), test["labelmaps"], SEG_CLASSES,
                                      patient_ids=test["patient_ids"], n_boot=n_boot, seed=seed)
@@ -464,7 +450,7 @@ def build_box_model(out: str | os.PathLike, *, seed: int = 0, epochs: int = 30, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model("small_cnn", num_classes=len(BOX_OUTPUTS), widths=(8, 16, 32, 64))
-    with _one_thread():
+    with one_thread():
         history = fit_boxes(model, train["images"], train["boxes"] / size, epochs=epochs, seed=seed)
     _, summary = box_scores(predict_boxes(model, test["images"]), test["boxes"] / size,
                             patient_ids=test["patient_ids"], n_boot=n_boot, seed=seed)

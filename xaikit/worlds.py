@@ -34,7 +34,6 @@ Examples
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._modes import eval_mode
+from ._modes import eval_mode, one_thread
 from ._util import sample_dir
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.preprocess import Preprocess
@@ -301,16 +300,6 @@ def world_model(world: str, folder: str | os.PathLike | None = None) -> nn.Modul
     return load_checkpoint(path, preprocess=WORLD_PREPROCESS).model
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """One intra-op thread while training: the float sums then do not depend on the machine's thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 def _logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad(), eval_mode(model):
@@ -362,7 +351,7 @@ def build_world_model(world: str, out: str | os.PathLike | None = None, *, epoch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model("small_cnn", num_classes=2, widths=(8, 16, 32))
-    with _one_thread():
+    with one_thread():
         history = fit_tensors(model, train["images"], train["labels"], nn.functional.cross_entropy, epochs=epochs,
                               batch_size=32, lr=3e-3, seed=seed)
     model.eval()

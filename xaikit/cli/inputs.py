@@ -13,7 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -57,11 +57,21 @@ def collect_sources(inputs: Sequence[str | os.PathLike], classes: Sequence[str],
     """
     if not inputs:
         raise ArgumentError("no INPUT given: name image files, folders or a manifest CSV.")
+    sources = _expand(inputs, _folder, classes, manifest_root, trust_manifest)
+    if not sources:
+        raise ImageReadError(f"INPUT {', '.join(map(str, inputs))}: no image files found (looked for "
+                             f"{', '.join(_IMAGE_ENDINGS)} and DICOM files without extension).")
+    return sources
+
+
+def _expand(inputs: Sequence[str | os.PathLike], folder: Callable[[Path], list[Source]], classes: Sequence[str],
+            manifest_root: str | os.PathLike | None, trust_manifest: bool) -> list[Source]:
+    """Each INPUT as sources: a folder through ``folder``, a CSV as a manifest, any other file as itself."""
     sources: list[Source] = []
     for raw in inputs:
         path = Path(raw).expanduser()
         if path.is_dir():
-            sources += _folder(path)
+            sources += folder(path)
         elif path.is_file() and path.name.lower().endswith(".csv"):
             sources += _manifest(path, classes, manifest_root, trust_manifest)
         elif path.is_file():
@@ -69,9 +79,6 @@ def collect_sources(inputs: Sequence[str | os.PathLike], classes: Sequence[str],
         else:
             raise ImageReadError(f"INPUT {raw}: no such file or folder. Check the path "
                                  f"(relative paths start at {Path.cwd()}).")
-    if not sources:
-        raise ImageReadError(f"INPUT {', '.join(map(str, inputs))}: no image files found (looked for "
-                             f"{', '.join(_IMAGE_ENDINGS)} and DICOM files without extension).")
     return sources
 
 
@@ -156,18 +163,7 @@ def collect_volume_sources(inputs: Sequence[str | os.PathLike], classes: Sequenc
     folders (a folder whose DICOM files stack into one series is one volume). Folders are searched recursively."""
     if not inputs:
         raise ArgumentError("no INPUT given: name NIfTI files, DICOM series folders or a manifest CSV.")
-    sources: list[Source] = []
-    for raw in inputs:
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            sources += _volume_folder(path)
-        elif path.is_file() and path.name.lower().endswith(".csv"):
-            sources += _manifest(path, classes, manifest_root, trust_manifest)
-        elif path.is_file():
-            sources.append(Source(path))
-        else:
-            raise ImageReadError(f"INPUT {raw}: no such file or folder. Check the path "
-                                 f"(relative paths start at {Path.cwd()}).")
+    sources = _expand(inputs, _volume_folder, classes, manifest_root, trust_manifest)
     if not sources:
         raise ImageReadError(f"INPUT {', '.join(map(str, inputs))}: no volumes found (looked for NIfTI files, "
                              "DICOM files and DICOM series folders).")

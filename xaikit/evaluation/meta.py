@@ -36,10 +36,11 @@ import torch
 from scipy import stats
 from torch import nn
 
+from .._modes import one_thread
 from .._resampling import patient_bootstrap, percentile_ci
 from ..errors import EvaluationError
 from ..saliency import METHODS, explain_many
-from ..worlds import _one_thread, get_world, world_data, world_model, world_model_path
+from ..worlds import get_world, world_data, world_model, world_model_path
 from .core import CONTROLS, score_many
 from .registry import METRICS, get_metric
 
@@ -177,7 +178,7 @@ def score_world(world: str, methods: Sequence[str] | Mapping[str, Mapping] = DEF
     WorldScores
     """
 
-    with _one_thread():  # 64 px models: intra-op threads cost more than they save (4x slower on a busy 2-core box)
+    with one_thread():  # 64 px models: intra-op threads cost more than they save (4x slower on a busy 2-core box)
         return _score_world(world, methods, settings, n, seed, perturb, controls, folder)
 
 
