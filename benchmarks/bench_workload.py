@@ -15,10 +15,13 @@ On the shipped clean phantom model and pneumonia test images with lesion masks:
 
 The default (2 images at 64 px, max-sensitivity with 2 noisy copies, the top 2 randomization stages,
 occlusion left out: alone it needs more model passes than the other 14 methods together; the cluster and resume
-rows on three methods) plans about 900 passes for the study. On a heavily shared 2-core machine (load average
-15) the whole run took about 20 minutes and printed: explain 2.25x, score 1.31x, overall 1.44x the bound (plan
-estimate 248 s, run 405 s); 2 workers 1.58x one; resume: 31 of 60 units recomputed after an interrupt in unit 30,
-same table, reread in 1 % of the time. ``--images 16 --size 128 --with-occlusion --stages 9 --noise-samples 10``
+rows on three methods) plans about 900 passes for the study. On an idle 2-core machine the whole run takes about
+30 s and printed (two runs): explain 2.7-3.1x, score 2.3-2.7x, overall 2.3-2.7x the bound (at 64 px a pass is
+about 1 ms, so per-call overhead dominates: the ratio is a ceiling, not the cost at cohort size); 2 workers
+1.6-1.9x one (sub-second phases: noisy); resume: 31 of 60 units recomputed after an interrupt in unit 30, same table,
+reread in 19 % of the time. On a heavily shared machine (load average 15) the run took about 20 minutes: explain
+2.25x, score 1.31x, overall 1.44x the bound, 2 workers 1.58x one.
+``--images 16 --size 128 --with-occlusion --stages 9 --noise-samples 10``
 is the issue's full workload.
 
 Usage::
@@ -38,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import xaikit.evaluation.core as core
+import xaikit.evaluation.many as many
 from xaikit.checkpoint import load_checkpoint
 from xaikit.data import ManifestDataset
 from xaikit.evaluation import plan, randomizable_layers, score_many
@@ -75,7 +78,7 @@ def pass_seconds(model, x, rounds: int = 3) -> float:
 
 
 class Interrupt:
-    """core.run_metric that raises in unit ``at`` (a user's Ctrl-C) and counts the units it computes."""
+    """many.run_metric that raises in unit ``at`` (a user's Ctrl-C) and counts the units it computes."""
 
     def __init__(self, at: int | None = None):
         self.at, self.calls = at, 0
@@ -87,7 +90,7 @@ class Interrupt:
         return RUN_METRIC(info, ctx, params)
 
 
-RUN_METRIC = core.run_metric
+RUN_METRIC = many.run_metric
 #: The cluster and resume rows: their ratios, at a fifth of the cost of every method.
 SUBSET = ("gradient", "gradcam", "lrp_epsilon_plus")
 
@@ -141,18 +144,18 @@ def resume_rows(model, x, masks, maps, metrics, batch: int) -> None:
     with tempfile.TemporaryDirectory() as cache:
         full, t_full = timed(lambda: score_many(model, x, maps, metrics, **kw))
         units = (len(maps) + 2) * len(metrics) * -(-len(x) // batch)
-        core.run_metric = Interrupt(at=units // 2)
+        many.run_metric = Interrupt(at=units // 2)
         t = time.perf_counter()
         try:
             score_many(model, x, maps, metrics, cache_dir=cache, **kw)
         except KeyboardInterrupt:
             pass
         t_first = time.perf_counter() - t
-        core.run_metric = second = Interrupt()
+        many.run_metric = second = Interrupt()
         resumed, t_second = timed(lambda: score_many(model, x, maps, metrics, cache_dir=cache, **kw))
-        core.run_metric = third = Interrupt()
+        many.run_metric = third = Interrupt()
         reread, t_read = timed(lambda: score_many(model, x, maps, metrics, cache_dir=cache, **kw))
-        core.run_metric = RUN_METRIC
+        many.run_metric = RUN_METRIC
     same = resumed.equals(reread) and np.allclose(resumed["value"], full["value"], rtol=1e-4, equal_nan=True)
     print(f"resume: {units} units; interrupted in unit {units // 2} after {t_first:.1f} s, the rerun computed "
           f"{second.calls} units in {t_second:.1f} s, a third run {third.calls} ({t_read:.1f} s); interrupted + "
