@@ -172,7 +172,9 @@ def metric_forest(summary: pd.DataFrame, metric: str, *, layer: str | None = Non
         judged = f"; red: stated threshold {threshold:g}"
     elif robust:
         judged = "; no stated threshold"
-    fig.update_layout(title=f"{metric.replace('_', ' ')} ({better} is better; mean and 95% bootstrap CI{judged})",
+    # two lines: the title names what is drawn, the subtitle how it is judged (one line was cut at 700 px)
+    fig.update_layout(title=f"{metric.replace('_', ' ')}<br><sup>{better} is better; mean and 95% bootstrap CI{judged}"
+                            "</sup>",
                       xaxis_title=metric, height=max(300, 32 * len(sub) + 120), width=700,
                       margin=dict(l=170))
     return fig
@@ -193,8 +195,9 @@ def rank_heatmap(summary: pd.DataFrame, *, similarity: str = "spearman_abs") -> 
     no_role = [m for m in rows["metric"].unique() if not _compares_controls(summary, m)]
     rows = rows.assign(rank=rows["rank"].where(~(rows["method"].isin(CONTROLS) & rows["metric"].isin(no_role))))
     wide = rows.pivot_table(index="method", columns="metric", values="rank", aggfunc="first", dropna=False)
+    text = [["" if pd.isna(v) else f"{v:.0f}" for v in row] for row in wide.to_numpy()]  # no rank: an empty cell
     fig = go.Figure(go.Heatmap(z=wide.to_numpy(), x=wide.columns.tolist(), y=wide.index.astype(str).tolist(),
-                               colorscale="Viridis_r", text=wide.to_numpy(), texttemplate="%{text:.0f}",
+                               colorscale="Viridis_r", text=text, texttemplate="%{text}",
                                colorbar=dict(title="rank")))
     fig.update_layout(title="Rank of each method per metric (1 = best)", height=max(360, 44 * len(wide) + 260),
                       width=max(500, 70 * wide.shape[1] + 220), margin=dict(l=170, b=140, t=90))
