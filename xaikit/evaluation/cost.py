@@ -67,8 +67,10 @@ class Plan:
 
     @property
     def seconds(self) -> float:
-        """Estimated wall time of the study (explain and score)."""
-        return float(self.table["seconds"].sum())
+        """Estimated wall time of the study (explain and score); ``nan`` when the plan was not probed."""
+        if not np.isfinite(self.seconds_per_pass):
+            return float("nan")
+        return float(self.table["seconds"].sum(min_count=1))
 
     def summary(self, rows: int = 20) -> str:
         """The plan as readable text: the ``rows`` costliest (method, metric) pairs, the rest counted, the totals."""
@@ -83,7 +85,7 @@ class Plan:
             lines.append(f"  {f'{method} x {metric}':<{width}}  {passes:>12,.0f} passes  ~{_duration(seconds)}")
         if len(rest):
             lines.append(f"  {f'{len(rest)} more pairs':<{width}}  {rest['passes'].sum():>12,.0f} passes  "
-                         f"~{_duration(rest['seconds'].sum())}")
+                         f"~{_duration(rest['seconds'].sum(min_count=1))}")
         if len(idle):
             lines.append(f"  {f'{len(idle)} pairs run no model':<{width}}  {0:>12} passes  "
                          "(maps, masks, shared sweeps)")
