@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -289,3 +290,8 @@ def test_explain_many_warns_once_for_all_methods_and_batches(tmp_path):
         far = [w for w in caught if issubclass(w.category, OutOfDomainWarning)]
         assert len(far) == 1 and f"explain_many: {(want > 1).sum()} of 6 input(s)" in str(far[0].message)
         assert far[0].filename == __file__  # points at the caller's line
+    with warnings.catch_warnings(record=True) as caught, ThreadPoolExecutor(2) as pool:  # an executor warns too
+        warnings.simplefilter("always")
+        explain_many(model, x, ["gradient", "input_x_gradient"], batch_size=2, executor=pool, progress=False)
+    far = [w for w in caught if issubclass(w.category, OutOfDomainWarning)]
+    assert len(far) == 1 and f"explain_many: {(want > 1).sum()} of 6 input(s)" in str(far[0].message)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..domain import OutOfDomainWarning, check_domain_many
+from ..domain import check_domain_many, domain_check_off
 from ..errors import ExplanationError
 from .engine import explain
 from .explanation import Explanation, plain
@@ -87,14 +87,12 @@ def explain_many(
     n_images = sum(len(b[2]) for b in batches)
     cache = _Cache(Path(cache_dir), model_fingerprint(model)) if cache_dir is not None else None
     results = {}
+    # one domain check for the whole call (not one per method and batch), cached batches and executors included
+    check_domain_many(model, (batch[0] for batch in batches), where="explain_many")
     with tqdm(total=len(jobs) * n_images, desc="explain", unit="map", disable=not progress) as bar:
         if executor is not None:
             return _run_on(executor, model, jobs, batches, target, cache, explain_kwargs, bar)
-
-        # one domain warning for the whole call (not one per method and batch), cached batches included
-        check_domain_many(model, (batch[0] for batch in batches), where="explain_many")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OutOfDomainWarning)
+        with domain_check_off():
             for label, (method, params) in jobs.items():
                 bar.set_postfix_str(label)
                 parts = [_run_batch(model, batch, method, params, target, cache, explain_kwargs, bar)
@@ -109,7 +107,7 @@ _MODEL_LOCK = threading.Lock()  # explain scopes hooks on the model: one task at
 def _task(model, batch, method, params, target, cache, kwargs) -> Explanation:
     """One (method, batch) task, run by an executor's worker."""
     model = model.model if isinstance(model, _Boxed) else model
-    with _MODEL_LOCK:
+    with _MODEL_LOCK, domain_check_off():  # checked once by the caller; workers do not inherit its context
         return _run_batch(model, batch, method, params, target, cache, kwargs, None)
 
 
