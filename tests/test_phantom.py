@@ -220,6 +220,11 @@ def test_volume_without_lesion_and_affine_orientation():
     assert np.allclose(centre[:3], 0.0)
     step_w = vol.affine @ np.array([0, 0, 1, 0.0])
     assert step_w[0] == -vol.spacing[2]  # going along W moves to the patient's left (-x in RAS)
+    step_d = vol.affine @ np.array([1, 0, 0, 0.0])
+    assert step_d[2] == vol.spacing[0]  # going along D moves superior (+z in RAS), as read_volume lays files out
+    full = draw_volume(2, shape=(16, 24, 24))
+    depth = {name: np.nonzero(full.labels == k)[0].mean() for k, name in full.names.items()}
+    assert depth["heart"] < depth["right_lung"] and depth["heart"] < depth["left_lung"]  # heart below the apices
     with pytest.raises(ArgumentError, match="shape"):
         draw_volume(0, shape=(8, 32, 32))
 

@@ -397,12 +397,20 @@ def _volume_region_scores(exps: dict, ct, pre, nifti: Path, report: Report) -> N
     report.table(scores[["method", "region", "n_voxels", "volume_mm3", "mass_frac", "density_ratio"]],
                  "volume_region_scores", caption="Relevance per anatomical label (voxels, mm^3, mass, density).")
     empty = sorted(set(scores["method"]) - set(scores.dropna(subset=["mass_frac"])["method"]))
+    # under 1% of the map's absolute relevance positive: the rows share out a trace of a few voxels
+    faint = sorted(e.method for e in exps.values() if e.method not in empty
+                   and float(e.maps.clamp(min=0).sum()) < 0.01 * float(e.maps.abs().sum()))
+    occlusion = ("Occlusion with uniform cubes raises the lesion score almost everywhere for this model (an "
+                 "out-of-distribution perturbation); look at its map with sign='signed'.")
     if empty:
         report.text(f"{', '.join(empty)}: no positive relevance anywhere in the volume, so under the positive sign "
                     "policy there is no mass to share out and the rows are empty (NaN)"
-                    + (". Occlusion with uniform cubes lowers the lesion score everywhere for this model (an "
-                       "out-of-distribution perturbation); look at its map with sign='signed'." if
-                       any("occlusion" in m for m in empty) else "; look at the maps with sign='signed'."),
+                    + (f". {occlusion}" if any("occlusion" in m for m in empty)
+                       else "; look at the maps with sign='signed'."), kind="note")
+    if faint:
+        report.text(f"{', '.join(faint)}: under 1% of the map's relevance is positive, so under the positive sign "
+                    "policy the rows share out a trace of a few voxels, not where the method looks. "
+                    + (occlusion if any("occlusion" in m for m in faint) else "Look at the maps with sign='signed'."),
                     kind="note")
 
 

@@ -38,8 +38,11 @@ _FOV_MM = (300.0, 320.0, 400.0)
 class VolumePhantom:
     """A chest-like CT volume and its label map.
 
-    Axes are ``(D, H, W)`` = (superior to inferior, anterior to posterior, patient right to left): an
-    axial slice ``image[k]`` shows the patient's left on the image right, anterior up, as radiology does.
+    Axes are ``(D, H, W)`` = (inferior to superior, anterior to posterior, patient right to left), the layout
+    :func:`xaikit.io.read_volume` gives every NIfTI file and DICOM series (:func:`xaikit.io.nifti.dhw_to_ras`), so
+    a phantom drawn in memory and the same phantom written to a file and read back are the same array (a model
+    trained on one sees the other as it saw its training data). An axial slice ``image[k]`` shows the patient's
+    left on the image right, anterior up, as radiology does.
 
     Attributes
     ----------
@@ -65,12 +68,12 @@ class VolumePhantom:
     def affine(self) -> np.ndarray:
         """4 x 4 voxel ``(d, h, w)`` to world RAS (mm) matrix, for writing the arrays as NIfTI unchanged.
 
-        Going down ``d`` is inferior (-S), down ``h`` posterior (-A), down ``w`` towards the patient's left
-        (-R); the volume is centred on the origin.
+        Going along ``d`` is superior (+S), along ``h`` posterior (-A), along ``w`` towards the patient's left
+        (-R), as in the files :func:`xaikit.io.read_volume` reads; the volume is centred on the origin.
         """
         sd, sh, sw = self.spacing
         aff = np.zeros((4, 4))
-        aff[0, 2], aff[1, 1], aff[2, 0], aff[3, 3] = -sw, -sh, -sd, 1.0
+        aff[0, 2], aff[1, 1], aff[2, 0], aff[3, 3] = -sw, -sh, sd, 1.0
         aff[:3, 3] = -aff[:3, :3] @ ((np.array(self.labels.shape) - 1) / 2)
         return aff
 
@@ -170,7 +173,9 @@ def draw_volume(seed: int, *, shape: tuple[int, int, int] = (48, 64, 64), lesion
     names = {k: v for k, v in VOLUME_LABELS.items() if lesion or k != 6}
     spacing = tuple(float(f / s) for f, s in zip(_FOV_MM, shape))
     meta = {"seed": int(seed), "lesion": bool(lesion), "params": params}
-    return VolumePhantom(image.astype(np.float32), labels, names, spacing, meta)
+    # drawn apex first (grid z from superior to inferior); stored inferior to superior, read_volume's layout
+    image, labels = np.ascontiguousarray(image[::-1], np.float32), np.ascontiguousarray(labels[::-1])
+    return VolumePhantom(image, labels, names, spacing, meta)
 
 
 class VolumeSet:
