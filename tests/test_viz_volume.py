@@ -34,6 +34,21 @@ def test_aspect_follows_spacing_and_superior_is_up():
     assert planes["coronal"][0, 0] == 15  # the last (most superior) slice on top
 
 
+def test_a_preprocessed_tensor_is_drawn_superior_up_with_its_geometry_affine():
+    vol = draw_volume(0, shape=(16, 20, 24)).as_image()
+    vol.affine[2, 0] = abs(vol.affine[2, 0])
+    ramp = np.arange(16, dtype=float)[:, None, None] * np.ones((16, 20, 24))  # value = slice index d
+    bare = three_plane_view(ramp, ramp, point=(3, 10, 12), clip_pct=None)  # no affine: d = 0 on top
+    up = three_plane_view(ramp, ramp, point=(3, 10, 12), clip_pct=None, affine=vol.affine)
+    for plane in ("coronal", "sagittal"):
+        assert np.asarray(bare.data[[t.name for t in bare.data].index(f"{plane} map")].z)[0, 0] == 0
+        assert np.asarray(up.data[[t.name for t in up.data].index(f"{plane} map")].z)[0, 0] == 1  # slice 15 on top
+    mip = mip_view(ramp, volume=ramp, affine=vol.affine, clip_pct=None)
+    assert np.asarray(mip.data[[t.name for t in mip.data].index("coronal MIP")].z)[0, 0] == 1
+    with pytest.raises(ArgumentError, match="affine must be a 4 x 4"):
+        three_plane_view(ramp, affine=np.eye(3))
+
+
 def test_threshold_hides_weak_values_and_mip_keeps_sign():
     r = np.random.default_rng(2).normal(size=(5, 6, 7))
     fig = three_plane_view(np.zeros((5, 6, 7)), r, point=(2, 3, 4), threshold_pct=50, clip_pct=None)

@@ -376,11 +376,12 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
     )
     report.table(metrics.reset_index(names="metric"), "volume_model_metrics",
                  caption="3D sample model, test split (value, 95% patient-bootstrap CI).")
-    spacing = pre.geometry(ct).out_spacing
-    report.figure(three_plane_view(x[0], exps["gradcam"].maps[0], sign="positive", spacing=spacing,
-                                     title="Grad-CAM, three planes"), "volume_gradcam_planes")
-    report.figure(mip_view(exps["gradient"].maps[0], sign="absolute", volume=x[0], spacing=spacing,
-                             title="Gradient, maximum-intensity projections"), "volume_gradient_mip")
+    grid = pre.geometry(ct)  # the model grid's spacing and affine (superior up in coronal and sagittal panels)
+    report.figure(three_plane_view(x[0], exps["gradcam"].maps[0], sign="positive", spacing=grid.out_spacing,
+                                   affine=grid.out_affine, title="Grad-CAM, three planes"), "volume_gradcam_planes")
+    report.figure(mip_view(exps["gradient"].maps[0], sign="absolute", volume=x[0], spacing=grid.out_spacing,
+                           affine=grid.out_affine, title="Gradient, maximum-intensity projections"),
+                  "volume_gradient_mip")
     _volume_region_scores(exps, ct, pre, nifti, report)
     written = [pre.write_map(e.maps[0], ct, report.out_dir / f"volume_{label}.nii.gz") for label, e in exps.items()]
     same = all(np.allclose(read_volume(p).affine, ct.affine) for p in written)

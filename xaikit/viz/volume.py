@@ -61,9 +61,12 @@ def volume_planes(volume: np.ndarray, point: Sequence[int], superior_up: bool = 
     return planes
 
 
-def _superior_up(volume) -> bool:
-    """True when increasing ``d`` moves superior (the affine's ``d`` column has a positive S component)."""
-    affine = getattr(volume, "affine", None)
+def _superior_up(volume, affine=None) -> bool:
+    """True when increasing ``d`` moves superior (the affine's ``d`` column has a positive S component); the
+    ``affine`` given wins over the volume's own (a preprocessed tensor has none: pass its geometry's)."""
+    affine = getattr(volume, "affine", None) if affine is None else np.asarray(affine, dtype=float)
+    if affine is not None and np.shape(affine) != (4, 4):
+        raise ArgumentError(f"affine must be a 4 x 4 voxel-to-world matrix; got shape {np.shape(affine)}.")
     return bool(affine is not None and affine[2, 0] > 0)
 
 
@@ -79,7 +82,7 @@ def _check_point(point, shape) -> tuple[int, int, int]:
 def three_plane_view(volume, saliency=None, *, point: Sequence[int] | None = None,
                        window: tuple[float, float] | None = None, alpha: float = 0.5, threshold_pct: float = 0.0,
                        sign: str = "signed", clip_pct: float | None = 99.5, spacing: Sequence[float] | None = None,
-                       title: str | None = None, height: int = 360) -> go.Figure:
+                       affine=None, title: str | None = None, height: int = 360) -> go.Figure:
     """Axial, coronal and sagittal slices through ``point`` with crosshairs, optionally with a map on top.
 
     Parameters
@@ -94,6 +97,9 @@ def three_plane_view(volume, saliency=None, *, point: Sequence[int] | None = Non
         Display window of the image; map opacity, threshold percentile, sign mode and clipping percentile.
     spacing : (float, float, float), optional
         Voxel size for the aspect ratio (default the MedicalImage's, else isotropic).
+    affine : 4 x 4 array, optional
+        Voxel ``(d, h, w)`` to world (RAS mm) matrix, only to draw superior up in the coronal and sagittal
+        panels (default the MedicalImage's; for a preprocessed tensor pass ``pre.geometry(image).out_affine``).
 
     Examples
     --------
@@ -107,7 +113,7 @@ def three_plane_view(volume, saliency=None, *, point: Sequence[int] | None = Non
     grey = _grey(volume, window)
     point = _check_point(point, grey.shape)
     spacing = tuple(spacing) if spacing is not None else getattr(volume, "spacing", None) or (1.0, 1.0, 1.0)
-    up = _superior_up(volume)
+    up = _superior_up(volume, affine)
     maps = None
     if saliency is not None:
         m = _array(saliency, "saliency")
@@ -161,11 +167,13 @@ def _aspect(fig: go.Figure, spacing) -> None:
 
 
 def mip_view(saliency, *, sign: str = "positive", clip_pct: float | None = 99.5, volume=None,
-               window: tuple[float, float] | None = None, spacing: Sequence[float] | None = None,
+               window: tuple[float, float] | None = None, spacing: Sequence[float] | None = None, affine=None,
                title: str | None = None, height: int = 360) -> go.Figure:
     """Maximum-intensity projections of a map along the three axes (optionally over the image's MIP in grey).
 
-    For ``sign="signed"`` the projection keeps, per ray, the value of largest magnitude with its sign.
+    For ``sign="signed"`` the projection keeps, per ray, the value of largest magnitude with its sign. ``affine``
+    (default ``volume``'s) draws superior up in the coronal and sagittal projections, as in
+    :func:`three_plane_view`.
 
     Examples
     --------
@@ -177,7 +185,7 @@ def mip_view(saliency, *, sign: str = "positive", clip_pct: float | None = 99.5,
         raise ArgumentError(f"sign={sign!r} is not known; use one of {sorted(SIGN_MODES)}.")
     m = _array(saliency, "saliency")
     shown = display_map(m.reshape(m.shape[0], -1), sign, clip_pct).reshape(m.shape)
-    up = _superior_up(volume)
+    up = _superior_up(volume, affine)
     grey = _grey(volume, window) if volume is not None else None
     spacing = tuple(spacing) if spacing is not None else getattr(volume, "spacing", None) or (1.0, 1.0, 1.0)
     fig = make_subplots(rows=1, cols=3, subplot_titles=[f"{p} MIP" for p in PLANES], horizontal_spacing=0.03)

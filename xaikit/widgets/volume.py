@@ -52,6 +52,7 @@ class VolumeExplorer:
                  threshold_pct: float = 0.0, sign: str = "signed", height: int = 340, regions=None, affine=None,
                  spacing=None, viewer: bool = True):
         self.volume, self.maps, self.height = volume, {k: _array(v, k) for k, v in (maps or {}).items()}, height
+        self.affine = affine
         arr = _array(volume, "volume")
         d, h, w = arr.shape
         center, width = volume.window if isinstance(volume, MedicalImage) else (
@@ -104,7 +105,8 @@ class VolumeExplorer:
         m = self.maps.get(self.method.value)
         return three_plane_view(self.volume, m, point=(self.d.value, self.h.value, self.w.value),
                                   window=(self.level.value, self.width.value), alpha=self.alpha.value,
-                                  threshold_pct=self.threshold.value, sign=self.sign.value, height=self.height)
+                                  threshold_pct=self.threshold.value, sign=self.sign.value, affine=self.affine,
+                                  height=self.height)
 
     def _redraw(self, change=None) -> None:
         fresh = self.figure_now()
