@@ -382,10 +382,13 @@ def _volumes_stage(ctx: DemoContext, report: Report) -> None:
     report.figure(mip_view(exps["gradient"].maps[0], sign="absolute", volume=x[0], spacing=spacing,
                              title="Gradient, maximum-intensity projections"), "volume_gradient_mip")
     _volume_region_scores(exps, ct, pre, nifti, report)
-    written = [pre.write_map(e.maps[0], ct, report.out_dir / f"volume_{label}.nii.gz") for label, e in exps.items()]
+    # 16-bit scaled values: half the bytes of float32, within 1/65535 of each map's range (a display and region
+    # file; the exact maps are the Explanation's)
+    written = [pre.write_map(e.maps[0], ct, report.out_dir / f"volume_{label}.nii.gz", dtype=np.int16)
+               for label, e in exps.items()]
     same = all(np.allclose(read_volume(p).affine, ct.affine) for p in written)
-    report.text(f"Maps written as NIfTI over the source scan ({', '.join(p.name for p in written)}); "
-                f"source affine kept: {same}.")
+    report.text(f"Maps written as NIfTI over the source scan ({', '.join(p.name for p in written)}; 16-bit values "
+                f"with NIfTI's scale factor); source affine kept: {same}.")
 
 
 def _volume_region_scores(exps: dict, ct, pre, nifti: Path, report: Report) -> None:
