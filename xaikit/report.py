@@ -35,7 +35,8 @@ from .viz.tables import readable
 __all__ = ["Report", "compact_figure"]
 
 _SLUG = re.compile(r"[^a-z0-9_.-]+")
-_IMAGE_SOURCE = re.compile(r'"source":("data:image/[a-z]+;base64,[A-Za-z0-9+/=]+")')
+#: An image trace's embedded picture as Plotly's JSON writes it ("/" as \u002f, so no "</script>" can occur).
+_IMAGE_SOURCE = re.compile(r'"source":("data:image(?:/|\\u002f)[a-z]+;base64,(?:[A-Za-z0-9+=/]|\\u002f)+")')
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;\

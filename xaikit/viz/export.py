@@ -103,9 +103,30 @@ def compact_figure(fig: go.Figure, *, max_width: int | None = None) -> go.Figure
         if z is not None:
             trace.z = None  # Plotly keeps the old array when the new one compares equal (as int16 and float32 do)
             trace.z = _compact_values(z)
+            if trace.type == "heatmap":
+                _crop_blank(trace)
             if trace.z.dtype == np.float32:
                 _grey_as_bytes(trace)
     return out
+
+
+def _crop_blank(trace) -> None:
+    """A heatmap that draws nothing at its edges (NaN gaps, or values at ``zmin`` where the colour scale starts
+    transparent: masks, regions) cut to the box of what it draws, its origin moved to match (same picture)."""
+    z = trace.z
+    if z.ndim != 2 or trace.x is not None or trace.y is not None or trace.transpose:
+        return
+    blank = np.isnan(z) if z.dtype.kind == "f" else np.zeros(z.shape, bool)
+    scale = trace.colorscale
+    if trace.zmin is not None and scale and str(scale[0][1]).replace(" ", "").endswith(",0)"):
+        blank |= z <= trace.zmin
+    rows, cols = np.flatnonzero(~blank.all(axis=1)), np.flatnonzero(~blank.all(axis=0))
+    if not rows.size or (rows.size == z.shape[0] and cols.size == z.shape[1]):
+        return
+    (r0, r1), (c0, c1) = (rows[0], rows[-1] + 1), (cols[0], cols[-1] + 1)
+    dx, dy = trace.dx or 1, trace.dy or 1
+    trace.update(z=None, x0=(trace.x0 or 0) + c0 * dx, y0=(trace.y0 or 0) + r0 * dy)
+    trace.z = z[r0:r1, c0:c1]
 
 
 #: Integer types Plotly sends as typed arrays, smallest first.
