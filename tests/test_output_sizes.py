@@ -144,13 +144,16 @@ def test_int16_maps_keep_the_grid_and_the_values(tmp_path):
         write_map_nifti(m, scan, tmp_path / "bad.nii.gz", dtype=np.float64)
 
 
-def test_report_figures_are_float32_with_gaps_kept():
+def test_report_figures_are_float32_with_gaps_kept_and_blank_edges_cut():
     z = np.random.default_rng(0).random((256, 256))
     z[:, :50] = np.nan
     fig = go.Figure(go.Heatmap(z=plotly_z(z)))  # JSON lists with None, as the figure builders make them
     small = compact_figure(fig)
-    assert small.data[0].z.dtype == np.float32 and np.isnan(small.data[0].z[:, :50]).all()
-    np.testing.assert_allclose(small.data[0].z[:, 50:], z[:, 50:], rtol=1e-6)
+    assert small.data[0].z.dtype == np.float32 and small.data[0].z.shape == (256, 206)  # the blank band cut off
+    assert (small.data[0].x0, small.data[0].y0) == (50, 0)  # drawn where it was
+    np.testing.assert_allclose(small.data[0].z, z[:, 50:], rtol=1e-6)
+    z[5, 60] = np.nan
+    assert np.isnan(compact_figure(go.Figure(go.Heatmap(z=plotly_z(z)))).data[0].z[5, 10])  # inner gaps kept
     before = len(fig.to_html(include_plotlyjs=False, full_html=False))
     after = len(small.to_html(include_plotlyjs=False, full_html=False))
     assert after < 0.6 * before, (before, after)
