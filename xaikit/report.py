@@ -35,6 +35,8 @@ from .viz.tables import readable
 __all__ = ["Report", "compact_figure"]
 
 _SLUG = re.compile(r"[^a-z0-9_.-]+")
+#: ``\u002f`` not itself escaped (an even number of backslashes before it).
+_ESCAPED_SLASH = re.compile(r"(?<!\\)((?:\\\\)*)\\u002f")
 #: An image trace's embedded picture as Plotly's JSON writes it ("/" as \u002f, so no "</script>" can occur).
 _IMAGE_SOURCE = re.compile(r'"source":("data:image(?:/|\\u002f)[a-z]+;base64,(?:[A-Za-z0-9+=/]|\\u002f)+")')
 
@@ -149,6 +151,12 @@ class Report:
         k = self._templates.setdefault(text, len(self._templates))
         return div.replace(text, f'"template":xaikitTemplates[{k}]')
 
+    @staticmethod
+    def _slashes(text: str) -> str:
+        """Plotly's JSON writes "/" as ``\\u002f`` (6 bytes; base64 typed arrays are full of them: 20% of a page).
+        It escapes "<" too, so a plain "/" can never close the script: written as "/" again."""
+        return _ESCAPED_SLASH.sub(lambda m: m.group(1) + "/", text)
+
     def _shared_images(self, div: str) -> str:
         """``div`` with each embedded picture (``go.Image`` sources: a method grid repeats an image in every
         column) replaced by a reference to one copy in the page's head."""
@@ -156,7 +164,7 @@ class Report:
             k = self._images.setdefault(match.group(1), len(self._images))
             return f'"source":xaikitImages[{k}]'
 
-        return _IMAGE_SOURCE.sub(hoist, div)
+        return self._slashes(_IMAGE_SOURCE.sub(hoist, div))
 
     def image(self, array: np.ndarray, name: str, *, caption: str = "") -> None:
         """Write an image (grey [0, 1] or RGB) as ``<name>.png`` and show it."""
@@ -208,7 +216,8 @@ class Report:
         page = (
             f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
             f"<style>{_CSS}</style><script src='{name}'></script>"
-            f"<script>var xaikitTemplates=[{themes}];var xaikitImages=[{','.join(self._images)}];</script>"
+            f"<script>var xaikitTemplates=[{self._slashes(themes)}];"
+            f"var xaikitImages=[{self._slashes(','.join(self._images))}];</script>"
             "</head><body>"
             f"<h1>{html.escape(self.title)}</h1><p class='note'>Written {stamp} by xaikit. "
             f"No patient identifiers are shown.</p><nav>{nav}</nav>{os.linesep.join(self._blocks)}</body></html>"
