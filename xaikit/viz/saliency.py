@@ -243,9 +243,8 @@ def row_label(explanation, i: int, class_names: Sequence[str] | None = None, dis
         parts.append(f"pred {_class_name(class_names, pred)} {float(explanation.probs[i, pred]):.2f}")
     else:  # segmentation / detection targets: no class prediction, name what was explained
         parts.append(f"{explanation.target_policy} {_class_name(class_names, int(explanation.targets[i]))}")
-    if distances is not None:
-
-        parts[-1] += f" · {domain_badge(float(distances[i]))}"
+    if distances is not None:  # a line of its own: a method grid's row is 180 px tall, its label must fit
+        parts.append(domain_badge(float(distances[i])))
     return "<br>".join(parts)
 
 
