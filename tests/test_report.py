@@ -25,7 +25,7 @@ def test_report_writes_page_tables_and_images(tmp_path):
     back = pd.read_csv(tmp_path / "r" / "numbers.csv")
     pd.testing.assert_frame_equal(back, df)  # all rows, full precision
     assert (tmp_path / "r" / "ramp.png").stat().st_size > 0
-    assert (tmp_path / "r" / "plotly.min.js").stat().st_size > 1e6
+    assert (tmp_path / "r" / "plotly-cartesian.min.js").stat().st_size > 1e6  # the bundle that draws a scatter
 
 
 def test_duplicate_names_are_refused(tmp_path):

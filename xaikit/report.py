@@ -1,7 +1,8 @@
 """A static HTML report: sections of text, figures (Plotly and PNG) and tables (CSV + HTML).
 
-The report folder is self-contained and opens offline: plotly.js is written once beside ``index.html``,
-every table is also a CSV, every picture also a PNG. Files are written atomically.
+The report folder is self-contained and opens offline: plotly.js is written once beside ``index.html`` (the
+1.5 MB cartesian bundle when it draws every figure, see :func:`xaikit.viz.export.report_plotlyjs`), the figures'
+theme once in the page, every table is also a CSV, every picture also a PNG. Files are written atomically.
 
 Examples
 --------
@@ -28,12 +29,16 @@ import plotly.graph_objects as go
 
 from ._util import atomic_write
 from .errors import ArgumentError
-from .viz.export import compact_figure, png_export_available, save_figures_png, save_png
+from .viz.export import compact_figure, png_export_available, report_plotlyjs, save_figures_png, save_png
 from .viz.tables import readable
 
 __all__ = ["Report", "compact_figure"]
 
 _SLUG = re.compile(r"[^a-z0-9_.-]+")
+#: ``\u002f`` not itself escaped (an even number of backslashes before it).
+_ESCAPED_SLASH = re.compile(r"(?<!\\)((?:\\\\)*)\\u002f")
+#: An image trace's embedded picture as Plotly's JSON writes it ("/" as \u002f, so no "</script>" can occur).
+_IMAGE_SOURCE = re.compile(r'"source":("data:image(?:/|\\u002f)[a-z]+;base64,(?:[A-Za-z0-9+=/]|\\u002f)+")')
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;\
@@ -50,6 +55,8 @@ nav a{margin-right:1em}
 
 #: Widest figure (px) that fits the page's text column (``max-width:1100px`` less padding).
 PAGE_WIDTH = 1060
+#: Colours of the figures' PNG copies (a palette PNG: plots have few colours; overlays keep 256 shades).
+PNG_COLORS = 256
 #: Longest text shown in a table cell (the CSV keeps the full text).
 CELL_CHARS = 80
 
@@ -91,6 +98,9 @@ class Report:
     _toc: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _names: set[str] = field(default_factory=set, repr=False)
     _pending_png: list[tuple[go.Figure, Path]] = field(default_factory=list, repr=False)
+    _templates: dict[str, int] = field(default_factory=dict, repr=False)
+    _images: dict[str, int] = field(default_factory=dict, repr=False)
+    _traces: set[str] = field(default_factory=set, repr=False)
     files: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -121,10 +131,40 @@ class Report:
         """Embed a Plotly figure (interactive); ``<name>.png`` is written by :meth:`write` when PNG export is
         possible."""
         slug = self._unique(name)
-        div = compact_figure(fig, max_width=PAGE_WIDTH).to_html(include_plotlyjs=False, full_html=False,
-                                                                 default_height=fig.layout.height or 450)
+        small = compact_figure(fig, max_width=PAGE_WIDTH)
+        div = self._shared_images(self._shared_template(small, small.to_html(
+            include_plotlyjs=False, full_html=False, default_height=fig.layout.height or 450)))
         self._pending_png.append((fig, self.out_dir / f"{slug}.png"))
+        self._traces.update(t.type for t in small.data)
         self._blocks.append(f"<figure>{div}<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def _shared_template(self, fig: go.Figure, div: str) -> str:
+        """``div`` with the figure's theme (Plotly's template, ~7 KB of JSON in every figure) replaced by a
+        reference to one copy in the page's head; left as it is if the JSON is not found verbatim."""
+        from plotly.io.json import to_json_plotly
+
+        if fig.layout.template is None:
+            return div
+        text = '"template":' + to_json_plotly(fig.layout.template)
+        if text not in div:
+            return div
+        k = self._templates.setdefault(text, len(self._templates))
+        return div.replace(text, f'"template":xaikitTemplates[{k}]')
+
+    @staticmethod
+    def _slashes(text: str) -> str:
+        """Plotly's JSON writes "/" as ``\\u002f`` (6 bytes; base64 typed arrays are full of them: 20% of a page).
+        It escapes "<" too, so a plain "/" can never close the script: written as "/" again."""
+        return _ESCAPED_SLASH.sub(lambda m: m.group(1) + "/", text)
+
+    def _shared_images(self, div: str) -> str:
+        """``div`` with each embedded picture (``go.Image`` sources: a method grid repeats an image in every
+        column) replaced by a reference to one copy in the page's head."""
+        def hoist(match: re.Match) -> str:
+            k = self._images.setdefault(match.group(1), len(self._images))
+            return f'"source":xaikitImages[{k}]'
+
+        return self._slashes(_IMAGE_SOURCE.sub(hoist, div))
 
     def image(self, array: np.ndarray, name: str, *, caption: str = "") -> None:
         """Write an image (grey [0, 1] or RGB) as ``<name>.png`` and show it."""
@@ -160,22 +200,25 @@ class Report:
 
     def write(self) -> Path:
         """Write the figures' PNGs (when possible), plotly.js and ``index.html``; return the page's path."""
-        from plotly.offline import get_plotlyjs
-
         if self._pending_png and png_export_available():
             figs, paths = zip(*self._pending_png)
-            self.files += save_figures_png(list(figs), list(paths))
+            self.files += save_figures_png(list(figs), list(paths), max_colors=PNG_COLORS)
         self._pending_png.clear()
 
-        js = self.out_dir / "plotly.min.js"
-        if not js.exists():
+        name, script = report_plotlyjs(self._traces)  # the cartesian bundle (1.5 MB) when it draws every figure
+        js = self.out_dir / name
+        if not js.exists() or js.stat().st_size != len(script.encode()):
             with atomic_write(js, "w") as fh:
-                fh.write(get_plotlyjs())
+                fh.write(script)
+        themes = ",".join(t[len('"template":'):] for t in self._templates)
         nav = " ".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in self._toc)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         page = (
             f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-            f"<style>{_CSS}</style><script src='plotly.min.js'></script></head><body>"
+            f"<style>{_CSS}</style><script src='{name}'></script>"
+            f"<script>var xaikitTemplates=[{self._slashes(themes)}];"
+            f"var xaikitImages=[{self._slashes(','.join(self._images))}];</script>"
+            "</head><body>"
             f"<h1>{html.escape(self.title)}</h1><p class='note'>Written {stamp} by xaikit. "
             f"No patient identifiers are shown.</p><nav>{nav}</nav>{os.linesep.join(self._blocks)}</body></html>"
         )

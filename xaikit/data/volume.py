@@ -258,12 +258,14 @@ class VolumePreprocess:
             out[name] = torch.from_numpy(geometry.labels(arr.astype(bool)))
         return out
 
-    def write_map(self, values: Any, source: MedicalImage, path: str | os.PathLike) -> Path:
+    def write_map(self, values: Any, source: MedicalImage, path: str | os.PathLike, *,
+                  dtype: Any = np.float32) -> Path:
         """Write a map on the model grid (``D x H x W``) as NIfTI on the *source* grid, with the source affine.
 
         The map is resampled back with :meth:`VolumeGeometry.inverse` (voxels outside the model's field of
         view are 0) and written by :func:`xaikit.io.volume.write_map_nifti` (the source NIfTI file's own voxel
-        order, affine and qform/sform), so it overlays the original scan voxel for voxel in any NIfTI viewer.
+        order, affine and qform/sform), so it overlays the original scan voxel for voxel in any NIfTI viewer;
+        ``dtype=np.int16`` halves the file (scaled 16-bit values, see :func:`~xaikit.io.volume.write_map_nifti`).
         """
 
         if not isinstance(source, MedicalImage) or source.ndim != 3:
@@ -271,7 +273,7 @@ class VolumePreprocess:
                                 f"(its geometry is written); got {type(source).__name__}.")
         arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         arr = arr[0] if arr.ndim == 4 and arr.shape[0] == 1 else arr
-        return write_map_nifti(self.geometry(source).inverse(arr), source, path)
+        return write_map_nifti(self.geometry(source).inverse(arr), source, path, dtype=dtype)
 
     def _intensity(self, volume: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
         return scale_intensity(volume, self.normalize, self.window or window, self.percentiles, "VolumePreprocess")

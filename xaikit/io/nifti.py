@@ -23,6 +23,7 @@ import os
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -260,6 +261,8 @@ def write_nifti(
     image: MedicalImage | np.ndarray,
     path: str | os.PathLike,
     affine: np.ndarray | None = None,
+    *,
+    dtype: Any = np.float32,
 ) -> Path:
     """Write a 2D/3D image as NIfTI-1 (``.nii`` or ``.nii.gz``), atomically.
 
@@ -272,6 +275,9 @@ def write_nifti(
     affine : numpy.ndarray, optional
         4x4 map from ``(d, h, w, 1)`` to RAS mm. Default: ``image.affine``, else :func:`dhw_to_ras` of
         the spacing. :func:`read_nifti` of the written file returns the same array and affine.
+    dtype : numpy dtype, optional
+        Stored type: float32 (default, exact) or an integer type, with the scale factor nibabel chooses for the
+        array's range (``scl_slope``/``scl_inter``, applied by every reader).
 
     Returns
     -------
@@ -290,6 +296,7 @@ def write_nifti(
     if affine.shape != (4, 4):
         raise ArgumentError(f"affine must be a 4x4 matrix; got shape {affine.shape}.")
     nifti = nib.Nifti1Image(np.ascontiguousarray(array, dtype=np.float32), affine)
+    nifti.header.set_data_dtype(dtype)
     nifti.header.set_xyzt_units("mm")
     center, width = image.window
     nifti.header["cal_min"], nifti.header["cal_max"] = center - width / 2.0, center + width / 2.0

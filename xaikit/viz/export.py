@@ -18,7 +18,8 @@ import plotly.graph_objects as go
 from .._util import atomic_path, atomic_write
 from ..errors import ArgumentError, ImageWriteError
 
-__all__ = ["png_export_available", "save_figure", "save_figures_png", "save_png", "colorize", "compact_figure"]
+__all__ = ["png_export_available", "save_figure", "save_figures_png", "save_png", "colorize", "compact_figure",
+           "report_plotlyjs", "CARTESIAN_TRACES"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,8 +84,9 @@ def save_figure(
 
 
 def compact_figure(fig: go.Figure, *, max_width: int | None = None) -> go.Figure:
-    """A copy of ``fig`` for a web page: heatmap/contour values as float32 arrays (NaN gaps kept), grey pictures as
-    bytes, the toolbar on the right edge (not over the titles), at most ``max_width`` pixels wide (scaled down).
+    """A copy of ``fig`` for a web page: heatmap/contour values as float32 arrays (NaN gaps kept), whole numbers
+    in the smallest integer type, grey pictures as bytes, the toolbar on the right edge (not over the titles), at
+    most ``max_width`` pixels wide (scaled down).
 
     Plotly writes numpy arrays as base64 typed arrays; JSON lists (with ``None`` for gaps, see
     :func:`xaikit.viz.image.plotly_z`) of float64 take about twice the bytes: a method grid drops from ~1.4 MB to
@@ -99,10 +101,54 @@ def compact_figure(fig: go.Figure, *, max_width: int | None = None) -> go.Figure
     for trace in out.data:
         z = getattr(trace, "z", None) if trace.type in ("heatmap", "contour") else None
         if z is not None:
-            arr = np.asarray(z, dtype=object)
-            trace.z = np.where(arr == None, np.nan, arr).astype(np.float32)  # noqa: E711 (element-wise)
-            _grey_as_bytes(trace)
+            trace.z = None  # Plotly keeps the old array when the new one compares equal (as int16 and float32 do)
+            trace.z = _compact_values(z)
+            if trace.type == "heatmap":
+                _crop_blank(trace)
+            if trace.z.dtype == np.float32:
+                _grey_as_bytes(trace)
     return out
+
+
+def _crop_blank(trace) -> None:
+    """A heatmap that draws nothing at its edges (NaN gaps, or values at ``zmin`` where the colour scale starts
+    transparent: masks, regions) cut to the box of what it draws, its origin moved to match (same picture)."""
+    z = trace.z
+    if z.ndim != 2 or trace.x is not None or trace.y is not None or trace.transpose:
+        return
+    blank = np.isnan(z) if z.dtype.kind == "f" else np.zeros(z.shape, bool)
+    scale = trace.colorscale
+    if trace.zmin is not None and scale and str(scale[0][1]).replace(" ", "").endswith(",0)"):
+        blank |= z <= trace.zmin
+    rows, cols = np.flatnonzero(~blank.all(axis=1)), np.flatnonzero(~blank.all(axis=0))
+    if not rows.size or (rows.size == z.shape[0] and cols.size == z.shape[1]):
+        return
+    (r0, r1), (c0, c1) = (rows[0], rows[-1] + 1), (cols[0], cols[-1] + 1)
+    dx, dy = trace.dx or 1, trace.dy or 1
+    trace.update(z=None, x0=(trace.x0 or 0) + c0 * dx, y0=(trace.y0 or 0) + r0 * dy)
+    trace.z = z[r0:r1, c0:c1]
+
+
+#: Integer types Plotly sends as typed arrays, smallest first.
+_INTS = (np.int8, np.uint8, np.int16, np.uint16, np.int32)
+
+
+def _compact_values(z) -> np.ndarray:
+    """``z`` in the fewest bytes that draw and hover the same: whole numbers (counts, ranks, DICOM pixel values,
+    quantized maps) in the smallest integer type that holds them, anything else as float32 (NaN gaps kept)."""
+    arr = np.asarray(z)
+    if arr.dtype == object:  # JSON lists with None for gaps (xaikit.viz.image.plotly_z)
+        arr = np.where(arr == None, np.nan, arr).astype(np.float64)  # noqa: E711 (element-wise)
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    whole = np.issubdtype(arr.dtype, np.integer) or (
+        arr.size > 0 and np.isfinite(arr).all() and bool((arr == np.round(arr)).all()))
+    if whole and arr.size:
+        lo, hi = arr.min(), arr.max()
+        for t in _INTS:
+            if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+                return arr.astype(t)
+    return arr.astype(np.float32)
 
 
 def _grey_as_bytes(trace) -> None:
@@ -137,8 +183,38 @@ def _shared_plotlyjs(html: Path, given: str | os.PathLike | None) -> Path:
     return js
 
 
-def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, scale: float = 1.0) -> list[Path]:
-    """Render many figures to PNG in one browser session (much faster than one by one), atomically each."""
+#: Trace types of plotly.js's cartesian partial bundle (``plotlyjs/README.md``), all a report of xaikit draws.
+CARTESIAN_TRACES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour",
+                              "image", "pie", "scatter", "scatterternary", "violin"})
+_CARTESIAN_JS = Path(__file__).with_name("plotlyjs") / "plotly-cartesian.min.js.gz"
+
+
+def report_plotlyjs(trace_types) -> tuple[str, str]:
+    """``(file name, script)``: the plotly.js a page of these trace types needs, offline.
+
+    plotly.js's cartesian bundle (``plotly-cartesian.min.js``, 1.5 MB, shipped with xaikit) when every type is in
+    :data:`CARTESIAN_TRACES` and it is the release plotly.py bundles; else plotly.py's full bundle
+    (``plotly.min.js``, 4.8 MB: 3-D, maps, WebGL and the rest).
+    """
+    import gzip
+    import re
+
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    if set(trace_types) <= CARTESIAN_TRACES and _CARTESIAN_JS.is_file():
+        with gzip.open(_CARTESIAN_JS, "rt", encoding="utf-8") as fh:
+            script = fh.read()
+        version = re.search(r"plotly\.js \(cartesian - minified\) v(\S+)", script[:300])
+        if version and version.group(1) == get_plotlyjs_version():
+            return "plotly-cartesian.min.js", script
+    return "plotly.min.js", get_plotlyjs()
+
+
+def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, scale: float = 1.0,
+                     max_colors: int | None = None) -> list[Path]:
+    """Render many figures to PNG in one browser session (much faster than one by one), atomically each;
+    ``max_colors`` (e.g. 256) writes each in a palette of at most that many colours (a third to a half of the bytes,
+    colours rounded)."""
     import contextlib
 
     import plotly.io as pio
@@ -160,12 +236,14 @@ def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, s
         for fig, tmp, final, w, h in zip(figs, tmps, finals, widths, heights):
             if not _written(tmp):  # Kaleido drops a figure whose render failed (e.g. timed out on a busy machine)
                 _render_again(fig, tmp, final, scale, w, h)
-            _optimize_png(tmp)
+            _optimize_png(tmp, max_colors)
     return finals
 
 
-def _optimize_png(path: Path) -> None:
-    """Re-save Kaleido's PNG with Pillow's optimizer (same pixels, ~10-20% fewer bytes); other files are left."""
+def _optimize_png(path: Path, max_colors: int | None = None) -> None:
+    """Re-save Kaleido's PNG with Pillow's optimizer, without its alpha channel where every pixel is opaque (same
+    pixels, ~20% fewer bytes); with ``max_colors``, in a palette of that many colours (Pillow's median cut: a plot
+    has few colours; a method grid of 1370 x 800 px goes from 1.0 to 0.47 MB). Other files are left."""
     from PIL import Image
 
     with open(path, "rb") as fh:
@@ -173,6 +251,10 @@ def _optimize_png(path: Path) -> None:
             return
     with Image.open(path) as im:
         im.load()
+        if im.mode == "RGBA" and im.getextrema()[3][0] == 255:
+            im = im.convert("RGB")
+        if max_colors is not None and im.mode == "RGB":
+            im = im.quantize(max_colors, method=Image.Quantize.MEDIANCUT)
         im.save(path, format="PNG", optimize=True)
 
 

@@ -128,23 +128,32 @@ def overlay_traces(image, saliency_map, *, alpha: float = 0.7, threshold_pct: fl
                    compact: bool = False) -> list[go.Heatmap]:
     """The two traces of an overlay: grey image, then the map as a heatmap, its opacity following |relevance|
     (at most ``alpha``). Both are subsampled to at most ``max_side`` pixels a side for the browser (the axes
-    stay in image pixels). ``compact`` sends the grey image as a PNG (``go.Image``, about 6x smaller than a
-    float heatmap; grids and galleries repeat it in every cell) instead of a heatmap a widget can update."""
+    stay in image pixels).
+
+    ``compact`` (grids and galleries, which repeat the image in every cell) sends the grey image as a grey PNG
+    (``go.Image``, about 10x smaller than a float heatmap) and the map, when no threshold hides pixels, as whole
+    percent of the display scale in one signed byte (-100..100: the hover's two decimals, a quarter of the float32
+    bytes; the colour bar and the hover read in %). Without it both are float heatmaps a widget can update.
+    """
     grey = display_image(image, window)
     m = map_on_image(saliency_map, grey.shape, preprocess)
     sign = resolve_sign(sign, m)
-    z = display_map(m, sign, clip_pct, threshold_pct)
     step = display_stride(grey.shape, max_side)
+    z = display_map(m, sign, clip_pct, threshold_pct)[::step, ::step]
     lo = -1.0 if sign == "signed" else 0.0
     bar = {"title": {"text": "relevance" if sign == "signed" else sign}, "thickness": 12, **(colorbar or {})}
     base = _png_trace(grey[::step, ::step], step) if compact else go.Heatmap(
         z=grey[::step, ::step].astype(np.float32), colorscale="gray", zmin=0, zmax=1, showscale=False,
         hoverinfo="skip", name="image", dx=step, dy=step)
+    if compact and not np.isnan(z).any():  # percent in a byte; a thresholded map keeps NaN gaps (float32)
+        values, scale, hover, bar = np.round(z * 100).astype(np.int8), 100.0, "%{z}%", {**bar, "ticksuffix": "%"}
+    else:
+        values, scale, hover = plotly_z(z.astype(np.float32)), 1.0, "%{z:.2f}"
     return [
         base,
-        go.Heatmap(z=plotly_z(z[::step, ::step].astype(np.float32)), colorscale=alpha_colorscale(sign), zmin=lo,
-                   zmax=1.0, opacity=float(alpha), showscale=show_scale, name="saliency", colorbar=bar, dx=step,
-                   dy=step, hovertemplate="x=%{x}, y=%{y}<br>relevance %{z:.2f}<extra></extra>"),
+        go.Heatmap(z=values, colorscale=alpha_colorscale(sign), zmin=lo * scale, zmax=scale, opacity=float(alpha),
+                   showscale=show_scale, name="saliency", colorbar=bar, dx=step, dy=step,
+                   hovertemplate=f"x=%{{x}}, y=%{{y}}<br>relevance {hover}<extra></extra>"),
     ]
 
 
@@ -156,7 +165,8 @@ def _png_trace(grey: np.ndarray, step: int) -> go.Image:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray((np.clip(grey, 0, 1) * 255).round().astype(np.uint8), mode="L").convert("RGB").save(buf, "PNG")
+    # one grey channel (a browser draws any PNG); Pillow's optimizer: same pixels, fewer bytes
+    Image.fromarray((np.clip(grey, 0, 1) * 255).round().astype(np.uint8), mode="L").save(buf, "PNG", optimize=True)
     return go.Image(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), x0=0, y0=0,
                     dx=step, dy=step, name="image", hoverinfo="skip")
 
@@ -233,9 +243,8 @@ def row_label(explanation, i: int, class_names: Sequence[str] | None = None, dis
         parts.append(f"pred {_class_name(class_names, pred)} {float(explanation.probs[i, pred]):.2f}")
     else:  # segmentation / detection targets: no class prediction, name what was explained
         parts.append(f"{explanation.target_policy} {_class_name(class_names, int(explanation.targets[i]))}")
-    if distances is not None:
-
-        parts[-1] += f" · {domain_badge(float(distances[i]))}"
+    if distances is not None:  # a line of its own: a method grid's row is 180 px tall, its label must fit
+        parts.append(domain_badge(float(distances[i])))
     return "<br>".join(parts)
 
 
