@@ -15,9 +15,8 @@ pytestmark = pytest.mark.skipif(not (sample_dir() / "models" / VOLUME_MODEL).is_
 
 
 def test_volumes_stage_writes_its_section_and_maps(tmp_path):
-    from xaikit.io import read_volume
-
     from xaikit.domain import OutOfDomainWarning
+    from xaikit.io import read_volume
 
     assert "volumes" in STAGES
     with warnings.catch_warnings():  # the shipped volume lies inside the 3D model's training domain

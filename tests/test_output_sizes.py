@@ -34,17 +34,49 @@ def demo(tmp_path_factory) -> Path:
     return out
 
 
-#: What the SMOKE demo report may weigh, every file counted, its plotly.js included (measured: 3.5 MiB; the full report 4.6 MiB).
+#: What the SMOKE demo report may weigh, every file counted, its plotly.js included
+#: (measured: 3.5 MiB; the full report 4.6 MiB).
 SMOKE_BUDGET = 4.0 * MB
 
 
+def _vendored_version() -> str:
+    """plotly.js release of the shipped cartesian bundle ('' when it is missing)."""
+    import gzip
+    import re
+
+    from xaikit.viz.export import _CARTESIAN_JS
+
+    if not _CARTESIAN_JS.is_file():
+        return ""
+    with gzip.open(_CARTESIAN_JS, "rt", encoding="utf-8") as fh:
+        found = re.search(r"plotly\.js \(cartesian - minified\) v(\S+)", fh.read(300))
+    return found.group(1) if found else ""
+
+
+def _bundle_matches() -> bool:
+    from plotly.offline import get_plotlyjs_version
+
+    return _vendored_version() == get_plotlyjs_version()
+
+
+# requirements are lower bounds: a newer plotly than the vendored bundle falls back to its own full plotly.js (tested
+# below); what depends on the cartesian bundle is skipped then, saying what to update, instead of failing CI
+NEEDS_BUNDLE = pytest.mark.skipif(not _bundle_matches(), reason="the vendored plotly-cartesian bundle is not the "
+                                  "plotly.js this plotly ships: update xaikit/viz/plotlyjs (its README says how)")
+
+
 def test_demo_report_is_within_budget_with_one_plotlyjs(demo):
-    scripts = list(demo.rglob("*.js"))
-    assert [p.relative_to(demo) for p in scripts] == [Path("plotly-cartesian.min.js")]  # no 3-D trace in the demo
+    from plotly.offline import get_plotlyjs
+
+    scripts = [p.relative_to(demo) for p in demo.rglob("*.js")]
+    bundle = "plotly-cartesian.min.js" if _bundle_matches() else "plotly.min.js"
+    assert scripts == [Path(bundle)]  # one plotly.js, the cartesian one where it matches (no 3-D trace in the demo)
     size = _tree_size(demo, skip="")
+    if bundle == "plotly.min.js":  # the fallback: the budget counts the page as if it shipped the cartesian bundle
+        size += int(1.5 * MB) - len(get_plotlyjs())
     assert size <= SMOKE_BUDGET, f"the SMOKE demo report weighs {size / MB:.2f} MB (limit {SMOKE_BUDGET / MB} MB)"
     page = (demo / "index.html").read_text()
-    assert page.count("<script src='plotly-cartesian.min.js'>") == 1 and '"dtype":"f4"' in page
+    assert page.count(f"<script src='{bundle}'>") == 1 and '"dtype":"f4"' in page
     # the theme and the method grid's grey pictures once in the page, not in every figure / cell
     assert page.count('"barpolar":') == 1 and page.count('"template":xaikitTemplates[0]') == page.count("newPlot(")
     assert page.count("base64,") == 2  # the 2 SMOKE test images, drawn in 6 columns each
@@ -109,6 +141,7 @@ def test_compact_values_keep_what_is_drawn():
     assert compact_figure(fig).data[0].z.dtype == np.int16  # Plotly keeps an equal array unless told twice
 
 
+@NEEDS_BUNDLE
 def test_report_ships_the_cartesian_bundle_only_when_it_draws_every_figure(tmp_path):
     from plotly.offline import get_plotlyjs_version
 
@@ -118,10 +151,21 @@ def test_report_ships_the_cartesian_bundle_only_when_it_draws_every_figure(tmp_p
     assert name == "plotly-cartesian.min.js" and f"(cartesian - minified) v{get_plotlyjs_version()}" in script[:300]
     assert 1 * MB < len(script) < 2 * MB
     assert report_plotlyjs({"heatmap", "scatter3d"})[0] == "plotly.min.js"
+
     rep = Report(tmp_path / "r")
     rep.figure(go.Figure(go.Scatter3d(x=[1], y=[2], z=[3])), "three_d")
     page = rep.write().read_text()
     assert "<script src='plotly.min.js'>" in page and (tmp_path / "r" / "plotly.min.js").stat().st_size > 3 * MB
+
+
+def test_a_bundle_of_another_plotlyjs_release_is_never_used(monkeypatch):
+    from plotly.offline import get_plotlyjs
+
+    import xaikit.viz.export as export
+
+    monkeypatch.setattr("plotly.offline.get_plotlyjs_version", lambda: "0.0.1")
+    name, script = export.report_plotlyjs({"heatmap"})
+    assert name == "plotly.min.js" and script == get_plotlyjs()
 
 
 def test_int16_maps_keep_the_grid_and_the_values(tmp_path):

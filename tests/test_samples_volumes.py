@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from xaikit.samples import (DICOM_SERIES, SAMPLE_VOLUME_SEEDS, VOLUME_MODEL, VOLUMES, build_dicom_series,
-                            draw_sample_volume, sample_dir, volume_datasets)
+from xaikit.samples import (
+    DICOM_SERIES,
+    SAMPLE_VOLUME_SEEDS,
+    VOLUME_MODEL,
+    VOLUMES,
+    build_dicom_series,
+    draw_sample_volume,
+    sample_dir,
+    volume_datasets,
+)
 
 SHIPPED = sample_dir()
 
