@@ -75,7 +75,8 @@ class MethodContext:
     layer : torch.nn.Module or None
         The resolved layer (in ``model``) for layer methods.
     memory : MemoryPlan
-        ``memory.max_batch`` samples fit one forward+backward.
+        ``memory.max_batch`` samples fit one forward+backward; ``memory.chunk`` (<= max_batch) is the
+        number one pass should take for speed.
     seed : int
         Seed for this chunk (global RNG is also seeded and restored around the call).
     index : torch.Tensor
