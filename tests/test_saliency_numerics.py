@@ -171,14 +171,16 @@ def test_speed_chunk_stays_within_the_memory_plan():
     from xaikit.saliency import memory
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    for per_sample in (1, 1000, 2**20, 8 * 2**20, 35 * 2**20, 2**31):
+    for largest in (1, 1000, 2**20, 8 * 2**20, 35 * 2**20, 2**31):
         for max_batch in (1, 2, 7, 8, 61, 256, 10_000):
-            chunk = memory.speed_chunk(per_sample, max_batch, cpu)
+            chunk = memory.speed_chunk(largest, max_batch, cpu)
             assert 1 <= chunk <= max_batch
-            assert chunk == min(max_batch, max(memory.CPU_MIN_CHUNK, memory.CPU_CHUNK_BYTES // per_sample))
-            assert memory.speed_chunk(per_sample, max_batch, cuda) == max_batch  # GPUs: the memory bound
-    # the phantom CNN at 128 px (8.4 MB a sample, 256 fit 2 GiB): measured fastest at about 8-16 per pass
-    assert 8 <= memory.speed_chunk(8_356_608, 256, cpu) <= 16
+            assert chunk == min(max_batch, max(memory.CPU_MIN_CHUNK, memory.CPU_TENSOR_BYTES // largest))
+            assert memory.speed_chunk(largest, max_batch, cuda) == max_batch  # GPUs: the memory bound
+    # the phantom CNN at 128 px (largest activation 16 x 128 x 128 floats, 256 fit 2 GiB): fastest at 8-16 per
+    # pass; ResNet-18 at 64 px (64 x 32 x 32 floats): fastest at 32-128
+    assert 8 <= memory.speed_chunk(16 * 128 * 128 * 4, 256, cpu) <= 16
+    assert 32 <= memory.speed_chunk(64 * 32 * 32 * 4, 750, cpu) <= 128
     model, x = tiny_cnn(), tiny_inputs(3)
     for budget in (None, 60_000, 20_000):
         p = memory.plan(model, x, budget, "test")
@@ -207,7 +209,7 @@ def test_maps_do_not_depend_on_the_speed_chunk(monkeypatch, name, params):
 
     model, x = tiny_cnn(), tiny_inputs(3)
     target = torch.tensor([0, 2, 1])
-    monkeypatch.setattr(memory, "CPU_CHUNK_BYTES", 1)
+    monkeypatch.setattr(memory, "CPU_TENSOR_BYTES", 1)
     maps = {}
     for floor in (1, 2, 3, 10**9):
         monkeypatch.setattr(memory, "CPU_MIN_CHUNK", floor)
