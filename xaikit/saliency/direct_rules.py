@@ -13,11 +13,19 @@ a forward + backward, where the arithmetic needs about 1.5x and 2.5x. The rules 
 * terms that vanish dropped: after a ReLU the layer input is non-negative, so ``x-`` is exactly zero and the
   ``x- W-`` and ``x- W+`` terms of z+ and alpha-beta (half of their work) contribute exact zeros;
 * clamped weights ``W+``/``W-`` of the private canonized copy computed once, not per call (:func:`clamped`);
+* alpha-beta after a ReLU (one term per group left) as one layer with stacked weights (:meth:`DirectRule.
+  _stacked_terms`): ``[W+; W-]`` gives ``z+`` and ``z-`` in one convolution, ``[alpha W+; -beta W-]^T`` the
+  weighted sum of both groups' ``W^T (R / z)`` in one input gradient, times the input once (the same sums; one
+  pass over the input per step instead of two). Deriving ``z-`` as ``output - z+`` would save a further forward
+  but is not done: where ``|z-| << |z+|`` the subtraction loses the digits of ``z-`` (a 1 % error of a unit's
+  negative relevance at ``|z-|/|z+| = 1e-5`` in float32), so conservation would hold only approximately;
 * ``Pass`` on ReLUs and ``Norm`` on zennit's residual ``Sum`` without zennit's input copies and without the
   discarded ReLU/sum gradients (:class:`DirectPass`, :class:`DirectSumNorm`).
 
 On ResNet-18 (224 px, batch 8, 2 shared CPU cores) EpsilonPlusFlat then costs 1.2-2.0x and EpsilonAlpha2Beta1
-2.3-2.9x a forward + input-only backward, over several runs (zennit: 3.1-4.1x and 5.5-6.3x);
+2.3-2.9x a forward + input-only backward, over several runs (zennit: 3.1-4.1x and 5.5-6.3x); with the stacked
+alpha-beta, 2.79x -> 2.64x (ResNet-18, 112 px) and 2.70x -> 2.47x (the phantom CNN, 128 px) in one interleaved
+run (CPU time, one thread, loaded machine);
 ``benchmarks/bench_saliency.py`` measures it.
 
 Layers the direct path does not cover (transposed convolutions, padding modes other than zeros, string

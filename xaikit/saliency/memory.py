@@ -14,11 +14,12 @@ not faster per sample once its activations outgrow the caches and the allocator'
 more than 32 MiB fresh from the kernel and page-faults it in on every pass). Measured per sample (CPU time, one
 thread, forward + input backward, on a shared 2-core Xeon with 4 MiB L2 per core) against the samples per pass:
 the 98 K-parameter phantom CNN at 128 px (largest activation 1 MiB a sample) is fastest at 8 samples and takes
-1.14x at 16, 1.34x at 32 and 1.73x at 128 (its 2 GiB memory bound is 256); at 64 px (0.25 MiB) fastest at 32-64,
-1.22x at 128 and 1.31x at 256; ResNet-18 at 64 px (0.25 MiB) fastest at 64 (1.06x at 32, 1.03x at 128, 1.54x
-at 8), at 224 px (3 MiB) at 8-16 (1.05x at 32, 1.23x at 2, 1.47x at 1). The total saved bytes do not predict
-this (ResNet-18 is fastest with 4-16x the phantom CNN's), the largest single activation does: the best chunks
-keep it at 8-50 MiB. Hence :data:`CPU_TENSOR_BYTES` for the largest activation of a pass, but at least
+1.04x at 12, 1.10x at 16, 1.23x at 24, 1.34x at 32 and 1.73x at 128 (its 2 GiB memory bound is 256); at 64 px
+(0.25 MiB) fastest at 32-64, 1.22x at 128 and 1.31x at 256; ResNet-18 at 64 px (0.25 MiB) fastest at 64 (1.06x
+at 32, 1.03x at 128, 1.54x at 8), at 112 px (0.77 MiB) at 24-32 (1.04x at 16, 1.06x at 64, 1.13x at 8), at
+224 px (3 MiB) at 8-16 (1.05x at 32, 1.23x at 2, 1.47x at 1). The total saved bytes do not predict this
+(ResNet-18 is fastest with 4-16x the phantom CNN's), the largest single activation does, within about 5 %: the
+best chunks keep it at 8-25 MiB. Hence :data:`CPU_TENSOR_BYTES` for the largest activation of a pass, but at least
 :data:`CPU_MIN_CHUNK` samples. CUDA devices take the memory bound: larger batches only fill them better.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = ["MemoryPlan", "default_budget", "probe", "plan", "speed_chunk", "CPU_
 
 CPU_BUDGET = 2 * 1024**3
 #: Bytes of a pass's largest activation above which a CPU pass gets slower per sample (measured: module doc).
-CPU_TENSOR_BYTES = 16 * 2**20
+CPU_TENSOR_BYTES = 12 * 2**20
 #: Samples a CPU pass may hold regardless of the byte cap (within the memory bound).
 CPU_MIN_CHUNK = 8
 GPU_FRACTION = 0.5
