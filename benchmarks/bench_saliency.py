@@ -33,6 +33,11 @@ does (the ``why`` column):
 * DeepLIFT (captum): a forward of inputs and baselines together, and captum's hooks on every activation.
 * occlusion: forward-only passes, counted as 1/3 each; the ratio shows what that assumption misses.
 
+``--chunks``: what :data:`xaikit.saliency.memory.CPU_TENSOR_BYTES` was measured from: CPU time per sample of a
+forward + input backward against the samples per pass (``--chunk-model`` resnet18 or phantom, ``--size`` px), with
+the largest saved activation of a pass and the chunk :func:`xaikit.saliency.memory.plan` picks. Use
+``--threads 1`` on a shared machine (CPU time of one thread is what the load disturbs least).
+
 ``--volumes``: every 3D-capable method on a 3D network (``r3d_18`` or ``small_cnn3d``, ``--volume-size`` voxels per
 side), each timed interleaved with the 3D physical limit (ratio per pass) and its peak memory.
 
@@ -44,6 +49,7 @@ Usage::
     python benchmarks/bench_saliency.py --all              # all methods, resnet18, 224 px, batch 8
     python benchmarks/bench_saliency.py --densenet --widget
     python benchmarks/bench_saliency.py --no-methods --bound          # explain phase vs its bound, per method
+    python benchmarks/bench_saliency.py --no-methods --chunks --chunk-model phantom --size 128 --threads 1
     python benchmarks/bench_saliency.py --no-methods --volumes --volume-arch small_cnn3d --volume-size 32
 """
 from __future__ import annotations
@@ -355,6 +361,40 @@ def bench_bound(args) -> None:
               flush=True)
 
 
+def bench_chunks(args) -> None:
+    """CPU time per sample of forward + input backward for several samples per pass (rounds over the sizes)."""
+    from xaikit.saliency.memory import plan, probe
+
+    torch.manual_seed(0)
+    if args.chunk_model == "phantom":
+        from xaikit.checkpoint import load_checkpoint
+        from xaikit.samples import MODELS, sample_dir
+
+        model, channels = load_checkpoint(sample_dir() / "models" / MODELS["clean"]).model.eval(), 1
+    else:
+        model, channels = torchvision.models.resnet18(num_classes=2).eval(), 3
+    for p in model.parameters():
+        p.requires_grad_(False)
+    sizes = [int(b) for b in args.chunk_sizes.split(",")]
+    x = torch.rand(max(sizes), channels, args.size, args.size)
+    largest = probe(model, x[:1])[3]
+    fns = [lambda b=b: [physical_limit(model, x[:b])() for _ in range(max(sizes) // b)] for b in sizes]
+    times: list[list[float]] = [[] for _ in sizes]
+    for fn in fns:
+        fn()
+    for _ in range(args.repeats):
+        for fn, out in zip(fns, times):
+            start = time.process_time()
+            fn()
+            out.append(time.process_time() - start)
+    best = min(statistics.median(t) for t in times)
+    print(f"{args.chunk_model} {args.size} px, {torch.get_num_threads()} thread(s): largest saved activation "
+          f"{largest / 2**20:.2f} MiB a sample; plan's chunk {plan(model, x, None, 'bench').chunk}")
+    for b, t in zip(sizes, times):
+        print(f"  {b:4d} per pass: {statistics.median(t) / max(sizes) * 1e3:7.2f} ms CPU a sample, "
+              f"{statistics.median(t) / best:.2f}x the fastest (largest activation {b * largest / 2**20:6.1f} MiB)")
+
+
 def bench_densenet(args) -> None:
     torch.manual_seed(0)
     model = torchvision.models.densenet121(num_classes=2).eval()
@@ -437,6 +477,9 @@ def main() -> None:
     ap.add_argument("--bound-size", type=int, default=128)
     ap.add_argument("--bound-batch", type=int, default=8)
     ap.add_argument("--bound-repeats", type=int, default=3)
+    ap.add_argument("--chunks", action="store_true", help="CPU time per sample vs samples per pass")
+    ap.add_argument("--chunk-model", default="phantom", choices=["phantom", "resnet18"])
+    ap.add_argument("--chunk-sizes", default="1,2,4,8,12,16,24,32,64,128")
     ap.add_argument("--volumes", action="store_true", help="3D methods on a 3D network")
     ap.add_argument("--volume-arch", default="r3d_18", help="small_cnn3d or r3d_18")
     ap.add_argument("--volume-size", type=int, default=32)
@@ -458,6 +501,8 @@ def main() -> None:
         bench_densenet(args)
     if args.bound:
         bench_bound(args)
+    if args.chunks:
+        bench_chunks(args)
     if args.volumes:
         bench_volumes(args)
 
