@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..domain import OutOfDomainWarning, check_domain_many
+from ..domain import OutOfDomainWarning, check_domain_many, domain_check_off
 from ..errors import ExplanationError
 from .engine import explain
 from .explanation import Explanation, plain
@@ -93,7 +93,8 @@ def explain_many(
 
         # one domain warning for the whole call (not one per method and batch), cached batches included
         check_domain_many(model, (batch[0] for batch in batches), where="explain_many")
-        with warnings.catch_warnings():
+        # checked above: explain() must not rerun it (a forward over the batch per method, about half a pass)
+        with warnings.catch_warnings(), domain_check_off():
             warnings.simplefilter("ignore", OutOfDomainWarning)
             for label, (method, params) in jobs.items():
                 bar.set_postfix_str(label)
