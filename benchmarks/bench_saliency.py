@@ -23,13 +23,20 @@ with one bare forward + input backward (A, B, A, B, ...) and reported as its tim
 (``METHODS[m].passes``: what :func:`xaikit.evaluation.plan` counts) and over one pass. Why a method sits where it
 does (the ``why`` column):
 
-* gradient, guided backprop, deconvnet, Grad-CAM: one pass, at the bound; the forward-only CAM is counted as half.
+* every method called through :func:`explain` alone first checks the inputs against the model's training domain
+  (one forward over the batch; the shipped models carry a domain): about half a pass (cProfile: 0.15 s of a
+  0.47 s gradient call, phantom CNN, 128 px, batch 8), much of what a one-pass method shows here (gradient
+  about 1.9x on a loaded machine). ``explain_many`` checks once per call, not per method.
+* gradient, guided backprop, deconvnet: one pass (+ captum's hooks on every ReLU for the modified backprops);
+  Grad-CAM is counted as half a pass (forward + a backward to the layer only).
 * integrated gradients, SmoothGrad: ``n`` passes over ``n`` copies of the batch, chunked by the memory plan's
-  speed chunk (:mod:`xaikit.saliency.memory`); near 1x. With the memory bound as chunk (the phantom CNN at
-  128 px fits 256 samples in 2 GiB) they ran 1.2-1.7x: activations past the caches, allocations page-faulted.
+  speed chunk (:mod:`xaikit.saliency.memory`): about 1.1x the bound. With the memory bound as chunk (the phantom
+  CNN at 128 px fits 256 samples in 2 GiB) they ran 1.7-1.8x (one interleaved run, CPU time, loaded machine):
+  activations past the caches, big tensors page-faulted in on every pass.
 * LRP: counted as 2 passes; epsilon/z+ rules cost a forward, one modified forward and one input gradient per
-  layer (about 1.5x a pass, 0.75x the bound); alpha-beta two modified forwards and two input gradients
-  (stacked into one of each: :mod:`xaikit.saliency.direct_rules`), about 2.3-2.7x a pass.
+  layer (about 1.9x a pass, 0.95x the bound); alpha-beta two modified forwards and two input gradients (stacked
+  into one of each: :mod:`xaikit.saliency.direct_rules`), 2.4-2.8x a pass. Excitation backprop still runs
+  zennit's own hooks (a re-run forward per layer).
 * DeepLIFT (captum): a forward of inputs and baselines together, and captum's hooks on every activation.
 * occlusion: forward-only passes, counted as 1/3 each; the ratio shows what that assumption misses.
 
