@@ -38,7 +38,10 @@ does (the ``why`` column):
   into one of each: :mod:`xaikit.saliency.direct_rules`), 2.4-2.8x a pass. Excitation backprop still runs
   zennit's own hooks (a re-run forward per layer).
 * DeepLIFT (captum): a forward of inputs and baselines together, and captum's hooks on every activation.
-* occlusion: forward-only passes, counted as 1/3 each; the ratio shows what that assumption misses.
+* occlusion: forward-only passes, counted as 1/3 each; the ratio shows what that assumption misses (a forward
+  of a small CNN is more than a third of its forward + backward). Its perturbed copies also go by the speed chunk:
+  2.48x -> 1.52x the bound (CPU time, one thread, one interleaved run, loaded machine); forwards of 3x the chunk
+  (no activations are saved, so more would fit) were slower, 2.29x.
 
 ``--chunks``: what :data:`xaikit.saliency.memory.CPU_TENSOR_BYTES` was measured from: CPU time per sample of a
 forward + input backward against the samples per pass (``--chunk-model`` resnet18 or phantom, ``--size`` px), with
