@@ -226,3 +226,22 @@ def test_excitation_backprop_on_a_train_mode_net_reusing_one_in_place_relu(norm_
     canonizers = [ExactSequentialMergeBatchNorm()] if not norm_kw else []
     want = relevance(reference, ExcitationBackprop(canonizers=canonizers), x, target)
     torch.testing.assert_close(got, want.float())
+
+
+def test_alpha_beta_after_a_relu_runs_as_one_stacked_layer(monkeypatch):
+    """The stacked path (one forward, one input gradient for both groups) is what the zennit parity above checks
+    on layers after a ReLU: the ungrouped convolutions and the dense layers take it, the grouped one does not."""
+    from xaikit.saliency.direct_rules import DirectRule
+
+    calls = []
+    stacked = DirectRule._stacked_relevance
+    monkeypatch.setattr(DirectRule, "_stacked_relevance",
+                        lambda self, op, *a: calls.append(type(op.module).__name__) or stacked(self, op, *a))
+    model = layers_net(2)
+    x = torch.rand(3, 2, 10, 10, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    model(x)
+    target = torch.tensor([0, 2, 1])
+    got = relevance(model, every_layer(DirectAlphaBeta(2, 1, 1e-6)), x, target)
+    assert sorted(calls) == ["Conv2d", "Conv2d", "Linear"]  # the input is >= 0 too; the Linear after Tanh is not
+    want = relevance(model, every_layer(AlphaBeta(2, 1, 1e-6)), x, target)
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-12 * float(want.abs().max()))

@@ -24,8 +24,8 @@ a forward + backward, where the arithmetic needs about 1.5x and 2.5x. The rules 
 
 On ResNet-18 (224 px, batch 8, 2 shared CPU cores) EpsilonPlusFlat then costs 1.2-2.0x and EpsilonAlpha2Beta1
 2.3-2.9x a forward + input-only backward, over several runs (zennit: 3.1-4.1x and 5.5-6.3x); with the stacked
-alpha-beta, 2.79x -> 2.64x (ResNet-18, 112 px) and 2.70x -> 2.47x (the phantom CNN, 128 px) in one interleaved
-run (CPU time, one thread, loaded machine);
+alpha-beta, 2.89x -> 2.64x (ResNet-18, 112 px) and 2.83x -> 2.38x (the phantom CNN, 128 px) in one interleaved
+run (CPU time, one thread, 3 rounds, loaded machine);
 ``benchmarks/bench_saliency.py`` measures it.
 
 Layers the direct path does not cover (transposed convolutions, padding modes other than zeros, string
@@ -229,7 +229,6 @@ class DirectRule(Hook):
             total = part if total is None else total.add_(part)
         return total
 
-
     def _stacked_terms(self, op: _Op, nonneg: bool) -> tuple[tuple[Term, float], ...] | None:
         """``(term, factor)`` of each group when the groups can run as one layer with stacked weights: two or more
         groups of one term each (after dropping the ``x-`` terms of non-negative inputs, none with a bias), all
@@ -259,9 +258,9 @@ class DirectRule(Hook):
         terms = tuple(t for t, _ in stacked)
         factors = tuple(f for _, f in stacked)
         inp = _input(x, terms[0].inputs, nonneg)
-        w_fwd = stacked_params(weight, tuple(t.weight for t in terms), None, own)
-        w_bwd = stacked_params(weight, tuple(t.weight for t in terms), factors, own)
-        b = None if bias is None or not any(t.bias for t in terms) else stacked_params(
+        w_fwd = _stacked_params(weight, tuple(t.weight for t in terms), None, own)
+        w_bwd = _stacked_params(weight, tuple(t.weight for t in terms), factors, own)
+        b = None if bias is None or not any(t.bias for t in terms) else _stacked_params(
             bias, tuple(t.bias or "zero" for t in terms), None, own)
         z = op.forward(inp, w_fwd, b)
         n_groups, axis = len(terms), (z.ndim - 1 if isinstance(op.module, nn.Linear) else 1)
@@ -270,7 +269,7 @@ class DirectRule(Hook):
         return inp * op.input_grad(x, w_bwd, s)
 
 
-def stacked_params(t: torch.Tensor, signs: tuple[str, ...], factors: tuple[float, ...] | None,
+def _stacked_params(t: torch.Tensor, signs: tuple[str, ...], factors: tuple[float, ...] | None,
                    cache: bool = True) -> torch.Tensor:
     """``cat([f_1 * mod_1(t), ..., f_G * mod_G(t)])`` along the first (output) axis, modifiers as in
     :func:`clamped` (``"zero"``: zeros); cached like :func:`clamped` for a private copy's weights."""
