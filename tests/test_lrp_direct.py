@@ -127,6 +127,23 @@ def test_registered_methods_equal_zennit_composites_on_canonized_models(method, 
     assert torch.allclose(ours.raw, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
 
 
+@pytest.mark.parametrize("arch", ["resnet", "vgg"])
+def test_excitation_backprop_equals_zennits_composite_on_canonized_models(arch):
+    """Computed with the direct z+ and sum rules: zennit's ExcitationBackprop map (ReLUs keep their gradient)."""
+    from zennit.composites import ExcitationBackprop
+
+    from xaikit.saliency.canonizers import ExactSequentialMergeBatchNorm
+
+    model = tiny_resnet() if arch == "resnet" else small_vgg()
+    canonizer = ExactResNetCanonizer if arch == "resnet" else ExactSequentialMergeBatchNorm
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    target = torch.tensor([0, 1])
+    ours = explain(model, x, "excitation_backprop", target)
+    want = relevance(model, ExcitationBackprop(canonizers=[canonizer()]), x, target)
+    assert float(want.abs().max()) > 0
+    assert torch.allclose(ours.raw, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+
+
 def test_canonized_copy_is_cached_per_model_state_and_leaves_the_model_alone():
     model = tiny_resnet()
     x = torch.rand(1, 3, 32, 32)
