@@ -17,6 +17,37 @@ Also: DenseNet-121 at 224 px with integrated gradients at 200 steps under the de
 ``--new`` (also part of the default run, short: batch 2, 64 px, 2 rounds): the methods of issue 24 (layer
 methods, pytorch-grad-cam CAMs, FullGrad, RISE, Shapley sampling, Expected Gradients, contrastive EB, NoiseTunnel)
 at their bench settings, each as a ratio to the limit measured in the same rounds, in total and per pass.
+``--bound``: the explain phase of a study against its compute bound, per method: the ``sumer2023`` preset on the
+shipped phantom model and test images (``--bound-size`` px, ``--bound-batch`` images), each method timed in rounds
+with one bare forward + input backward (A, B, A, B, ...) and reported as its time over ``passes`` x that pass
+(``METHODS[m].passes``: what :func:`xaikit.evaluation.plan` counts) and over one pass. Why a method sits where it
+does (the ``why`` column):
+
+* every method called through :func:`explain` alone first checks the inputs against the model's training domain
+  (one forward over the batch; the shipped models carry a domain): about half a pass (cProfile: 0.15 s of a
+  0.47 s gradient call, phantom CNN, 128 px, batch 8), much of what a one-pass method shows here (gradient
+  about 1.9x on a loaded machine). ``explain_many`` checks once per call, not per method.
+* gradient, guided backprop, deconvnet: one pass (+ captum's hooks on every ReLU for the modified backprops);
+  Grad-CAM is counted as half a pass (forward + a backward to the layer only).
+* integrated gradients, SmoothGrad: ``n`` passes over ``n`` copies of the batch, chunked by the memory plan's
+  speed chunk (:mod:`xaikit.saliency.memory`): about 1.1x the bound. With the memory bound as chunk (the phantom
+  CNN at 128 px fits 256 samples in 2 GiB) they ran 1.7-1.8x (one interleaved run, CPU time, loaded machine):
+  activations past the caches, big tensors page-faulted in on every pass.
+* LRP: counted as 2 passes; epsilon/z+ rules cost a forward, one modified forward and one input gradient per
+  layer (about 1.9x a pass, 0.95x the bound); alpha-beta two modified forwards and two input gradients (stacked
+  into one of each: :mod:`xaikit.saliency.direct_rules`), 2.4-2.8x a pass. Excitation backprop (z+ with the
+  ReLU gradients kept) now also runs the direct rules: 3.13x -> 1.85x a pass (CPU time, one interleaved run).
+* DeepLIFT (captum): a forward of inputs and baselines together, and captum's hooks on every activation.
+* occlusion: forward-only passes, counted as 1/3 each; the ratio shows what that assumption misses (a forward
+  of a small CNN is more than a third of its forward + backward). Its perturbed copies also go by the speed chunk:
+  2.48x -> 1.52x the bound (CPU time, one thread, one interleaved run, loaded machine); forwards of 3x the chunk
+  (no activations are saved, so more would fit) were slower, 2.29x.
+
+``--chunks``: what :data:`xaikit.saliency.memory.CPU_TENSOR_BYTES` was measured from: CPU time per sample of a
+forward + input backward against the samples per pass (``--chunk-model`` resnet18 or phantom, ``--size`` px), with
+the largest saved activation of a pass and the chunk :func:`xaikit.saliency.memory.plan` picks. Use
+``--threads 1`` on a shared machine (CPU time of one thread is what the load disturbs least).
+
 ``--volumes``: every 3D-capable method on a 3D network (``r3d_18`` or ``small_cnn3d``, ``--volume-size`` voxels per
 side), each timed interleaved with the 3D physical limit (ratio per pass) and its peak memory.
 
@@ -27,6 +58,8 @@ Usage::
     python benchmarks/bench_saliency.py --all --quick      # subset of methods, batch 2
     python benchmarks/bench_saliency.py --all              # all methods, resnet18, 224 px, batch 8
     python benchmarks/bench_saliency.py --densenet --widget
+    python benchmarks/bench_saliency.py --no-methods --bound          # explain phase vs its bound, per method
+    python benchmarks/bench_saliency.py --no-methods --chunks --chunk-model phantom --size 128 --threads 1
     python benchmarks/bench_saliency.py --no-methods --volumes --volume-arch small_cnn3d --volume-size 32
 """
 from __future__ import annotations
@@ -290,6 +323,88 @@ def bench_new(args) -> None:
               f"{ratio:7.2f}x | {passes:6.1f} | {ratio / max(passes, 1):7.2f}x |", flush=True)
 
 
+WHY = {"gradient": "1 pass", "guided_backprop": "1 pass, captum hooks", "deconvnet": "1 pass, captum hooks",
+       "gradcam": "forward + layer backward", "guided_gradcam": "guided backprop + Grad-CAM",
+       "smoothgrad": "n noisy passes, speed chunk", "integrated_gradients": "n path passes, speed chunk",
+       "excitation_backprop": "z+ (direct), ReLU grads kept", "lrp_epsilon_plus": "z+: 1 modified fwd + grad",
+       "lrp_epsilon_plus_flat": "z+, flat first layer", "lrp_epsilon_alpha2_beta1": "2 modified fwd + 2 grads",
+       "lrp_epsilon_alpha2_beta1_flat": "alpha-beta, flat first layer",
+       "deeplift": "inputs + baselines, captum hooks", "layer_deeplift": "inputs + baselines, layer hooks",
+       "occlusion": "forward-only passes counted 1/3"}
+
+
+def bench_bound(args) -> None:
+    """Each ``sumer2023`` method's explain() time over its compute bound (passes x one bare pass, same rounds)."""
+    from xaikit.checkpoint import load_checkpoint
+    from xaikit.data import ManifestDataset
+    from xaikit.saliency import PRESETS
+    from xaikit.samples import MODELS, sample_dir
+
+    ckpt = load_checkpoint(sample_dir() / "models" / MODELS["clean"])
+    model = ckpt.model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    test = ManifestDataset(sample_dir() / "manifest.csv", split="test", preprocess=ckpt.preprocess)
+    x = torch.stack([test[i]["image"] for i in range(args.bound_batch)])
+    if x.shape[-1] != args.bound_size:
+        x = F.interpolate(x, size=(args.bound_size,) * 2, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    bare = physical_limit(model, x, target)
+    print(f"explain vs compute bound: shipped phantom model, batch {len(x)}, {args.bound_size} px, "
+          f"{torch.get_num_threads()} threads, {args.bound_repeats} rounds (pass, method); medians of per-round ratios")
+    print(f"| {'method':30s} | {'passes':>6s} | {'pass ms':>7s} | {'method ms':>9s} | {'x 1 pass':>8s} | "
+          f"{'x bound':>7s} | why |")
+    print(f"|{'-' * 32}|{'-' * 8}|{'-' * 9}|{'-' * 11}|{'-' * 10}|{'-' * 9}|-----|")
+    for label, spec in PRESETS["sumer2023"].items():
+        name = spec.get("method", label)
+        if args.methods and name not in args.methods:
+            continue
+        params = {k: v for k, v in spec.items() if k != "method"}
+        passes = METHODS[name].passes({**params, "input_size": args.bound_size})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tl, tx = rounds([bare, lambda: explain(model, x, name, target, **params)], args.bound_repeats)
+        ratio = median_ratio(tx, tl)
+        print(f"| {label:30s} | {passes:6.1f} | {statistics.median(tl) * 1e3:7.1f} | "
+              f"{statistics.median(tx) * 1e3:9.0f} | {ratio:7.2f}x | {ratio / passes:6.2f}x | {WHY.get(name, '')} |",
+              flush=True)
+
+
+def bench_chunks(args) -> None:
+    """CPU time per sample of forward + input backward for several samples per pass (rounds over the sizes)."""
+    from xaikit.saliency.memory import plan, probe
+
+    torch.manual_seed(0)
+    if args.chunk_model == "phantom":
+        from xaikit.checkpoint import load_checkpoint
+        from xaikit.samples import MODELS, sample_dir
+
+        model, channels = load_checkpoint(sample_dir() / "models" / MODELS["clean"]).model.eval(), 1
+    else:
+        model, channels = torchvision.models.resnet18(num_classes=2).eval(), 3
+    for p in model.parameters():
+        p.requires_grad_(False)
+    sizes = [int(b) for b in args.chunk_sizes.split(",")]
+    x = torch.rand(max(sizes), channels, args.size, args.size)
+    largest = probe(model, x[:1])[3]
+    fns = [lambda b=b: [physical_limit(model, x[:b])() for _ in range(max(sizes) // b)] for b in sizes]
+    times: list[list[float]] = [[] for _ in sizes]
+    for fn in fns:
+        fn()
+    for _ in range(args.repeats):
+        for fn, out in zip(fns, times):
+            start = time.process_time()
+            fn()
+            out.append(time.process_time() - start)
+    best = min(statistics.median(t) for t in times)
+    print(f"{args.chunk_model} {args.size} px, {torch.get_num_threads()} thread(s): largest saved activation "
+          f"{largest / 2**20:.2f} MiB a sample; plan's chunk {plan(model, x, None, 'bench').chunk}")
+    for b, t in zip(sizes, times):
+        print(f"  {b:4d} per pass: {statistics.median(t) / max(sizes) * 1e3:7.2f} ms CPU a sample, "
+              f"{statistics.median(t) / best:.2f}x the fastest (largest activation {b * largest / 2**20:6.1f} MiB)")
+
+
 def bench_densenet(args) -> None:
     torch.manual_seed(0)
     model = torchvision.models.densenet121(num_classes=2).eval()
@@ -368,6 +483,13 @@ def main() -> None:
     ap.add_argument("--new-batch", type=int, default=2)
     ap.add_argument("--new-size", type=int, default=64)
     ap.add_argument("--new-repeats", type=int, default=2)
+    ap.add_argument("--bound", action="store_true", help="sumer2023 methods vs their compute bound, per method")
+    ap.add_argument("--bound-size", type=int, default=128)
+    ap.add_argument("--bound-batch", type=int, default=8)
+    ap.add_argument("--bound-repeats", type=int, default=3)
+    ap.add_argument("--chunks", action="store_true", help="CPU time per sample vs samples per pass")
+    ap.add_argument("--chunk-model", default="phantom", choices=["phantom", "resnet18"])
+    ap.add_argument("--chunk-sizes", default="1,2,4,8,12,16,24,32,64,128")
     ap.add_argument("--volumes", action="store_true", help="3D methods on a 3D network")
     ap.add_argument("--volume-arch", default="r3d_18", help="small_cnn3d or r3d_18")
     ap.add_argument("--volume-size", type=int, default=32)
@@ -387,6 +509,10 @@ def main() -> None:
         bench_widget(args)
     if args.densenet:
         bench_densenet(args)
+    if args.bound:
+        bench_bound(args)
+    if args.chunks:
+        bench_chunks(args)
     if args.volumes:
         bench_volumes(args)
 

@@ -295,3 +295,16 @@ def test_explain_many_warns_once_for_all_methods_and_batches(tmp_path):
         explain_many(model, x, ["gradient", "input_x_gradient"], batch_size=2, executor=pool, progress=False)
     far = [w for w in caught if issubclass(w.category, OutOfDomainWarning)]
     assert len(far) == 1 and f"explain_many: {(want > 1).sum()} of 6 input(s)" in str(far[0].message)
+    # the check runs once per call: one feature forward per batch, not one more per (method, batch) inside explain()
+    import xaikit.domain as domain
+
+    calls = []
+    features = domain.domain_features
+    try:
+        domain.domain_features = lambda m, xb, **kw: calls.append(len(xb)) or features(m, xb, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutOfDomainWarning)
+            explain_many(model, x, ["gradient", "input_x_gradient"], batch_size=2, progress=False)
+    finally:
+        domain.domain_features = features
+    assert calls == [2, 2, 2]

@@ -127,6 +127,23 @@ def test_registered_methods_equal_zennit_composites_on_canonized_models(method, 
     assert torch.allclose(ours.raw, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
 
 
+@pytest.mark.parametrize("arch", ["resnet", "vgg"])
+def test_excitation_backprop_equals_zennits_composite_on_canonized_models(arch):
+    """Computed with the direct z+ and sum rules: zennit's ExcitationBackprop map (ReLUs keep their gradient)."""
+    from zennit.composites import ExcitationBackprop
+
+    from xaikit.saliency.canonizers import ExactSequentialMergeBatchNorm
+
+    model = tiny_resnet() if arch == "resnet" else small_vgg()
+    canonizer = ExactResNetCanonizer if arch == "resnet" else ExactSequentialMergeBatchNorm
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    target = torch.tensor([0, 1])
+    ours = explain(model, x, "excitation_backprop", target)
+    want = relevance(model, ExcitationBackprop(canonizers=[canonizer()]), x, target)
+    assert float(want.abs().max()) > 0
+    assert torch.allclose(ours.raw, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+
+
 def test_canonized_copy_is_cached_per_model_state_and_leaves_the_model_alone():
     model = tiny_resnet()
     x = torch.rand(1, 3, 32, 32)
@@ -226,3 +243,22 @@ def test_excitation_backprop_on_a_train_mode_net_reusing_one_in_place_relu(norm_
     canonizers = [ExactSequentialMergeBatchNorm()] if not norm_kw else []
     want = relevance(reference, ExcitationBackprop(canonizers=canonizers), x, target)
     torch.testing.assert_close(got, want.float())
+
+
+def test_alpha_beta_after_a_relu_runs_as_one_stacked_layer(monkeypatch):
+    """The stacked path (one forward, one input gradient for both groups) is what the zennit parity above checks
+    on layers after a ReLU: the ungrouped convolutions and the dense layers take it, the grouped one does not."""
+    from xaikit.saliency.direct_rules import DirectRule
+
+    calls = []
+    stacked = DirectRule._stacked_relevance
+    monkeypatch.setattr(DirectRule, "_stacked_relevance",
+                        lambda self, op, *a: calls.append(type(op.module).__name__) or stacked(self, op, *a))
+    model = layers_net(2)
+    x = torch.rand(3, 2, 10, 10, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    model(x)
+    target = torch.tensor([0, 2, 1])
+    got = relevance(model, every_layer(DirectAlphaBeta(2, 1, 1e-6)), x, target)
+    assert sorted(calls) == ["Conv2d", "Conv2d", "Linear"]  # the input is >= 0 too; the Linear after Tanh is not
+    want = relevance(model, every_layer(AlphaBeta(2, 1, 1e-6)), x, target)
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-12 * float(want.abs().max()))

@@ -196,3 +196,35 @@ def test_an_all_zero_lime_map_is_announced():
     with pytest.warns(UserWarning, match=r"lime: the surrogate .* weight 0 for 2 of 2 input\(s\).*no evidence"):
         exp = explain(model, tiny_inputs(2), "lime", 0, n_segments=4, n_samples=30)
     assert not exp.maps.any() and model.training
+
+
+class _InPlaceSideEffect(nn.Module):
+    """Relies on an in-place ReLU modifying a tensor it reads later: a copy with out-of-place ReLUs differs."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.relu, self.fc = nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(inplace=True), nn.Linear(3, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        self.relu(y)
+        return self.fc(y.mean((2, 3)))
+
+
+def test_private_copy_is_checked_once_per_copy_and_its_mismatch_raises_every_time():
+    bad, x = _InPlaceSideEffect().double(), tiny_inputs(2)
+    for _ in range(2):  # errors are not cached
+        with pytest.raises(ModelError, match="does not reproduce the model's outputs"):
+            explain(bad, x, "guided_backprop", target=1)
+    model = tiny_cnn()
+    calls = []
+    handle = model.register_forward_pre_hook(lambda m, args: calls.append(len(args[0])))
+    try:
+        first = explain(model, x, "guided_backprop", target=1)
+        n_first = len(calls)
+        second = explain(model, x, "guided_backprop", target=1)
+    finally:
+        handle.remove()
+    assert n_first >= 1 and len(calls) == n_first  # the second call runs on the copy only: no check forward
+    torch.testing.assert_close(first.maps, second.maps)

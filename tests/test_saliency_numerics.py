@@ -165,3 +165,68 @@ def test_densenet_canonizer_keeps_outputs_and_reports_merges():
     report = exp.params["canonization"]
     assert report["canonizers"] == ["DenseNetCanonizer"]
     assert "features.norm5" in report["unmerged_batchnorm"] and "features.norm0" in report["merged_batchnorm"]
+
+
+def test_speed_chunk_stays_within_the_memory_plan():
+    from xaikit.saliency import memory
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for largest in (1, 1000, 2**20, 8 * 2**20, 35 * 2**20, 2**31):
+        for max_batch in (1, 2, 7, 8, 61, 256, 10_000):
+            chunk = memory.speed_chunk(largest, max_batch, cpu)
+            assert 1 <= chunk <= max_batch
+            assert chunk == min(max_batch, max(memory.CPU_MIN_CHUNK, memory.CPU_TENSOR_BYTES // largest))
+            assert memory.speed_chunk(largest, max_batch, cuda) == max_batch  # GPUs: the memory bound
+    # the phantom CNN at 128 px (largest activation 16 x 128 x 128 floats, 256 fit 2 GiB): fastest at 8-16 per
+    # pass; ResNet-18 at 64 px (64 x 32 x 32 floats): fastest at 32-128
+    assert 8 <= memory.speed_chunk(16 * 128 * 128 * 4, 256, cpu) <= 16
+    assert 32 <= memory.speed_chunk(64 * 32 * 32 * 4, 750, cpu) <= 128
+    model, x = tiny_cnn(), tiny_inputs(3)
+    for budget in (None, 60_000, 20_000):
+        p = memory.plan(model, x, budget, "test")
+        assert 1 <= p.chunk <= p.max_batch
+        assert p.copies(3) * 3 <= max(p.chunk, 3)
+    assert memory.MemoryPlan(1, 1, 5, 2).chunk == 5 and memory.MemoryPlan(1, 1, 5, 2, chunk=9).chunk == 5
+
+
+class _BatchSizes:
+    """Forward pre-hook recording the batch size of every pass of the model."""
+
+    def __init__(self, model):
+        self.sizes: list[int] = []
+        self.handle = model.register_forward_pre_hook(lambda m, args: self.sizes.append(len(args[0])))
+
+
+@pytest.mark.parametrize("name, params", [
+    ("integrated_gradients", {"n_steps": 10}), ("smoothgrad", {"n_samples": 7}), ("vargrad", {"n_samples": 5}),
+    ("occlusion", {"window": 3, "stride": 2}), ("gradient_shap", {"n_samples": 5, "stdevs": 0.1}),
+    ("layer_integrated_gradients", {"n_steps": 6}), ("deeplift_shap", {}),
+])
+def test_maps_do_not_depend_on_the_speed_chunk(monkeypatch, name, params):
+    """Chunks of 1, 2, 3 and the memory bound: the same maps, and no pass holds more than the chunk (or the
+    inputs, the least a pass can take) nor more than the memory plan allows."""
+    from xaikit.saliency import memory
+
+    model, x = tiny_cnn(), tiny_inputs(3)
+    target = torch.tensor([0, 2, 1])
+    monkeypatch.setattr(memory, "CPU_TENSOR_BYTES", 1)
+    maps = {}
+    for floor in (1, 2, 3, 10**9):
+        monkeypatch.setattr(memory, "CPU_MIN_CHUNK", floor)
+        seen = _BatchSizes(model)
+        try:
+            exp = explain(model, x, name, target=target, **params)
+        finally:
+            seen.handle.remove()
+        plan = memory.plan(model, x, None, name)
+        assert plan.chunk == min(plan.max_batch, floor)
+        largest = max(seen.sizes)
+        assert largest <= plan.max_batch
+        assert largest <= max(plan.chunk, len(x)) * (2 if name == "deeplift_shap" else 1)  # DeepLIFT: x and ref
+        maps[floor] = exp.maps
+    for floor in (1, 2, 3):
+        torch.testing.assert_close(maps[floor], maps[10**9], rtol=1e-6, atol=1e-8)
+    if name == "integrated_gradients":  # chunk 1 vs the memory bound: more passes of fewer samples
+        direct = IntegratedGradients(model).attribute(x, baselines=0.0, target=target, n_steps=10,
+                                                      internal_batch_size=3)
+        torch.testing.assert_close(maps[1].double(), direct.sum(1), rtol=1e-6, atol=1e-8)

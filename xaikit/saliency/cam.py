@@ -137,8 +137,8 @@ def _channel_scores(ctx, i: int, act: torch.Tensor, logits: torch.Tensor) -> tor
         ctx.spec.indices[i] if ctx.spec.indices is not None else logits[i].argmax())
     scores = []
     with torch.no_grad():
-        for start in range(0, len(masks), ctx.memory.max_batch * 3):  # forward only: ~3x the samples fit
-            out = ctx.model(x * masks[start : start + ctx.memory.max_batch * 3])
+        for start in range(0, len(masks), ctx.memory.chunk * 3):  # forward only: ~3x the samples fit
+            out = ctx.model(x * masks[start : start + ctx.memory.chunk * 3])
             scores.append(ctx.spec.fn(out) if idx is None else torch.softmax(out, 1)[:, idx])
     return torch.cat(scores)
 
@@ -234,7 +234,7 @@ def _target_scores(ctx, out: torch.Tensor, rows) -> torch.Tensor:
 
 
 def _ablation_drops(ctx, i: int, act: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
-    chunk, drops = ctx.memory.max_batch * 3, []
+    chunk, drops = ctx.memory.chunk * 3, []
     x = ctx.inputs[i : i + 1]
     for start in range(0, len(act), chunk):
         channels = torch.arange(start, min(start + chunk, len(act)), device=act.device)

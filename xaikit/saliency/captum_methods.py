@@ -2,7 +2,8 @@
 
 Every function receives a :class:`~xaikit.saliency.engine.MethodContext` and returns an ``n x C x H x W``
 attribution (or a layer map). ``ctx.head`` is the forward captum sees (model + folded target),
-``ctx.target`` captum's ``target=``, ``ctx.memory.max_batch`` the samples one pass may hold.
+``ctx.target`` captum's ``target=``, ``ctx.memory.chunk`` the samples one pass takes (chosen for speed, within
+the memory bound ``ctx.memory.max_batch``: :mod:`xaikit.saliency.memory`).
 """
 from __future__ import annotations
 
@@ -51,8 +52,14 @@ __all__: list[str] = []  # methods are reached through METHODS
 
 
 def _per_eval(ctx) -> int:
-    """Perturbed copies of the chunk that fit one forward."""
-    return max(1, ctx.memory.max_batch // len(ctx.inputs))
+    """Perturbed (or noisy) copies of the chunk one pass takes."""
+    return ctx.memory.copies(len(ctx.inputs))
+
+
+def _internal_batch(ctx) -> int:
+    """captum's ``internal_batch_size``: the speed chunk, but never below the inputs (captum would warn and use
+    them; they fit: the engine's chunks of inputs are at most the memory bound)."""
+    return max(ctx.memory.chunk, len(ctx.inputs))
 
 
 def _windows(p: dict) -> float:
@@ -85,7 +92,7 @@ def integrated_gradients(ctx, n_steps=50, integration="gausslegendre", baseline=
     """
     ig = IntegratedGradients(ctx.head)
     return ig.attribute(ctx.inputs, baselines=float(baseline), target=ctx.target, n_steps=int(n_steps),
-                        method=integration, internal_batch_size=ctx.memory.max_batch)
+                        method=integration, internal_batch_size=_internal_batch(ctx))
 
 
 # --- SmoothGrad family ----------------------------------------------------------------------------
@@ -173,7 +180,7 @@ def deeplift(ctx, baseline=0.0):
 def deeplift_shap(ctx):
     """DeepLIFT averaged over baselines {zeros, seeded noise} (DeepSHAP, Lundberg & Lee 2017)."""
     baselines = _baseline_set(ctx)
-    per = max(1, ctx.memory.max_batch // (2 * len(baselines)))
+    per = max(1, ctx.memory.chunk // (2 * len(baselines)))
     explainer = DeepLiftShap(ctx.head)
     parts = []
     for start in range(0, len(ctx.inputs), per):
@@ -291,7 +298,7 @@ def _per_sample(ctx, explainer, n_samples, mask):
         target = None if ctx.target is None else ctx.target[i : i + 1]
         parts.append(explainer.attribute(ctx.inputs[i : i + 1], target=target, feature_mask=mask[i : i + 1],
                                          n_samples=int(n_samples),
-                                         perturbations_per_eval=max(1, ctx.memory.max_batch)))
+                                         perturbations_per_eval=ctx.memory.chunk))
     return torch.cat(parts)
 
 
@@ -331,7 +338,7 @@ def shapley_value_sampling(ctx, n_segments=16, compactness=10.0, n_samples=8, ba
             torch.manual_seed(ctx.seed * 1_000_003 + int(stream))  # captum draws orderings with torch.randperm
             parts.append(explainer.attribute(ctx.inputs[i : i + 1], baselines=float(baseline), target=target,
                                              feature_mask=mask[i : i + 1], n_samples=int(n_samples),
-                                             perturbations_per_eval=max(1, ctx.memory.max_batch)))
+                                             perturbations_per_eval=ctx.memory.chunk))
     ctx.record["superpixels"] = "skimage.segmentation.slic"
     return torch.cat(parts)
 

@@ -46,7 +46,7 @@ def layer_conductance(ctx, n_steps=32, baseline=0.0):
     inputs = ctx.inputs.requires_grad_(True)  # captum's layer hooks need a graph from the input
     attr = LayerConductance(ctx.head, ctx.layer).attribute(
         inputs, baselines=float(baseline), target=ctx.target, n_steps=int(n_steps),
-        internal_batch_size=ctx.memory.max_batch)
+        internal_batch_size=max(ctx.memory.chunk, len(ctx.inputs)))
     return _channels(attr)
 
 
@@ -58,7 +58,7 @@ def internal_influence(ctx, n_steps=32, baseline=0.0):
     inputs = ctx.inputs.requires_grad_(True)
     attr = InternalInfluence(ctx.head, ctx.layer).attribute(
         inputs, baselines=float(baseline), target=ctx.target, n_steps=int(n_steps),
-        internal_batch_size=ctx.memory.max_batch)
+        internal_batch_size=max(ctx.memory.chunk, len(ctx.inputs)))
     return _channels(attr)
 
 
@@ -80,5 +80,5 @@ def layer_integrated_gradients(ctx, n_steps=32, baseline=0.0):
     the layer's value at the baseline input, summed over channels; sums to f(x) - f(baseline)."""
     attr = LayerIntegratedGradients(ctx.head, ctx.layer).attribute(
         ctx.inputs, baselines=float(baseline), target=ctx.target, n_steps=int(n_steps),
-        internal_batch_size=ctx.memory.max_batch)
+        internal_batch_size=max(ctx.memory.chunk, len(ctx.inputs)))
     return _channels(attr)

@@ -19,16 +19,24 @@ import torch
 from zennit.attribution import Gradient
 from zennit.composites import (
     EpsilonGammaBox,
-    ExcitationBackprop,
     LayerMapComposite,
     SpecialFirstLayerMapComposite,
 )
 from zennit.core import Composite, Hook
-from zennit.types import Convolution, Linear
+from zennit.layer import Sum
+from zennit.rules import Norm
+from zennit.types import AvgPool, Convolution, Linear
 
 from ..errors import ExplanationError
 from .canonizers import canonized_copy
-from .direct_rules import DirectAlphaBeta, DirectEpsilon, DirectFlat, DirectZPlus, direct_layer_map_base
+from .direct_rules import (
+    DirectAlphaBeta,
+    DirectEpsilon,
+    DirectFlat,
+    DirectSumNorm,
+    DirectZPlus,
+    direct_layer_map_base,
+)
 from .registry import register
 from .rules import rule_composite, stabilizer_fn
 from .targets import check_relevance_init
@@ -158,5 +166,10 @@ def lrp_epsilon_alpha2_beta1_flat(ctx, epsilon=1e-6, relevance_init="logit"):
 
 @register("excitation_backprop", **{**_LRP, "signed": False})
 def excitation_backprop(ctx, relevance_init="logit"):
-    """Excitation backprop: z+ on every linear layer, sums and pools normalized (Zhang et al. 2016)."""
-    return _attribute(ctx, ExcitationBackprop(), relevance_init)
+    """Excitation backprop: z+ on every linear layer, sums and pools normalized (Zhang et al. 2016).
+
+    zennit's ``ExcitationBackprop`` layer map (activations keep their gradient) with the z+ and sum rules computed
+    directly (:mod:`.direct_rules`): the same map without zennit's re-run forward per layer."""
+    composite = LayerMapComposite([(Sum, DirectSumNorm(1e-6)), (AvgPool, Norm(stabilizer=1e-6)),
+                                   (Linear, DirectZPlus(1e-6))])
+    return _attribute(ctx, composite, relevance_init)

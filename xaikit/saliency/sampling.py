@@ -50,7 +50,7 @@ def _path_points(ctx, refs: torch.Tensor, n_samples: int, stdevs: float) -> Iter
     x, n = ctx.inputs, len(ctx.inputs)
     gens = [ctx.generator(int(i)) for i in ctx.index]
     draws = [shap_draws(g, int(n_samples), refs.shape[1]) for g in gens]
-    per = max(1, ctx.memory.max_batch // n)
+    per = ctx.memory.copies(n)
     shape = (-1, *([1] * (x.ndim - 1)))
     for start in range(0, int(n_samples), per):
         m = min(per, int(n_samples) - start)
@@ -202,8 +202,8 @@ def rise(ctx, n_masks=500, grid=7, p=0.5, score="softmax"):
             masks = rise_masks(ctx.generator(int(stream)), int(n_masks), tuple(x.shape[2:]), int(grid), float(p),
                                x.dtype)
             total = torch.zeros_like(masks[0])
-            for start in range(0, len(masks), 3 * ctx.memory.max_batch):  # forward only: ~3x the samples fit
-                chunk = masks[start : start + 3 * ctx.memory.max_batch]
+            for start in range(0, len(masks), 3 * ctx.memory.chunk):  # forward only: ~3x the samples fit
+                chunk = masks[start : start + 3 * ctx.memory.chunk]
                 s = _rise_scores(ctx, i, x[i : i + 1] * chunk, score)
                 total += (s.view(-1, *([1] * (chunk.ndim - 1))) * chunk).sum(0)
             maps.append(total / (int(n_masks) * float(p)))
