@@ -45,6 +45,7 @@ import xaikit.evaluation.many as many
 from xaikit.checkpoint import load_checkpoint
 from xaikit.data import ManifestDataset
 from xaikit.evaluation import plan, randomizable_layers, score_many
+from xaikit.evaluation.cost import FORWARD
 from xaikit.saliency import PRESETS, explain_many
 from xaikit.samples import MODELS, sample_dir
 
@@ -77,6 +78,36 @@ def pass_seconds(model, x, rounds: int = 3) -> float:
     return statistics.median(times[1:])
 
 
+def forward_seconds(model, x, rounds: int = 3) -> float:
+    """One image's bare forward (no gradient) at batch 8, the median of ``rounds`` timings: what a deletion step
+    costs at least (the plan counts it as 1/3 of a forward+backward; on CPU it measures 0.4-0.5)."""
+    batch = x.repeat((8 + len(x) - 1) // len(x), 1, 1, 1)[:8]
+    times = []
+    with torch.no_grad():
+        for _ in range(rounds + 1):
+            t = time.perf_counter()
+            model(batch)
+            if batch.is_cuda:
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t) / len(batch))
+    return statistics.median(times[1:])
+
+
+class MetricClock:
+    """many.run_metric that adds each call's seconds to its (method, metric): the scoring phase's breakdown."""
+
+    def __init__(self):
+        self.seconds: dict[tuple[str, str], float] = {}
+
+    def __call__(self, info, ctx, params):
+        t = time.perf_counter()
+        try:
+            return RUN_METRIC(info, ctx, params)
+        finally:
+            key = (ctx.label, info.name)
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t
+
+
 class Interrupt:
     """many.run_metric that raises in unit ``at`` (a user's Ctrl-C) and counts the units it computes."""
 
@@ -106,12 +137,46 @@ def study(args, model, x, masks, ids, methods, metrics, device: str) -> dict:
     p = plan(model, x, methods, metrics, masks=True)
     explain_passes = float(p.table.loc[p.table["metric"] == "explain", "passes"].sum())
     score_passes = p.passes - explain_passes
-    bound = pass_seconds(model, x)
+    bound, forward = pass_seconds(model, x), forward_seconds(model, x)
     maps, t_explain = timed(lambda: explain_many(model, x, methods, target=1, image_ids=ids, progress=False))
-    bound = (bound + pass_seconds(model, x)) / 2
-    table, t_score = timed(lambda: score_many(model, x, maps, metrics, masks=masks, progress=False))
+    bound, forward = (bound + pass_seconds(model, x)) / 2, (forward + forward_seconds(model, x)) / 2
+    many.run_metric = clock = MetricClock()
+    try:
+        table, t_score = timed(lambda: score_many(model, x, maps, metrics, masks=masks, progress=False))
+    finally:
+        many.run_metric = RUN_METRIC
     return {"plan": p, "maps": maps, "table": table, "t_explain": t_explain, "t_score": t_score, "bound": bound,
-            "explain_passes": explain_passes, "score_passes": score_passes}
+            "forward": forward, "explain_passes": explain_passes, "score_passes": score_passes,
+            "metric_seconds": clock.seconds}
+
+
+#: Metrics whose model work is forward passes only: their bound is also given with the forward pass as measured.
+FORWARD_ONLY = ("deletion", "insertion", "deletion_lerf", "road", "faithfulness_correlation", "infidelity")
+
+
+def report_metrics(r: dict) -> None:
+    """The scoring phase per metric: seconds against planned passes x one bare pass (forward-only metrics also
+    against their forward passes x one bare forward), and what ran outside any metric."""
+    plan_table = r["plan"].table
+    planned = plan_table[plan_table["metric"] != "explain"].groupby("metric")["passes"].sum()
+    spent: dict[str, float] = {}
+    for (_, metric), seconds in r["metric_seconds"].items():
+        spent[metric] = spent.get(metric, 0.0) + seconds
+    fraction = r["forward"] / r["bound"]
+    print(f"  score per metric (a bare forward is {fraction:.2f} of a forward+backward here; the plan counts "
+          f"{FORWARD:.2f}):")
+    for metric, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        passes = float(planned.get(metric, 0.0))
+        bound = passes * r["bound"]
+        line = f"    {metric:<26} {passes:8.0f} passes  bound {bound:7.2f} s  took {seconds:7.2f} s  "
+        line += f"ratio {seconds / bound:5.2f}" if bound > 0 else "(no model passes)"
+        if metric in FORWARD_ONLY and bound > 0:
+            line += f"  vs measured forwards {seconds / (passes / FORWARD * r['forward']):5.2f}"
+        print(line)
+    rest = r["t_score"] - sum(spent.values())
+    shared = float(planned.get("clean and baseline outputs", 0.0))
+    print(f"    {'outside the metrics':<26} {shared:8.0f} passes  took {rest:7.2f} s  (controls, contexts, tables; "
+          "the shared clean outputs run inside the first metric that needs them)")
 
 
 def report_study(name: str, r: dict) -> None:
@@ -187,6 +252,7 @@ def main() -> None:
     cpu = study(args, model, x, masks, ids, methods, metrics, "cpu")
     print(cpu["plan"].summary(rows=8))
     report_study("cpu", cpu)
+    report_metrics(cpu)
     batch = max(1, -(-args.images // 2))
     subset = {k: cpu["maps"][k] for k in SUBSET} if not args.full_rows else cpu["maps"]
     print(f"cluster and resume rows: {', '.join(subset)} + the controls x the same metrics, in batches of {batch}"
@@ -197,6 +263,7 @@ def main() -> None:
     if torch.cuda.is_available():
         gpu = study(args, model, x, masks, ids, methods, metrics, "cuda")
         report_study(f"gpu ({torch.cuda.get_device_name()})", gpu)
+        report_metrics(gpu)
         cpu_total, gpu_total = cpu["t_explain"] + cpu["t_score"], gpu["t_explain"] + gpu["t_score"]
         print(f"gpu vs cpu: {cpu_total / gpu_total:.1f}x on the same study")
     else:
