@@ -13,14 +13,28 @@ On the shipped clean phantom model and pneumonia test images with lesion masks:
   reread: units recomputed, and the times against one uninterrupted run.
 * ``gpu``: the same study on CUDA where a device exists (goal: >= 20x the 2-core CPU).
 
-The default (2 images at 64 px, max-sensitivity with 2 noisy copies, the top 2 randomization stages,
-occlusion left out: alone it needs more model passes than the other 14 methods together; the cluster and resume
-rows on three methods) plans about 900 passes for the study. On an idle 2-core machine the whole run takes about
-30 s and printed (two runs): explain 2.7-3.1x, score 2.3-2.7x, overall 2.3-2.7x the bound (at 64 px a pass is
-about 1 ms, so per-call overhead dominates: the ratio is a ceiling, not the cost at cohort size); 2 workers
-1.6-1.9x one (sub-second phases: noisy); resume: 31 of 60 units recomputed after an interrupt in unit 30, same table,
-reread in 19 % of the time. On a heavily shared machine (load average 15) the run took about 20 minutes: explain
-2.25x, score 1.31x, overall 1.44x the bound, 2 workers 1.58x one.
+The scoring phase is also broken down per metric: each metric's seconds against its planned passes x one bare
+pass, and for forward-only metrics (deletion, insertion) against their forward passes x one bare forward (the plan
+counts a forward as 1/3 of a forward+backward; measured on CPU it is 0.4-0.5, so a deletion curve at its compute
+bound reads 1.2-1.5 against the plan).
+
+The default (2 images at the model's own 128 px, max-sensitivity with 2 noisy copies, the top 2 randomization
+stages, occlusion left out: alone it needs more model passes than the other 14 methods together; the cluster and
+resume rows on three methods) plans about 900 passes. ``--size 64`` is the old default, where a pass is about 1 ms
+and per-call overhead dominates (the ratio there is a ceiling, not the cost at cohort size).
+Idle 2-core machine, before this change of default (64 px, two runs): explain 2.7-3.1x, score 2.3-2.7x, overall
+2.3-2.7x the bound; 2 workers 1.6-1.9x one; resume: 31 of 60 units recomputed after an interrupt in unit 30, same
+table, reread in 19 % of the time.
+Loaded machine (4 other engineers, load average 4-8 on 2 cores), the scoring phase only, one thread, the code before
+and after the scoring changes of issue 22 run alternately in one session (two rounds each; the bound re-measured in
+every run): 2 images at 64 px 2.33, 2.23 -> 2.08, 1.92 (cascading randomization 3.25, 3.07 -> 2.28, 2.22);
+2 images at 128 px 2.49, 2.09 -> 2.00 (second round's bound unusable); 4 images at 128 px 1.89, 2.37 -> 1.77, 1.69
+(deletion 1.83, 2.25 -> 1.56, 1.45; randomization 1.72, 2.30 -> 1.66, 1.62; max-sensitivity 1.73, 2.15 ->
+1.79, 1.75: its cost is the explain engine's). Same table, bit for bit. What is left: the re-explaining metrics
+carry the explain engine's own ratio and its per-call overhead (memory plan, private model copy, checks; about
+10 ms a call at 64 px), and deletion/insertion the forward pass's real share (0.4-0.5, not 1/3).
+Dask on the loaded machine: 2 workers were no faster than 1 before or after (no idle core to scale onto);
+re-measure the cluster row on an idle machine.
 ``--images 16 --size 128 --with-occlusion --stages 9 --noise-samples 10``
 is the issue's full workload.
 
@@ -28,6 +42,7 @@ Usage::
 
     python benchmarks/bench_workload.py
     python benchmarks/bench_workload.py --images 4 --no-cluster
+    python benchmarks/bench_workload.py --size 64     # the old default: per-call overhead dominates
 """
 from __future__ import annotations
 
@@ -235,7 +250,8 @@ def resume_rows(model, x, masks, maps, metrics, batch: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=2)
-    ap.add_argument("--size", type=int, default=64, help="image side in px (the model is fully convolutional)")
+    ap.add_argument("--size", type=int, default=128, help="image side in px (128: the model's own input size; it "
+                    "is fully convolutional, so 64 runs too)")
     ap.add_argument("--stages", type=int, default=2, help="randomization stages, top layer first")
     ap.add_argument("--noise-samples", type=int, default=2, help="max-sensitivity's noisy copies")
     ap.add_argument("--with-occlusion", action="store_true")
