@@ -218,8 +218,13 @@ class ScoreCache:
         head = {"model": self.model_fp, "label": str(label), "metric": metric, "params": plain(params),
                 "seed": opts["seed"], "autocast": str(opts.get("autocast")), "format": CACHE_FORMAT}
         h.update(json.dumps(head, sort_keys=True, default=repr).encode())
-        for part in (batch["inputs"], _maps_digest(explanation), batch["masks"], batch["target"]):
-            h.update(_digest(part).encode())
+        # the batch's tensors and each method's maps are hashed once per batch, not once per metric
+        memo = batch.setdefault("digests", {})
+        for name, part in (("inputs", batch["inputs"]), (("maps", str(label)), explanation),
+                           ("masks", batch["masks"]), ("target", batch["target"])):
+            if name not in memo:
+                memo[name] = _digest(_maps_digest(part) if isinstance(name, tuple) else part)
+            h.update(memo[name].encode())
         return h.hexdigest()
 
     def path(self, key: str) -> Path:
