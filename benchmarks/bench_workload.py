@@ -33,8 +33,14 @@ every run): 2 images at 64 px 2.33, 2.23 -> 2.08, 1.92 (cascading randomization 
 1.79, 1.75: its cost is the explain engine's). Same table, bit for bit. What is left: the re-explaining metrics
 carry the explain engine's own ratio and its per-call overhead (memory plan, private model copy, checks; about
 10 ms a call at 64 px), and deletion/insertion the forward pass's real share (0.4-0.5, not 1/3).
-Dask on the loaded machine: 2 workers were no faster than 1 before or after (no idle core to scale onto);
-re-measure the cluster row on an idle machine.
+Dask on the loaded machine: wall times swung 0.5-1.9x between rounds, before and after alike (no idle core to scale
+onto). Counted in CPU time instead (the client's and each worker's ``time.process_time``, 2 images, 3 methods + the
+controls): per call the client process spends 0.7-1.8 s (serial: the in-process scheduler, sending batches, joining
+the table), and the 2 half-size tasks take 15-40 % more worker CPU than 1 worker running both (each batch rebuilds
+its clean outputs, random weights, stage copies and memory probes), so at this size 2 idle cores could give about
+1.2-1.5x one; 1.7x needs tasks several times the client's share, i.e. more images per batch. The changes here:
+the workers import the kit when ``local_cluster`` starts them (not inside the first task; the CPU counts did not
+show a first-call difference, so this is tidiness, not a measured gain), and the table is joined once, not per unit.
 ``--images 16 --size 128 --with-occlusion --stages 9 --noise-samples 10``
 is the issue's full workload.
 

@@ -52,9 +52,8 @@ def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, memory_limit:
 
 
 def _prepare_worker(threads: int) -> None:
-    """Torch threads, and the kit imported on a fresh worker at once (all workers in parallel; several seconds on the
-    shared 2-core machine) rather than inside its first task, whose time it inflated (a short study on 1 worker
-    against 2 then compared import times, not scoring)."""
+    """Torch threads, and the kit imported on a fresh worker at once (all workers in parallel) rather than inside its
+    first task, so that the first task's time is scoring, not imports."""
     import xaikit.evaluation  # noqa: F401  (imports xaikit.saliency and the metric modules)
 
     torch.set_num_threads(threads)
