@@ -282,3 +282,46 @@ def test_score_many_over_a_dict_of_models_tags_each_table_with_its_model():
     assert sorted(summary.groupby(["model", "metric"]).size().to_dict().values()) == [1, 1, 1, 1]
     with pytest.raises(ArgumentError, match=r"no explanations for \['b'\]"):
         score_many(models, x, {"a": maps["a"]}, metrics, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ cost not inherent
+def test_the_table_join_equals_pandas_concat(whole):
+    # whole's (method, metric) parts have different parameter columns: the grouped join must give pandas' result
+    parts = [g.dropna(axis=1, how="all").reset_index(drop=True)
+             for _, g in whole.groupby(["method", "metric"], sort=False)]
+    parts = parts[1::2] + parts[::2]  # interleave the column sets
+    pd.testing.assert_frame_equal(many._concat(parts), pd.concat(parts, ignore_index=True), check_exact=True)
+
+
+def test_randomized_copies_are_made_once_per_stage_for_every_method(case, monkeypatch):
+    import xaikit.evaluation.randomization as randomization
+
+    model, x, exps, _ = case
+    made = []
+    copy_model = randomization._randomized_copy
+    monkeypatch.setattr(randomization, "_randomized_copy", lambda *a: made.append(a[1]) or copy_model(*a))
+    metrics = {"cascading_randomization": {"similarities": ("spearman",)}}
+    table = score_many(model, x, exps, metrics, progress=False)
+    stages = randomization.randomizable_layers(model)
+    assert len(made) == len(stages)  # 2 methods + 2 controls, one copy per stage
+    for label, exp in exps.items():  # the shared copies give what one method alone gets
+        alone = score("cascading_randomization", model, x, exp, similarities=("spearman",))
+        np.testing.assert_array_equal(table.loc[table["method"] == label, "value"].to_numpy(), alone["value"])
+
+
+def test_cpu_forward_chunks_keep_every_activation_below_the_mmap_threshold():
+    from xaikit.evaluation.context import CPU_TENSOR_BYTES
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(64, 2)).eval()
+    x = torch.rand(6, 1, 96, 96)  # 2.25 MiB of first activation per image: 14 images per chunk, 90 inputs to run
+    largest = []
+    hook = model[0].register_forward_hook(lambda m, a, out: largest.append(out.numel() * out.element_size()))
+    try:
+        ctx = make_context(model, x, explain(model, x, "gradient"))
+        ctx.outputs(ctx.chunked(90, lambda p: (x[p % 6], p % 6)))
+    finally:
+        hook.remove()
+    assert ctx.batch == CPU_TENSOR_BYTES // (64 * 96 * 96 * 4) == 14
+    assert max(largest[1:]) < CPU_TENSOR_BYTES and ctx.counts["forward_batches"] == 7  # [0]: explain's own pass

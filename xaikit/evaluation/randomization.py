@@ -56,7 +56,26 @@ def _random_states(ctx: EvalContext, seed: int) -> dict[str, dict]:
     return ctx.shared[key]
 
 
-def _stage_model(ctx: EvalContext, randomized: Sequence[str], states: dict) -> nn.Module:
+#: Bytes of randomized model copies one score_many call keeps for reuse by every method.
+STAGE_CACHE_BYTES = 1024**3
+
+
+def _stage_model(ctx: EvalContext, randomized: Sequence[str], states: dict, seed: int) -> nn.Module:
+    """The model with ``randomized`` layers re-initialized: one copy per stage and seed for a whole score_many call
+    (every method and both orders reuse it; explain leaves a model exactly as it found it), so the copy, and the
+    saliency memory plan's probe of it, is made once, not once per method."""
+    key = ("stage_model", tuple(randomized), seed)
+    if key in ctx.shared:
+        return ctx.shared[key]
+    model = _randomized_copy(ctx, randomized, states)
+    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    kept = ctx.shared.get(("stage_model_bytes",), 0)
+    if kept + size <= STAGE_CACHE_BYTES:  # a deep cascade of a large model: the copies past the budget are remade
+        ctx.shared[key], ctx.shared[("stage_model_bytes",)] = model, kept + size
+    return model
+
+
+def _randomized_copy(ctx: EvalContext, randomized: Sequence[str], states: dict) -> nn.Module:
     model = copy.deepcopy(ctx.model)
     with torch.no_grad():
         for name in randomized:
@@ -179,7 +198,7 @@ def _randomization(ctx: EvalContext, order: str, similarities, layers, include_o
     index = torch.arange(len(ctx))
     parts = []
     for name, position, randomized in _stages(ctx, order, layers, include_original, stages):
-        maps = ctx.explain(ctx.inputs, index, model=_stage_model(ctx, randomized, states)).numpy()
+        maps = ctx.explain(ctx.inputs, index, model=_stage_model(ctx, randomized, states, seed)).numpy()
         ctx.cache.setdefault(("randomized_maps", order, seed), {})[name] = maps
         for kind in kinds:
             parts.append(({"layer": name, "layer_index": position, "similarity": kind},
