@@ -8,8 +8,9 @@ read one sweep together (insertion and LeRF deletion; max-sensitivity and the lo
 counted once, where :func:`xaikit.evaluation.score_many` computes them. Time is the passes times the seconds of
 one image's forward+backward, probed on these inputs and this device (batches of 8); what runs beside the model
 (ROAD's imputation,
-similarity measures, Python) is not in it, so read the estimate as a lower bound that holds within tens of
-percent for model-bound work.
+similarity measures, Python) is not in it, so read the estimate as a lower bound: on a 2-core CPU, notebook 06's
+study (15 methods + 2 controls x 11 metrics, 24 phantoms at 128 px) planned ~3.6 min and its scoring took 7.5 min;
+the whole-study ratio is what ``benchmarks/bench_workload.py`` prints.
 """
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ class Plan:
                          "(maps, masks, shared sweeps)")
         lines.append(f"  {'total':<{width}}  {self.passes:>12,.0f} passes  ~{_duration(self.seconds)}; "
                      f"peak memory ~{self.peak_memory / 2**20:,.0f} MiB")
+        lines.append("  (model passes only: a lower bound; what runs beside the model comes on top)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
