@@ -39,24 +39,12 @@ def demo(tmp_path_factory) -> Path:
 SMOKE_BUDGET = 4.0 * MB
 
 
-def _vendored_version() -> str:
-    """plotly.js release of the shipped cartesian bundle ('' when it is missing)."""
-    import gzip
-    import re
-
-    from xaikit.viz.export import _CARTESIAN_JS
-
-    if not _CARTESIAN_JS.is_file():
-        return ""
-    with gzip.open(_CARTESIAN_JS, "rt", encoding="utf-8") as fh:
-        found = re.search(r"plotly\.js \(cartesian - minified\) v(\S+)", fh.read(300))
-    return found.group(1) if found else ""
-
-
 def _bundle_matches() -> bool:
     from plotly.offline import get_plotlyjs_version
 
-    return _vendored_version() == get_plotlyjs_version()
+    from xaikit.viz.export import _cartesian_bundle
+
+    return _cartesian_bundle()[0] == get_plotlyjs_version()
 
 
 # requirements are lower bounds: a newer plotly than the vendored bundle falls back to its own full plotly.js (tested

@@ -196,18 +196,26 @@ def report_plotlyjs(trace_types) -> tuple[str, str]:
     :data:`CARTESIAN_TRACES` and it is the release plotly.py bundles; else plotly.py's full bundle
     (``plotly.min.js``, 4.8 MB: 3-D, maps, WebGL and the rest).
     """
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    if set(trace_types) <= CARTESIAN_TRACES:
+        version, script = _cartesian_bundle()
+        if version and version == get_plotlyjs_version():
+            return "plotly-cartesian.min.js", script
+    return "plotly.min.js", get_plotlyjs()
+
+
+def _cartesian_bundle() -> tuple[str, str]:
+    """``(plotly.js release, script)`` of the shipped cartesian bundle; ``("", "")`` when it is missing."""
     import gzip
     import re
 
-    from plotly.offline import get_plotlyjs, get_plotlyjs_version
-
-    if set(trace_types) <= CARTESIAN_TRACES and _CARTESIAN_JS.is_file():
-        with gzip.open(_CARTESIAN_JS, "rt", encoding="utf-8") as fh:
-            script = fh.read()
-        version = re.search(r"plotly\.js \(cartesian - minified\) v(\S+)", script[:300])
-        if version and version.group(1) == get_plotlyjs_version():
-            return "plotly-cartesian.min.js", script
-    return "plotly.min.js", get_plotlyjs()
+    if not _CARTESIAN_JS.is_file():
+        return "", ""
+    with gzip.open(_CARTESIAN_JS, "rt", encoding="utf-8") as fh:
+        script = fh.read()
+    version = re.search(r"plotly\.js \(cartesian - minified\) v(\S+)", script[:300])
+    return (version.group(1) if version else ""), script
 
 
 def save_figures_png(figs: list[go.Figure], paths: list[str | os.PathLike], *, scale: float = 1.0,
